@@ -1,0 +1,122 @@
+"""Character-level language-model proxy tasks on the English text shipped in proxy_tasks/data/.
+
+The first 90% of the text trains (random windows, with replacement); eval_loss is the mean
+next-character cross-entropy (nats) over fixed, evenly spaced windows of the last 10%.
+A model that predicts uniformly over the 96 characters scores log(96) = 4.56.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from proxy_tasks import datasets
+from proxy_tasks.layers import cross_entropy, dense, dense_init, layer_norm, layer_norm_init
+from proxy_tasks.task import Task
+
+V = datasets.VOCAB_SIZE
+
+
+def _text_batches(context: int, batch_size: int, n_eval: int = 64):
+    """The batch function (token windows int32 [B, context + 1]) and the held-out windows."""
+    train_ids, test_ids = datasets.text()
+    train = jnp.asarray(train_ids)
+    offsets = jnp.arange(context + 1)
+    starts = np.linspace(0, len(test_ids) - context - 1, n_eval).astype(np.int64)
+    held_out = jnp.asarray(test_ids[starts[:, None] + np.arange(context + 1)], jnp.int32)
+
+    def batch(key, step):
+        s = jax.random.randint(jax.random.fold_in(key, step), (batch_size, 1), 0, len(train_ids) - context)
+        return {"tokens": train[s + offsets].astype(jnp.int32)}
+
+    return batch, held_out
+
+
+def _next_char_loss(apply):
+    """Turn `apply(params, inputs [B, T]) -> logits [B, T, V]` into a loss on token windows."""
+    return lambda params, tokens: cross_entropy(apply(params, tokens[:, :-1]), tokens[:, 1:])
+
+
+def _lm_task(name, tag, kind, init, apply, context, batch_size, steps, learning_rate, description):
+    """Assemble a next-character task from a model's init and apply."""
+    batch, held_out = _text_batches(context, batch_size)
+    loss = _next_char_loss(apply)
+    return Task(
+        name=name, tag=tag, kind=kind, steps=steps, learning_rate=learning_rate,
+        init=init,
+        loss=lambda params, b: loss(params, b["tokens"]),
+        batch=batch,
+        eval_loss=lambda params: loss(params, held_out),
+        description=description,
+    )
+
+
+def lm_char(name: str, tag: str, width: int = 32, layers: int = 1, heads: int = 2, context: int = 32,
+            batch_size: int = 16, steps: int = 200, learning_rate: float = 3e-3,
+            description: str = "") -> Task:
+    """Decoder-only transformer (pre-LayerNorm, learned positions, 4x GELU MLP, causal attention)."""
+    head_dim = width // heads
+    mask = jnp.tril(jnp.ones((context, context), bool))
+
+    def init(key):
+        keys = iter(jax.random.split(key, 3 + 4 * layers))
+        params = {"embed": 0.1 * jax.random.normal(next(keys), (V, width), jnp.float32),
+                  "pos": 0.1 * jax.random.normal(next(keys), (context, width), jnp.float32)}
+        residual_scale = (2 * layers) ** -0.5
+        for i in range(layers):
+            params |= layer_norm_init(f"h{i}_ln1_", width) | layer_norm_init(f"h{i}_ln2_", width)
+            params |= dense_init(next(keys), f"h{i}_qkv_", width, 3 * width)
+            params |= dense_init(next(keys), f"h{i}_proj_", width, width, residual_scale)
+            params |= dense_init(next(keys), f"h{i}_mlp0_", width, 4 * width)
+            params |= dense_init(next(keys), f"h{i}_mlp1_", 4 * width, width, residual_scale)
+        return params | layer_norm_init("ln_f_", width) | dense_init(next(keys), "out_", width, V)
+
+    def attention(params, prefix, x):
+        b, t, _ = x.shape
+        q, k, v = jnp.split(dense(params, f"{prefix}qkv_", x).reshape(b, t, 3 * heads, head_dim), 3, axis=2)
+        scores = jnp.einsum("bqhd,bkhd->bhqk", q, k) / head_dim**0.5
+        weights = jax.nn.softmax(jnp.where(mask[:t, :t], scores, -1e9), axis=-1)
+        out = jnp.einsum("bhqk,bkhd->bqhd", weights, v).reshape(b, t, width)
+        return dense(params, f"{prefix}proj_", out)
+
+    def apply(params, inputs):
+        x = params["embed"][inputs] + params["pos"][: inputs.shape[1]]
+        for i in range(layers):
+            x = x + attention(params, f"h{i}_", layer_norm(params, f"h{i}_ln1_", x))
+            h = jax.nn.gelu(dense(params, f"h{i}_mlp0_", layer_norm(params, f"h{i}_ln2_", x)))
+            x = x + dense(params, f"h{i}_mlp1_", h)
+        return dense(params, "out_", layer_norm(params, "ln_f_", x))
+
+    return _lm_task(name, tag, "lm", init, apply, context, batch_size, steps, learning_rate,
+                    description or f"char transformer {layers}x{width}d {heads}h, context {context}, "
+                                   f"batch {batch_size}")
+
+
+def lstm_char(name: str, tag: str, hidden: int = 64, embed: int = 16, context: int = 32,
+              batch_size: int = 16, steps: int = 200, learning_rate: float = 1e-2,
+              description: str = "") -> Task:
+    """Single-layer LSTM (forget-gate bias 1) reading character embeddings, softmax output."""
+
+    def init(key):
+        k_embed, k_cell, k_out = jax.random.split(key, 3)
+        cell = dense_init(k_cell, "lstm_", embed + hidden, 4 * hidden)
+        cell["lstm_b"] = cell["lstm_b"].at[hidden:2 * hidden].set(1.0)  # gates: i, f, g, o
+        return ({"embed": jax.random.normal(k_embed, (V, embed), jnp.float32)}
+                | cell | dense_init(k_out, "out_", hidden, V))
+
+    def apply(params, inputs):
+        def cell(carry, x):
+            h, c = carry
+            i, f, g, o = jnp.split(dense(params, "lstm_", jnp.concatenate([x, h], -1)), 4, axis=-1)
+            c = jax.nn.sigmoid(f) * c + jax.nn.sigmoid(i) * jnp.tanh(g)
+            h = jax.nn.sigmoid(o) * jnp.tanh(c)
+            return (h, c), h
+
+        zeros = jnp.zeros((inputs.shape[0], hidden), jnp.float32)
+        xs = jnp.swapaxes(params["embed"][inputs], 0, 1)  # time-major [T, B, embed]
+        _, hs = jax.lax.scan(cell, (zeros, zeros), xs)
+        return dense(params, "out_", jnp.swapaxes(hs, 0, 1))
+
+    return _lm_task(name, tag, "rnn", init, apply, context, batch_size, steps, learning_rate,
+                    description or f"char LSTM {hidden} hidden, context {context}, batch {batch_size}")

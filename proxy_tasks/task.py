@@ -1,0 +1,83 @@
+"""The proxy-task record and the reference way to train on one.
+
+A proxy task is a small JAX training problem. Everything in it is a pure function of
+arrays, so a whole training run is one `lax.scan` under one `jit`.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+Params = Any  # a dict of float32 arrays (matrices and vectors)
+Batch = Any  # a pytree of arrays, possibly empty
+
+
+@dataclasses.dataclass(frozen=True)
+class Task:
+    """A training problem: init, loss, batch stream, held-out loss, and AdamW defaults."""
+
+    name: str  # registry key, e.g. "quadratic_illcond"
+    tag: str  # "search" or "validation" (held out from search)
+    init: Callable[[jax.Array], Params]  # PRNG key -> params
+    loss: Callable[[Params, Batch], jax.Array]  # scalar float32 training loss
+    batch: Callable[[jax.Array, jax.Array], Batch]  # (key, int32 step) -> batch, traceable
+    eval_loss: Callable[[Params], jax.Array]  # held-out loss, or the true objective
+    steps: int  # default training steps
+    learning_rate: float  # AdamW reference learning rate (constant schedule)
+    weight_decay: float = 1e-4  # AdamW reference weight decay
+    kind: str = ""  # family: "quadratic", "mlp", "cnn", "lm", ...
+    description: str = ""  # one line
+
+
+def adamw(task: Task) -> optax.GradientTransformation:
+    """The AdamW reference optimizer of a task, at its default learning rate and decay."""
+    return optax.adamw(task.learning_rate, weight_decay=task.weight_decay)
+
+
+def training_run(
+    task: Task, optimizer: optax.GradientTransformation, steps: int | None = None
+) -> Callable[[jax.Array], tuple[jax.Array, jax.Array]]:
+    """A jitted function: PRNG key -> (train loss per step [steps], final eval loss).
+
+    The key is split as `k_init, k_data = jax.random.split(key)`; params start at
+    `task.init(k_init)` and step i (from 0) trains on `task.batch(k_data, i)`.
+    Compile it once (e.g. `.lower(key).compile()`) and call it with many keys.
+    """
+    steps = task.steps if steps is None else int(steps)
+
+    def step(carry, i):
+        params, opt_state, k_data = carry
+        loss, grads = jax.value_and_grad(task.loss)(params, task.batch(k_data, i))
+        updates, opt_state = optimizer.update(grads, opt_state, params)
+        return (optax.apply_updates(params, updates), opt_state, k_data), loss
+
+    @jax.jit
+    def run(key):
+        k_init, k_data = jax.random.split(key)
+        params = task.init(k_init)
+        carry = (params, optimizer.init(params), k_data)
+        (params, _, _), losses = jax.lax.scan(step, carry, jnp.arange(steps, dtype=jnp.int32))
+        return losses, task.eval_loss(params)
+
+    return run
+
+
+def train(
+    task: Task, optimizer: optax.GradientTransformation, seed: int = 0, steps: int | None = None
+) -> tuple[np.ndarray, float]:
+    """Train with optax under one jit (lax.scan over steps); return (train loss curve [steps], final eval loss).
+
+    Exact derivation, which the evaluation engine reproduces:
+    `k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))`,
+    `params = task.init(k_init)`, and step i (i = 0, 1, ...) uses `task.batch(k_data, i)`
+    with i an int32 scalar. `steps` defaults to `task.steps`. Compiles on every call;
+    use `training_run` to compile once for many seeds.
+    """
+    losses, eval_loss = training_run(task, optimizer, steps)(jax.random.PRNGKey(seed))
+    return np.asarray(losses), float(eval_loss)

@@ -1,0 +1,388 @@
+"""The function library of update-rule programs: hero's 45 functions.
+
+Each function has four faces: a numeric form written once against an array
+module ``xp`` (instantiated with ``jax.numpy`` and with ``numpy``), a SymPy
+form, and a shape rule over value kinds (see :class:`Kind`).
+
+Domains follow hero (google/automl, hero/fn_lib.py), with two repairs:
+
+* ``log``, ``log10``, ``log2`` and ``sqrt`` take the absolute value of their
+  input first, and ``log1p(x)`` is ``log(|1 + x|)``, as in hero;
+* ``x / y`` is ``x / (y + 1e-8)`` (hero's guarded division); ``cosine_sim``
+  and ``clip_by_global_norm`` guard their norms the same way;
+* ``arcsin``/``arccos`` outside [-1, 1], ``arccosh`` below 1, ``arctanh``
+  outside (-1, 1), ``power`` of a negative base to a fractional exponent, and
+  overflowing ``exp``/``cosh``/... give NaN or Inf, as in hero: a candidate that
+  produces them diverges and gets the worst fitness, so no domain is clipped;
+* hero's ``cbrt`` returns the function object instead of a value: here it is
+  the real cube root; hero's ``invert`` is a bitwise NOT that fails on floats:
+  here it is its real extension ``invert(x) = -x - 1`` (equal to ``~x`` on
+  integers).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import enum
+import math
+from typing import Any, Callable
+
+import numpy as np
+import sympy as sp
+
+DIV_EPS = 1e-8
+
+
+class Kind(enum.IntEnum):
+    """What a value is, ordered so that broadcasting takes the maximum.
+
+    SCALAR: one number (``lr``, ``t``, constants, ``global_norm(g)``);
+    TENSOR_WISE: one number per parameter tensor (``norm(g)``);
+    TENSOR: one number per parameter (``w``, ``g``, state slots).
+    """
+
+    SCALAR = 0
+    TENSOR_WISE = 1
+    TENSOR = 2
+
+
+class ShapeError(Exception):
+    """A function applied to kinds of values it does not accept."""
+
+
+class Space:
+    """How values are stored; the numeric forms of reductions are written against it.
+
+    A backend supplies element-wise application with broadcasting (``map``), the
+    sum over the whole parameter tree (``total``) and the sum within each
+    tensor, broadcast back over that tensor's values (``per_tensor``).
+    """
+
+    xp: Any
+
+    def const(self, value: float):
+        """A constant as a value; a Python float stays weakly typed in JAX, so bf16 stays bf16."""
+        return value
+
+    def map(self, f: Callable, *args):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def total(self, x):  # pragma: no cover - interface
+        raise NotImplementedError
+
+    def per_tensor(self, x):  # pragma: no cover - interface
+        raise NotImplementedError
+
+
+class FlatSpace(Space):
+    """Tensor values as one flat vector; ``segments`` says which tensor each entry is in.
+
+    Scalars are 0-d arrays. With ``segments=None`` the whole vector is one tensor.
+    """
+
+    def __init__(self, xp, segments=None, num_segments: int = 1):
+        self.xp = xp
+        self.segments = segments
+        self.num_segments = num_segments
+
+    def const(self, value):
+        return np.float32(value) if self.xp is np else value
+
+    def map(self, f, *args):
+        return f(*args)
+
+    def total(self, x):
+        return self.xp.sum(x) if self.xp.ndim(x) else x
+
+    def per_tensor(self, x):
+        xp = self.xp
+        if not xp.ndim(x):
+            return x
+        if self.segments is None:
+            return xp.broadcast_to(xp.sum(x), x.shape)
+        if xp is np:
+            sums = np.bincount(self.segments, weights=x, minlength=self.num_segments).astype(x.dtype)
+        else:
+            import jax
+
+            sums = jax.ops.segment_sum(x, self.segments, num_segments=self.num_segments)
+        return sums[self.segments]
+
+
+class TreeSpace(Space):
+    """Tensor values as lists of arrays, one per parameter tensor; scalars as they are.
+
+    Per-tensor values are lists of 0-d arrays. Sums are taken in float32 at
+    least, so a bf16 tree keeps an accurate norm.
+    """
+
+    def __init__(self, xp):
+        self.xp = xp
+
+    def map(self, f, *args):
+        n = next((len(a) for a in args if isinstance(a, list)), None)
+        if n is None:
+            return f(*args)
+        return [f(*(a[i] if isinstance(a, list) else a for a in args)) for i in range(n)]
+
+    def _sum(self, leaf):
+        dtype = self.xp.promote_types(leaf.dtype, self.xp.float32)
+        return self.xp.sum(leaf, dtype=dtype)
+
+    def total(self, x):
+        return sum(self._sum(leaf) for leaf in x) if isinstance(x, list) else x
+
+    def per_tensor(self, x):
+        return [self._sum(leaf) for leaf in x] if isinstance(x, list) else x
+
+
+@dataclasses.dataclass(frozen=True)
+class Function:
+    """One library function: arity, shape rule, numeric form and SymPy form.
+
+    ``elementwise(xp, *args)`` is set for element-wise functions; reductions over
+    the parameter tree set ``reduction(space, *args)`` instead.
+    """
+
+    name: str
+    arity: int
+    sympy: Callable[..., sp.Expr]
+    shape: Callable[[tuple[Kind, ...]], Kind]
+    elementwise: Callable | None = None
+    reduction: Callable | None = None
+    doc: str = ""
+
+    def apply(self, space: Space, *args):
+        """The function on values stored as ``space`` stores them."""
+        if self.reduction is not None:
+            return self.reduction(space, *args)
+        if self.arity == 0:
+            return space.const(self.elementwise(space.xp))
+        return space.map(lambda *a: self.elementwise(space.xp, *a), *args)
+
+    def jax(self, *args):
+        """JAX form on arrays (a tensor value is one flat array, one tensor)."""
+        import jax.numpy as jnp
+
+        return self.apply(FlatSpace(jnp), *args)
+
+    def numpy(self, *args):
+        """NumPy form on arrays (a tensor value is one flat array, one tensor)."""
+        return self.apply(FlatSpace(np), *args)
+
+    @property
+    def is_reduction(self) -> bool:
+        return self.reduction is not None
+
+
+# --- shape rules ------------------------------------------------------------------
+
+
+def _broadcast(kinds: tuple[Kind, ...]) -> Kind:
+    return max(kinds, default=Kind.SCALAR)
+
+
+def _no_tensor_wise(name: str, kinds: tuple[Kind, ...]) -> None:
+    if Kind.TENSOR_WISE in kinds:
+        raise ShapeError(f"{name}() of a per-tensor value (such as norm(x)) is not defined")
+
+
+def _to_scalar(name):
+    def rule(kinds):
+        _no_tensor_wise(name, kinds)
+        return Kind.SCALAR
+    return rule
+
+
+def _same_kind_to_scalar(name):
+    def rule(kinds):
+        _no_tensor_wise(name, kinds)
+        if kinds[0] != kinds[1]:
+            raise ShapeError(f"{name}() needs two tensors or two scalars, got "
+                             f"{kinds[0].name.lower()} and {kinds[1].name.lower()}")
+        return Kind.SCALAR
+    return rule
+
+
+def _clip_rule(kinds):
+    _no_tensor_wise("clip_by_global_norm", kinds)
+    if kinds[1] != Kind.SCALAR:
+        raise ShapeError("clip_by_global_norm(x, c) needs a scalar clip norm c")
+    return kinds[0]
+
+
+def _norm_rule(kinds):
+    _no_tensor_wise("norm", kinds)
+    return Kind.TENSOR_WISE if kinds[0] == Kind.TENSOR else Kind.SCALAR
+
+
+# --- numeric forms of the reductions -----------------------------------------------
+
+
+def _global_norm(s: Space, x):
+    return s.xp.sqrt(s.total(s.map(s.xp.square, x)))
+
+
+def _dot(s: Space, x, y):
+    return s.total(s.map(lambda a, b: a * b, x, y))
+
+
+def _cosine_sim(s: Space, x, y):
+    return _dot(s, x, y) / (_global_norm(s, x) * _global_norm(s, y) + DIV_EPS)
+
+
+def _clip_by_global_norm(s: Space, x, c):
+    factor = s.xp.minimum(1.0, c / (_global_norm(s, x) + DIV_EPS))
+    return s.map(lambda a: a * factor, x)
+
+
+def _norm(s: Space, x):
+    return s.map(s.xp.sqrt, s.per_tensor(s.map(s.xp.square, x)))
+
+
+# --- SymPy forms that have no SymPy builtin ---------------------------------------
+
+
+class global_norm(sp.Function):
+    """SymPy stand-in for the norm over the whole parameter tree."""
+
+    nargs = 1
+
+
+class dot(sp.Function):
+    """SymPy stand-in for the inner product over the whole parameter tree."""
+
+    nargs = 2
+
+
+class cosine_sim(sp.Function):
+    """SymPy stand-in for the cosine similarity over the whole parameter tree."""
+
+    nargs = 2
+
+
+class clip_by_global_norm(sp.Function):
+    """SymPy stand-in for clipping a tree to a global norm."""
+
+    nargs = 2
+
+
+class norm(sp.Function):
+    """SymPy stand-in for the L2 norm of each parameter tensor."""
+
+    nargs = 1
+
+
+SYMPY_REDUCTIONS = {f.__name__: f for f in (global_norm, dot, cosine_sim, clip_by_global_norm, norm)}
+
+
+def _sym_div(x, y):
+    return x / (y + sp.Float(DIV_EPS))
+
+
+def _sym_cbrt(x):
+    return sp.sign(x) * sp.Abs(x) ** sp.Rational(1, 3)
+
+
+# --- the library --------------------------------------------------------------------
+
+
+def _unary(name, ew, sym, doc=""):
+    return Function(name, 1, sym, _broadcast, elementwise=ew, doc=doc)
+
+
+def _binary(name, ew, sym, doc=""):
+    return Function(name, 2, sym, _broadcast, elementwise=ew, doc=doc)
+
+
+def _const(name, value, sym):
+    return Function(name, 0, lambda: sym, lambda kinds: Kind.SCALAR, elementwise=lambda xp: value)
+
+
+def _abs_then(f):
+    return lambda xp, x: getattr(xp, f)(xp.abs(x))
+
+
+_FUNCTIONS = [
+    # primitives: the operators and element-wise max/min
+    _binary("+", lambda xp, x, y: x + y, lambda x, y: x + y),
+    _binary("-", lambda xp, x, y: x - y, lambda x, y: x - y),
+    _binary("*", lambda xp, x, y: x * y, lambda x, y: x * y),
+    _binary("/", lambda xp, x, y: x / (y + DIV_EPS), _sym_div, "x / (y + 1e-8)"),
+    _unary("neg", lambda xp, x: -x, lambda x: -x, "unary minus, written -x"),
+    _binary("max", lambda xp, x, y: xp.maximum(x, y), sp.Max),
+    _binary("min", lambda xp, x, y: xp.minimum(x, y), sp.Min),
+    # constants
+    _const("get_pi", math.pi, sp.pi),
+    _const("get_e", math.e, sp.E),
+    _const("get_eps", 1e-8, sp.Float(1e-8)),
+    # element-wise
+    _unary("abs", lambda xp, x: xp.abs(x), sp.Abs),
+    _unary("cos", lambda xp, x: xp.cos(x), sp.cos),
+    _unary("sin", lambda xp, x: xp.sin(x), sp.sin),
+    _unary("tan", lambda xp, x: xp.tan(x), sp.tan),
+    _unary("arcsin", lambda xp, x: xp.arcsin(x), sp.asin, "NaN outside [-1, 1]"),
+    _unary("arccos", lambda xp, x: xp.arccos(x), sp.acos, "NaN outside [-1, 1]"),
+    _unary("arctan", lambda xp, x: xp.arctan(x), sp.atan),
+    _unary("sinh", lambda xp, x: xp.sinh(x), sp.sinh),
+    _unary("cosh", lambda xp, x: xp.cosh(x), sp.cosh),
+    _unary("tanh", lambda xp, x: xp.tanh(x), sp.tanh),
+    _unary("arcsinh", lambda xp, x: xp.arcsinh(x), sp.asinh),
+    _unary("arccosh", lambda xp, x: xp.arccosh(x), sp.acosh, "NaN below 1"),
+    _unary("arctanh", lambda xp, x: xp.arctanh(x), sp.atanh, "NaN outside (-1, 1)"),
+    _unary("exp", lambda xp, x: xp.exp(x), sp.exp),
+    _unary("exp2", lambda xp, x: xp.exp2(x), lambda x: 2 ** x),
+    _unary("exp10", lambda xp, x: xp.power(xp.asarray(10.0, dtype=x.dtype), x), lambda x: 10 ** x),
+    _unary("expm1", lambda xp, x: xp.expm1(x), lambda x: sp.exp(x) - 1),
+    _unary("log", _abs_then("log"), lambda x: sp.log(sp.Abs(x)), "log(|x|)"),
+    _unary("log10", _abs_then("log10"), lambda x: sp.log(sp.Abs(x), 10), "log10(|x|)"),
+    _unary("log2", _abs_then("log2"), lambda x: sp.log(sp.Abs(x), 2), "log2(|x|)"),
+    _unary("log1p", lambda xp, x: xp.log(xp.abs(1 + x)), lambda x: sp.log(sp.Abs(1 + x)), "log(|1 + x|)"),
+    _unary("square", lambda xp, x: xp.square(x), lambda x: x ** 2),
+    _unary("sqrt", _abs_then("sqrt"), lambda x: sp.sqrt(sp.Abs(x)), "sqrt(|x|)"),
+    _unary("cube", lambda xp, x: x * x * x, lambda x: x ** 3),
+    _unary("cbrt", lambda xp, x: xp.cbrt(x), _sym_cbrt, "real cube root (hero's is broken)"),
+    _unary("sign", lambda xp, x: xp.sign(x), sp.sign),
+    _unary("reciprocal", lambda xp, x: 1 / x, lambda x: 1 / x, "1 / x, unguarded as in hero"),
+    Function("norm", 1, norm, _norm_rule, reduction=_norm,
+             doc="L2 norm of each parameter tensor, as hero's jnp.linalg.norm per leaf"),
+    _unary("invert", lambda xp, x: -x - 1, lambda x: -x - 1, "-x - 1: ~x extended to reals (hero's is bitwise)"),
+    _unary("negative", lambda xp, x: -x, lambda x: -x),
+    # over the whole parameter tree
+    Function("global_norm", 1, global_norm, _to_scalar("global_norm"), reduction=_global_norm),
+    Function("interpolate", 3, lambda x, y, w: (1 - w) * x + w * y, _broadcast,
+             elementwise=lambda xp, x, y, w: (1 - w) * x + w * y, doc="(1 - w) * x + w * y"),
+    Function("dot", 2, dot, _same_kind_to_scalar("dot"), reduction=_dot),
+    Function("cosine_sim", 2, cosine_sim, _same_kind_to_scalar("cosine_sim"), reduction=_cosine_sim,
+             doc="dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8)"),
+    Function("clip_by_global_norm", 2, clip_by_global_norm, _clip_rule, reduction=_clip_by_global_norm,
+             doc="x * min(1, c / (global_norm(x) + 1e-8))"),
+    _binary("power", lambda xp, x, y: xp.power(x, y), lambda x, y: x ** y, "NaN for a negative base to a fractional power"),
+]
+
+FUNCTIONS: dict[str, Function] = {f.name: f for f in _FUNCTIONS}
+OPERATORS = ("+", "-", "*", "/", "neg")
+"""Functions written as operators; ``neg`` is unary minus (hero counts it with ``-``)."""
+
+HERO_FUNCTIONS = tuple(name for name in FUNCTIONS if name != "neg")
+"""The 45 functions of hero's search space (the four operators count as four)."""
+
+assert len(HERO_FUNCTIONS) == 45, len(HERO_FUNCTIONS)
+
+
+def get(name: str) -> Function:
+    """The library function called ``name``; an unknown name raises KeyError with suggestions."""
+    try:
+        return FUNCTIONS[name]
+    except KeyError:
+        raise KeyError(f"unknown function {name!r}{suggest(name)}") from None
+
+
+def suggest(name: str, candidates=None) -> str:
+    """' (did you mean ...?)' for names close to ``name``, or ''."""
+    pool = [n for n in (candidates if candidates is not None else FUNCTIONS) if n not in OPERATORS]
+    close = difflib.get_close_matches(name, pool, n=2, cutoff=0.6)
+    if not close:
+        return ""
+    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
