@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from proxy_tasks import datasets
-from proxy_tasks.layers import cross_entropy, dense, dense_init, layer_norm, layer_norm_init
+from proxy_tasks.layers import (cross_entropy, dense, dense_specs, init_params, layer_norm, layer_norm_specs,
+                               sample_rows)
 from proxy_tasks.task import Task
 
 V = datasets.VOCAB_SIZE
@@ -23,12 +24,12 @@ def _text_batches(context: int, batch_size: int, n_eval: int = 64):
     train_ids, test_ids = datasets.text()
     train = jnp.asarray(train_ids)
     offsets = jnp.arange(context + 1)
-    starts = np.linspace(0, len(test_ids) - context - 1, n_eval).astype(np.int64)
-    held_out = jnp.asarray(test_ids[starts[:, None] + np.arange(context + 1)], jnp.int32)
+    eval_starts = np.linspace(0, len(test_ids) - context - 1, n_eval).astype(np.int64)
+    held_out = jnp.asarray(test_ids[eval_starts[:, None] + np.arange(context + 1)], jnp.int32)
 
     def batch(key, step):
-        s = jax.random.randint(jax.random.fold_in(key, step), (batch_size, 1), 0, len(train_ids) - context)
-        return {"tokens": train[s + offsets].astype(jnp.int32)}
+        starts = sample_rows(jax.random.fold_in(key, step), len(train_ids) - context, batch_size)
+        return {"tokens": train[starts[:, None] + offsets].astype(jnp.int32)}
 
     return batch, held_out
 
@@ -53,24 +54,18 @@ def _lm_task(name, tag, kind, init, apply, context, batch_size, steps, learning_
 
 
 def lm_char(name: str, tag: str, width: int = 32, layers: int = 1, heads: int = 2, context: int = 32,
-            batch_size: int = 16, steps: int = 200, learning_rate: float = 3e-3,
-            description: str = "") -> Task:
+            batch_size: int = 8, steps: int = 200, learning_rate: float = 5e-3) -> Task:
     """Decoder-only transformer (pre-LayerNorm, learned positions, 4x GELU MLP, causal attention)."""
     head_dim = width // heads
     mask = jnp.tril(jnp.ones((context, context), bool))
-
-    def init(key):
-        keys = iter(jax.random.split(key, 3 + 4 * layers))
-        params = {"embed": 0.1 * jax.random.normal(next(keys), (V, width), jnp.float32),
-                  "pos": 0.1 * jax.random.normal(next(keys), (context, width), jnp.float32)}
-        residual_scale = (2 * layers) ** -0.5
-        for i in range(layers):
-            params |= layer_norm_init(f"h{i}_ln1_", width) | layer_norm_init(f"h{i}_ln2_", width)
-            params |= dense_init(next(keys), f"h{i}_qkv_", width, 3 * width)
-            params |= dense_init(next(keys), f"h{i}_proj_", width, width, residual_scale)
-            params |= dense_init(next(keys), f"h{i}_mlp0_", width, 4 * width)
-            params |= dense_init(next(keys), f"h{i}_mlp1_", 4 * width, width, residual_scale)
-        return params | layer_norm_init("ln_f_", width) | dense_init(next(keys), "out_", width, V)
+    residual_scale = (2 * layers) ** -0.5
+    specs = {"embed": ((V, width), 0.1), "pos": ((context, width), 0.1)}
+    for i in range(layers):
+        specs |= layer_norm_specs(f"h{i}_ln1_", width) | dense_specs(f"h{i}_qkv_", width, 3 * width)
+        specs |= dense_specs(f"h{i}_proj_", width, width, residual_scale)
+        specs |= layer_norm_specs(f"h{i}_ln2_", width) | dense_specs(f"h{i}_mlp0_", width, 4 * width)
+        specs |= dense_specs(f"h{i}_mlp1_", 4 * width, width, residual_scale)
+    specs |= layer_norm_specs("ln_f_", width) | dense_specs("out_", width, V)
 
     def attention(params, prefix, x):
         b, t, _ = x.shape
@@ -88,22 +83,21 @@ def lm_char(name: str, tag: str, width: int = 32, layers: int = 1, heads: int = 
             x = x + dense(params, f"h{i}_mlp1_", h)
         return dense(params, "out_", layer_norm(params, "ln_f_", x))
 
-    return _lm_task(name, tag, "lm", init, apply, context, batch_size, steps, learning_rate,
-                    description or f"char transformer {layers}x{width}d {heads}h, context {context}, "
-                                   f"batch {batch_size}")
+    description = f"char transformer {layers}x{width}d {heads}h, context {context}, batch {batch_size}"
+    return _lm_task(name, tag, "lm", lambda key: init_params(key, specs), apply, context, batch_size,
+                    steps, learning_rate, description)
 
 
 def lstm_char(name: str, tag: str, hidden: int = 64, embed: int = 16, context: int = 32,
-              batch_size: int = 16, steps: int = 200, learning_rate: float = 1e-2,
-              description: str = "") -> Task:
+              batch_size: int = 16, steps: int = 200, learning_rate: float = 3e-2) -> Task:
     """Single-layer LSTM (forget-gate bias 1) reading character embeddings, softmax output."""
+    specs = {"embed": ((V, embed), 1.0)} | dense_specs("lstm_", embed + hidden, 4 * hidden)
+    specs |= dense_specs("out_", hidden, V)
 
     def init(key):
-        k_embed, k_cell, k_out = jax.random.split(key, 3)
-        cell = dense_init(k_cell, "lstm_", embed + hidden, 4 * hidden)
-        cell["lstm_b"] = cell["lstm_b"].at[hidden:2 * hidden].set(1.0)  # gates: i, f, g, o
-        return ({"embed": jax.random.normal(k_embed, (V, embed), jnp.float32)}
-                | cell | dense_init(k_out, "out_", hidden, V))
+        params = init_params(key, specs)
+        params["lstm_b"] = params["lstm_b"].at[hidden:2 * hidden].set(1.0)  # gates i, f, g, o
+        return params
 
     def apply(params, inputs):
         def cell(carry, x):
@@ -119,4 +113,4 @@ def lstm_char(name: str, tag: str, hidden: int = 64, embed: int = 16, context: i
         return dense(params, "out_", jnp.swapaxes(hs, 0, 1))
 
     return _lm_task(name, tag, "rnn", init, apply, context, batch_size, steps, learning_rate,
-                    description or f"char LSTM {hidden} hidden, context {context}, batch {batch_size}")
+                    f"char LSTM {hidden} hidden, context {context}, batch {batch_size}")

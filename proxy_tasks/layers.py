@@ -1,19 +1,37 @@
 """Small neural-network pieces in plain jax.numpy, shared by the model tasks.
 
-Parameters are flat dicts of float32 matrices and vectors; each helper reads the
-entries under a name prefix, so models stay one dict deep.
+Parameters are flat dicts of float32 matrices and vectors. A model declares them as
+specs, name -> (shape, std, mean), and `init_params` draws them all from one normal
+vector: every separate PRNG call adds about 0.3 s of XLA compile time on CPU.
 """
 
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
 
+Specs = dict  # name -> (shape, std) or (shape, std, mean)
 
-def dense_init(key: jax.Array, prefix: str, n_in: int, n_out: int, scale: float = 1.0) -> dict:
-    """LeCun-normal weights `{prefix}w` [n_in, n_out] and zero biases `{prefix}b` [n_out]."""
-    w = jax.random.normal(key, (n_in, n_out), jnp.float32) * (scale / n_in**0.5)
-    return {f"{prefix}w": w, f"{prefix}b": jnp.zeros((n_out,), jnp.float32)}
+
+def init_params(key: jax.Array, specs: Specs) -> dict:
+    """Float32 params, each `mean + std * N(0, 1)`, from a single `jax.random.normal` draw."""
+    drawn = {name: math.prod(s[0]) for name, s in specs.items() if s[1]}
+    z = jax.random.normal(key, (sum(drawn.values()),), jnp.float32)
+    params, offset = {}, 0
+    for name, (shape, std, *mean) in specs.items():
+        value = jnp.full(shape, mean[0] if mean else 0.0, jnp.float32)
+        if std:
+            value = value + std * z[offset:offset + drawn[name]].reshape(shape)
+            offset += drawn[name]
+        params[name] = value
+    return params
+
+
+def dense_specs(prefix: str, n_in: int, n_out: int, scale: float = 1.0) -> Specs:
+    """LeCun-normal weights `{prefix}w` [n_in, n_out] (times `scale`), zero biases `{prefix}b`."""
+    return {f"{prefix}w": ((n_in, n_out), scale / math.sqrt(n_in)), f"{prefix}b": ((n_out,), 0.0)}
 
 
 def dense(params: dict, prefix: str, x: jax.Array) -> jax.Array:
@@ -21,9 +39,9 @@ def dense(params: dict, prefix: str, x: jax.Array) -> jax.Array:
     return x @ params[f"{prefix}w"] + params[f"{prefix}b"]
 
 
-def layer_norm_init(prefix: str, n: int) -> dict:
+def layer_norm_specs(prefix: str, n: int) -> Specs:
     """Unit gain `{prefix}g` and zero bias `{prefix}b`."""
-    return {f"{prefix}g": jnp.ones((n,), jnp.float32), f"{prefix}b": jnp.zeros((n,), jnp.float32)}
+    return {f"{prefix}g": ((n,), 0.0, 1.0), f"{prefix}b": ((n,), 0.0)}
 
 
 def layer_norm(params: dict, prefix: str, x: jax.Array) -> jax.Array:
@@ -33,19 +51,21 @@ def layer_norm(params: dict, prefix: str, x: jax.Array) -> jax.Array:
     return (x - mean) * jax.lax.rsqrt(var + 1e-5) * params[f"{prefix}g"] + params[f"{prefix}b"]
 
 
-def conv3x3_init(key: jax.Array, prefix: str, c_in: int, c_out: int) -> dict:
-    """A 3x3 convolution kernel stored as the matrix `{prefix}w` [9 * c_in, c_out], and biases."""
-    return dense_init(key, prefix, 9 * c_in, c_out)
+def conv3x3_specs(prefix: str, c_in: int, c_out: int) -> Specs:
+    """A 3x3 kernel stored as the matrix `{prefix}w` [9 * c_in, c_out], rows in (dy, dx, c) order."""
+    return dense_specs(prefix, 9 * c_in, c_out)
 
 
 def conv3x3(params: dict, prefix: str, x: jax.Array, stride: int = 1) -> jax.Array:
-    """3x3 'SAME' convolution of NHWC `x`; the kernel is stored as a [9*c_in, c_out] matrix."""
-    w = params[f"{prefix}w"]
-    kernel = w.reshape(3, 3, x.shape[-1], w.shape[-1])
-    y = jax.lax.conv_general_dilated(
-        x, kernel, (stride, stride), "SAME", dimension_numbers=("NHWC", "HWIO", "NHWC")
-    )
-    return y + params[f"{prefix}b"]
+    """3x3 convolution of NHWC `x`, zero padding 1, windows centred on pixels 0, stride, 2*stride, ...
+
+    Written as patches @ kernel matrix: on CPU this runs several times faster than
+    `lax.conv_general_dilated` at these tiny sizes.
+    """
+    _, h, w, _ = x.shape
+    xp = jnp.pad(x, ((0, 0), (1, 1), (1, 1), (0, 0)))
+    patches = [xp[:, dy:dy + h:stride, dx:dx + w:stride] for dy in range(3) for dx in range(3)]
+    return dense(params, prefix, jnp.concatenate(patches, axis=-1))
 
 
 def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
@@ -55,5 +75,8 @@ def cross_entropy(logits: jax.Array, labels: jax.Array) -> jax.Array:
 
 
 def sample_rows(key: jax.Array, n_rows: int, batch_size: int) -> jax.Array:
-    """Uniform row indices (with replacement) for one minibatch; traceable."""
-    return jax.random.randint(key, (batch_size,), 0, n_rows)
+    """Row indices for one minibatch, uniform with replacement; traceable.
+
+    Raw bits modulo n_rows (bias below n_rows / 2**32) compile faster than `randint`.
+    """
+    return (jax.random.bits(key, (batch_size,), jnp.uint32) % n_rows).astype(jnp.int32)

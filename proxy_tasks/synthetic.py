@@ -11,7 +11,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxy_tasks.layers import sample_rows
+from proxy_tasks.layers import init_params, sample_rows
 from proxy_tasks.task import Task
 
 
@@ -27,7 +27,7 @@ def _rotation(rng: np.random.Generator, dim: int) -> np.ndarray:
 
 
 def quadratic_illcond(name: str, tag: str, dim: int = 48, condition: float = 1e3, steps: int = 200,
-                      learning_rate: float = 0.1, description: str = "") -> Task:
+                      learning_rate: float = 0.3) -> Task:
     """f(x) = 1/2 (x - x*)^T A (x - x*), A = Q diag(l) Q^T, l log-spaced over `condition`.
 
     Deterministic: no batch noise. The minimum is 0, so eval_loss is the optimality gap.
@@ -49,12 +49,12 @@ def quadratic_illcond(name: str, tag: str, dim: int = 48, condition: float = 1e3
         loss=lambda params, batch: objective(params),
         batch=_no_batch,
         eval_loss=objective,
-        description=description or f"rotated quadratic, dim {dim}, condition number {condition:g}",
+        description=f"rotated quadratic, dim {dim}, condition number {condition:g}",
     )
 
 
 def quadratic_noisy(name: str, tag: str, dim: int = 32, condition: float = 1e2, noise: float = 1.0,
-                    steps: int = 200, learning_rate: float = 0.05, description: str = "") -> Task:
+                    steps: int = 200, learning_rate: float = 0.05) -> Task:
     """Diagonal quadratic whose target is jittered each step: 1/2 sum_i l_i (x_i - x*_i - noise*xi_i)^2.
 
     The gradient noise l_i * noise * xi_i (xi ~ N(0, 1), fresh per step) grows with the curvature,
@@ -75,12 +75,11 @@ def quadratic_noisy(name: str, tag: str, dim: int = 32, condition: float = 1e2, 
         loss=loss,
         batch=lambda key, step: {"xi": jax.random.normal(jax.random.fold_in(key, step), (dim,), jnp.float32)},
         eval_loss=lambda params: loss(params, {"xi": jnp.zeros((dim,), jnp.float32)}),
-        description=description or f"diagonal quadratic with curvature-scaled gradient noise, dim {dim}",
+        description=f"diagonal quadratic with curvature-scaled gradient noise, dim {dim}",
     )
 
 
-def rosenbrock(name: str, tag: str, dim: int = 8, steps: int = 300, learning_rate: float = 0.05,
-               description: str = "") -> Task:
+def rosenbrock(name: str, tag: str, dim: int = 8, steps: int = 300, learning_rate: float = 0.1) -> Task:
     """Chained Rosenbrock, mean over the dim-1 links of 100 (x_{i+1} - x_i^2)^2 + (1 - x_i)^2.
 
     Minimum 0 at x = 1; starts uniform in [-2, 2]^dim. Deterministic.
@@ -97,13 +96,12 @@ def rosenbrock(name: str, tag: str, dim: int = 8, steps: int = 300, learning_rat
         loss=lambda params, batch: objective(params),
         batch=_no_batch,
         eval_loss=objective,
-        description=description or f"chained Rosenbrock valley, dim {dim}",
+        description=f"chained Rosenbrock valley, dim {dim}",
     )
 
 
 def logreg_synthetic(name: str, tag: str, dim: int = 32, n_train: int = 2048, n_test: int = 1024,
-                     batch_size: int = 64, steps: int = 200, learning_rate: float = 0.05,
-                     description: str = "") -> Task:
+                     batch_size: int = 64, steps: int = 200, learning_rate: float = 0.02) -> Task:
     """Binary logistic regression on Gaussian features with scales from 0.1 to 10.
 
     Labels are drawn from a logistic teacher, so the Bayes loss is well above 0; the badly
@@ -127,50 +125,44 @@ def logreg_synthetic(name: str, tag: str, dim: int = 32, n_train: int = 2048, n_
 
     return Task(
         name=name, tag=tag, kind="logistic", steps=steps, learning_rate=learning_rate,
-        init=lambda key: {"w": 0.01 * jax.random.normal(key, (dim,), jnp.float32),
-                          "b": jnp.zeros((1,), jnp.float32)},
+        init=lambda key: init_params(key, {"w": ((dim,), 0.01), "b": ((1,), 0.0)}),
         loss=lambda params, b: log_loss(params, b["x"], b["y"]),
         batch=batch,
         eval_loss=lambda params: log_loss(params, x_test, y_test),
-        description=description or f"logistic regression, {dim} badly scaled features, batch {batch_size}",
+        description=f"logistic regression, {dim} badly scaled features, batch {batch_size}",
     )
 
 
 def matrix_completion(name: str, tag: str, size: int = 48, true_rank: int = 4, rank: int = 8,
-                      observed: float = 0.3, batch_size: int = 128, steps: int = 300,
-                      learning_rate: float = 0.02, description: str = "") -> Task:
+                      observed: float = 0.5, batch_size: int = 128, steps: int = 300,
+                      learning_rate: float = 0.03) -> Task:
     """Fit U V^T to a noisy rank-`true_rank` matrix from a fraction of its entries.
 
-    Non-convex with a saddle at 0 (the init is small). Train on minibatches of observed
-    entries; eval_loss is the mean squared error on held-out entries.
+    Non-convex with a saddle at 0 (the init is small), over-parameterised (rank > true_rank).
+    Trains on minibatches of the observed entries; eval_loss is the mean squared error on
+    all the other entries.
     """
     rng = np.random.default_rng(104)
     target = rng.standard_normal((size, true_rank)) @ rng.standard_normal((true_rank, size))
     target = target / np.sqrt(true_rank) + 0.1 * rng.standard_normal((size, size))
     cells = rng.permutation(size * size)
     n_obs = int(observed * size * size)
-    train_cells, test_cells = cells[:n_obs], cells[n_obs:2 * n_obs]
     flat = jnp.asarray(target.ravel(), jnp.float32)
-    train_cells, test_cells = jnp.asarray(train_cells, jnp.int32), jnp.asarray(test_cells, jnp.int32)
+    train_cells, test_cells = jnp.asarray(cells[:n_obs], jnp.int32), jnp.asarray(cells[n_obs:], jnp.int32)
 
     def mse(params, cells_):
         rows, cols = cells_ // size, cells_ % size
         pred = jnp.sum(params["u"][rows] * params["v"][cols], axis=-1)
         return jnp.mean((pred - flat[cells_]) ** 2)
 
-    def init(key):
-        ku, kv = jax.random.split(key)
-        return {"u": 0.1 * jax.random.normal(ku, (size, rank), jnp.float32),
-                "v": 0.1 * jax.random.normal(kv, (size, rank), jnp.float32)}
-
     def batch(key, step):
         return {"cells": train_cells[sample_rows(jax.random.fold_in(key, step), n_obs, batch_size)]}
 
     return Task(
         name=name, tag=tag, kind="factorization", steps=steps, learning_rate=learning_rate,
-        init=init,
+        init=lambda key: init_params(key, {"u": ((size, rank), 0.1), "v": ((size, rank), 0.1)}),
         loss=lambda params, b: mse(params, b["cells"]),
         batch=batch,
         eval_loss=lambda params: mse(params, test_cells),
-        description=description or f"rank-{rank} completion of a {size}x{size} rank-{true_rank} matrix",
+        description=f"rank-{rank} completion of a {size}x{size} rank-{true_rank} matrix",
     )

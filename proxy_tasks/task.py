@@ -71,7 +71,7 @@ def training_run(
 def train(
     task: Task, optimizer: optax.GradientTransformation, seed: int = 0, steps: int | None = None
 ) -> tuple[np.ndarray, float]:
-    """Train with optax under one jit (lax.scan over steps); return (train loss curve [steps], final eval loss).
+    """Train under one jit (lax.scan over steps); return (train loss per step [steps], final eval loss).
 
     Exact derivation, which the evaluation engine reproduces:
     `k_init, k_data = jax.random.split(jax.random.PRNGKey(seed))`,

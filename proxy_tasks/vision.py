@@ -10,20 +10,16 @@ import jax
 import jax.numpy as jnp
 
 from proxy_tasks import datasets
-from proxy_tasks.layers import conv3x3, conv3x3_init, cross_entropy, dense, dense_init, sample_rows
+from proxy_tasks.layers import (conv3x3, conv3x3_specs, cross_entropy, dense, dense_specs, init_params,
+                               sample_rows)
 from proxy_tasks.task import Task
-
-
-def _digits():
-    """(x_train uint8 [n,8,8], y_train, x_test as float32 in [0, 1], y_test int32) as jnp arrays."""
-    d = datasets.digits()
-    return (jnp.asarray(d["x_train"]), jnp.asarray(d["y_train"]),
-            jnp.asarray(d["x_test"], jnp.float32) / 16.0, jnp.asarray(d["y_test"], jnp.int32))
 
 
 def _digit_batches(batch_size: int):
     """The batch function and the held-out (images, labels): images float32 [B, 8, 8] in [0, 1]."""
-    x_train, y_train, x_test, y_test = _digits()
+    d = datasets.digits()
+    x_train, y_train = jnp.asarray(d["x_train"]), jnp.asarray(d["y_train"])  # uint8
+    x_test, y_test = jnp.asarray(d["x_test"], jnp.float32) / 16.0, jnp.asarray(d["y_test"], jnp.int32)
 
     def batch(key, step):
         idx = sample_rows(jax.random.fold_in(key, step), x_train.shape[0], batch_size)
@@ -32,12 +28,12 @@ def _digit_batches(batch_size: int):
     return batch, x_test, y_test
 
 
-def _mlp_init(key: jax.Array, sizes: tuple[int, ...]) -> dict:
+def _mlp_specs(sizes: tuple[int, ...]) -> dict:
     """Dense layers l0, l1, ... between consecutive sizes."""
-    params = {}
-    for i, (key, n_in, n_out) in enumerate(zip(jax.random.split(key, len(sizes) - 1), sizes, sizes[1:])):
-        params |= dense_init(key, f"l{i}_", n_in, n_out)
-    return params
+    specs = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        specs |= dense_specs(f"l{i}_", n_in, n_out)
+    return specs
 
 
 def _mlp_apply(params: dict, x: jax.Array, n_layers: int, act=jax.nn.relu) -> jax.Array:
@@ -50,7 +46,7 @@ def _mlp_apply(params: dict, x: jax.Array, n_layers: int, act=jax.nn.relu) -> ja
 
 
 def mlp_digits(name: str, tag: str, hidden: tuple[int, ...] = (64,), batch_size: int = 64,
-               steps: int = 200, learning_rate: float = 3e-3, description: str = "") -> Task:
+               steps: int = 200, learning_rate: float = 1e-2) -> Task:
     """ReLU MLP classifier, 64 pixels -> hidden -> 10 classes, softmax cross-entropy."""
     sizes = (64, *hidden, 10)
     batch, x_test, y_test = _digit_batches(batch_size)
@@ -60,24 +56,21 @@ def mlp_digits(name: str, tag: str, hidden: tuple[int, ...] = (64,), batch_size:
 
     return Task(
         name=name, tag=tag, kind="mlp", steps=steps, learning_rate=learning_rate,
-        init=lambda key: _mlp_init(key, sizes),
+        init=lambda key: init_params(key, _mlp_specs(sizes)),
         loss=lambda params, b: cross_entropy(logits(params, b["x"]), b["y"]),
         batch=batch,
         eval_loss=lambda params: cross_entropy(logits(params, x_test), y_test),
-        description=description or f"MLP {'-'.join(map(str, sizes))} on 8x8 digits, batch {batch_size}",
+        description=f"MLP {'-'.join(map(str, sizes))} on 8x8 digits, batch {batch_size}",
     )
 
 
 def cnn_digits(name: str, tag: str, channels: tuple[int, int] = (8, 16), batch_size: int = 32,
-               steps: int = 200, learning_rate: float = 3e-3, description: str = "") -> Task:
+               steps: int = 200, learning_rate: float = 1e-2) -> Task:
     """Two 3x3 conv layers (the second with stride 2), ReLU, then a dense softmax layer."""
     c1, c2 = channels
     batch, x_test, y_test = _digit_batches(batch_size)
-
-    def init(key):
-        k1, k2, k3 = jax.random.split(key, 3)
-        return (conv3x3_init(k1, "conv0_", 1, c1) | conv3x3_init(k2, "conv1_", c1, c2)
-                | dense_init(k3, "out_", 4 * 4 * c2, 10))
+    specs = conv3x3_specs("conv0_", 1, c1) | conv3x3_specs("conv1_", c1, c2)
+    specs |= dense_specs("out_", 4 * 4 * c2, 10)
 
     def logits(params, x):
         h = jax.nn.relu(conv3x3(params, "conv0_", x[..., None]))
@@ -86,17 +79,16 @@ def cnn_digits(name: str, tag: str, channels: tuple[int, int] = (8, 16), batch_s
 
     return Task(
         name=name, tag=tag, kind="cnn", steps=steps, learning_rate=learning_rate,
-        init=init,
+        init=lambda key: init_params(key, specs),
         loss=lambda params, b: cross_entropy(logits(params, b["x"]), b["y"]),
         batch=batch,
         eval_loss=lambda params: cross_entropy(logits(params, x_test), y_test),
-        description=description or f"CNN conv{c1}-conv{c2}/2-dense on 8x8 digits, batch {batch_size}",
+        description=f"CNN conv{c1}-conv{c2}/2-dense on 8x8 digits, batch {batch_size}",
     )
 
 
 def autoencoder_digits(name: str, tag: str, sizes: tuple[int, ...] = (64, 32, 8, 32, 64),
-                       batch_size: int = 64, steps: int = 300, learning_rate: float = 3e-3,
-                       description: str = "") -> Task:
+                       batch_size: int = 64, steps: int = 300, learning_rate: float = 1e-2) -> Task:
     """Tanh MLP autoencoder through a narrow code; mean squared reconstruction error of pixels."""
     batch, x_test, _ = _digit_batches(batch_size)
 
@@ -106,9 +98,9 @@ def autoencoder_digits(name: str, tag: str, sizes: tuple[int, ...] = (64, 32, 8,
 
     return Task(
         name=name, tag=tag, kind="autoencoder", steps=steps, learning_rate=learning_rate,
-        init=lambda key: _mlp_init(key, sizes),
+        init=lambda key: init_params(key, _mlp_specs(sizes)),
         loss=lambda params, b: mse(params, b["x"]),
         batch=batch,
         eval_loss=lambda params: mse(params, x_test),
-        description=description or f"autoencoder {'-'.join(map(str, sizes))} on 8x8 digits, batch {batch_size}",
+        description=f"autoencoder {'-'.join(map(str, sizes))} on 8x8 digits, batch {batch_size}",
     )

@@ -1,10 +1,13 @@
 """symopt: discover optimizers by evolving symbolic update rules.
 
-Programs (:func:`parse`) are checked, simplified to math (:func:`to_sympy`,
-:func:`latex`) and exported as optax optimizers (:func:`to_optax`,
-:func:`export_source`).
+Programs (:func:`parse`, :mod:`baselines`) are checked, turned into math
+(:func:`to_sympy`, :func:`latex`) and exported as optax optimizers
+(:func:`to_optax`, :func:`optimizer_factory`, :func:`export_source`).
 """
 
-from symopt.programs import Program, ProgramError, parse
+from symopt.export import export_source, optimizer_factory, to_optax
+from symopt.programs import Program, ProgramError, baselines, parse
+from symopt.symbolic import latex, to_sympy
 
-__all__ = ["Program", "ProgramError", "parse"]
+__all__ = ["Program", "ProgramError", "baselines", "export_source", "latex", "optimizer_factory",
+           "parse", "to_optax", "to_sympy"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import functools
 import inspect
 from typing import Any, Callable
 
@@ -13,15 +14,21 @@ import optax
 from symopt.programs.check import check
 from symopt.programs.execute import check_overrides, run
 from symopt.programs.functions import TreeSpace
-from symopt.programs.program import Program
+from symopt.programs.program import Const, Program
 
 ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
 
 
 def state_type(program: Program) -> type:
     """The optimizer state: a NamedTuple of the step ``count`` and one tree per state slot."""
-    return collections.namedtuple(f"{program.name.title().replace('_', '')}State",
-                                  ["count", *program.state_args], rename=True)
+    return _state_class(f"{program.name.title().replace('_', '')}State", ("count", *program.state_args))
+
+
+@functools.cache
+def _state_class(name: str, fields: tuple[str, ...]) -> type:
+    # One class per (name, fields): a pytree's type is part of its structure, so a new class per
+    # to_optax() call (optax.inject_hyperparams calls it at every step) would make jax.jit retrace.
+    return collections.namedtuple(name, fields, rename=True)
 
 
 def to_optax(program: Program, learning_rate: ScalarOrSchedule = 1e-3,
@@ -100,9 +107,14 @@ def optimizer_factory(program: Program) -> Callable[..., optax.GradientTransform
     from symopt.programs.execute import hyperparameters
 
     defaults = hyperparameters(program)
+    # A name assigned two different constants: an override replaces both, so its default is None,
+    # "as written" (as export_source does); the first value as default would change the program.
+    for k in defaults:
+        if len({s.value.value for s in program.body if s.target == k and isinstance(s.value, Const)}) > 1:
+            defaults[k] = None
 
     def factory(learning_rate: ScalarOrSchedule = 1e-3, **overrides):
-        return to_optax(program, learning_rate, **overrides)
+        return to_optax(program, learning_rate, **{k: v for k, v in overrides.items() if v is not None})
 
     params = [inspect.Parameter("learning_rate", inspect.Parameter.POSITIONAL_OR_KEYWORD, default=1e-3)]
     params += [inspect.Parameter(k, inspect.Parameter.KEYWORD_ONLY, default=v) for k, v in defaults.items()]

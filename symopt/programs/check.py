@@ -58,6 +58,9 @@ def expr_kind(expr: Expr, kinds: dict[str, Kind]) -> Kind:
 
 def check(program: Program) -> dict[str, Kind]:
     """Check a program; return the kind of every name it defines. Raises ProgramError."""
+    if (program.name.startswith("__") or program.name.endswith("__")
+            or keyword.iskeyword(program.name) or not program.name.isidentifier()):
+        raise _fail(f"function name {program.name!r}: not a valid name, or one with double underscores", program)
     if not program.args:
         raise _fail("the function has no arguments; it needs at least the gradient", program)
     kinds: dict[str, Kind] = {}

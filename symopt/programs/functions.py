@@ -309,8 +309,12 @@ _FUNCTIONS = [
     _binary("+", lambda xp, x, y: x + y, lambda x, y: x + y),
     _binary("-", lambda xp, x, y: x - y, lambda x, y: x - y),
     _binary("*", lambda xp, x, y: x * y, lambda x, y: x * y),
-    _binary("/", lambda xp, x, y: x / (y + DIV_EPS), _sym_div, "x / (y + 1e-8)"),
+    # xp.divide, not the / operator: a program's constants and lr are Python floats in a TreeSpace,
+    # and Python's float division raises ZeroDivisionError where arrays give inf.
+    _binary("/", lambda xp, x, y: xp.divide(x, y + DIV_EPS), _sym_div, "x / (y + 1e-8)"),
     _unary("neg", lambda xp, x: -x, lambda x: -x, "unary minus, written -x"),
+    _binary("divide", lambda xp, x, y: xp.divide(x, y), lambda x, y: x / y,
+            "x / y unguarded, as optax divides; not one of hero's 45 (the baselines use it to match optax)"),
     _binary("max", lambda xp, x, y: xp.maximum(x, y), sp.Max),
     _binary("min", lambda xp, x, y: xp.minimum(x, y), sp.Min),
     # constants
@@ -333,7 +337,8 @@ _FUNCTIONS = [
     _unary("arctanh", lambda xp, x: xp.arctanh(x), sp.atanh, "NaN outside (-1, 1)"),
     _unary("exp", lambda xp, x: xp.exp(x), sp.exp),
     _unary("exp2", lambda xp, x: xp.exp2(x), lambda x: 2 ** x),
-    _unary("exp10", lambda xp, x: xp.power(xp.asarray(10.0, dtype=x.dtype), x), lambda x: 10 ** x),
+    _unary("exp10", lambda xp, x: xp.power(xp.asarray(10.0, dtype=x.dtype) if hasattr(x, "dtype") else 10.0, x),
+           lambda x: 10 ** x),
     _unary("expm1", lambda xp, x: xp.expm1(x), lambda x: sp.exp(x) - 1),
     _unary("log", _abs_then("log"), lambda x: sp.log(sp.Abs(x)), "log(|x|)"),
     _unary("log10", _abs_then("log10"), lambda x: sp.log(sp.Abs(x), 10), "log10(|x|)"),
@@ -344,7 +349,7 @@ _FUNCTIONS = [
     _unary("cube", lambda xp, x: x * x * x, lambda x: x ** 3),
     _unary("cbrt", lambda xp, x: xp.cbrt(x), _sym_cbrt, "real cube root (hero's is broken)"),
     _unary("sign", lambda xp, x: xp.sign(x), sp.sign),
-    _unary("reciprocal", lambda xp, x: 1 / x, lambda x: 1 / x, "1 / x, unguarded as in hero"),
+    _unary("reciprocal", lambda xp, x: xp.divide(1.0, x), lambda x: 1 / x, "1 / x, unguarded as in hero"),
     Function("norm", 1, norm, _norm_rule, reduction=_norm,
              doc="L2 norm of each parameter tensor, as hero's jnp.linalg.norm per leaf"),
     _unary("invert", lambda xp, x: -x - 1, lambda x: -x - 1, "-x - 1: ~x extended to reals (hero's is bitwise)"),
@@ -365,7 +370,10 @@ FUNCTIONS: dict[str, Function] = {f.name: f for f in _FUNCTIONS}
 OPERATORS = ("+", "-", "*", "/", "neg")
 """Functions written as operators; ``neg`` is unary minus (hero counts it with ``-``)."""
 
-HERO_FUNCTIONS = tuple(name for name in FUNCTIONS if name != "neg")
+EXTRA_FUNCTIONS = ("divide",)
+"""Library functions beyond hero's: search spaces may add them, the baselines use them."""
+
+HERO_FUNCTIONS = tuple(name for name in FUNCTIONS if name != "neg" and name not in EXTRA_FUNCTIONS)
 """The 45 functions of hero's search space (the four operators count as four)."""
 
 assert len(HERO_FUNCTIONS) == 45, len(HERO_FUNCTIONS)

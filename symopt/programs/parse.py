@@ -15,7 +15,7 @@ from symopt.programs.errors import ProgramError
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
 
 MAX_CHARS = 100_000
-MAX_DEPTH = 64
+MAX_DEPTH = 200
 MAX_STATEMENTS = 1_000
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
@@ -65,7 +65,8 @@ class _Converter:
             try:
                 return Const(float(value), pos)
             except OverflowError:
-                raise _error(f"integer constant with {len(str(value))} digits is too large for a float", node) from None
+                # bit_length, not str(): str() of a huge hex literal raises ValueError (int digit limit)
+                raise _error(f"integer constant of {value.bit_length()} bits is too large for a float", node) from None
         if isinstance(node, ast.Name):
             return Var(node.id, pos)
         if isinstance(node, ast.UnaryOp):

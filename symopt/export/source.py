@@ -1,0 +1,452 @@
+"""A program as a standalone Python module: an optax optimizer that needs only jax and optax.
+
+:func:`export_source` writes the module's text. It computes exactly what
+:func:`symopt.to_optax` computes, with the library's semantics spelled out in
+small helper functions (only those the program uses): hero's guarded division
+``x / (y + 1e-8)``, ``sqrt``/``log`` of ``|x|``, tree-wide reductions summed per
+leaf in float32 (at least) and then over the leaves in order, per-tensor norms
+as trees of 0-d arrays, scalar and per-tensor outputs broadcast over each leaf
+and cast back to the gradient's (update) or the parameter's (state) dtype, the
+learning rate as a float or an optax schedule of the step count, ``t`` as
+``count + 1`` in float32, and the update negated for optax.
+
+Each program statement becomes one line: a ``tree_map`` over the leaves of the
+trees it reads when its value is a tensor (or per-tensor) value, plain scalar
+arithmetic otherwise; reductions inside an element-wise expression are computed
+first, into temporaries.
+"""
+
+from __future__ import annotations
+
+import keyword
+import textwrap
+
+from symopt.export.optax_export import state_type
+from symopt.programs.check import ARG_KINDS, check
+from symopt.programs.execute import hyperparameters as program_hyperparameters
+from symopt.programs import functions
+from symopt.programs.functions import FUNCTIONS, Kind
+from symopt.programs.program import Call, Const, Expr, Program, Var, format_expr
+
+__all__ = ["export_source"]
+
+DIV_EPS = repr(functions.DIV_EPS)  # '1e-08', as the helpers below write it
+
+# Element-wise library functions: (parameters, body expression, one-line doc). Kept in step with
+# symopt/programs/functions.py; tests/test_export_source.py checks every one against to_optax.
+_ELEMENTWISE: dict[str, tuple[str, str, str]] = {
+    "divide": ("x, y", "jnp.divide(x, y)", "x / y, unguarded (as optax divides)."),
+    "max": ("x, y", "jnp.maximum(x, y)", "Element-wise maximum."),
+    "min": ("x, y", "jnp.minimum(x, y)", "Element-wise minimum."),
+    "get_pi": ("", "3.141592653589793", "pi."),
+    "get_e": ("", "2.718281828459045", "e."),
+    "get_eps": ("", "1e-08", "hero's epsilon, 1e-8."),
+    "abs": ("x", "jnp.abs(x)", "|x|."),
+    "cos": ("x", "jnp.cos(x)", "cos(x)."),
+    "sin": ("x", "jnp.sin(x)", "sin(x)."),
+    "tan": ("x", "jnp.tan(x)", "tan(x)."),
+    "arcsin": ("x", "jnp.arcsin(x)", "arcsin(x); NaN outside [-1, 1]."),
+    "arccos": ("x", "jnp.arccos(x)", "arccos(x); NaN outside [-1, 1]."),
+    "arctan": ("x", "jnp.arctan(x)", "arctan(x)."),
+    "sinh": ("x", "jnp.sinh(x)", "sinh(x)."),
+    "cosh": ("x", "jnp.cosh(x)", "cosh(x)."),
+    "tanh": ("x", "jnp.tanh(x)", "tanh(x)."),
+    "arcsinh": ("x", "jnp.arcsinh(x)", "arcsinh(x)."),
+    "arccosh": ("x", "jnp.arccosh(x)", "arccosh(x); NaN below 1."),
+    "arctanh": ("x", "jnp.arctanh(x)", "arctanh(x); NaN outside (-1, 1)."),
+    "exp": ("x", "jnp.exp(x)", "e ** x."),
+    "exp2": ("x", "jnp.exp2(x)", "2 ** x."),
+    "exp10": ("x", 'jnp.power(jnp.asarray(10.0, dtype=x.dtype) if hasattr(x, "dtype") else 10.0, x)',
+              "10 ** x, in the dtype of x."),
+    "expm1": ("x", "jnp.expm1(x)", "e ** x - 1."),
+    "log": ("x", "jnp.log(jnp.abs(x))", "log(|x|), as hero."),
+    "log10": ("x", "jnp.log10(jnp.abs(x))", "log10(|x|), as hero."),
+    "log2": ("x", "jnp.log2(jnp.abs(x))", "log2(|x|), as hero."),
+    "log1p": ("x", "jnp.log(jnp.abs(1 + x))", "log(|1 + x|), as hero."),
+    "square": ("x", "jnp.square(x)", "x ** 2."),
+    "sqrt": ("x", "jnp.sqrt(jnp.abs(x))", "sqrt(|x|), as hero."),
+    "cube": ("x", "x * x * x", "x ** 3."),
+    "cbrt": ("x", "jnp.cbrt(x)", "The real cube root."),
+    "sign": ("x", "jnp.sign(x)", "-1, 0 or 1."),
+    "reciprocal": ("x", "jnp.divide(1.0, x)", "1 / x, unguarded as in hero."),
+    "invert": ("x", "-x - 1", "-x - 1: bitwise NOT (~x) extended to real numbers."),
+    "negative": ("x", "-x", "-x."),
+    "interpolate": ("x, y, w", "(1 - w) * x + w * y", "(1 - w) * x + w * y."),
+    "power": ("x, y", "jnp.power(x, y)", "x ** y; NaN for a negative base to a fractional power."),
+}
+
+_OPERATORS = {"+": 1, "-": 1, "*": 2, "/": 2, "neg": 3}
+_ATOM = 4
+
+# Tree-wide reductions over trees (a scalar argument has its own inline form, see _scalar_reduction).
+_TREE_HELPERS: dict[str, tuple[tuple[str, ...], str]] = {
+    "_leaf_sum": ((), '''
+def _leaf_sum(x):
+    """The sum of one leaf, in float32 at least (so a bf16 tree keeps an accurate norm)."""
+    return jnp.sum(x, dtype=jnp.promote_types(x.dtype, jnp.float32))
+'''),
+    "_total": (("_leaf_sum",), '''
+def _total(tree):
+    """The sum over all leaves of a tree, leaf by leaf in order."""
+    total = 0
+    for leaf in jax.tree_util.tree_leaves(tree):
+        total = total + _leaf_sum(leaf)
+    return total
+'''),
+    "global_norm": (("_total",), '''
+def global_norm(x):
+    """The L2 norm of the whole tree (a scalar)."""
+    return jnp.sqrt(_total(tree_map(jnp.square, x)))
+'''),
+    "dot": (("_total",), '''
+def dot(x, y):
+    """The inner product of two trees (a scalar)."""
+    return _total(tree_map(lambda a, b: a * b, x, y))
+'''),
+    "cosine_sim": (("dot", "global_norm"), '''
+def cosine_sim(x, y):
+    """dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8) (a scalar)."""
+    return dot(x, y) / (global_norm(x) * global_norm(y) + 1e-08)
+'''),
+    "clip_by_global_norm": (("global_norm",), '''
+def clip_by_global_norm(x, c):
+    """x * min(1, c / (global_norm(x) + 1e-8))."""
+    factor = jnp.minimum(1.0, c / (global_norm(x) + 1e-08))
+    return tree_map(lambda a: a * factor, x)
+'''),
+    "norm": (("_leaf_sum",), '''
+def norm(x):
+    """The L2 norm of each tensor: a tree of 0-d arrays."""
+    return tree_map(lambda a: jnp.sqrt(_leaf_sum(jnp.square(a))), x)
+'''),
+}
+
+_LIKE = '''
+def _like(value, ref):
+    """A value (tensor leaf, per-tensor 0-d array or scalar) with the shape and dtype of ref."""
+    return jnp.broadcast_to(jnp.asarray(value), ref.shape).astype(ref.dtype)
+'''
+
+# Names the module itself defines or reads inside the optimizer's functions.
+_MODULE_NAMES = {"jax", "jnp", "optax", "NamedTuple", "collections", "tree_map", "_like", *_TREE_HELPERS}
+# Builtins the module reads.
+_BUILTINS = {"callable", "hasattr", "ValueError"}
+# Local names of the update function (program names that equal one of these are renamed).
+_UPDATE_LOCALS = {"updates", "state", "params", "extra_args", "learning_rate", "ref"}
+
+
+def _scalar_reduction(fn: str, args: list[str]) -> str:
+    """A reduction of scalar arguments, inline: the tree-wide sum of one number is that number."""
+    def gn(a):
+        return f"jnp.sqrt(jnp.square({a}))"
+    if fn in ("global_norm", "norm"):
+        return gn(args[0])
+    if fn == "dot":
+        return f"({args[0]}) * ({args[1]})"
+    if fn == "cosine_sim":
+        x, y = args
+        return f"({x}) * ({y}) / ({gn(x)} * {gn(y)} + {DIV_EPS})"
+    if fn == "clip_by_global_norm":
+        x, c = args
+        return f"({x}) * jnp.minimum(1.0, ({c}) / ({gn(x)} + {DIV_EPS}))"
+    raise AssertionError(fn)
+
+
+class _Names:
+    """Fresh identifiers that clash with nothing taken."""
+
+    def __init__(self, taken):
+        self.taken = set(taken)
+
+    def fresh(self, base: str) -> str:
+        """``base``, else ``base_``, ``base_2``, ``base_3``, ...: the first one not taken."""
+        name, n = base, 1
+        while name in self.taken or keyword.iskeyword(name):
+            n += 1
+            name = f"{base}_" if n == 2 else f"{base}_{n - 1}"
+        self.taken.add(name)
+        return name
+
+
+class _Emitter:
+    """Program expressions as Python text over trees (tensor and per-tensor values) and scalars."""
+
+    def __init__(self, program: Program, local: dict[str, str], names: _Names):
+        self.local = local
+        self.names = names
+        self.kinds: dict[str, Kind] = {a: ARG_KINDS[program.role(a)] for a in program.args}
+        self.pre: list[str] = []       # temporaries to compute before the current statement
+        self.trees: list[str] = []     # the trees the current tree_map lambda reads
+        self.helpers: set[str] = set()
+
+    # -- kinds -----------------------------------------------------------------------
+
+    def kind(self, expr: Expr) -> Kind:
+        if isinstance(expr, Const):
+            return Kind.SCALAR
+        if isinstance(expr, Var):
+            return self.kinds[expr.name]
+        return FUNCTIONS[expr.fn].shape(tuple(self.kind(a) for a in expr.args))
+
+    # -- values in the update function's scope ----------------------------------------
+
+    def value(self, expr: Expr) -> str:
+        """Text that evaluates to the expression's value: a tree, or a scalar."""
+        if isinstance(expr, Var):
+            return self.local[expr.name]
+        if self.kind(expr) == Kind.SCALAR:
+            return self.leaf(expr, hoist=False)[0]
+        if FUNCTIONS[expr.fn].is_reduction:
+            return self.reduction(expr)
+        outer, self.trees = self.trees, []
+        code, _ = self.leaf(expr, hoist=True)
+        trees, self.trees = self.trees, outer
+        return f"tree_map(lambda {', '.join(trees)}: {code}, {', '.join(trees)})"
+
+    def reduction(self, expr: Call) -> str:
+        fn = expr.fn
+        if all(self.kind(a) == Kind.SCALAR for a in expr.args):
+            return _scalar_reduction(fn, [self.value(a) for a in expr.args])
+        self._use(fn)
+        return f"{fn}({', '.join(self.value(a) for a in expr.args)})"
+
+    def _use(self, helper: str) -> None:
+        if helper in self.helpers:
+            return
+        self.helpers.add(helper)
+        for dep in _TREE_HELPERS.get(helper, ((),))[0]:
+            self._use(dep)
+
+    # -- element-wise text (inside a tree_map lambda, or plain scalar arithmetic) -----
+
+    def leaf(self, expr: Expr, hoist: bool) -> tuple[str, int]:
+        """Text of one leaf of the value, and its precedence; trees read go to ``self.trees``."""
+        if isinstance(expr, Const):
+            return repr(expr.value), (_ATOM if expr.value >= 0 else 0)
+        if isinstance(expr, Var):
+            return self._read(self.local[expr.name], self.kinds[expr.name]), _ATOM
+        fn = FUNCTIONS[expr.fn]
+        if fn.is_reduction:
+            code = self.reduction(expr)
+            kind = self.kind(expr)
+            if not hoist:
+                return code, _ATOM if code.startswith(expr.fn) else 0
+            temp = self.names.fresh(f"_{expr.fn}")
+            self.pre.append(f"{temp} = {code}")
+            return self._read(temp, kind), _ATOM
+        args = [self.leaf(a, hoist) for a in expr.args]
+        if expr.fn not in _OPERATORS:
+            self.helpers.add(expr.fn)
+            return f"{expr.fn}({', '.join(code for code, _ in args)})", _ATOM
+        prec = _OPERATORS[expr.fn]
+        if expr.fn == "neg":
+            (x, xp), = args
+            return "-" + (x if xp == _ATOM else f"({x})"), prec
+        (x, xp), (y, yp) = args
+        x = x if xp >= prec else f"({x})"
+        if expr.fn == "/":
+            denominator = f"{y} + {DIV_EPS}" if yp >= 1 else f"({y}) + {DIV_EPS}"
+            if any(self.kind(a) != Kind.SCALAR for a in expr.args):
+                return f"{x} / ({denominator})", prec
+            # Scalars may be Python floats: jnp.divide gives inf where Python would raise.
+            return f"jnp.divide({args[0][0]}, {denominator})", _ATOM
+        y = y if yp > prec else f"({y})"
+        return f"{x} {expr.fn} {y}", prec
+
+    def _read(self, name: str, kind: Kind) -> str:
+        if kind != Kind.SCALAR and name not in self.trees:
+            self.trees.append(name)
+        return name
+
+
+def _camel(name: str) -> str:
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Optimizer"
+
+
+def export_source(program: Program, name: str) -> str:
+    """The text of a standalone Python module that defines the optimizer ``name``.
+
+    The module imports only ``jax``, ``jax.numpy``, ``optax`` and ``typing`` (or
+    ``collections``, when a state slot cannot be a NamedTuple field name). It
+    defines ``name(learning_rate=1e-3, *, <hyperparameters>=<defaults>)``
+    returning an ``optax.GradientTransformationExtraArgs`` whose state is a
+    NamedTuple of ``count`` and one tree per state slot, and computes exactly
+    what ``symopt.to_optax(program, learning_rate, **hyperparameters)`` does.
+    The hyperparameters are the names the program assigns a constant
+    (``b1 = 0.9``); the docstring carries the program and its SymPy form.
+
+    Raises:
+        TypeError: ``program`` is not a :class:`~symopt.Program` (optax-level
+            baselines have no program to export).
+        ValueError: ``name`` is not a Python identifier, or clashes with a name
+            the module defines; or a hyperparameter's name does.
+    """
+    if not isinstance(program, Program):
+        what = type(program).__name__
+        hint = (" (an optax-level baseline has no program text: use its to_optax() instead)"
+                if hasattr(program, "to_optax") else "; use symopt.parse(text) to make one")
+        raise TypeError(f"export_source() needs a symopt.Program, got {what}{hint}")
+    check(program)
+    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
+        raise ValueError(f"optimizer name {name!r} is not a Python identifier")
+    state_name = _camel(name) + "State"
+    module_names = _MODULE_NAMES | set(FUNCTIONS) | {state_name} | _BUILTINS
+    if name in module_names:
+        raise ValueError(f"optimizer name {name!r} clashes with a name the exported module uses; choose another")
+
+    defaults = {k: v for k, v in program_hyperparameters(program).items() if k != "learning_rate"}
+    for k in defaults:
+        if k in module_names:
+            raise ValueError(f"hyperparameter {k!r} of program {program.name!r} clashes with a name the "
+                             f"exported module uses ({k} would become an argument of {name}()); rename it")
+    # A hyperparameter assigned different constants in two places: None keeps each as written
+    # (to_optax replaces every constant assignment of a name it overrides).
+    as_written = {k for k in defaults
+                  if len({s.value.value for s in program.body
+                          if s.target == k and isinstance(s.value, Const)}) > 1}
+
+    program_names = set(program.args) | {s.target for s in program.body}
+    reserved = module_names | _UPDATE_LOCALS
+    names = _Names(reserved | program_names | set(defaults))
+    local = {}
+    for n in sorted(program_names):
+        local[n] = names.fresh(n) if n in reserved else n
+    hp_dict = names.fresh("hyperparameters")
+    emitter = _Emitter(program, local, names)
+    weight, grad, lr_arg, step = (program.arg_for(r) for r in ("weight", "grad", "lr", "step"))
+    fields = state_type(program)._fields
+    slot_field = dict(zip(program.state_args, fields[1:]))
+
+    body: list[str] = []
+    lr = local[lr_arg] if lr_arg else names.fresh("lr")
+    body.append(f"{lr} = learning_rate(state.count) if callable(learning_rate) else learning_rate")
+    if grad:
+        body.append(f"{local[grad]} = updates")
+    if weight:
+        body += ["if params is None:",
+                 f"    raise ValueError({f'{name} reads the weights ({weight!r}): call update(grads, state, params)'!r})",
+                 f"{local[weight]} = params"]
+    if step:
+        body.append(f"{local[step]} = (state.count + 1).astype(jnp.float32)")
+    for slot in program.state_args:
+        body.append(f"{local[slot]} = state.{slot_field[slot]}")
+
+    for stmt in program.body:
+        target = local[stmt.target]
+        kind = emitter.kind(stmt.value)
+        emitter.pre = []
+        text = f"# {stmt.target} = {format_expr(stmt.value)}"
+        if stmt.target in defaults and isinstance(stmt.value, Const):
+            value = f"{hp_dict}[{stmt.target!r}]"
+            if stmt.target in as_written:
+                value = f"{stmt.value.value!r} if {value} is None else {value}"
+            code = value
+        else:
+            code = emitter.value(stmt.value)
+        emitter.kinds[stmt.target] = kind
+        body += ["", text, *emitter.pre, f"{target} = {code}"]
+
+    outputs = []
+    for i, expr in enumerate(program.returns):
+        emitter.pre = []
+        if isinstance(expr, Var):
+            outputs.append((local[expr.name], emitter.kind(expr)))
+            continue
+        temp = names.fresh("update" if i == 0 else f"new_{program.state_args[i - 1]}")
+        code = emitter.value(expr)
+        body += ["", f"# return value {i + 1}: {format_expr(expr)}", *emitter.pre, f"{temp} = {code}"]
+        outputs.append((temp, emitter.kind(expr)))
+
+    (update, update_kind), *slot_values = outputs
+    scaled = (lambda u: u) if lr_arg else (lambda u: f"{u} * {lr}")
+    new_updates = names.fresh("new_updates")
+    body += ["", ("# optax adds its updates: the update" if lr_arg else
+                  "# optax adds its updates: the update times the learning rate (the program takes no lr)")
+             + ", spread over each leaf in the gradient's dtype, negated"]
+    if update_kind == Kind.SCALAR:
+        body.append(f"{new_updates} = tree_map(lambda ref: -_like({scaled(update)}, ref), updates)")
+    else:
+        body.append(f"{new_updates} = tree_map(lambda u, ref: -_like({scaled('u')}, ref), {update}, updates)")
+    body += ["# the new state: each slot spread over its leaves in the parameters' dtype",
+             f"return {new_updates}, {state_name}(",
+             "    count=optax.safe_int32_increment(state.count),"]
+    for slot, (value, kind) in zip(program.state_args, slot_values):
+        field = slot_field[slot]
+        if kind == Kind.SCALAR:
+            body.append(f"    {field}=tree_map(lambda ref: _like({value}, ref), state.{field}),")
+        else:
+            body.append(f"    {field}=tree_map(_like, {value}, state.{field}),")
+    body.append(")")
+
+    return _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, emitter.helpers)
+
+
+def _docstring(program: Program, name: str, defaults: dict, as_written: set) -> str:
+    from symopt.symbolic import to_sympy
+
+    form = to_sympy(program)
+    math = "\n".join(f"{k} = {v}" for k, v in [("update", form.update), *form.state.items()])
+    args = ["learning_rate: a float, or an optax schedule of the step count"
+            + (" (the program's lr)." if program.has_lr else "; it multiplies the program's update.")]
+    for k, v in defaults.items():
+        args.append(f"{k}: None keeps the program's constants as written." if k in as_written
+                    else f"{k}: the program's '{k} = {v!r}'.")
+    weight = program.arg_for("weight")
+    text = (f"The {program.name!r} update rule as an optax optimizer (exported by symopt).\n\n"
+            f"The new parameters are {'w - update' if program.has_lr else 'w - learning_rate * update'}, "
+            f"from the program:\n\n"
+            f"{textwrap.indent(str(program), '    ')}\n"
+            f"As math (SymPy; each x / y runs as x / (y + 1e-8); the state on the right is the old state):\n\n"
+            f"{textwrap.indent(math, '    ')}\n\n"
+            f"Args:\n{textwrap.indent(chr(10).join(args), '    ')}\n\n"
+            f"Returns:\n    An optax.GradientTransformationExtraArgs"
+            + (f"; its update(grads, state, params) needs params (the program reads {weight!r})." if weight else ".")
+            )
+    assert '"""' not in text
+    return text.replace("\\", "\\\\")
+
+
+def _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, helpers) -> str:
+    doc = _docstring(program, name, defaults, as_written)
+    out = [f'"""The {name} optimizer: a standalone optax module exported by symopt.\n\n'
+           f'It needs only jax and optax. The update rule:\n\n'
+           f'{textwrap.indent(str(program), "    ")}"""\n',
+           "import jax",
+           "import jax.numpy as jnp",
+           "import optax"]
+    plain = all(not f.startswith("_") for f in fields)
+    out.append("from typing import NamedTuple" if plain else "import collections")
+    out += ["", f"__all__ = [{name!r}, {state_name!r}]", "", "tree_map = jax.tree_util.tree_map", "", ""]
+    if plain:
+        out.append(f"class {state_name}(NamedTuple):")
+        out.append(f'    """The step count and one tree per state slot of the program."""\n')
+        out.append("    count: jax.Array")
+        out += [f"    {f}: optax.Updates" for f in fields[1:]]
+    else:
+        # (as symopt.to_optax names them: a slot that cannot be a field name is numbered)
+        out.append(f"{state_name} = collections.namedtuple({state_name!r}, {list(fields)!r}, rename=True)")
+    out.append("")
+    for fn in FUNCTIONS:  # library order
+        if fn in helpers and fn in _ELEMENTWISE:
+            params, expr, fdoc = _ELEMENTWISE[fn]
+            out += ["", f"def {fn}({params}):", f'    """{fdoc}"""', f"    return {expr}", ""]
+    for helper, (_, text) in _TREE_HELPERS.items():
+        if helper in helpers:
+            out += [text.rstrip("\n"), ""]
+    out += [_LIKE.rstrip("\n"), "", ""]
+    sig = ["learning_rate=0.001"]
+    if defaults:
+        sig.append("*")
+        sig += [f"{k}=None" if k in as_written else f"{k}={v!r}" for k, v in defaults.items()]
+    out.append(f"def {name}({', '.join(sig)}) -> optax.GradientTransformationExtraArgs:")
+    out.append(textwrap.indent(f'"""{doc}\n"""', "    "))
+    if defaults:
+        out.append(f"    {hp_dict} = {{{', '.join(f'{k!r}: {k}' for k in defaults)}}}")
+    out += ["", "    def init_fn(params):",
+            "        zeros = tree_map(jnp.zeros_like, params)",
+            f"        return {state_name}(jnp.zeros([], jnp.int32){', zeros' * (len(fields) - 1)})",
+            "", "    def update_fn(updates, state, params=None, **extra_args):",
+            "        del extra_args"]
+    out += [textwrap.indent(line, "        ") if line else "" for line in body]
+    out += ["", "    return optax.GradientTransformationExtraArgs(init_fn, update_fn)", ""]
+    return "\n".join(out)

@@ -1,0 +1,113 @@
+"""The proxy tasks: each builds offline, has float32 params and reproducible batches, and
+AdamW at its default learning rate lowers both its training and its held-out loss."""
+
+import pathlib
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import proxy_tasks
+
+NAMES = proxy_tasks.names()
+TEST_STEPS = 100  # enough to show the decrease on every task; most of the time is compiling
+KEY = jax.random.PRNGKey(0)
+
+
+@pytest.fixture(scope="module", params=NAMES)
+def task(request):
+    return proxy_tasks.get(request.param)
+
+
+def test_task_record(task):
+    assert task.tag in ("search", "validation")
+    assert task.kind and task.description and task.steps > 0 and task.learning_rate > 0
+    assert proxy_tasks.get(task.name) is task  # built once
+
+
+def test_init_gives_float32_matrices_and_vectors(task):
+    shapes = jax.eval_shape(task.init, KEY)
+    assert isinstance(shapes, dict) and shapes
+    for name, leaf in shapes.items():
+        assert leaf.dtype == jnp.float32, name
+        assert 1 <= leaf.ndim <= 2, name
+
+
+def test_batch_is_deterministic_and_traceable(task):
+    batch = jax.jit(task.batch)  # a traced step, as inside lax.scan
+    first, again, later = batch(KEY, 0), batch(KEY, 0), batch(KEY, 1)
+    assert jax.tree.structure(first) == jax.tree.structure(later)
+    for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(again)):
+        np.testing.assert_array_equal(a, b)
+    if jax.tree.leaves(first):  # a stochastic task: a new step gives a new batch
+        assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(later)))
+
+
+def test_adamw_lowers_train_and_eval_loss(task):
+    seed = 0
+    losses, final_eval = proxy_tasks.train(task, proxy_tasks.adamw(task), seed=seed, steps=TEST_STEPS)
+    assert losses.shape == (TEST_STEPS,) and losses.dtype == np.float32
+    assert np.isfinite(losses).all() and np.isfinite(final_eval)
+    tenth = TEST_STEPS // 10
+    assert losses[-tenth:].mean() < 0.8 * losses[:tenth].mean()
+    k_init, _ = jax.random.split(jax.random.PRNGKey(seed))
+    initial_eval = float(jax.jit(lambda k: task.eval_loss(task.init(k)))(k_init))
+    assert final_eval < 0.8 * initial_eval
+
+
+def test_train_follows_the_documented_key_derivation():
+    task, sgd, steps = proxy_tasks.get("quadratic_noisy"), optax.sgd(0.1), 4
+    losses, final_eval = proxy_tasks.train(task, sgd, seed=3, steps=steps)
+
+    @jax.jit
+    def sgd_step(params, state, batch):
+        loss, grads = jax.value_and_grad(task.loss)(params, batch)
+        updates, state = sgd.update(grads, state, params)
+        return optax.apply_updates(params, updates), state, loss
+
+    k_init, k_data = jax.random.split(jax.random.PRNGKey(3))
+    params = task.init(k_init)
+    state, expected = sgd.init(params), []
+    for i in range(steps):
+        params, state, loss = sgd_step(params, state, task.batch(k_data, jnp.int32(i)))
+        expected.append(loss)
+    np.testing.assert_allclose(losses, expected, rtol=1e-5)
+    np.testing.assert_allclose(final_eval, task.eval_loss(params), rtol=1e-5)
+
+
+def test_adamw_is_optax_adamw_with_the_task_defaults():
+    task = proxy_tasks.get("quadratic_illcond")
+    params = {"x": jnp.linspace(-1.0, 1.0, 5)}
+    grads = {"x": jnp.linspace(0.5, -0.5, 5)}
+    ours, theirs = proxy_tasks.adamw(task), optax.adamw(task.learning_rate, weight_decay=task.weight_decay)
+    a, _ = ours.update(grads, ours.init(params), params)
+    b, _ = theirs.update(grads, theirs.init(params), params)
+    np.testing.assert_array_equal(a["x"], b["x"])
+
+
+def test_names_and_tags():
+    search, validation = proxy_tasks.names("search"), proxy_tasks.names("validation")
+    assert NAMES == sorted(search + validation) and not set(search) & set(validation)
+    assert len(NAMES) >= 12 and len(validation) >= 3
+    assert len({proxy_tasks.get(n).kind for n in validation}) == len(validation)
+    assert {"mlp_digits_large", "lm_char_large"} <= set(search)
+
+
+def test_unknown_name_lists_known_tasks_and_a_close_match():
+    with pytest.raises(ValueError, match="mlp_digits") as error:
+        proxy_tasks.get("mlp_digit")
+    assert "did you mean 'mlp_digits'" in str(error.value)
+    assert all(name in str(error.value) for name in NAMES)
+
+
+def test_bad_tag():
+    with pytest.raises(ValueError, match="validation"):
+        proxy_tasks.names("train")
+
+
+def test_data_files_are_small_and_plain():
+    data = pathlib.Path(proxy_tasks.__file__).with_name("data")
+    assert sum(f.stat().st_size for f in data.iterdir()) < 300_000
+    (data / "text.txt").read_bytes().decode("ascii")
