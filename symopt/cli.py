@@ -12,6 +12,12 @@ def _demo(args: argparse.Namespace) -> int:
     return demo(args)
 
 
+def _bench_eval(args: argparse.Namespace) -> int:
+    from symopt.evaluation.bench import main as bench_eval
+
+    return bench_eval(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symopt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -22,7 +28,11 @@ def build_parser() -> argparse.ArgumentParser:
     demo.set_defaults(func=_demo)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
-    del bench  # benchmarks register here as they are added
+    bench_eval = bench.add_parser("eval", help="cost of evaluating a candidate: interpreter vs a fresh jit vs native")
+    from symopt.evaluation.bench import add_arguments as _bench_eval_arguments
+
+    _bench_eval_arguments(bench_eval)
+    bench_eval.set_defaults(func=_bench_eval)
     return parser
 
 

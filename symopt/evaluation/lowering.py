@@ -1,0 +1,479 @@
+"""A program as arrays: opcodes, operand registers and a constant table.
+
+:func:`lower` turns a checked :class:`~symopt.programs.program.Program` into a
+:class:`Lowered` program that the compile-once interpreter runs as data:
+
+* expressions are flattened into single-function instructions in SSA form, with
+  common sub-expressions shared and every call on constants alone folded (in
+  float64, as the reference's Python-float arithmetic does, then stored as
+  float32); statements the returned values do not need (dead code) are dropped;
+* each value gets a kind from the library's shape rules (those of
+  :func:`symopt.programs.check`), which picks the opcode: a reduction of a
+  tensor is a reduction opcode, while a reduction of a scalar is hero's plain
+  arithmetic on it (``global_norm(x) = sqrt(square(x))``, ``dot(x, y) = x * y``,
+  ...) and is written out as such;
+* *uniform* scalars, those that depend only on constants, ``lr`` and ``t`` (the
+  bias corrections ``1 - power(b1, t)``, ...), are the same for every parameter
+  and known in advance: :meth:`Lowered.scalars` computes them on the host, with
+  the library's NumPy forms in float32, for all steps of a run at once, and the
+  interpreter reads them from scalar slots. Every other value, including a
+  scalar computed from tensors (``global_norm(g)``), lives in a vector row and
+  is computed at every step by the *main* instructions;
+* a few idioms of moment updates become superinstructions (``(1 - b) * g + b * m``
+  is one ``axpby``; see :func:`_fuse`), so an Adam takes 5 to 7 instructions a step;
+* vector rows are reused once their value is dead, and a new state is computed
+  straight into its slot's row where the old state is dead by then, so most
+  programs need no moves at the end of a step.
+
+Register layout (fixed, whatever the program): vector rows ``0`` w, ``1`` g,
+``2`` zeros, ``3 ... 3+S-1`` the state slots, then temporaries; scalar slots
+``0`` lr, ``1`` t, ``2`` the factor the update is multiplied by (lr for a
+program without ``lr``, else 1), then the constants, then uniform results. A
+main instruction is the int32 row ``(opcode, a0, a1, a2, a3, destination row)``.
+
+The main instructions end with the moves of new states into their rows (most
+programs need none); then the interpreter sets ``w <- w - row[update] * slot[2]``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import struct
+
+import numpy as np
+
+from symopt.evaluation import opcodes
+from symopt.evaluation.opcodes import OPCODES, S, V
+from symopt.programs.check import check
+from symopt.programs.functions import FUNCTIONS, Kind
+from symopt.programs.program import Call, Const, Expr, Program, Var
+
+ROW_W, ROW_G, ROW_ZERO, ROW_STATE = 0, 1, 2, 3
+SLOT_LR, SLOT_T, SLOT_SCALE, SLOT_CONST = 0, 1, 2, 3
+FIELDS = 6  # opcode, a0, a1, a2, a3, destination row
+MIN_SIZE = 32  # one bucket holds every baseline: the interpreter's run time does not grow with it
+MIN_STATES = 4
+SLOTS_PER_INSTRUCTION = 8
+
+
+@dataclasses.dataclass(frozen=True, order=True)
+class Bucket:
+    """Array shapes shared by every program in it: one compiled interpreter per task and bucket.
+
+    ``size`` main instructions, ``states`` state slots, ``3 + states + size``
+    vector rows and ``8 * size`` scalar slots. The interpreter loops over a
+    program's own instructions only, so a bigger bucket costs memory, not time.
+    """
+
+    size: int
+    states: int
+
+    @property
+    def rows(self) -> int:
+        return ROW_STATE + self.states + self.size
+
+    @property
+    def slots(self) -> int:
+        return SLOTS_PER_INSTRUCTION * self.size
+
+    def holds(self, other: "Bucket") -> bool:
+        return other.size <= self.size and other.states <= self.states
+
+    def join(self, other: "Bucket") -> "Bucket":
+        """The smallest bucket holding programs of both."""
+        return Bucket(max(self.size, other.size), max(self.states, other.states))
+
+
+def _pow2(n: int, least: int) -> int:
+    return max(least, 1 << max(n - 1, 0).bit_length())
+
+
+@dataclasses.dataclass(frozen=True, eq=False)
+class Lowered:
+    """A program lowered to arrays; see the module docstring for the layout."""
+
+    program: Program
+    main: np.ndarray  # int32 [n_main, FIELDS]
+    uniform: tuple[tuple[str, tuple[int, ...], int], ...]  # (function, operand slots, destination slot)
+    consts: np.ndarray  # float32 [n_consts], in scalar slots SLOT_CONST ...
+    n_slots: int  # scalar slots used
+    n_rows: int  # vector rows used
+    n_states: int
+    update_row: int
+    scale_by_lr: bool  # the program has no lr argument: its update is multiplied by lr
+
+    @property
+    def bucket(self) -> Bucket:
+        need = max(len(self.main), self.n_rows - ROW_STATE - self.n_states,
+                   math.ceil(self.n_slots / SLOTS_PER_INSTRUCTION), 1)
+        return Bucket(_pow2(need, MIN_SIZE), _pow2(self.n_states, MIN_STATES))
+
+    def __len__(self) -> int:
+        """Instructions per step."""
+        return len(self.main)
+
+    def scalars(self, learning_rate: float, start: int, count: int) -> np.ndarray:
+        """The scalar slots of steps ``start ... start+count-1`` (float32 [count, n_slots])."""
+        tab = np.zeros((count, self.n_slots), np.float32)
+        tab[:, SLOT_LR] = learning_rate
+        tab[:, SLOT_T] = np.arange(start + 1, start + count + 1, dtype=np.float32)
+        tab[:, SLOT_SCALE] = learning_rate if self.scale_by_lr else 1.0
+        tab[:, SLOT_CONST:SLOT_CONST + len(self.consts)] = self.consts
+        with np.errstate(all="ignore"):
+            for fn, args, dst in self.uniform:
+                tab[:, dst] = FUNCTIONS[fn].elementwise(np, *(tab[:, a] for a in args))
+        return tab
+
+    def listing(self) -> str:
+        """The instructions as text, for debugging."""
+        def operand(is_vector, a):
+            return f"r{a}" if is_vector else f"s{a}"
+
+        lines = ["# uniform scalars (host, all steps at once)"]
+        lines += [f"s{dst} = {fn}({', '.join(f's{a}' for a in args)})" for fn, args, dst in self.uniform]
+        lines.append("# main (every step)")
+        for code, *args, dst in self.main.tolist():
+            op = OPCODES[code]
+            lines.append(f"r{dst} = {op.fn}({', '.join(operand(v, a) for v, a in zip(op.operands, args))})")
+        lines.append(f"# w -= r{self.update_row} * s{SLOT_SCALE}")
+        lines += [f"# s{SLOT_CONST + i} = {c!r}" for i, c in enumerate(self.consts.tolist())]
+        return "\n".join(lines)
+
+
+@dataclasses.dataclass
+class _Node:
+    fn: str | None  # None for arguments and constants
+    args: tuple[int, ...] = ()
+    value: float | None = None  # constants
+    kind: Kind = Kind.SCALAR
+    uniform: bool = False  # a scalar that depends only on constants, lr and t
+    fixed: tuple[bool, int] | None = None  # arguments: (is vector, register)
+
+
+class _Builder:
+    """Expressions to a DAG of nodes, with folding and common sub-expressions shared."""
+
+    def __init__(self):
+        self.nodes: list[_Node] = []
+        self.memo: dict[tuple, int] = {}
+
+    def add(self, key: tuple, node: _Node) -> int:
+        if key not in self.memo:
+            self.memo[key] = len(self.nodes)
+            self.nodes.append(node)
+        return self.memo[key]
+
+    def const(self, value: float) -> int:
+        bits = struct.pack("<d", value)  # NaN and -0.0 keep their identity
+        return self.add(("const", bits), _Node(None, value=value, uniform=True))
+
+    def expr(self, e: Expr, env: dict[str, int]) -> int:
+        if isinstance(e, Const):
+            return self.const(e.value)
+        if isinstance(e, Var):
+            return env[e.name]
+        assert isinstance(e, Call)
+        return self.call(e.fn, tuple(self.expr(a, env) for a in e.args))
+
+    def call(self, name: str, args: tuple[int, ...]) -> int:
+        fn = FUNCTIONS[name]
+        nodes = [self.nodes[a] for a in args]
+        if all(n.fn is None and n.value is not None for n in nodes):
+            folded = _fold(name, [n.value for n in nodes])
+            if folded is not None:
+                return self.const(folded)
+        kinds = tuple(n.kind for n in nodes)
+        if fn.is_reduction and all(k == Kind.SCALAR for k in kinds):
+            return self.scalar_reduction(name, args)
+        kind = fn.shape(kinds)
+        uniform = all(n.uniform for n in nodes)
+        if name in opcodes.COMMUTATIVE and not uniform and nodes[0].uniform:
+            args = args[::-1]  # (S, V) -> (V, S): exact for + * max min
+        return self.add(("call", name, args), _Node(name, args, kind=kind, uniform=uniform))
+
+    def scalar_reduction(self, name: str, args: tuple[int, ...]) -> int:
+        """Hero's reductions of scalars, written out with the operations the library's forms use."""
+        def gn(x):
+            return self.call("sqrt", (self.call("square", (x,)),))
+
+        if name in ("global_norm", "norm"):
+            return gn(args[0])
+        if name == "dot":
+            return self.call("*", args)
+        if name == "cosine_sim":
+            x, y = args
+            return self.call("/", (self.call("*", (x, y)), self.call("*", (gn(x), gn(y)))))
+        if name == "clip_by_global_norm":
+            x, c = args
+            factor = self.call("min", (self.const(1.0), self.call("/", (c, gn(x)))))
+            return self.call("*", (x, factor))
+        raise AssertionError(name)
+
+
+def _fold(fn: str, values: list[float]) -> float | None:
+    """A call on constants, evaluated now in float64 (None if it cannot be)."""
+    f = FUNCTIONS[fn]
+    if f.is_reduction:
+        return None  # written out by scalar_reduction, then folded piece by piece
+    try:
+        with np.errstate(all="ignore"):
+            # 0-ary functions give the Python float the reference uses (get_eps() is exactly 1e-8)
+            out = f.elementwise(np) if f.arity == 0 else f.elementwise(np, *(np.float64(v) for v in values))
+        return float(np.asarray(out, np.float64))
+    except Exception:  # noqa: BLE001 - anything odd is left to run time
+        return None
+
+
+def lower(program: Program) -> Lowered:
+    """Lower a program to interpreter arrays. Raises ProgramError if the program does not check."""
+    check(program)
+    b = _Builder()
+    env: dict[str, int] = {}
+    states = program.state_args
+    for arg in program.args:
+        role = program.role(arg)
+        if role == "weight":
+            node = _Node(None, kind=Kind.TENSOR, fixed=(V, ROW_W))
+        elif role == "grad":
+            node = _Node(None, kind=Kind.TENSOR, fixed=(V, ROW_G))
+        elif role == "lr":
+            node = _Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_LR))
+        elif role == "step":
+            node = _Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_T))
+        else:
+            node = _Node(None, kind=Kind.TENSOR, fixed=(V, ROW_STATE + states.index(arg)))
+        env[arg] = b.add(("arg", arg), node)
+    for stmt in program.body:
+        env[stmt.target] = b.expr(stmt.value, env)
+    returns = [b.expr(e, env) for e in program.returns]
+    return _emit(program, b.nodes, returns, len(states))
+
+
+def _live(nodes: list[_Node], returns: list[int]) -> list[int]:
+    """The nodes the returned values need (everything else is dead code), in topological order."""
+    live: set[int] = set()
+    stack = list(returns)
+    while stack:
+        i = stack.pop()
+        if i not in live:
+            live.add(i)
+            stack.extend(nodes[i].args)
+    return sorted(live)  # node ids are already a topological order
+
+
+def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
+    """Superinstructions for the idioms of moment updates (in place; see ``opcodes.FUSED``).
+
+    ``x*s + y*t`` becomes ``axpby``, ``x*s + y`` ``axpy`` and ``y + x*s`` ``ypax``, where
+    the products are read by the sum alone and are a vector times a uniform scalar;
+    ``square(x)*s + y*t`` becomes ``sqaxpby`` and ``sqrt(x + s)`` ``sqrtadd``, where the
+    inner value is read once. A moment written ``(1 - b) * square(g) + b * v`` takes one
+    instruction instead of four; the arithmetic and its order are unchanged.
+    """
+    uses: dict[int, int] = {}
+    for i in order:
+        for a in nodes[i].args:
+            uses[a] = uses.get(a, 0) + 1
+    for i in returns:
+        uses[i] = uses.get(i, 0) + 1
+
+    def scaled(i: int) -> tuple[int, int] | None:
+        n = nodes[i]
+        if n.fn == "*" and not n.uniform and uses.get(i) == 1 and nodes[n.args[1]].uniform \
+                and not nodes[n.args[0]].uniform:
+            return n.args
+        return None
+
+    for i in order:
+        n = nodes[i]
+        if n.fn != "+" or n.uniform:
+            continue
+        a, b = scaled(n.args[0]), scaled(n.args[1])
+        if a and b:
+            nodes[i] = _Node("axpby", (*a, *b), kind=n.kind)
+        elif a and not nodes[n.args[1]].uniform:
+            nodes[i] = _Node("axpy", (*a, n.args[1]), kind=n.kind)
+        elif b and not nodes[n.args[0]].uniform:
+            nodes[i] = _Node("ypax", (n.args[0], *b), kind=n.kind)
+
+    def single(i: int, fn: str) -> bool:
+        return nodes[i].fn == fn and uses.get(i) == 1
+
+    for i in order:
+        n = nodes[i]
+        if n.fn == "axpby":
+            x, s_, y, t = n.args
+            if single(x, "square"):
+                nodes[i] = _Node("sqaxpby", (nodes[x].args[0], s_, y, t), kind=n.kind)
+            elif single(y, "square"):  # x*s + square(z)*t == square(z)*t + x*s exactly
+                nodes[i] = _Node("sqaxpby", (nodes[y].args[0], t, x, s_), kind=n.kind)
+        elif n.fn == "sqrt" and not n.uniform and single(n.args[0], "+"):
+            x, s_ = nodes[n.args[0]].args
+            if nodes[s_].uniform and not nodes[x].uniform:
+                nodes[i] = _Node("sqrtadd", (x, s_), kind=n.kind)
+
+
+def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: int) -> Lowered:
+    _fuse(nodes, _live(nodes, returns), returns)
+    order = _live(nodes, returns)
+
+    # Scalar slots: lr, t, scale, the constants, then uniform results (computed on the host).
+    slot: dict[int, int] = {}
+    consts = []
+    for i in order:
+        n = nodes[i]
+        if n.fixed is not None and not n.fixed[0]:
+            slot[i] = n.fixed[1]
+        elif n.fn is None and n.fixed is None:
+            slot[i] = SLOT_CONST + len(consts)
+            consts.append(n.value)
+    uniform = []
+    for i in order:
+        n = nodes[i]
+        if n.fn is not None and n.uniform:
+            slot[i] = SLOT_CONST + len(consts) + len(uniform)
+            uniform.append((n.fn, tuple(slot[a] for a in n.args), slot[i]))
+    n_slots = SLOT_CONST + len(consts) + len(uniform)
+
+    main_nodes = [i for i in order if nodes[i].fn is not None and not nodes[i].uniform]
+    returned = set(returns)
+    state_of: dict[int, int] = {}  # node -> the first state slot that returns it
+    for j, i in enumerate(returns[1:]):
+        state_of.setdefault(i, j)
+
+    # Last reader of every node among main instructions; returned nodes live to the end.
+    end = len(main_nodes) + 1
+    last_use: dict[int, int] = {}
+    for pos, i in enumerate(main_nodes):
+        for a in nodes[i].args:
+            last_use[a] = pos
+    for i in returns:
+        last_use[i] = end
+
+    row: dict[int, int] = {}
+    for i in order:
+        n = nodes[i]
+        if n.fixed is not None and n.fixed[0]:
+            row[i] = n.fixed[1]
+    holder = {r: i for i, r in row.items()}  # vector row -> the node that lives there
+    first_temp = ROW_STATE + n_states
+    free: list[int] = []  # dead temporaries, reusable
+    next_row = first_temp
+    main: list[list[int]] = []
+
+    def alloc(node_id: int, pos: int) -> int:
+        """A row for a new value: its state slot's row if the old state is dead, else a temporary."""
+        nonlocal next_row
+        j = state_of.get(node_id)
+        if j is not None:
+            r = ROW_STATE + j
+            old = holder.get(r)
+            if old is None or (last_use.get(old, -1) <= pos and old not in returned):
+                r_out = r
+            else:
+                r_out = None
+            if r_out is not None:
+                holder[r_out] = node_id
+                return r_out
+        if free:
+            r = free.pop(0)
+        else:
+            r = next_row
+            next_row += 1
+        holder[r] = node_id
+        return r
+
+    for pos, i in enumerate(main_nodes):
+        n = nodes[i]
+        # Temporaries whose last reader is this instruction are free (the result may reuse one:
+        # an instruction reads its operands before its result is written).
+        for a in set(n.args):
+            r = row.get(a)
+            if r is not None and r >= first_temp and last_use.get(a) == pos and holder.get(r) == a:
+                free.append(r)
+        free.sort()
+        row[i] = alloc(i, pos)
+        main.append(_instr(n, slot, row, row[i]))
+
+    # Returned uniform scalars (constants, lr, t, ...) become rows.
+    for i in dict.fromkeys(returns):
+        if i not in row:
+            row[i] = alloc(i, end)
+            main.append([opcodes.BCAST, slot[i], 0, 0, 0, row[i]])
+
+    # State copies: moves into the state rows at the end of the main instructions, in order. A
+    # source that is a state row (which an earlier move may overwrite) is first moved to a fresh
+    # temporary, and so is an update that lives in a state row that a move overwrites.
+    update_row = row[returns[0]]
+    moves = [(row[i], ROW_STATE + j) for j, i in enumerate(returns[1:]) if row[i] != ROW_STATE + j]
+    targets = {dst for _, dst in moves}
+
+    def to_temp(src: int) -> int:
+        nonlocal next_row
+        tmp = free.pop(0) if free else next_row
+        next_row = max(next_row, tmp + 1)
+        main.append([opcodes.MOV, src, 0, 0, 0, tmp])
+        return tmp
+
+    if update_row in targets:
+        update_row = to_temp(update_row)
+    staged = {src: to_temp(src) for src, _ in moves if ROW_STATE <= src < first_temp}
+    for src, dst in moves:
+        main.append([opcodes.MOV, staged.get(src, src), 0, 0, 0, dst])
+
+    with np.errstate(over="ignore"):  # a folded constant beyond float32 is inf, as in float32 arithmetic
+        const_table = np.asarray(consts, np.float32)
+    return Lowered(
+        program=program,
+        main=np.asarray(main, np.int32).reshape(-1, FIELDS),
+        uniform=tuple(uniform),
+        consts=const_table,
+        n_slots=n_slots,
+        n_rows=next_row,
+        n_states=n_states,
+        update_row=update_row,
+        scale_by_lr=not program.has_lr,
+    )
+
+
+def _instr(n: _Node, slot: dict[int, int], row: dict[int, int], dst: int) -> list[int]:
+    layout = tuple(a not in slot for a in n.args)  # operands without a scalar slot are rows
+    operands = [row[a] if is_v else slot[a] for a, is_v in zip(n.args, layout)]
+    return [opcodes.opcode(n.fn, layout), *operands, *[0] * (opcodes.MAX_ARITY - len(operands)), dst]
+
+
+def pack(lowered: list[Lowered], bucket: Bucket, k: int | None = None) -> dict[str, np.ndarray]:
+    """Stack lowered programs, padded to ``bucket``, into the interpreter's program arguments.
+
+    Keys: ``code`` [K, size, 5], ``n`` [K], ``update_row`` [K]; K is ``k`` (default:
+    one per program) and the slots past the programs are idle (see :func:`idle`). The
+    scalar slots come from :func:`scalars`.
+    """
+    k = len(lowered) if k is None else k
+    if k < len(lowered):
+        raise ValueError(f"{len(lowered)} programs do not fit in {k} slots")
+    out = dict(code=np.zeros((k, bucket.size, FIELDS), np.int32), n=np.zeros(k, np.int32),
+               update_row=np.full(k, ROW_ZERO, np.int32))
+    for j, low in enumerate(lowered):
+        if not bucket.holds(low.bucket):
+            raise ValueError(f"program {low.program.name!r} needs {low.bucket}, larger than {bucket}")
+        out["code"][j, :len(low.main)] = low.main
+        out["n"][j] = len(low.main)
+        out["update_row"][j] = low.update_row
+    return out
+
+
+def scalars(lowered: list[Lowered], bucket: Bucket, learning_rate: float, steps: int,
+            k: int | None = None) -> np.ndarray:
+    """The scalar slots of every program at every step: float32 [K, steps, bucket.slots]."""
+    out = np.zeros((len(lowered) if k is None else k, steps, bucket.slots), np.float32)
+    for j, low in enumerate(lowered):
+        out[j, :, :low.n_slots] = low.scalars(learning_rate, 0, steps)
+    return out
+
+
+def idle(program_args: dict[str, np.ndarray], j: int) -> None:
+    """Make slot ``j`` of packed program arguments do nothing (its weights stay put), in place."""
+    program_args["n"][j] = 0
+    program_args["update_row"][j] = ROW_ZERO
