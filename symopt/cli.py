@@ -12,10 +12,28 @@ def _demo(args: argparse.Namespace) -> int:
     return demo(args)
 
 
+def _search(args: argparse.Namespace) -> int:
+    from symopt.search.cli_search import main_search
+
+    return main_search(args)
+
+
+def _simplify(args: argparse.Namespace) -> int:
+    from symopt.search.cli_simplify import main_simplify
+
+    return main_simplify(args)
+
+
 def _bench_eval(args: argparse.Namespace) -> int:
     from symopt.evaluation.bench import main as bench_eval
 
     return bench_eval(args)
+
+
+def _bench_scale(args: argparse.Namespace) -> int:
+    from symopt.campaigns.bench_scale import main as bench_scale
+
+    return bench_scale(args)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -27,12 +45,31 @@ def build_parser() -> argparse.ArgumentParser:
     demo.add_argument("-o", "--output", default=None, help="where to write the optax module (default: runs/demo/NAME.py)")
     demo.set_defaults(func=_demo)
 
+    s = sub.add_parser("search", help="evolve update rules (regularised evolution, funnel, hall of fame)")
+    s.add_argument("config", help="search configuration: a TOML file or a name in search_spaces/ (hero, quick)")
+    s.add_argument("--budget", type=int, default=None, help="candidates to train (default: the config's)")
+    s.add_argument("--seed", type=int, default=None, help="seed of the search (default: the config's)")
+    s.add_argument("--run-dir", default=None, help="where to write evaluations.jsonl and hall_of_fame.json "
+                                                   "(default: runs/NAME)")
+    s.set_defaults(func=_search)
+
+    simp = sub.add_parser("simplify", help="print a program file simplified (dead code removed, SymPy)")
+    simp.add_argument("file", help="program file (def train(...): ... return update, ...), or - for stdin")
+    simp.add_argument("--timeout", type=float, default=10.0, help="seconds of SymPy (default: 10)")
+    simp.add_argument("--dead-code-only", action="store_true", help="only remove dead statements")
+    simp.set_defaults(func=_simplify)
+
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     bench_eval = bench.add_parser("eval", help="cost of evaluating a candidate: interpreter vs a fresh jit vs native")
     from symopt.evaluation.bench import add_arguments as _bench_eval_arguments
 
     _bench_eval_arguments(bench_eval)
     bench_eval.set_defaults(func=_bench_eval)
+    bench_scale = bench.add_parser("scale", help="evaluations/s with 1 worker and with N Ray workers")
+    from symopt.campaigns.bench_scale import add_arguments as _bench_scale_arguments
+
+    _bench_scale_arguments(bench_scale)
+    bench_scale.set_defaults(func=_bench_scale)
     return parser
 
 

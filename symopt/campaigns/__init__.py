@@ -1,0 +1,15 @@
+"""Campaigns at scale: distributed evaluation on Ray.
+
+* :mod:`~symopt.campaigns.ray_pool`: :func:`connect` (start or join Ray, token auth kept on)
+  and :class:`EvaluatorPool` (evaluator actors, one per core, steady-state dispatch,
+  failed workers replaced, each candidate delivered once);
+* :mod:`~symopt.campaigns.bench_scale`: ``symopt bench scale`` (evaluations/s, 1 vs N workers).
+
+Importing this package does not import Ray; the pool does when it is used.
+"""
+
+from symopt.campaigns.ray_pool import (POOL_DEFAULT, Evaluation, EvaluatorPool, PoolStats, RunSummary, connect,
+                                       describe, disconnect, ship_runtime_env, steady_state)
+
+__all__ = ["POOL_DEFAULT", "Evaluation", "EvaluatorPool", "PoolStats", "RunSummary", "connect", "describe", "disconnect",
+           "ship_runtime_env", "steady_state"]

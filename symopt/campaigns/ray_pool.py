@@ -1,0 +1,974 @@
+"""Distributed evaluation on Ray: evaluator actors, one per core, fed candidates as they finish.
+
+    from symopt.campaigns import EvaluatorPool, connect
+
+    connect()                                   # local Ray, or join RAY_ADDRESS / address=
+    with EvaluatorPool("mlp_digits", seeds=(0,)) as pool:     # one actor per free CPU
+        for i, text in enumerate(program_texts):
+            pool.submit(i, text)
+        for ev in pool.results():               # in completion order, each id exactly once
+            print(ev.id, ev.fitness)
+
+**Actors.** Each :class:`Evaluator` is a long-lived Ray actor (``num_cpus=1``) that
+imports symopt, parses the program *text* it is sent (programs never travel as
+pickled objects) and calls :func:`symopt.evaluation.evaluate`; the compiled
+interpreters and AdamW references stay cached in its process, so only its first
+candidate per task and program-size bucket pays for compilation. It returns plain
+data (a dict of floats, strings and lists), which the driver wraps in an
+:class:`Evaluation`.
+
+**One thread per actor.** Measured on this JAX (0.10.2, CPU thunk runtime) with a
+1024x1024 matmul, ``cpu_time / wall_time`` of a process on 2 idle cores:
+
+* default: 1.9-2.0 (XLA's intra-op pool has one thread per schedulable core);
+* ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``: still 1.9 (no effect on this
+  runtime), and ``intra_op_parallelism_threads=1`` in ``XLA_FLAGS`` is silently
+  ignored (a token without ``--`` after a flag) -- it is a TensorFlow option;
+* ``NPROC=1`` (PJRT's ``DefaultThreadPoolSize`` reads ``PJRT_NPROC``, then ``NPROC``): 1.0;
+* ``os.sched_setaffinity`` to one core before the backend starts: 1.0 (the pool is
+  sized from the affinity mask), and the process stays on that core.
+
+So an actor gets ``NPROC=1`` and ``PJRT_NPROC=1`` in its ``runtime_env`` ``env_vars``
+(merged with the job's runtime_env), and, with ``pin=True``, pins every thread of its
+process to one core before JAX starts: core ``slot % n`` of the cores it may use,
+or the next one that no other symopt actor on the machine holds (a ``flock`` on
+``$TMPDIR/symopt-cores-UID/cpuK.lock``, released by the kernel when the process
+dies, even by SIGKILL, so a replacement takes its predecessor's core).
+
+**Steady-state dispatch.** :meth:`EvaluatorPool.submit` queues a candidate and
+hands it to the least loaded ready actor when one has fewer than ``max_in_flight``
+tasks (default 2: the next candidate waits in the actor's own queue, so it never
+idles for a round trip). :meth:`EvaluatorPool.next_result` waits with
+``ray.wait(refs, num_returns=1)`` for whichever task finishes first and refills
+that actor at once; no worker waits for a generation to end.
+:attr:`EvaluatorPool.capacity` says how many more candidates would start now, and
+:func:`steady_state` is the asynchronous search loop built on the two
+(``propose`` a child whenever there is capacity, ``accept`` each result as it
+arrives). :meth:`EvaluatorPool.evaluate` and :meth:`EvaluatorPool.backend` serve
+the batch-at-a-time ``evaluate_fn`` of ``symopt.search.search``. Results are the
+serial :func:`symopt.evaluation.evaluate`'s, bit for bit (same executables; checked
+on the 14 program baselines on three tasks, loss curves included).
+
+**Failures.** Actors run with ``max_restarts=0``; the pool replaces them itself.
+When a task fails with a system error (the actor process was killed,
+``RayActorError``/``ActorDiedError``; its node died or was removed; a worker
+crash; an object lost), the pool kills the actor's handle, puts *all* candidates
+that were in flight on it back at the front of the queue (a sibling task that had
+already finished is delivered, not redone), and starts a replacement in the same
+slot, which Ray places wherever a CPU is free (a removed node is never used
+again; with no free CPU the replacement waits and the pool runs on the others).
+Each candidate id is delivered exactly once: ids are unique per pool, a result is
+delivered only while its id is pending, and a candidate that has killed
+``max_attempts`` workers is delivered as an error instead of being retried forever.
+An exception inside the evaluation itself (a bad program text, say) is not a
+failure of the worker: it comes back as an :class:`Evaluation` with ``error`` set
+and ``fitness`` NaN (which symopt.search counts as the worst).
+
+**Ray start-up and authentication** (:func:`connect`). Ray 2.60 turns token
+authentication on by default for a cluster that ``ray.init()`` starts: it generates
+``~/.ray/auth_token`` if missing and sets ``RAY_AUTH_MODE=token`` for itself and its
+children (and warns). :func:`connect` keeps it on and says so explicitly
+(``RAY_AUTH_MODE=token`` unless the user set a mode), which also silences the
+warning. Joining an *explicit* address (``address=`` or ``RAY_ADDRESS``) does not
+turn auth on in Ray: a client without it fails to connect to a token cluster after
+about 20 s with a bare ``ConnectionError``. So when no mode is set and a token is
+available (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``),
+:func:`connect` sets ``RAY_AUTH_MODE=token`` (harmless against a cluster without
+auth: the token is then simply not checked). An env change after ``import ray``
+needs Ray's cached config refreshed (``ray._raylet.Config.initialize("")``, as Ray
+itself does), or the driver talks to its own token cluster without a token.
+``ray.cluster_utils.Cluster`` never turns auth on by itself: set
+``RAY_AUTH_MODE=token`` (and have a token: ``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``)
+before creating it, as the tests do; its nodes then require the token.
+
+**Shipping the code.** Joining a cluster ships this checkout's ``symopt`` and
+``proxy_tasks`` as ``py_modules`` (:func:`ship_runtime_env`; the per-actor
+``env_vars`` are merged with it). Ray also puts the driver's directory on the
+workers' path, so on the driver's own machine a checkout there is imported first;
+other machines use the shipped copy. A local instance ships nothing (its workers
+import what the driver imports).
+"""
+
+from __future__ import annotations
+
+import collections
+import dataclasses
+import fcntl
+import logging
+import math
+import os
+import pathlib
+import tempfile
+import time
+import traceback
+import warnings
+from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+
+logger = logging.getLogger(__name__)
+
+DEFAULT_MAX_IN_FLIGHT = 2
+DEFAULT_MAX_ATTEMPTS = 3
+DEFAULT_OBJECT_STORE = 256 * 1024 * 1024
+"""Object store of a local instance: results are a few KB, so 256 MiB instead of 30% of RAM."""
+SHIP_EXCLUDES = ["__pycache__", "*.pyc", ".git", ".pytest_cache", ".hypothesis", "runs", "*.egg-info"]
+THREAD_ENV = {"NPROC": "1", "PJRT_NPROC": "1"}
+"""Sizes XLA's CPU intra-op thread pool to one thread (see the module docstring)."""
+
+
+class _PoolDefault:
+    def __repr__(self) -> str:
+        return "POOL_DEFAULT"
+
+
+POOL_DEFAULT: Any = _PoolDefault()
+"""Default of the per-candidate settings: the pool's own (``steps=None`` means the task's)."""
+
+
+# -- connecting ---------------------------------------------------------------------------------
+
+
+def _token_available() -> bool:
+    if os.environ.get("RAY_AUTH_TOKEN"):
+        return True
+    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
+    if path:
+        return pathlib.Path(path).expanduser().is_file()
+    return (pathlib.Path.home() / ".ray" / "auth_token").is_file()
+
+
+def _set_auth_mode(mode: str) -> None:
+    os.environ["RAY_AUTH_MODE"] = mode
+    try:  # Ray caches its config (auth mode included) at import; refresh it as ray.init does
+        from ray._raylet import Config
+
+        Config.initialize("")
+    except Exception:  # pragma: no cover - a Ray without this private hook reads the env anyway
+        pass
+
+
+def _jax_started() -> bool:
+    import sys
+
+    if "jax" not in sys.modules:
+        return False
+    try:
+        from jax._src import xla_bridge
+
+        return bool(xla_bridge.backends_are_initialized())
+    except Exception:  # pragma: no cover - private API moved
+        return False
+
+
+def ship_runtime_env(extra: Mapping | None = None) -> dict:
+    """A runtime_env that ships this checkout's ``symopt`` and ``proxy_tasks`` packages to the workers.
+
+    ``py_modules`` (not ``working_dir``) so that it works whether symopt runs from a
+    checkout or an install; the proxy tasks' data files live inside their package
+    and travel with it. ``extra`` is merged in (its ``env_vars`` and ``py_modules`` added).
+    """
+    import proxy_tasks
+    import symopt
+
+    env: dict[str, Any] = {
+        "py_modules": [str(pathlib.Path(symopt.__file__).parent), str(pathlib.Path(proxy_tasks.__file__).parent)],
+        "excludes": list(SHIP_EXCLUDES),
+    }
+    for key, value in dict(extra or {}).items():
+        if key in ("py_modules", "excludes"):
+            env[key] = env[key] + [v for v in value if v not in env[key]]
+        elif key == "env_vars":
+            env["env_vars"] = {**env.get("env_vars", {}), **value}
+        else:
+            env[key] = value
+    return env
+
+
+def connect(address: str | None = None, *, num_cpus: int | None = None, ship: bool | None = None,
+            runtime_env: Mapping | None = None, namespace: str | None = None, quiet: bool = True,
+            object_store_memory: int | None = DEFAULT_OBJECT_STORE, **init_kwargs) -> dict:
+    """Start or join Ray for an evaluation pool; returns a small description of the cluster.
+
+    With no ``address`` and no ``RAY_ADDRESS``, starts a local instance with
+    ``num_cpus`` CPUs (default: the cores this process may run on), no dashboard,
+    a small object store and (``quiet``) warnings only, worker output not echoed.
+    With an address, joins that cluster; ``ship`` (default: True when joining)
+    sends this checkout's symopt and proxy_tasks along (:func:`ship_runtime_env`).
+    Token authentication stays on (see the module docstring). A no-op returning the
+    same description when Ray is already initialised. Call it before any JAX
+    computation in the driver: it warns otherwise (a local start runs Ray's processes
+    through ``subprocess.Popen(preexec_fn=...)``, a Python-level ``fork`` of this
+    process; once JAX's threads run, JAX warns that a fork may deadlock).
+    """
+    import ray
+
+    if ray.is_initialized():
+        return describe()
+    if _jax_started():
+        warnings.warn("JAX computed in this process before Ray started; start Ray first (symopt.campaigns.connect): "
+                      "starting Ray forks this process", RuntimeWarning, stacklevel=2)
+    address = address or os.environ.get("RAY_ADDRESS") or None
+    if address == "local":  # Ray's spelling of "start a new local instance"
+        address = None
+    joining = address is not None
+    if "RAY_AUTH_MODE" not in os.environ:
+        if not joining:
+            _set_auth_mode("token")  # Ray's default for a new local cluster, said explicitly (no warning)
+        elif _token_available():
+            _set_auth_mode("token")  # Ray does not send a token to an explicit address on its own
+    ship = joining if ship is None else ship
+    env = ship_runtime_env(runtime_env) if ship else (dict(runtime_env) if runtime_env else None)
+    kwargs: dict[str, Any] = dict(namespace=namespace, runtime_env=env, log_to_driver=not quiet,
+                                  logging_level=logging.WARNING if quiet else logging.INFO)
+    if not joining:
+        kwargs.update(num_cpus=num_cpus or len(os.sched_getaffinity(0)), include_dashboard=False,
+                      object_store_memory=object_store_memory)
+    kwargs.update(init_kwargs)
+    ray.init(address=address, **kwargs)
+    return describe()
+
+
+def describe() -> dict:
+    """The connected cluster: address, CPUs (total and free), alive nodes, auth mode."""
+    import ray
+
+    ctx = ray.get_runtime_context()
+    nodes = [n for n in ray.nodes() if n.get("Alive")]
+    return {"address": ray.get_runtime_context().gcs_address, "namespace": ctx.namespace,
+            "cpus": ray.cluster_resources().get("CPU", 0.0), "free_cpus": ray.available_resources().get("CPU", 0.0),
+            "nodes": len(nodes), "auth_mode": os.environ.get("RAY_AUTH_MODE", "disabled")}
+
+
+def disconnect() -> None:
+    """``ray.shutdown()`` (stops a local instance that :func:`connect` started)."""
+    import ray
+
+    ray.shutdown()
+
+
+# -- the actor ---------------------------------------------------------------------------------------
+
+_core_lock = None  # the open lock file of the core this process holds (released at exit)
+
+
+def pin_to_core(slot: int, cores: Iterable[int] | None = None) -> int:
+    """Pin every thread of this process to one core; returns it. See the module docstring."""
+    global _core_lock
+    cores = sorted(cores if cores is not None else os.sched_getaffinity(0))
+    start = slot % len(cores)
+    order = cores[start:] + cores[:start]
+    chosen = None
+    lock_dir = pathlib.Path(tempfile.gettempdir()) / f"symopt-cores-{os.getuid()}"
+    try:
+        lock_dir.mkdir(exist_ok=True)
+        for core in order:
+            f = open(lock_dir / f"cpu{core}.lock", "w")
+            try:
+                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except OSError:
+                f.close()
+                continue
+            _core_lock, chosen = f, core
+            break
+    except OSError:  # no usable temp dir: fall back to the slot's core
+        pass
+    if chosen is None:
+        chosen = order[0]
+    for tid in os.listdir("/proc/self/task"):  # threads that exist now; later ones inherit the mask
+        try:
+            os.sched_setaffinity(int(tid), {chosen})
+        except OSError:
+            pass
+    return chosen
+
+
+def _run_summary(run, curves: bool) -> dict:
+    return {"task": run.task, "seed": int(run.seed), "steps": int(run.steps), "steps_run": int(run.steps_run),
+            "eval_loss": float(run.eval_loss), "reference_eval_loss": float(run.reference_eval_loss),
+            "score": float(run.score), "diverged": bool(run.diverged), "timed_out": bool(run.timed_out),
+            "losses": [float(x) for x in run.losses] if curves else None}
+
+
+def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], steps: int | None = None,
+                  time_limit: float | None = None, curves: bool = False) -> dict:
+    """Evaluate one program text in this process; plain data out (what an actor returns).
+
+    Proxy tasks go through :func:`symopt.evaluation.evaluate`; ``toy_*`` tasks through
+    :func:`symopt.search.toy.evaluate`, as the serial backend does.
+    """
+    from symopt.programs.parse import parse
+
+    if not isinstance(program, str):
+        raise TypeError(f"programs travel as text, got {type(program).__name__}")
+    parsed = parse(program)
+    tasks, seeds = [str(t) for t in tasks], tuple(int(s) for s in seeds)
+    if tasks and all(t.startswith("toy_") for t in tasks):
+        from symopt.search import toy
+
+        (r,) = toy.evaluate([parsed], tasks, seeds, steps)
+        runs = [{"task": t, "seed": s, "steps": steps, "steps_run": None, "eval_loss": float(loss),
+                 "reference_eval_loss": math.nan, "score": math.nan, "diverged": not math.isfinite(loss),
+                 "timed_out": False, "losses": None} for (t, s), loss in r.losses.items()]
+        return {"program": str(parsed), "fitness": float(r.fitness), "seconds": math.nan, "runs": runs}
+    from symopt.evaluation import evaluate
+
+    (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit)
+    return {"program": str(r.program), "fitness": float(r.fitness), "seconds": float(r.seconds),
+            "runs": [_run_summary(run, curves) for run in r.runs]}
+
+
+class Evaluator:
+    """The evaluator actor's class (``ray.remote`` is applied by the pool): one per core.
+
+    Everything in and out is plain data; programs arrive as text.
+    """
+
+    def __init__(self, slot: int, pin: bool = True):
+        # Pin before anything starts JAX's thread pools (sized from the affinity mask).
+        self.slot = slot
+        self.core = pin_to_core(slot) if pin else None
+        self.count = 0
+        self.started = time.time()
+
+    def info(self) -> dict:
+        """Where and how this actor runs: slot, pid, node, core, threads' settings."""
+        import socket
+
+        import ray
+        import symopt
+
+        return {"slot": self.slot, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
+                "host": socket.gethostname(), "core": self.core, "affinity": sorted(os.sched_getaffinity(0)),
+                "nproc": os.environ.get("NPROC"), "symopt": symopt.__file__, "evaluated": self.count}
+
+    def evaluate(self, program: str, tasks: Sequence[str], seeds: Sequence[int], steps: int | None = None,
+                 time_limit: float | None = None, curves: bool = False) -> dict:
+        """One candidate; an exception in the evaluation comes back as ``error`` (the actor lives on)."""
+        t0 = time.perf_counter()
+        try:
+            out = evaluate_text(program, tasks, seeds, steps, time_limit, curves)
+            out["error"] = None
+        except Exception as e:  # noqa: BLE001 - a bad candidate must not take the worker down
+            out = {"program": program, "fitness": math.nan, "seconds": math.nan, "runs": [],
+                   "error": f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"}
+        self.count += 1
+        out.update(wall_s=time.perf_counter() - t0, pid=os.getpid(), slot=self.slot)
+        return out
+
+
+_remote_class = None
+
+
+def _actor_class():
+    global _remote_class
+    if _remote_class is None:
+        import ray
+
+        _remote_class = ray.remote(Evaluator)
+    return _remote_class
+
+
+# -- results -----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunSummary:
+    """One (task, seed) run of a candidate: plain numbers (loss curve only with ``curves=True``)."""
+
+    task: str
+    seed: int
+    steps: int | None
+    steps_run: int | None
+    eval_loss: float
+    reference_eval_loss: float
+    score: float
+    diverged: bool
+    timed_out: bool
+    losses: tuple[float, ...] | None = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """A candidate's result as delivered by the pool (``.fitness`` as symopt.search expects).
+
+    ``program`` is the canonical text; ``seconds`` the training time on the worker
+    (compilation excluded), ``wall_s`` the worker's whole call; ``attempts`` how many
+    workers it was sent to (more than 1 after a worker died); ``error`` is set (and
+    ``fitness`` NaN) when the evaluation raised or the candidate killed
+    ``max_attempts`` workers.
+    """
+
+    id: Hashable
+    program: str
+    fitness: float
+    runs: tuple[RunSummary, ...]
+    seconds: float
+    wall_s: float
+    attempts: int
+    worker: int | None
+    pid: int | None
+    error: str | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+    @property
+    def diverged(self) -> bool:
+        return any(r.diverged for r in self.runs)
+
+    @property
+    def timed_out(self) -> bool:
+        return any(r.timed_out for r in self.runs)
+
+    def as_json(self) -> dict:
+        d = dataclasses.asdict(self)
+        d["fitness"] = self.fitness if math.isfinite(self.fitness) else None
+        return d
+
+
+def _evaluation(job: "_Job", out: Mapping) -> Evaluation:
+    runs = tuple(RunSummary(**{**r, "losses": tuple(r["losses"]) if r.get("losses") is not None else None})
+                 for r in out.get("runs", ()))
+    return Evaluation(id=job.id, program=out.get("program", job.program), fitness=float(out["fitness"]), runs=runs,
+                      seconds=float(out.get("seconds", math.nan)), wall_s=float(out.get("wall_s", math.nan)),
+                      attempts=job.attempts, worker=out.get("slot"), pid=out.get("pid"), error=out.get("error"))
+
+
+# -- the pool ----------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass
+class _Job:
+    id: Hashable
+    program: str
+    tasks: tuple[str, ...]
+    seeds: tuple[int, ...]
+    steps: int | None
+    time_limit: float | None
+    attempts: int = 0  # workers it has been sent to
+
+    def args(self, curves: bool) -> tuple:
+        return (self.program, self.tasks, self.seeds, self.steps, self.time_limit, curves)
+
+
+@dataclasses.dataclass
+class _Slot:
+    index: int
+    actor: Any = None
+    ready_ref: Any = None  # the info() call of a starting actor
+    info: dict | None = None
+    inflight: dict = dataclasses.field(default_factory=dict)  # ref -> _Job
+    started_at: float = 0.0
+    generation: int = 0
+    start_failures: int = 0
+
+    @property
+    def ready(self) -> bool:
+        return self.actor is not None and self.info is not None
+
+
+@dataclasses.dataclass
+class PoolStats:
+    """Counters: candidates submitted and delivered, workers lost and started, candidates re-sent."""
+
+    submitted: int = 0
+    delivered: int = 0
+    errors: int = 0
+    worker_deaths: int = 0
+    workers_started: int = 0
+    resubmitted: int = 0
+    duplicates_dropped: int = 0
+    recovered: int = 0  # finished on a worker that then died, delivered without re-running
+
+
+def _is_worker_loss(exc: BaseException) -> bool:
+    from ray import exceptions as rx
+
+    lost = (rx.RayActorError, rx.WorkerCrashedError, rx.NodeDiedError, rx.ObjectLostError, rx.OutOfMemoryError,
+            rx.ActorPlacementGroupRemoved)
+    return isinstance(exc, lost)
+
+
+class EvaluatorPool:
+    """Evaluator actors fed one candidate at a time, results in completion order, each id once.
+
+    Args:
+        tasks: proxy-task names (or ``toy_*``) for candidates that do not name their own.
+        seeds: seeds likewise.
+        steps: training steps likewise (default: each task's own).
+        workers: number of actors (default: the cluster's free CPUs, at least 1).
+        max_in_flight: candidates handed to one actor at a time (1 or 2 is right).
+        pin: pin each actor's threads to one core (see the module docstring).
+        time_limit: seconds of training per candidate (``symopt.evaluation.evaluate``'s).
+        curves: return every run's loss curve in :class:`RunSummary` (bigger messages).
+        max_attempts: workers a candidate may kill before it is delivered as an error.
+        max_start_failures: a slot whose actor fails to start this many times in a row,
+            or more than ``max_start_failures * workers`` actors lost with no candidate
+            finished in between, raises RuntimeError from :meth:`next_result` (the
+            workers cannot run here: a broken environment, not a bad candidate).
+        actor_options: extra ``.options()`` for the actors (e.g. ``resources``);
+            ``runtime_env`` given here is merged with the thread settings.
+
+    Not thread-safe: drive it from one thread. Ray must be connected (:func:`connect`);
+    the constructor starts the actors without waiting (see :meth:`wait_ready`).
+    """
+
+    def __init__(self, tasks: str | Sequence[str] = (), seeds: int | Sequence[int] = (0,), steps: int | None = None,
+                 *, workers: int | None = None, max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, pin: bool = True,
+                 time_limit: float | None = None, curves: bool = False, max_attempts: int = DEFAULT_MAX_ATTEMPTS,
+                 max_start_failures: int = 3, actor_options: Mapping | None = None):
+        import ray
+
+        if not ray.is_initialized():
+            raise RuntimeError("Ray is not connected: call symopt.campaigns.connect() first")
+        self.tasks = _names(tasks)
+        self.seeds = _seeds(seeds)
+        self.steps = None if steps is None else int(steps)
+        self.time_limit = time_limit
+        self.curves = curves
+        self.pin = pin
+        if max_in_flight < 1:
+            raise ValueError(f"max_in_flight must be at least 1, got {max_in_flight}")
+        self.max_in_flight = int(max_in_flight)
+        self.max_attempts = int(max_attempts)
+        self.max_start_failures = int(max_start_failures)
+        if workers is None:
+            workers = max(1, int(ray.available_resources().get("CPU", 1)))
+        if workers < 1:
+            raise ValueError(f"workers must be at least 1, got {workers}")
+        options = dict(actor_options or {})
+        env = dict(options.pop("runtime_env", None) or {})
+        env["env_vars"] = {**THREAD_ENV, **env.get("env_vars", {})}
+        self._options = {"num_cpus": 1, "max_restarts": 0, "max_task_retries": 0, "runtime_env": env, **options}
+        self.stats = PoolStats()
+        self._slots = [_Slot(i) for i in range(int(workers))]
+        self._active = len(self._slots)
+        self._refs: dict[Any, tuple[str, int]] = {}  # ref -> ("ready" | "eval", slot)
+        self._queue: collections.deque[_Job] = collections.deque()
+        self._pending: dict[Hashable, _Job] = {}
+        self._delivered: set = set()
+        self._ready: collections.deque[Evaluation] = collections.deque()  # delivered, not yet handed out
+        self._closed = False
+        self._last_warning = 0.0
+        self._losses_in_a_row = 0  # workers lost with no evaluation delivered in between
+        for slot in self._slots:
+            self._start(slot)
+
+    # -- public --------------------------------------------------------------------------------------
+
+    @property
+    def workers(self) -> int:
+        """Number of actor slots."""
+        return len(self._slots)
+
+    @property
+    def active(self) -> int:
+        """How many slots (the first ones) receive new candidates; all by default.
+
+        Lower it to leave cores free, or to compare throughputs on the same warm actors
+        (``symopt bench scale``); what is already in flight finishes where it is.
+        """
+        return self._active
+
+    @active.setter
+    def active(self, n: int) -> None:
+        if not 1 <= int(n) <= len(self._slots):
+            raise ValueError(f"active must be between 1 and {len(self._slots)}, got {n}")
+        self._active = int(n)
+
+    @property
+    def pending(self) -> int:
+        """Candidates submitted and not yet handed out (queued, in flight, or finished and buffered)."""
+        return len(self._pending) + len(self._ready)
+
+    @property
+    def capacity(self) -> int:
+        """How many more candidates would start (or wait in an actor's queue) right now, not in the pool's queue."""
+        free = sum(self.max_in_flight - len(s.inflight) for s in self._slots[:self._active] if s.ready)
+        return max(0, free - len(self._queue))
+
+    def submit(self, candidate_id: Hashable, program: Any, *, tasks: str | Sequence[str] = POOL_DEFAULT,
+               seeds: int | Sequence[int] = POOL_DEFAULT, steps: int | None = POOL_DEFAULT,
+               time_limit: float | None = POOL_DEFAULT) -> None:
+        """Queue one candidate: its id (unique in this pool) and its program as text (a Program is printed).
+
+        ``tasks``, ``seeds``, ``steps`` and ``time_limit`` override the pool's for it
+        (``steps=None``: each task's own steps; ``time_limit=None``: no limit).
+        """
+        self._check_open()
+        if candidate_id in self._pending or candidate_id in self._delivered:
+            raise ValueError(f"candidate id {candidate_id!r} was already submitted to this pool")
+        job = self._job(candidate_id, _program_text(program), tasks, seeds, steps, time_limit)
+        self._pending[candidate_id] = job
+        self._queue.append(job)
+        self.stats.submitted += 1
+        self._dispatch()
+
+    def next_result(self, timeout: float | None = None) -> Evaluation | None:
+        """The next finished candidate, waiting at most ``timeout`` seconds (None: until one finishes).
+
+        Returns None when nothing is pending or the timeout passed (see :attr:`pending`).
+        Raises RuntimeError when no worker can be started (see ``max_start_failures``).
+        """
+        self._check_open()
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while True:
+            self._dispatch()
+            if self._ready:
+                return self._ready.popleft()
+            if not self._pending:
+                return None
+            remaining = None if deadline is None else max(0.0, deadline - time.monotonic())
+            if not self._refs:  # every slot dead and not restartable right now
+                self._restart_dead()
+                if not self._refs:
+                    raise RuntimeError("no evaluator actors left to run the pending candidates")
+            wait = remaining if remaining is not None else 60.0
+            ready, _ = _ray().wait(list(self._refs), num_returns=1, timeout=wait)
+            if ready:
+                self._handle(ready[0])
+            elif deadline is not None and time.monotonic() >= deadline:
+                return None
+            else:
+                self._warn_if_starved()
+
+    def results(self, timeout: float | None = None) -> Iterator[Evaluation]:
+        """Every pending candidate's result as it finishes; TimeoutError if ``timeout`` s pass first."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.pending:
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"{self.pending} candidates still pending after {timeout} s")
+            r = self.next_result(remaining)
+            if r is not None:
+                yield r
+
+    def evaluate(self, programs: Sequence[Any], tasks: str | Sequence[str] = POOL_DEFAULT,
+                 seeds: int | Sequence[int] = POOL_DEFAULT, steps: int | None = POOL_DEFAULT, *,
+                 raise_errors: bool = True) -> list[Evaluation]:
+        """A batch, in order (all of it in flight at once). Other candidates' results stay pending.
+
+        With ``raise_errors``, a failed evaluation raises RuntimeError (as the serial
+        backend would); otherwise it comes back with ``error`` set.
+        """
+        self._check_open()
+        ids = []
+        for p in programs:
+            self._batch += 1
+            cid = ("symopt.campaigns.batch", self._batch)
+            self.submit(cid, p, tasks=tasks, seeds=seeds, steps=steps)
+            ids.append(cid)
+        wanted, got, others = set(ids), {}, []
+        while len(got) < len(ids):
+            r = self.next_result()
+            if r is None:  # pragma: no cover - every id is pending until delivered
+                raise RuntimeError("pool lost track of a batch")
+            (got.__setitem__(r.id, r) if r.id in wanted else others.append(r))
+        self._ready.extendleft(reversed(others))
+        out = [got[i] for i in ids]
+        if raise_errors:
+            bad = [r for r in out if r.error]
+            if bad:
+                raise RuntimeError(f"{len(bad)} of {len(out)} evaluations failed; first:\n{bad[0].error}")
+        return out
+
+    _batch = 0
+
+    def backend(self, tasks: Sequence[str], seeds: Sequence[int], steps: int | None):
+        """A ``symopt.search`` backend: ``search(config, backend=pool.backend)`` trains each batch on the pool."""
+        tasks, seeds = _names(tasks), _seeds(seeds)
+        steps = None if steps is None else int(steps)  # None: each task's own steps, never the pool's
+        return lambda programs: self.evaluate([_program_text(p) for p in programs], tasks, seeds, steps)
+
+    def wait_ready(self, timeout: float | None = None) -> list[dict]:
+        """Wait until every slot's actor has started (or ``timeout``); returns the started actors' info."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while any(not s.ready for s in self._slots):
+            starting = [s.ready_ref for s in self._slots if s.ready_ref is not None]
+            if not starting:
+                self._restart_dead()
+                continue
+            remaining = None if deadline is None else deadline - time.monotonic()
+            if remaining is not None and remaining <= 0:
+                raise TimeoutError(f"{sum(not s.ready for s in self._slots)} evaluators not started after {timeout} s")
+            ready, _ = _ray().wait(starting, num_returns=1, timeout=remaining)
+            if ready:
+                self._handle(ready[0])
+        return self.worker_info()
+
+    def warm(self, programs: Sequence[Any] | None = None, tasks: str | Sequence[str] = POOL_DEFAULT,
+             seeds: int | Sequence[int] = POOL_DEFAULT, steps: int | None = POOL_DEFAULT,
+             timeout: float | None = None) -> float:
+        """Fill every actor's compile caches: each evaluates every program once (results discarded).
+
+        Default program: the AdamW baseline. Warm with one program per program-size
+        bucket that the campaign will meet (or simply with its candidates). Returns seconds.
+        """
+        t0 = time.monotonic()
+        self.wait_ready(timeout)
+        if programs is None:
+            from symopt.programs import baselines
+
+            programs = [baselines.get("adamw")]
+        texts = [_program_text(p) for p in programs]
+        job = self._job(None, "", tasks, seeds, steps, None)
+        refs = [s.actor.evaluate.remote(t, job.tasks, job.seeds, job.steps, None, False)
+                for s in self._slots if s.ready for t in texts]
+        for ref in refs:
+            try:
+                _ray().get(ref)
+            except Exception as e:  # a dead actor shows up on its next real task too
+                if not _is_worker_loss(e):
+                    raise
+        return time.monotonic() - t0
+
+    def worker_info(self) -> list[dict]:
+        """Each started actor's info (slot, pid, node, core, ...)."""
+        return [dict(s.info) for s in self._slots if s.ready]
+
+    def worker_of(self, candidate_id: Hashable) -> dict | None:
+        """The info of the actor a candidate is on now (None while queued or when done)."""
+        for s in self._slots:
+            if s.ready and any(job.id == candidate_id for job in s.inflight.values()):
+                return dict(s.info)
+        return None
+
+    def shutdown(self) -> None:
+        """Kill the actors (undelivered candidates are dropped)."""
+        if self._closed:
+            return
+        self._closed = True
+        ray = _ray()
+        for s in self._slots:
+            if s.actor is not None:
+                try:
+                    ray.kill(s.actor, no_restart=True)
+                except Exception:  # already dead
+                    pass
+            s.actor, s.ready_ref, s.info = None, None, None
+            s.inflight.clear()
+        self._refs.clear()
+        self._queue.clear()
+
+    close = shutdown
+
+    def __enter__(self) -> "EvaluatorPool":
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.shutdown()
+
+    def __repr__(self) -> str:
+        ready = sum(s.ready for s in self._slots)
+        return (f"EvaluatorPool({ready}/{len(self._slots)} workers ready, {len(self._queue)} queued, "
+                f"{sum(len(s.inflight) for s in self._slots)} in flight, {self.stats})")
+
+    # -- internals -------------------------------------------------------------------------------------
+
+    def _job(self, cid, text, tasks, seeds, steps, time_limit) -> _Job:
+        """A job with the pool's settings where the caller left POOL_DEFAULT."""
+        job = _Job(cid, text, self.tasks if tasks is POOL_DEFAULT else _names(tasks),
+                   self.seeds if seeds is POOL_DEFAULT else _seeds(seeds),
+                   self.steps if steps is POOL_DEFAULT else (None if steps is None else int(steps)),
+                   self.time_limit if time_limit is POOL_DEFAULT else time_limit)
+        if not job.tasks:
+            raise ValueError("no tasks: give them to the pool or to submit()")
+        return job
+
+    def _check_open(self) -> None:
+        if self._closed:
+            raise RuntimeError("the pool is shut down")
+
+    def _start(self, slot: _Slot) -> None:
+        actor = _actor_class().options(**self._options).remote(slot.index, self.pin)
+        slot.actor, slot.info, slot.generation = actor, None, slot.generation + 1
+        slot.ready_ref = actor.info.remote()
+        slot.started_at = time.monotonic()
+        self._refs[slot.ready_ref] = ("ready", slot.index)
+        self.stats.workers_started += 1
+
+    def _warn_if_starved(self) -> None:
+        """Log (once a minute) while no actor has been up for a minute: the cluster has no free CPU for them."""
+        now = time.monotonic()
+        if any(s.ready for s in self._slots) or now - self._last_warning < 60:
+            return
+        waited = now - max(s.started_at for s in self._slots)
+        if waited >= 60:
+            self._last_warning = now
+            logger.warning("no evaluator actor running for %.0f s: %d candidates wait for a free CPU in the cluster",
+                           waited, len(self._pending))
+
+    def _restart_dead(self) -> None:
+        for s in self._slots:
+            if s.actor is None:
+                self._start(s)
+
+    def _dispatch(self) -> None:
+        if not self._queue:
+            return
+        ready = [s for s in self._slots[:self._active] if s.ready]
+        while self._queue and ready:
+            slot = min(ready, key=lambda s: (len(s.inflight), s.index))
+            if len(slot.inflight) >= self.max_in_flight:
+                return
+            job = self._queue.popleft()
+            job.attempts += 1
+            ref = slot.actor.evaluate.remote(*job.args(self.curves))
+            slot.inflight[ref] = job
+            self._refs[ref] = ("eval", slot.index)
+
+    def _handle(self, ref) -> None:
+        kind, index = self._refs.pop(ref)
+        slot = self._slots[index]
+        ray = _ray()
+        if kind == "ready":
+            slot.ready_ref = None
+            try:
+                slot.info = ray.get(ref)
+                slot.start_failures = 0
+            except Exception as e:
+                if not _is_worker_loss(e) and not isinstance(e, _ray().exceptions.RayError):
+                    raise
+                slot.start_failures += 1
+                logger.warning("evaluator %d failed to start (%d): %s", index, slot.start_failures, e)
+                if slot.start_failures >= self.max_start_failures:
+                    raise RuntimeError(f"evaluator {index} failed to start {slot.start_failures} times") from e
+                self._lose(slot, e)
+            return
+        job = slot.inflight.pop(ref)
+        try:
+            out = ray.get(ref)
+        except Exception as e:
+            if not _is_worker_loss(e):
+                # The actor method itself raised (it catches evaluation errors): a bug; report it as the result.
+                self._deliver(job, {"program": job.program, "fitness": math.nan, "runs": [],
+                                    "error": f"{type(e).__name__}: {e}"})
+                return
+            slot.inflight[ref] = job  # lost with the others
+            self._lose(slot, e)
+            return
+        self._deliver(job, out)
+
+    def _lose(self, slot: _Slot, exc: BaseException) -> None:
+        """The slot's actor is gone: rescue finished siblings, requeue the rest, start a replacement."""
+        ray = _ray()
+        self.stats.worker_deaths += 1
+        self._losses_in_a_row += 1
+        pid = slot.info.get("pid") if slot.info else None
+        logger.warning("evaluator %d (pid %s) lost: %s; %d candidates to re-send", slot.index, pid,
+                       type(exc).__name__, len(slot.inflight))
+        lost = list(slot.inflight.items())
+        slot.inflight.clear()
+        for ref, _ in lost:
+            self._refs.pop(ref, None)
+        if slot.ready_ref is not None:
+            self._refs.pop(slot.ready_ref, None)
+        requeue = []
+        for ref, job in lost:
+            done, _ = ray.wait([ref], timeout=0)
+            if done:
+                try:
+                    out = ray.get(ref, timeout=0)
+                except Exception:
+                    requeue.append(job)
+                else:
+                    self.stats.recovered += 1
+                    self._deliver(job, out)
+                    continue
+            else:
+                requeue.append(job)
+        for job in reversed(requeue):
+            if job.attempts >= self.max_attempts:
+                self._deliver(job, {"program": job.program, "fitness": math.nan, "runs": [],
+                                    "error": f"lost {job.attempts} workers while evaluating it (last: {exc!r})"})
+            else:
+                self.stats.resubmitted += 1
+                self._queue.appendleft(job)
+        try:
+            ray.kill(slot.actor, no_restart=True)
+        except Exception:
+            pass
+        slot.actor, slot.info, slot.ready_ref = None, None, None
+        self._start(slot)
+        if self._losses_in_a_row > self.max_start_failures * len(self._slots):
+            raise RuntimeError(f"{self._losses_in_a_row} evaluator actors lost in a row without one finished "
+                               f"candidate; the last: {exc!r}") from exc
+
+    def _deliver(self, job: _Job, out: Mapping) -> None:
+        if job.id in self._delivered or job.id not in self._pending:
+            self.stats.duplicates_dropped += 1
+            return
+        del self._pending[job.id]
+        self._delivered.add(job.id)
+        ev = _evaluation(job, out)
+        self.stats.delivered += 1
+        self.stats.errors += ev.error is not None
+        if "pid" in out:  # a worker finished it
+            self._losses_in_a_row = 0
+        self._ready.append(ev)
+
+
+def steady_state(pool: EvaluatorPool, propose: Callable[[], tuple[Hashable, Any] | None],
+                 accept: Callable[[Evaluation], None], budget: int, timeout: float | None = None) -> int:
+    """Run an asynchronous (steady-state) search loop on the pool; returns the number of results accepted.
+
+    Whenever the pool has :attr:`~EvaluatorPool.capacity` (an actor with fewer than
+    ``max_in_flight`` candidates), ``propose()`` is asked for the next ``(id, program)``
+    (None: nothing to propose now); every result is handed to ``accept(evaluation)``
+    as soon as it arrives, and the freed actor is refilled at once. At most ``budget``
+    candidates are submitted. A regularised evolution plugs in as
+    ``propose`` = tournament, mutate, cache lookup (a cache hit is integrated at once and
+    the next child tried) and ``accept`` = add the child to its island, the oldest dies.
+    """
+    submitted = accepted = 0
+    deadline = None if timeout is None else time.monotonic() + timeout
+    while True:
+        while submitted < budget and pool.capacity > 0:
+            nxt = propose()
+            if nxt is None:
+                break
+            pool.submit(*nxt)
+            submitted += 1
+        if not pool.pending:
+            return accepted
+        remaining = None if deadline is None else deadline - time.monotonic()
+        if remaining is not None and remaining <= 0:
+            raise TimeoutError(f"{pool.pending} candidates still pending after {timeout} s")
+        ev = pool.next_result(remaining)
+        if ev is not None:
+            accept(ev)
+            accepted += 1
+
+
+def _ray():
+    import ray
+
+    return ray
+
+
+def _program_text(program: Any) -> str:
+    from symopt.programs.program import Program
+
+    if isinstance(program, Program):
+        return str(program)
+    if isinstance(program, str):
+        return program
+    raise TypeError(f"a program is a Program or its text, got {type(program).__name__}")
+
+
+def _names(tasks) -> tuple[str, ...]:
+    if isinstance(tasks, str):
+        return (tasks,)
+    out = tuple(tasks)
+    if not all(isinstance(t, str) for t in out):
+        raise TypeError("tasks travel by name: give proxy-task names")
+    return out
+
+
+def _seeds(seeds) -> tuple[int, ...]:
+    if isinstance(seeds, int):
+        return (seeds,)
+    out = tuple(int(s) for s in seeds)
+    if not out:
+        raise ValueError("no seeds")
+    return out

@@ -1,0 +1,271 @@
+"""Regularised evolution (Real et al. 2019) over update-rule programs, with islands and restarts.
+
+Each island holds a fixed-size population, oldest first. A step picks an
+island (round robin), runs a tournament there (the best of ``tournament``
+random members is the parent), mutates the parent into a child that behaves
+differently (:func:`symopt.search.mutation.mutate`), and appends the child;
+the oldest member dies. A child whose canonical hash or behaviour fingerprint
+was trained before takes the cached fitness without training
+(:class:`symopt.search.dedup.Cache`); the others are trained in batches of
+``batch`` by ``evaluate_fn(programs) -> results`` (each result a number or an
+object with ``.fitness``), a callable passed in: the serial backend calls
+:func:`symopt.evaluation.evaluate` in process, a distributed one can call Ray.
+
+Warm start: every island starts as ``population`` copies of the start program.
+Restart: an island whose best has not improved for ``restart.patience``
+children starts again from copies of the start program, the best program so
+far, or each in turn. Migration: every ``migration_interval`` trained
+candidates, each island's ``migrants`` best are copied into the next island.
+
+The state (:class:`State`) is plain data and the randomness is one NumPy
+Generator in it, so a seed and a deterministic ``evaluate_fn`` give the same
+campaign, step for step.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+import numpy as np
+
+from symopt.programs.program import Program
+from symopt.search.dedup import Cache, CacheEntry, Stats
+from symopt.search.mutation import Candidate, mutate
+from symopt.search.space import CampaignConfig, SearchSpace
+from symopt.symbolic.simplify import dead_statements, eliminate_dead_code
+
+EvaluateFn = Callable[[Sequence[Program]], Sequence[Any]]
+
+
+def fitness_of(result: Any) -> float:
+    """A result's fitness: the number itself or its ``.fitness``; NaN counts as the worst."""
+    value = float(result if isinstance(result, (int, float)) else result.fitness)
+    return -math.inf if math.isnan(value) else value
+
+
+@dataclasses.dataclass(frozen=True)
+class Individual:
+    """A member of a population: a program with its fitness and lineage."""
+
+    id: int
+    candidate: Candidate
+    fitness: float
+    parent: int | None
+
+    @property
+    def program(self) -> Program:
+        return self.candidate.program
+
+
+@dataclasses.dataclass(frozen=True)
+class Event:
+    """One child that entered a population: trained (``cached`` False) or scored from the cache."""
+
+    id: int
+    parent: int | None
+    program: str
+    fitness: float
+    cached: bool
+    island: int
+    cached_from: int | None = None
+
+    def as_json(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+@dataclasses.dataclass
+class Record:
+    """A trained program: what the funnel ranks."""
+
+    id: int
+    program: Program
+    fitness: float
+    result: Any
+    parent: int | None
+
+
+@dataclasses.dataclass
+class State:
+    """Everything the algorithm knows; plain data."""
+
+    islands: list[list[Individual]]
+    rng: np.random.Generator
+    cache: Cache
+    stats: Stats
+    start: Individual
+    best: Individual
+    next_id: int = 1
+    turn: int = 0
+    island_best: list[float] = dataclasses.field(default_factory=list)
+    since_improvement: list[int] = dataclasses.field(default_factory=list)
+    restarts: list[tuple[int, int, str]] = dataclasses.field(default_factory=list)  # (evaluated, island, source)
+    migrations: int = 0
+    history: list[Event] = dataclasses.field(default_factory=list)
+    records: dict[int, Record] = dataclasses.field(default_factory=dict)
+
+
+@dataclasses.dataclass(frozen=True)
+class Params:
+    """The knobs of the algorithm (from the campaign configuration)."""
+
+    space: SearchSpace
+    population: int = 100
+    tournament: int = 10
+    islands: int = 1
+    batch: int = 1
+    migration_interval: int = 0
+    migrants: int = 1
+    restart_patience: int = 0
+    restart_from: str = "alternate"
+
+    @classmethod
+    def from_config(cls, space: SearchSpace, campaign: CampaignConfig) -> "Params":
+        return cls(space, campaign.population, campaign.tournament, campaign.islands, campaign.batch,
+                   campaign.migration_interval, campaign.migrants, campaign.restart.patience,
+                   campaign.restart.source)
+
+
+def init(start: Program, params: Params, evaluate_fn: EvaluateFn, seed: int = 0,
+         on_event: Callable[[Event], None] | None = None) -> State:
+    """A state with every island full of copies of ``start``, which is trained once."""
+    candidate = Candidate.of(start)
+    (result,) = evaluate_fn([eliminate_dead_code(start)])
+    fitness = fitness_of(result)
+    first = Individual(0, candidate, fitness, None)
+    cache, stats = Cache(), Stats(evaluated=1)
+    cache.add(candidate.canonical, candidate.behaviour.fingerprint, CacheEntry(0, fitness, result))
+    state = State([[first] * params.population for _ in range(params.islands)], np.random.default_rng(seed),
+                  cache, stats, first, first, island_best=[fitness] * params.islands,
+                  since_improvement=[0] * params.islands)
+    state.records[0] = Record(0, start, fitness, result, None)
+    event = Event(0, None, str(start), fitness, False, 0)
+    state.history.append(event)
+    if on_event:
+        on_event(event)
+    return state
+
+
+def tournament(population: list[Individual], size: int, rng: np.random.Generator) -> Individual:
+    """The fittest of ``size`` distinct random members (the first drawn wins a tie)."""
+    picks = rng.choice(len(population), size=min(size, len(population)), replace=False)
+    return max((population[i] for i in picks), key=lambda ind: ind.fitness)
+
+
+def _add(state: State, params: Params, island: int, individual: Individual) -> None:
+    population = state.islands[island]
+    population.append(individual)
+    del population[0]
+    if individual.fitness > state.best.fitness:
+        state.best = individual
+    if individual.fitness > state.island_best[island]:
+        state.island_best[island] = individual.fitness
+        state.since_improvement[island] = 0
+    else:
+        state.since_improvement[island] += 1
+    if params.restart_patience and state.since_improvement[island] >= params.restart_patience:
+        _restart(state, params, island)
+
+
+def _restart(state: State, params: Params, island: int) -> None:
+    source = params.restart_from
+    if source == "alternate":
+        source = ("start", "best")[len(state.restarts) % 2]
+    seed = state.start if source == "start" else state.best
+    state.islands[island] = [seed] * params.population
+    state.island_best[island] = seed.fitness
+    state.since_improvement[island] = 0
+    state.restarts.append((state.stats.evaluated, island, source))
+
+
+def _migrate(state: State, params: Params) -> None:
+    k = len(state.islands)
+    leaders = [sorted(pop, key=lambda ind: -ind.fitness)[:params.migrants] for pop in state.islands]
+    for i, movers in enumerate(leaders):
+        target = state.islands[(i + 1) % k]
+        for ind in movers:
+            target.append(ind)
+            del target[0]
+    state.migrations += 1
+
+
+@dataclasses.dataclass
+class _Pending:
+    island: int
+    parent: Individual
+    child: Candidate
+    id: int
+    waiting: list = dataclasses.field(default_factory=list)  # (island, parent, child, id) of in-batch twins
+
+
+def step(state: State, params: Params, evaluate_fn: EvaluateFn, budget: int, max_generated: int,
+         on_event: Callable[[Event], None] | None = None) -> bool:
+    """One batch: children until ``batch`` need training, then train them. False when the budget is spent."""
+    stats = state.stats
+    pending: list[_Pending] = []
+    by_fp: dict[str, _Pending] = {}
+    while (len(pending) < params.batch and stats.evaluated + len(pending) < budget
+           and stats.generated < max_generated):
+        island = state.turn % len(state.islands)
+        state.turn += 1
+        parent = tournament(state.islands[island], params.tournament, state.rng)
+        outcome = mutate(parent.candidate, params.space, state.rng)
+        stats.generated += outcome.generated
+        stats.invalid += outcome.invalid
+        stats.unchanged += outcome.unchanged
+        child = outcome.child
+        if child is None:
+            stats.failed += 1
+            continue
+        stats.children += 1
+        stats.statements += len(child.program.body)
+        stats.dead_statements += dead_statements(child.program)
+        child_id = state.next_id
+        state.next_id += 1
+        hit = state.cache.lookup(child.canonical, child.behaviour.fingerprint)
+        if hit is not None:
+            stats.cache_hits += 1
+            _enter(state, params, island, Individual(child_id, child, hit.fitness, parent.id), True, hit.id, on_event)
+            continue
+        twin = by_fp.get(child.behaviour.fingerprint)
+        if twin is not None:  # the same behaviour is already waiting in this batch
+            stats.cache_hits += 1
+            twin.waiting.append((island, parent, child, child_id))
+            continue
+        p = _Pending(island, parent, child, child_id)
+        pending.append(p)
+        by_fp[child.behaviour.fingerprint] = p
+    if pending:
+        results = evaluate_fn([eliminate_dead_code(p.child.program) for p in pending])
+        if len(results) != len(pending):
+            raise ValueError(f"evaluate_fn returned {len(results)} results for {len(pending)} programs")
+        for p, result in zip(pending, results):
+            fitness = fitness_of(result)
+            stats.evaluated += 1
+            state.cache.add(p.child.canonical, p.child.behaviour.fingerprint, CacheEntry(p.id, fitness, result))
+            state.records[p.id] = Record(p.id, p.child.program, fitness, result, p.parent.id)
+            _enter(state, params, p.island, Individual(p.id, p.child, fitness, p.parent.id), False, None, on_event)
+            for island, parent, child, child_id in p.waiting:
+                _enter(state, params, island, Individual(child_id, child, fitness, parent.id), True, p.id, on_event)
+            if params.migration_interval and len(state.islands) > 1 and stats.evaluated % params.migration_interval == 0:
+                _migrate(state, params)
+    return stats.evaluated < budget and stats.generated < max_generated
+
+
+def _enter(state: State, params: Params, island: int, ind: Individual, cached: bool, source: int | None,
+           on_event) -> None:
+    _add(state, params, island, ind)
+    event = Event(ind.id, ind.parent, str(ind.program), ind.fitness, cached, island, source)
+    state.history.append(event)
+    if on_event and not cached:
+        on_event(event)
+
+
+def run(state: State, params: Params, evaluate_fn: EvaluateFn, budget: int, max_generated: int | None = None,
+        on_event: Callable[[Event], None] | None = None) -> State:
+    """Evolve until ``budget`` candidates have been trained (or ``max_generated`` mutation steps)."""
+    max_generated = max_generated or 100 * budget
+    while step(state, params, evaluate_fn, budget, max_generated, on_event):
+        pass
+    return state

@@ -1,0 +1,87 @@
+"""Funnel selection: the leaders of each stage move on to bigger tasks; validation ranks the survivors.
+
+Stage 1 is the search itself: every trained candidate has a stage-1 fitness.
+For each later stage, the ``promote`` best candidates of the stage before (by
+that stage's fitness, ties to the older candidate) are trained on the stage's
+tasks. The ``keep`` best of the last stage form the hall of fame, which is
+then ranked by its fitness on validation tasks the search never optimised on
+(Lion's funnel selection and meta-validation, DESIGN.md §4).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from typing import Any, Callable, Sequence
+
+from symopt.programs.program import Program
+
+StageEvaluate = Callable[[Sequence[Program]], Sequence[float]]
+
+
+@dataclasses.dataclass
+class Entry:
+    """A candidate going through the funnel: its fitness on each stage it reached, and on validation."""
+
+    id: int
+    program: Program
+    fitness: dict[str, float]
+    validation: float | None = None
+    results: dict[str, Any] = dataclasses.field(default_factory=dict)
+
+    def score(self, stage: str) -> float:
+        value = self.fitness.get(stage, -math.inf)
+        return -math.inf if math.isnan(value) else value
+
+
+def leaders(entries: Sequence[Entry], stage: str, k: int) -> list[Entry]:
+    """The ``k`` best entries on ``stage`` (ties: lower id first), only those scored there."""
+    scored = [e for e in entries if stage in e.fitness]
+    return sorted(scored, key=lambda e: (-e.score(stage), e.id))[:k]
+
+
+def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate]], keep: int,
+        validate: StageEvaluate | None = None, first: str | None = None,
+        on_result: Callable[[str, Entry, Any], None] | None = None) -> tuple[list[Entry], dict[str, list[Entry]]]:
+    """Push ``entries`` (scored on the first stage) through the later ``stages``.
+
+    Args:
+        entries: candidates with ``fitness[first]`` set.
+        stages: ``(name, promote, evaluate)`` for each stage after the first;
+            ``evaluate(programs)`` returns results (numbers or with ``.fitness``).
+        keep: the hall-of-fame size.
+        validate: scores programs on the validation tasks (None: no validation).
+        first: the first stage's name (default: the first key of the first entry).
+        on_result: called as ``on_result(stage, entry, result)`` after each training
+            (``stage`` is ``"validation"`` for the validation tasks).
+
+    Returns:
+        (the hall of fame, best first: by validation fitness when ``validate`` is
+        given, else by the last stage's; the entries that reached each stage).
+    """
+    from symopt.search.evolution import fitness_of
+
+    entries = list(entries)
+    if not entries:
+        return [], {}
+    current = first or next(iter(entries[0].fitness))
+    reached = {current: list(entries)}
+    for name, promote, evaluate in stages:
+        moving = leaders(reached[current], current, promote)
+        results = evaluate([e.program for e in moving]) if moving else []
+        for e, r in zip(moving, results):
+            e.fitness[name] = fitness_of(r)
+            e.results[name] = r
+            if on_result:
+                on_result(name, e, r)
+        reached[name] = moving
+        current = name
+    hall = leaders(reached[current], current, keep)
+    if validate is not None and hall:
+        for e, r in zip(hall, validate([e.program for e in hall])):
+            e.validation = fitness_of(r)
+            e.results["validation"] = r
+            if on_result:
+                on_result("validation", e, r)
+        hall.sort(key=lambda e: (-(e.validation if e.validation is not None else -math.inf), -e.score(current), e.id))
+    return hall, reached

@@ -1,0 +1,234 @@
+"""Mutation as in hero: insert, delete or modify one statement; pure functions of a NumPy Generator.
+
+* insert: a random function of the space applied to random in-scope names or
+  new constants, assigned to a new name or an existing one, at a random place;
+* delete: a random statement goes;
+* modify: in a random statement, one random node changes: a call gets another
+  function (same arity where the space has one), a name becomes another
+  in-scope name (or a new constant), a constant is multiplied by 2^N(0, 1).
+
+:func:`mutate` applies operators until the result is a valid program that
+behaves differently from the parent (its fingerprint differs), as hero's
+``mutate_function_until`` does: an invalid step is undone, a step that leaves
+the behaviour unchanged (dead code, say) is kept and mutated further. Invalid
+means: the abstract execution of :func:`symopt.programs.check` fails (shape or
+type error), the program is longer than the space allows, or its update
+cannot change the weights (it reads neither ``g`` nor ``w``, or the probes of
+:func:`symopt.search.dedup.behaviour` show it constant, zero or NaN whatever
+``g`` and ``w`` are).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+
+import numpy as np
+
+from symopt.programs.check import check
+from symopt.programs.errors import ProgramError
+from symopt.programs.functions import FUNCTIONS
+from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
+from symopt.search.dedup import Behaviour, behaviour, canonical_hash
+from symopt.search.space import SearchSpace
+from symopt.symbolic.simplify import inputs_read
+
+CONST_DIGITS = 4
+"""New and mutated constants keep this many significant digits, so programs stay readable."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Candidate:
+    """A program with what the caches need: its canonical hash and its behaviour."""
+
+    program: Program
+    canonical: str
+    behaviour: Behaviour
+
+    @classmethod
+    def of(cls, program: Program) -> "Candidate":
+        return cls(program, canonical_hash(program), behaviour(program))
+
+
+@dataclasses.dataclass(frozen=True)
+class Outcome:
+    """What :func:`mutate` produced: a child (or None after ``max_tries`` steps) and the counts."""
+
+    child: Candidate | None
+    generated: int
+    invalid: int
+    unchanged: int
+    operators: tuple[str, ...]
+
+
+def _round(value: float) -> float:
+    return float(f"{value:.{CONST_DIGITS}g}")
+
+
+def new_constant(space: SearchSpace, rng: np.random.Generator) -> Const:
+    """A constant drawn as the space says; negative ones are Const(-c), never neg(Const(c))."""
+    c = space.constants
+    if c.init == "normal":
+        value = rng.normal(0.0, c.scale)
+    else:
+        value = 10.0 ** rng.uniform(math.log10(c.low), math.log10(c.high))
+        if rng.random() < c.negative:
+            value = -value
+    return Const(_round(float(np.clip(value, -c.max_abs, c.max_abs))))
+
+
+def mutate_constant(const: Const, space: SearchSpace, rng: np.random.Generator) -> Const:
+    """``c * 2^(mutation_scale * N(0, 1))``, clipped to the space's range; a zero gets a new constant."""
+    c = space.constants
+    if const.value == 0:
+        return new_constant(space, rng)
+    value = const.value * 2.0 ** (c.mutation_scale * rng.standard_normal())
+    return Const(_round(float(np.clip(value, -c.max_abs, c.max_abs))))
+
+
+def names_in_scope(program: Program, index: int) -> list[str]:
+    """Argument and variable names readable before statement ``index``, in order of first appearance."""
+    seen = dict.fromkeys(program.args)
+    for stmt in program.body[:index]:
+        seen.setdefault(stmt.target)
+    return list(seen)
+
+
+def fresh_name(program: Program) -> str:
+    """The first of ``x1, x2, ...`` not used in the program."""
+    used = set(program.args) | {s.target for s in program.body}
+    k = 1
+    while f"x{k}" in used:
+        k += 1
+    return f"x{k}"
+
+
+def _operand(scope: list[str], space: SearchSpace, rng: np.random.Generator) -> Expr:
+    if rng.random() < space.constants.probability:
+        return new_constant(space, rng)
+    return Var(scope[rng.integers(len(scope))])
+
+
+def insert(program: Program, space: SearchSpace, rng: np.random.Generator) -> Program:
+    """A random statement ``name = f(args)`` at a random place."""
+    index = int(rng.integers(len(program.body) + 1))
+    scope = names_in_scope(program, index)
+    fn = space.functions[rng.integers(len(space.functions))]
+    args = tuple(_operand(scope, space, rng) for _ in range(FUNCTIONS[fn].arity))
+    target = fresh_name(program) if rng.random() < 0.5 else scope[rng.integers(len(scope))]
+    body = program.body[:index] + (Assign(target, Call(fn, args)),) + program.body[index:]
+    return dataclasses.replace(program, body=body)
+
+
+def delete(program: Program, space: SearchSpace, rng: np.random.Generator) -> Program | None:
+    """The program without one random statement (None when it has none)."""
+    if not program.body:
+        return None
+    index = int(rng.integers(len(program.body)))
+    return dataclasses.replace(program, body=program.body[:index] + program.body[index + 1:])
+
+
+def _sites(expr: Expr, path: tuple[int, ...] = ()):
+    yield path, expr
+    if isinstance(expr, Call):
+        for i, a in enumerate(expr.args):
+            yield from _sites(a, path + (i,))
+
+
+def _replace(expr: Expr, path: tuple[int, ...], new: Expr) -> Expr:
+    if not path:
+        return new
+    args = list(expr.args)
+    args[path[0]] = _replace(args[path[0]], path[1:], new)
+    return Call(expr.fn, tuple(args))
+
+
+def modify(program: Program, space: SearchSpace, rng: np.random.Generator) -> Program | None:
+    """One random node of one random statement changed: its function, a name, or a constant."""
+    if not program.body:
+        return None
+    index = int(rng.integers(len(program.body)))
+    stmt = program.body[index]
+    sites = list(_sites(stmt.value))
+    path, node = sites[rng.integers(len(sites))]
+    scope = names_in_scope(program, index)
+    if isinstance(node, Const):
+        new = mutate_constant(node, space, rng)
+    elif isinstance(node, Var):
+        others = [n for n in scope if n != node.name]
+        if not others or rng.random() < space.constants.probability:
+            new = new_constant(space, rng)
+        else:
+            new = Var(others[rng.integers(len(others))])
+    else:
+        arity = len(node.args)
+        same = [f for f in space.functions if FUNCTIONS[f].arity == arity and f != node.fn]
+        pool = same or [f for f in space.functions if f != node.fn and FUNCTIONS[f].arity > 0]
+        if not pool:
+            return None
+        fn = pool[rng.integers(len(pool))]
+        want = FUNCTIONS[fn].arity
+        args = node.args[:want] + tuple(_operand(scope, space, rng) for _ in range(want - len(node.args[:want])))
+        new = Call(fn, args)
+    body = list(program.body)
+    body[index] = Assign(stmt.target, _replace(stmt.value, path, new))
+    return dataclasses.replace(program, body=tuple(body))
+
+
+OPERATORS = {"insert": insert, "delete": delete, "modify": modify}
+
+
+def mutate_once(program: Program, space: SearchSpace, rng: np.random.Generator) -> tuple[str, Program | None]:
+    """One operator, chosen by the space's weights (no insertion at the maximum length)."""
+    m = space.mutation
+    weights = np.array([m.insert if len(program.body) < space.max_length else 0.0,
+                        m.delete if program.body else 0.0,
+                        m.modify if program.body else 0.0])
+    if weights.sum() <= 0:
+        weights = np.array([1.0, 0.0, 0.0])
+    name = ("insert", "delete", "modify")[int(rng.choice(3, p=weights / weights.sum()))]
+    return name, OPERATORS[name](program, space, rng)
+
+
+def why_invalid(program: Program, space: SearchSpace) -> str | None:
+    """Why the program may not be trained (None if it may): checks that need no probe runs."""
+    if len(program.body) > space.max_length:
+        return f"{len(program.body)} statements; the space allows {space.max_length}"
+    try:
+        check(program)
+    except ProgramError as e:
+        return str(e)
+    weight, grad = program.arg_for("weight"), program.arg_for("grad")
+    if not inputs_read(program) & {weight, grad}:
+        return "the update reads neither the gradient nor the weights"
+    return None
+
+
+def mutate(parent: Program | Candidate, space: SearchSpace, rng: np.random.Generator) -> Outcome:
+    """A child that is valid and behaves differently from ``parent``; see the module docstring."""
+    parent = parent if isinstance(parent, Candidate) else Candidate.of(parent)
+    current = parent.program
+    invalid = unchanged = 0
+    ops: list[str] = []
+    for attempt in range(1, space.mutation.max_tries + 1):
+        op, program = mutate_once(current, space, rng)
+        if program is None or why_invalid(program, space) is not None:
+            invalid += 1
+            continue
+        canonical = canonical_hash(program)
+        if canonical == parent.canonical:
+            unchanged += 1
+            current = program
+            ops.append(op)
+            continue
+        b = behaviour(program)
+        if not b.changes_weights:
+            invalid += 1
+            continue
+        ops.append(op)
+        if b.fingerprint == parent.behaviour.fingerprint:
+            unchanged += 1
+            current = program
+            continue
+        return Outcome(Candidate(program, canonical, b), attempt, invalid, unchanged, tuple(ops))
+    return Outcome(None, space.mutation.max_tries, invalid, unchanged, tuple(ops))

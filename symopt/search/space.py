@@ -1,0 +1,467 @@
+"""Search configuration: a search space and campaign defaults, read from TOML into frozen dataclasses.
+
+    config = load("search_spaces/quick.toml")      # or load({...}) from a dict
+    config.space.functions, config.space.arguments, config.campaign.population
+
+A file has two tables, ``[space]`` (what programs can be: functions, arguments,
+length, constants, mutation weights) and ``[campaign]`` (how the search runs:
+start program, population, tournament, budget, funnel stages, validation
+tasks, islands, restarts). Every key has a default, so a file names only what
+it changes. A bad value or an unknown key raises a ValueError that names the
+file, the key as a dotted path (``campaign.stages[1].promote``) and what is
+allowed.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import math
+import pathlib
+import tomllib
+import typing
+from typing import Any, Mapping
+
+from symopt.programs.check import check
+from symopt.programs.errors import ProgramError
+from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
+from symopt.programs.parse import parse
+from symopt.programs.program import Assign, Call, Program, Var, names_in
+
+SPACES_DIR = pathlib.Path(__file__).resolve().parents[2] / "search_spaces"
+
+
+def _field(default, doc: str, **kw):
+    return dataclasses.field(default=default, metadata={"doc": doc, **kw})
+
+
+@dataclasses.dataclass(frozen=True)
+class Constants:
+    """How new constants are drawn and how constants mutate (hero: N(0, 1), times 2^N(0, 1))."""
+
+    init: str = _field("normal", "distribution of new constants", choices=("normal", "log-uniform"))
+    scale: float = _field(1.0, "standard deviation of 'normal' new constants", positive=True)
+    low: float = _field(1e-3, "smallest magnitude of 'log-uniform' new constants", positive=True)
+    high: float = _field(1.0, "largest magnitude of 'log-uniform' new constants", positive=True)
+    negative: float = _field(0.5, "chance that a 'log-uniform' new constant is negative", unit=True)
+    probability: float = _field(0.2, "chance that an argument of an inserted call is a new constant", unit=True)
+    mutation_scale: float = _field(1.0, "a mutated constant is multiplied by 2^(mutation_scale * N(0, 1))",
+                                   positive=True)
+    max_abs: float = _field(1e10, "constants are clipped to [-max_abs, max_abs]", positive=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class MutationWeights:
+    """Relative weights of the three mutation operators, and how often to retry."""
+
+    insert: float = _field(1.0, "weight of inserting a statement", nonnegative=True)
+    delete: float = _field(1.0, "weight of deleting a statement", nonnegative=True)
+    modify: float = _field(1.0, "weight of modifying a statement", nonnegative=True)
+    max_tries: int = _field(50, "mutation steps before giving up on a child that is valid and behaves "
+                                "differently from its parent", minimum=1)
+
+
+@dataclasses.dataclass(frozen=True)
+class SearchSpace:
+    """What candidate programs can be."""
+
+    functions: tuple[str, ...] = _field(HERO_FUNCTIONS, "library functions (or \"hero\" for all 45)")
+    arguments: tuple[str, ...] = _field(("w", "g", "m", "v", "lr"),
+                                        "the program's arguments: w, g, lr, t by role, others are state slots")
+    max_length: int = _field(30, "most statements a program may have (insertion stops there)", minimum=1)
+    constants: Constants = _field(Constants(), "constants")
+    mutation: MutationWeights = _field(MutationWeights(), "mutation operators")
+
+    @property
+    def state_args(self) -> tuple[str, ...]:
+        return Program(self.arguments, (), ()).state_args
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """One funnel stage: the tasks a candidate is scored on there, and how many reach it."""
+
+    name: str = _field("", "stage name (default: stage1, stage2, ...)")
+    tasks: tuple[str, ...] = _field((), "proxy tasks of this stage", nonempty=True, tasks=True)
+    promote: int = _field(10, "how many leaders of the previous stage are scored here (ignored for the first)",
+                          minimum=1)
+    steps: int = _field(0, "training steps per task (0: each task's default)", minimum=0)
+    seeds: tuple[int, ...] = _field((), "seeds (empty: campaign.seeds)")
+
+
+@dataclasses.dataclass(frozen=True)
+class Restart:
+    """When and from where an island's population is started again."""
+
+    patience: int = _field(0, "evaluations without a new best before an island restarts (0: never)", minimum=0)
+    source: str = _field("alternate", "restart from the start program, the best so far, or alternate",
+                         choices=("start", "best", "alternate"), key="from")
+
+
+HERO_ADAMW = """def train(w, g, m, v, lr):
+    g2 = square(g)
+    m = interpolate(m, g, 0.1)
+    v = interpolate(v, g2, 0.001)
+    update = m / (sqrt(v) + 1e-8)
+    update = update + w * 0.0001
+    update = update * lr
+    return update, m, v
+"""
+"""AdamW as hero writes it (no bias correction), the Lion search's start program."""
+
+
+@dataclasses.dataclass(frozen=True)
+class CampaignConfig:
+    """How a search runs; everything can be overridden per call of :func:`symopt.search.search`."""
+
+    start: str = _field(HERO_ADAMW, "start program: a baseline name or program text (def train(...): ...)")
+    population: int = _field(100, "population size of each island", minimum=1)
+    tournament: int = _field(10, "tournament size", minimum=1)
+    budget: int = _field(2000, "candidates trained on the first stage (cache hits are free)", minimum=1)
+    max_generated: int = _field(0, "stop after this many mutation steps (0: 100 x budget)", minimum=0)
+    seeds: tuple[int, ...] = _field((0,), "training seeds for each task", nonempty=True)
+    seed: int = _field(0, "seed of the search itself (mutation, selection)")
+    batch: int = _field(1, "candidates evaluated together (1: strictly serial evolution)", minimum=1)
+    islands: int = _field(1, "independent populations", minimum=1)
+    migration_interval: int = _field(0, "evaluations between migrations (0: never)", minimum=0)
+    migrants: int = _field(1, "best individuals copied to the next island at a migration", minimum=0)
+    restart: Restart = _field(Restart(), "restarts")
+    stages: tuple[Stage, ...] = _field((), "funnel stages; the first is the search fitness", nonempty=True)
+    validation: tuple[str, ...] = _field((), "held-out tasks that rank the hall of fame", tasks=True)
+    hall_of_fame: int = _field(5, "programs kept and scored on the validation tasks", minimum=1)
+    simplify_timeout: float = _field(5.0, "seconds of SymPy per hall-of-fame program", positive=True)
+
+
+@dataclasses.dataclass(frozen=True)
+class Config:
+    """A whole search configuration: the space and the campaign."""
+
+    name: str = _field("search", "name of the configuration")
+    description: str = _field("", "one line about it")
+    space: SearchSpace = _field(SearchSpace(), "space")
+    campaign: CampaignConfig = _field(CampaignConfig(), "campaign")
+    source: str = dataclasses.field(default="<dict>", compare=False, metadata={"internal": True})
+
+    def replace_campaign(self, **changes) -> "Config":
+        """A copy with some campaign values changed (checked like the file's)."""
+        if not changes:
+            return self
+        campaign = dataclasses.replace(self.campaign, **changes)
+        _check_campaign(campaign, self.source, self.space)
+        return dataclasses.replace(self, campaign=campaign)
+
+
+# --- loading ------------------------------------------------------------------------------
+
+
+def load(config: "str | pathlib.Path | Mapping[str, Any] | Config") -> Config:
+    """Read a configuration from a TOML file, a dict, or a name in ``search_spaces/``.
+
+    Raises:
+        ValueError: naming the file, the dotted key and what is allowed.
+    """
+    if isinstance(config, Config):
+        return config
+    if isinstance(config, Mapping):
+        return from_dict(config, "<dict>")
+    path = pathlib.Path(config)
+    if not path.exists() and not path.suffix and (SPACES_DIR / f"{path}.toml").exists():
+        path = SPACES_DIR / f"{path}.toml"
+    try:
+        text = path.read_text()
+    except OSError as e:
+        known = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.toml")))
+        raise ValueError(f"{path}: cannot read the search configuration ({e.strerror}); "
+                         f"give a TOML file or one of: {known}") from None
+    try:
+        table = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as e:
+        raise ValueError(f"{path}: not valid TOML: {e}") from None
+    return from_dict(table, str(path))
+
+
+def from_dict(table: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """Build and check a :class:`Config` from a TOML-shaped dict; ``source`` names it in errors."""
+    config = _build(Config, table, "", source)
+    config = dataclasses.replace(config, source=source)
+    _check_space(config.space, source)
+    _check_campaign(config.campaign, source, config.space)
+    return config
+
+
+def _error(source: str, path: str, message: str) -> ValueError:
+    return ValueError(f"{source}: {path or 'top level'}: {message}")
+
+
+def _key(f: dataclasses.Field) -> str:
+    return f.metadata.get("key", f.name)
+
+
+def _build(cls, table, path: str, source: str):
+    if not isinstance(table, Mapping):
+        raise _error(source, path, f"expected a table, got {type(table).__name__} {table!r}")
+    fields = [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
+    by_key = {_key(f): f for f in fields}
+    for key in table:
+        if key not in by_key:
+            close = difflib.get_close_matches(str(key), list(by_key), n=1, cutoff=0.6)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _error(source, _join(path, key), f"unknown key{hint}; allowed keys here: {', '.join(by_key)}")
+    hints = typing.get_type_hints(cls)
+    values = {}
+    for key, f in by_key.items():
+        if key in table:
+            values[f.name] = _convert(hints[f.name], table[key], _join(path, key), source, f)
+    return cls(**values)
+
+
+def _join(path: str, key) -> str:
+    return f"{path}.{key}" if path else str(key)
+
+
+def _convert(hint, value, path: str, source: str, f: dataclasses.Field):
+    meta = f.metadata
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path, source)
+    origin = typing.get_origin(hint)
+    if origin is tuple:
+        item = typing.get_args(hint)[0]
+        if f.name == "functions" and value == "hero":
+            return HERO_FUNCTIONS
+        if not isinstance(value, list):
+            raise _error(source, path, f"expected a list, got {_show(value)}")
+        if dataclasses.is_dataclass(item):
+            return tuple(_build(item, v, f"{path}[{i}]", source) for i, v in enumerate(value))
+        out = tuple(_scalar(item, v, f"{path}[{i}]", source) for i, v in enumerate(value))
+        if meta.get("nonempty") and not out:
+            raise _error(source, path, "must not be empty")
+        return out
+    out = _scalar(hint, value, path, source)
+    choices = meta.get("choices")
+    if choices and out not in choices:
+        close = difflib.get_close_matches(str(out), choices, n=1)
+        hint_ = f" (did you mean {close[0]!r}?)" if close else ""
+        raise _error(source, path, f"{out!r} is not allowed{hint_}; use one of: {', '.join(map(repr, choices))}")
+    if "minimum" in meta and out < meta["minimum"]:
+        raise _error(source, path, f"{out!r} is too small; allowed: an integer >= {meta['minimum']}")
+    if meta.get("positive") and not out > 0:
+        raise _error(source, path, f"{out!r} is not allowed; allowed: a number > 0")
+    if meta.get("nonnegative") and not out >= 0:
+        raise _error(source, path, f"{out!r} is not allowed; allowed: a number >= 0")
+    if meta.get("unit") and not 0 <= out <= 1:
+        raise _error(source, path, f"{out!r} is not allowed; allowed: a probability in [0, 1]")
+    return out
+
+
+def _show(value) -> str:
+    return f"{type(value).__name__} {value!r}"
+
+
+def _scalar(hint, value, path: str, source: str):
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise _error(source, path, f"expected true or false, got {_show(value)}")
+        return value
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise _error(source, path, f"expected an integer, got {_show(value)}")
+        return value
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+            raise _error(source, path, f"expected a finite number, got {_show(value)}")
+        return float(value)
+    if hint is str:
+        if not isinstance(value, str):
+            raise _error(source, path, f"expected a string, got {_show(value)}")
+        return value
+    raise TypeError(f"unsupported config type {hint}")  # pragma: no cover - schema bug
+
+
+# --- cross-field checks -----------------------------------------------------------------
+
+
+def _check_space(space: SearchSpace, source: str) -> None:
+    if not space.functions:
+        raise _error(source, "space.functions", "must name at least one function; allowed: \"hero\" or a list of "
+                     f"library functions: {', '.join(HERO_FUNCTIONS)}")
+    for i, name in enumerate(space.functions):
+        if name not in FUNCTIONS:
+            close = difflib.get_close_matches(name, list(FUNCTIONS), n=2)
+            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            raise _error(source, f"space.functions[{i}]", f"unknown function {name!r}{hint}; allowed: "
+                         f"{', '.join(FUNCTIONS)}")
+    if len(set(space.functions)) != len(space.functions):
+        dup = next(n for n in space.functions if space.functions.count(n) > 1)
+        raise _error(source, "space.functions", f"{dup!r} appears twice")
+    if not any(FUNCTIONS[n].arity > 0 for n in space.functions):
+        raise _error(source, "space.functions", "needs at least one function that takes arguments")
+    try:
+        check(Program(space.arguments, (), (Var(space.arguments[0]),) * (1 + len(space.state_args)))
+              if space.arguments else Program((), (), ()))
+    except ProgramError as e:
+        raise _error(source, "space.arguments", f"{e.reason}; allowed: distinct names, at most one per role "
+                     "(w/weight/params, g/grad/gradient, lr, t/step), the others are state slots") from None
+    if not any(Program(space.arguments, (), ()).role(a) == "grad" for a in space.arguments):
+        raise _error(source, "space.arguments", "needs the gradient argument (g, grad or gradient)")
+    c = space.constants
+    if c.low > c.high:
+        raise _error(source, "space.constants.low", f"{c.low} is above space.constants.high = {c.high}")
+    m = space.mutation
+    if m.insert + m.delete + m.modify <= 0:
+        raise _error(source, "space.mutation", "the weights insert, delete and modify must not all be 0")
+
+
+def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -> None:
+    if campaign.tournament > campaign.population:
+        raise _error(source, "campaign.tournament", f"{campaign.tournament} is larger than campaign.population = "
+                     f"{campaign.population}; allowed: 1 .. population")
+    if not campaign.stages:
+        raise _error(source, "campaign.stages", "needs at least one stage ([[campaign.stages]] with tasks = [...])")
+    known = known_tasks()
+    for i, stage in enumerate(campaign.stages):
+        if not stage.tasks:
+            raise _error(source, f"campaign.stages[{i}].tasks", "must name at least one task")
+        _check_tasks(stage.tasks, f"campaign.stages[{i}].tasks", source, known)
+    _check_tasks(campaign.validation, "campaign.validation", source, known)
+    names = [stage_name(campaign, i) for i in range(len(campaign.stages))]
+    if len(set(names)) != len(names):
+        raise _error(source, "campaign.stages", f"stage names must differ, got {names}")
+    try:
+        start_program(campaign.start, space)
+    except ValueError as e:
+        raise _error(source, "campaign.start", f"{e}; allowed: a baseline name or program text") from None
+
+
+def _check_tasks(tasks, path: str, source: str, known: list[str]) -> None:
+    for j, task in enumerate(tasks):
+        if task not in known:
+            close = difflib.get_close_matches(task, known, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise _error(source, f"{path}[{j}]", f"unknown task {task!r}{hint}; allowed: {', '.join(known)}")
+
+
+def known_tasks() -> list[str]:
+    """Task names a configuration may use: the proxy tasks and the NumPy toy tasks."""
+    from symopt.search import toy
+
+    try:
+        import proxy_tasks
+        names = list(proxy_tasks.names())
+    except ImportError:  # pragma: no cover - proxy_tasks ships with symopt
+        names = []
+    return names + sorted(toy.TASKS)
+
+
+def stage_name(campaign: CampaignConfig, index: int) -> str:
+    """The name of funnel stage ``index`` (its ``name``, else ``stage1``, ``stage2``, ...)."""
+    return campaign.stages[index].name or f"stage{index + 1}"
+
+
+# --- the start program ----------------------------------------------------------------------
+
+
+def start_program(start: str, space: SearchSpace) -> Program:
+    """The start program from a baseline name or program text, conformed to the space's arguments."""
+    if "def " in start:
+        program = parse(start, "campaign.start")
+    else:
+        try:
+            from symopt.programs import baselines
+        except ImportError:
+            raise ValueError(f"start program {start!r}: symopt.programs.baselines is not available; "
+                             "give the program text instead") from None
+        try:
+            program = baselines.get(start)
+        except (KeyError, ValueError) as e:
+            raise ValueError(f"start program {start!r}: {e}") from None
+        if not isinstance(program, Program):
+            raise ValueError(f"start program {start!r} is an optax-level baseline with no program text")
+    return conform(program, space)
+
+
+def conform(program: Program, space: SearchSpace) -> Program:
+    """The same update rule with the space's argument list.
+
+    State slots are matched by name, then in order; a slot the program lacks is
+    passed through unchanged (it stays zero). A program without ``lr`` in a
+    space with ``lr`` gets its update multiplied by ``lr`` (the same update).
+    Returned expressions become statements, so the return line is only names.
+    """
+    args = space.arguments
+    if program.args == args:
+        check(program)
+        return program
+    proto = Program(args, (), ())
+    role_arg = {proto.role(a): a for a in args if proto.role(a) != "state"}
+    rename: dict[str, str] = {}
+    for a in program.args:
+        role = program.role(a)
+        if role == "state":
+            continue
+        if role not in role_arg and role != "lr":
+            raise ValueError(f"the program reads {a!r} (role {role}), which the space's arguments "
+                             f"{', '.join(args)} do not provide")
+        if role in role_arg:
+            rename[a] = role_arg[role]
+    own, slots = list(program.state_args), list(space.state_args)
+    unmatched = [s for s in own if s not in slots]
+    free = [s for s in slots if s not in own]
+    if len(unmatched) > len(free):
+        raise ValueError(f"the program has {len(own)} state slots ({', '.join(own)}); the space has "
+                         f"{len(slots)} ({', '.join(slots)})")
+    rename.update({s: s for s in own if s in slots})
+    rename.update(dict(zip(unmatched, free)))
+    taken = set(args)
+    body = []
+    for stmt in program.body:
+        target = rename.get(stmt.target, stmt.target)
+        if stmt.target not in rename and target in taken:
+            target = _fresh(stmt.target, taken)
+            rename[stmt.target] = target
+        elif stmt.target not in rename:
+            rename[stmt.target] = target
+        taken.add(target)
+        body.append(Assign(target, _rename(stmt.value, rename)))
+    returns = [_rename(e, rename) for e in program.returns]
+    update = returns[0]
+    if not program.has_lr and "lr" in role_arg:
+        update = Call("*", (update, Var(role_arg["lr"])))
+    new_state = dict(zip((rename[s] for s in own), returns[1:]))
+    out = Program(args, tuple(body), (update, *(new_state.get(s, Var(s)) for s in slots)), program.name)
+    out = _named_returns(out, taken)
+    check(out)
+    return out
+
+
+def _named_returns(program: Program, taken: set[str]) -> Program:
+    """Returned expressions moved into statements (``update = g * lr``; ``return update, m, v``), as hero
+    writes programs: mutation changes statements, never the return line."""
+    body = list(program.body)
+    returns = list(program.returns)
+    wanted = ["update", *program.state_args]
+    for i, expr in enumerate(program.returns):
+        if isinstance(expr, Var):
+            continue
+        others = set().union(*(names_in(e) for j, e in enumerate(program.returns) if j != i))
+        target = wanted[i]
+        if target in others or (i == 0 and target in program.args):
+            target = _fresh(target, taken | others)
+        taken.add(target)
+        body.append(Assign(target, expr))
+        returns[i] = Var(target)
+    return dataclasses.replace(program, body=tuple(body), returns=tuple(returns))
+
+
+def _fresh(name: str, taken: set[str]) -> str:
+    i = 1
+    while f"{name}_{i}" in taken:
+        i += 1
+    return f"{name}_{i}"
+
+
+def _rename(expr, rename: Mapping[str, str]):
+    if isinstance(expr, Var):
+        return Var(rename.get(expr.name, expr.name))
+    if isinstance(expr, Call):
+        return Call(expr.fn, tuple(_rename(a, rename) for a in expr.args))
+    return expr

@@ -1,0 +1,133 @@
+"""NumPy toy tasks: a cheap, real evaluation of update rules without JAX, for tests and debugging.
+
+Each task trains a quadratic with the program run by the reference executor
+(:func:`symopt.programs.execute.run` on a NumPy :class:`FlatSpace`), and scores
+it the way the JAX evaluator does: ``log(L_adamw / L_program)`` of the final
+loss, averaged over tasks and seeds, with a finite worst value for a run that
+diverges.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Sequence
+
+import numpy as np
+
+from symopt.programs.execute import run
+from symopt.programs.functions import FlatSpace
+from symopt.programs.parse import parse
+from symopt.programs.program import Program
+
+WORST = -10.0
+"""Fitness of a run that diverges (finite, so averages stay finite)."""
+
+BEST = 10.0
+DIVERGENCE_FACTOR = 10.0
+"""A loss above this many times the starting loss is divergence (as in symopt.evaluation)."""
+
+ADAMW = parse("""def adamw(w, g, m, v, t, lr):
+    m = interpolate(m, g, 0.1)
+    v = interpolate(v, square(g), 0.001)
+    mhat = m / (1.0 - power(0.9, t))
+    vhat = v / (1.0 - power(0.999, t))
+    update = lr * (mhat / (sqrt(vhat) + 1e-8) + 0.0001 * w)
+    return update, m, v
+""")
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyTask:
+    """A quadratic 1/2 sum_i c_i (x_i - x*_i)^2, optionally with curvature-scaled gradient noise."""
+
+    name: str
+    dim: int = 16
+    condition: float = 100.0
+    noise: float = 0.0
+    steps: int = 60
+    learning_rate: float = 0.1
+    segments: tuple[int, ...] = (4, 12)
+
+
+TASKS = {
+    "toy_quadratic": ToyTask("toy_quadratic"),
+    "toy_quadratic_noisy": ToyTask("toy_quadratic_noisy", noise=0.5, learning_rate=0.05),
+    "toy_quadratic_large": ToyTask("toy_quadratic_large", dim=64, condition=1000.0, steps=100,
+                                   segments=(16, 16, 32)),
+}
+
+
+@dataclasses.dataclass(frozen=True)
+class ToyResult:
+    """Fitness (mean log(L_adamw / L)), final loss per (task, seed), and whether any run diverged."""
+
+    fitness: float
+    losses: dict
+    diverged: bool
+
+
+def _problem(task: ToyTask, seed: int):
+    rng = np.random.default_rng([7, seed])
+    curv = np.logspace(0.0, -math.log10(task.condition), task.dim)
+    x_star = np.random.default_rng(11).standard_normal(task.dim)
+    x0 = rng.standard_normal(task.dim)
+    noise = task.noise * rng.standard_normal((task.steps, task.dim))
+    return curv, x_star, x0, noise
+
+
+def train(program: Program, task: ToyTask, seed: int = 0) -> float:
+    """Final loss of ``program`` on ``task``; ``inf`` when the run diverges."""
+    curv, x_star, x, noise = _problem(task, seed)
+    segments = np.repeat(np.arange(len(task.segments)), task.segments)
+    space = FlatSpace(np, segments, len(task.segments))
+    state = {s: np.zeros(task.dim) for s in program.state_args}
+    roles = {r: program.arg_for(r) for r in ("weight", "grad", "lr", "step")}
+    start = 0.5 * float(np.sum(curv * (x - x_star) ** 2))
+    with np.errstate(all="ignore"):
+        for i in range(task.steps):
+            inputs = dict(state)
+            grad = curv * (x - x_star - noise[i])
+            for role, value in (("weight", x), ("grad", grad), ("lr", task.learning_rate), ("step", i + 1.0)):
+                if roles[role]:
+                    inputs[roles[role]] = np.float64(value) if np.ndim(value) == 0 else value
+            update, *new_state = run(program, space, inputs)
+            if not program.has_lr:
+                update = update * task.learning_rate
+            x = x - np.broadcast_to(update, x.shape)
+            state = {s: np.broadcast_to(v, x.shape).astype(np.float64) for s, v in zip(program.state_args, new_state)}
+            loss = 0.5 * float(np.sum(curv * (x - x_star) ** 2))
+            if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * start:
+                return math.inf
+    return loss
+
+
+@functools.cache
+def reference_loss(task: str, seed: int) -> float:
+    """The AdamW reference's final loss on a toy task."""
+    return train(ADAMW, TASKS[task], seed)
+
+
+def evaluate(programs: Sequence[Program], tasks: Sequence[str], seeds: Sequence[int] = (0,),
+             steps: int | None = None) -> list[ToyResult]:
+    """Score programs on toy tasks: mean over tasks and seeds of log(L_adamw / L), clipped to [-10, 10]."""
+    results = []
+    for program in programs:
+        scores, losses, diverged = [], {}, False
+        for name in tasks:
+            task = TASKS[name]
+            if steps:
+                task = dataclasses.replace(task, steps=int(steps))
+            for seed in seeds:
+                loss = train(program, task, seed)
+                ref = reference_loss(name, seed) if not steps else train(ADAMW, task, seed)
+                losses[(name, seed)] = loss
+                if not math.isfinite(loss):
+                    diverged = True
+                    scores.append(WORST)
+                else:
+                    score = math.log(max(ref, 1e-30) / max(loss, 1e-30))
+                    scores.append(min(BEST, max(WORST, score)))
+        results.append(ToyResult(float(np.mean(scores)), losses, diverged))
+    return results

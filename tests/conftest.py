@@ -1,0 +1,26 @@
+"""Shared fixtures."""
+
+from __future__ import annotations
+
+import pytest
+
+
+@pytest.fixture(scope="session")
+def ray_session():
+    """One local Ray instance for the whole test session (token auth on), started by the first test that asks.
+
+    Yields :func:`symopt.campaigns.describe`'s dict; shut down at the end of the session.
+    """
+    import warnings
+
+    from symopt.campaigns import connect, disconnect
+
+    # Other test files may have run JAX in this process already; then connect() warns, and so
+    # does JAX when Ray's process start-up forks (subprocess.Popen with a preexec_fn, exec'd at
+    # once). A campaign starts Ray first; a test session cannot, without starting it eagerly.
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="JAX computed in this process before Ray started")
+        warnings.filterwarnings("ignore", message=r"os\.fork\(\) was called", category=RuntimeWarning)
+        info = connect(num_cpus=2)
+    yield info
+    disconnect()

@@ -1,0 +1,86 @@
+"""search(): a whole campaign end to end, with real training (the NumPy toy tasks and the JAX evaluator)."""
+
+import json
+
+import pytest
+
+from symopt.search import search
+from symopt.programs import parse
+from symopt.symbolic.simplify import equivalent
+
+TOY = {
+    "name": "toy",
+    "space": {"functions": ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"], "max_length": 10},
+    "campaign": {"start": "sgd", "population": 12, "tournament": 4, "budget": 40, "hall_of_fame": 3,
+                 "stages": [{"name": "small", "tasks": ["toy_quadratic"]},
+                            {"name": "large", "tasks": ["toy_quadratic_large"], "promote": 6}],
+                 "validation": ["toy_quadratic_noisy"]},
+}
+
+
+def test_search_end_to_end_with_log(tmp_path):
+    campaign = search(TOY, seed=1, run_dir=tmp_path)
+    s = campaign.stats
+    assert s.evaluated == 40 and s.generated > s.children >= s.evaluated - 1 and s.cache_hits == s.children - 39
+    assert 1 <= len(campaign.hall_of_fame) <= 3
+    validation = [e.validation for e in campaign.hall_of_fame]
+    assert validation == sorted(validation, reverse=True)
+    for e in campaign.hall_of_fame:
+        assert set(e.fitness) == {"small", "large"}
+        assert equivalent(e.program, e.simplified) and parse(str(e.simplified)) == e.simplified
+    assert campaign.reference.fitness["small"] == campaign.state.start.fitness
+    assert campaign.best.fitness >= max(e.fitness["small"] for e in campaign.hall_of_fame)
+    lines = [json.loads(line) for line in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
+    search_lines = [x for x in lines if x["stage"] == "small"]
+    assert len(search_lines) == 40 and search_lines[0]["id"] == 0 and search_lines[0]["parent"] is None
+    assert all(set(x) == {"id", "parent", "program", "fitness", "stage"} for x in lines)
+    assert {x["stage"] for x in lines} == {"small", "large", "validation"}
+    assert len([x for x in lines if x["stage"] == "large"]) == 6
+    parse(search_lines[-1]["program"])
+    assert "trained" in campaign.summary()
+
+
+def test_search_is_reproducible_and_overrides():
+    a = search(TOY, seed=2, budget=15)
+    b = search(TOY, seed=2, budget=15)
+    assert [e.program for e in a.history] == [e.program for e in b.history]
+    assert a.config.campaign.budget == 15 and a.stats.evaluated == 15
+
+
+def test_search_rejects_unknown_backend():
+    with pytest.raises(ValueError, match="unknown backend 'ray'"):
+        search(TOY, backend="ray")
+
+
+def test_search_with_the_jax_evaluator(tmp_path):
+    config = {"space": {"functions": ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate"],
+                        "max_length": 8},
+              "campaign": {"population": 6, "tournament": 2, "budget": 13, "batch": 4, "hall_of_fame": 2,
+                           "stages": [{"tasks": ["quadratic_illcond"], "steps": 50}]}}
+    campaign = search(config, seed=0, run_dir=tmp_path)
+    s = campaign.stats
+    assert s.evaluated == 13 and s.children == s.cache_hits + 12
+    start = campaign.state.records[0]
+    assert start.result.runs[0].task == "quadratic_illcond" and start.result.runs[0].steps == 50
+    assert abs(start.fitness) < 5  # hero's AdamW (no bias correction) is near optax's AdamW
+    assert campaign.hall_of_fame and campaign.hall_of_fame[0].fitness["stage1"] >= start.fitness
+    logged = [json.loads(line) for line in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
+    assert [x["fitness"] for x in logged] == [r.fitness for r in campaign.state.records.values()]
+
+
+def test_cli_search(tmp_path, capsys):
+    import argparse
+
+    from symopt.search.cli_search import main_search
+
+    config = tmp_path / "tiny.toml"
+    config.write_text('name = "tiny"\n[space]\nfunctions = ["+", "*", "sign", "interpolate"]\n'
+                      '[campaign]\nstart = "sgd"\npopulation = 4\ntournament = 2\nbudget = 6\nhall_of_fame = 2\n'
+                      '[[campaign.stages]]\ntasks = ["toy_quadratic"]\n')
+    assert main_search(argparse.Namespace(config=str(config), budget=None, seed=None, run_dir=str(tmp_path))) == 0
+    assert "campaign tiny: 6 trained" in capsys.readouterr().out
+    saved = json.loads((tmp_path / "hall_of_fame.json").read_text())
+    assert len(saved["hall_of_fame"]) == 2 and saved["stats"]["evaluated"] == 6
+    config.write_text("[campaign]\npopulaton = 4\n")
+    assert main_search(argparse.Namespace(config=str(config), budget=None, seed=None, run_dir=None)) == 1
+    assert "tiny.toml: campaign.populaton: unknown key (did you mean 'population'?)" in capsys.readouterr().err

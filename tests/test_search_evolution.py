@@ -1,0 +1,114 @@
+"""Regularised evolution and funnel selection, with the NumPy toy evaluation (a real training loop)."""
+
+import functools
+
+import numpy as np
+
+from symopt.programs import parse
+from symopt.search import evolution, funnel, toy
+from symopt.search.space import SearchSpace, conform
+
+SPACE = SearchSpace(functions=("+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"), max_length=10)
+SGD = conform(parse("def sgd(g):\n    return g\n"), SPACE)
+EVALUATE = functools.partial(toy.evaluate, tasks=["toy_quadratic"], seeds=(0,))
+
+
+def campaign(seed, budget=40, **params):
+    p = evolution.Params(SPACE, **{"population": 10, "tournament": 3, **params})
+    state = evolution.init(SGD, p, EVALUATE, seed)
+    return evolution.run(state, p, EVALUATE, budget)
+
+
+def history(state):
+    return [(e.id, e.parent, e.program, e.fitness, e.cached, e.island) for e in state.history]
+
+
+def test_same_seed_same_campaign():
+    a, b = campaign(5), campaign(5)
+    assert history(a) == history(b)
+    assert a.stats == b.stats
+    assert history(campaign(6)) != history(a)
+
+
+def test_budget_counts_and_improvement():
+    state = campaign(0, budget=60)
+    s = state.stats
+    assert s.evaluated == 60 and len(state.records) == 60
+    assert s.children == s.cache_hits + s.evaluated - 1  # the start program was trained, not generated
+    assert s.generated >= s.invalid + s.unchanged + s.children
+    assert state.best.fitness > state.start.fitness  # plain SGD is far behind AdamW on the toy quadratic
+    assert all(len(pop) == 10 for pop in state.islands)
+    # cache hits carry the fitness of the program they match, and were never trained
+    trained = {e.id: e.fitness for e in state.history if not e.cached}
+    for e in state.history:
+        if e.cached:
+            assert e.fitness == trained[e.cached_from] and e.id not in state.records
+
+
+def test_oldest_dies_and_tournament_takes_the_best():
+    state = campaign(1, budget=15)
+    ids = [ind.id for ind in state.islands[0]]
+    assert ids == [e.id for e in state.history][-10:]  # the newest ten, oldest first: the oldest died
+    pop = [evolution.Individual(i, None, float(i), None) for i in range(10)]
+    rng = np.random.default_rng(0)
+    assert evolution.tournament(pop, 10, rng).id == 9
+    picks = [evolution.tournament(pop, 2, rng).id for _ in range(300)]
+    assert min(picks) >= 1 and np.mean(picks) > 5
+
+
+def test_trains_dead_code_free_programs():
+    seen = []
+
+    def evaluate(programs):
+        seen.extend(programs)
+        return EVALUATE(programs)
+
+    p = evolution.Params(SPACE, population=5, tournament=2)
+    evolution.run(evolution.init(SGD, p, evaluate, 0), p, evaluate, 20)
+    from symopt.symbolic.simplify import dead_statements
+    assert len(seen) == 20 and all(dead_statements(q) == 0 for q in seen)
+
+
+def test_islands_migrate_and_restart():
+    state = campaign(2, budget=40, islands=2, migration_interval=10, migrants=2, restart_patience=6,
+                     restart_from="alternate")
+    assert state.migrations == 4
+    assert state.restarts and {r[2] for r in state.restarts} <= {"start", "best"}
+    assert state.restarts[0][2] == "start" and (len(state.restarts) < 2 or state.restarts[1][2] == "best")
+    ids = [{ind.id for ind in pop} for pop in state.islands]
+    assert all(len(pop) == 10 for pop in state.islands)
+    origin = {e.id: e.island for e in state.history}
+    assert any(origin[i] != k for k, pop in enumerate(ids) for i in pop if i != 0)  # a migrant lives abroad
+
+
+def test_batches_are_deterministic_and_respect_the_budget():
+    a = campaign(3, budget=30, batch=4)
+    b = campaign(3, budget=30, batch=4)
+    assert history(a) == history(b) and a.stats.evaluated == 30
+
+
+def test_funnel_promotes_leaders_and_ranks_on_validation():
+    programs = [parse(f"def f(g):\n    return g * {i}.0\n") for i in range(1, 9)]
+    entries = [funnel.Entry(i, p, {"small": s}) for i, (p, s) in enumerate(zip(programs, [5, 1, 7, 7, 3, 8, 2, 6]))]
+    calls = []
+
+    def scale(program):  # a stage score: the program's constant
+        return program.returns[0].args[1].value
+
+    def stage2(ps):
+        calls.append(("big", [scale(p) for p in ps]))
+        return [10 - scale(p) for p in ps]  # the big stage prefers small constants
+
+    def validate(ps):
+        calls.append(("validation", [scale(p) for p in ps]))
+        return [scale(p) for p in ps]  # validation prefers large ones
+
+    hall, reached = funnel.run(entries, [("big", 4, stage2)], keep=2, validate=validate, first="small")
+    # stage 1 leaders: fitness 8 (id 5), 7 (ids 2, 3: older first), 6 (id 7)
+    assert [e.id for e in reached["big"]] == [5, 2, 3, 7]
+    assert calls[0] == ("big", [6.0, 3.0, 4.0, 8.0])
+    # big stage: 10 - c: ids 2 (7), 3 (6) lead; validation ranks id 3 (c=4) above id 2 (c=3)
+    assert calls[1] == ("validation", [3.0, 4.0])
+    assert [e.id for e in hall] == [3, 2]
+    assert hall[0].fitness == {"small": 7, "big": 6.0} and hall[0].validation == 4.0
+    assert len(funnel.leaders(entries, "big", 10)) == 4  # only entries scored on a stage lead there

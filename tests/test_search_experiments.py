@@ -1,0 +1,27 @@
+"""The momentum detector of the experiments: judged by behaviour on two steps, not by text."""
+
+import pytest
+
+from symopt.programs import baselines, parse
+from symopt.search.experiments import ema_slots, has_momentum, momentum_found
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("sgd", False), ("rmsprop", False), ("adagrad", False),  # no memory, or memory of g * g only
+    ("momentum", True), ("nesterov", True), ("adam", True), ("adamw", True), ("lion", True),
+])
+def test_baselines(name, expected):
+    assert has_momentum(baselines.get(name)) is expected
+
+
+def test_memory_that_is_not_momentum():
+    # the state remembers the gradient but the update moves against it: not momentum
+    assert not has_momentum(parse("def f(g, m):\n    update = g - 0.5 * m\n    m = g\n    return update, m\n"))
+    assert has_momentum(parse("def f(g, m):\n    update = g + 0.5 * m\n    m = g\n    return update, m\n"))
+
+
+def test_ema_of_the_gradient():
+    assert ema_slots(baselines.get("momentum")) == ["m"] and momentum_found(baselines.get("adamw"))
+    assert ema_slots(baselines.get("rmsprop")) == []  # an EMA of g * g is not one of g
+    accumulator = parse("def f(g, m):\n    m = m - g\n    update = g * max(0.5, m)\n    return update, m\n")
+    assert has_momentum(accumulator) and not momentum_found(accumulator)  # a running sum, not an EMA

@@ -1,0 +1,103 @@
+"""Mutation: valid children that behave differently, deterministic for a seed, constants that re-parse."""
+
+import numpy as np
+import pytest
+
+from symopt.programs import parse
+from symopt.programs.check import check
+from symopt.programs.program import Call, Const, walk
+from symopt.search import mutation
+from symopt.search.dedup import behaviour
+from symopt.search.space import HERO_ADAMW, Constants, SearchSpace, load
+
+ADAMW = parse(HERO_ADAMW)
+HERO = load("hero").space
+
+
+def _exprs(program):
+    for e in [s.value for s in program.body] + list(program.returns):
+        yield from walk(e)
+
+
+@pytest.mark.parametrize("seed", range(40))
+def test_children_are_valid_and_differ(seed):
+    rng = np.random.default_rng(seed)
+    parent = mutation.Candidate.of(ADAMW)
+    out = mutation.mutate(parent, HERO, rng)
+    assert out.child is not None
+    child = out.child.program
+    check(child)
+    assert mutation.why_invalid(child, HERO) is None
+    assert len(child.body) <= HERO.max_length
+    assert parse(str(child)) == child
+    assert out.child.behaviour == behaviour(child)
+    assert out.child.behaviour.fingerprint != parent.behaviour.fingerprint
+    assert out.child.behaviour.changes_weights
+    assert out.generated == out.invalid + out.unchanged + 1
+
+
+def test_mutation_is_deterministic():
+    def chain(seed):
+        rng = np.random.default_rng(seed)
+        p = mutation.Candidate.of(ADAMW)
+        texts = []
+        for _ in range(15):
+            p = mutation.mutate(p, HERO, rng).child
+            texts.append(str(p.program))
+        return texts
+
+    assert chain(3) == chain(3)
+    assert chain(3) != chain(4)
+
+
+def test_each_operator():
+    rng = np.random.default_rng(0)
+    inserted = mutation.insert(ADAMW, HERO, rng)
+    assert len(inserted.body) == len(ADAMW.body) + 1
+    deleted = mutation.delete(ADAMW, HERO, rng)
+    assert len(deleted.body) == len(ADAMW.body) - 1
+    changed = [mutation.modify(ADAMW, HERO, np.random.default_rng(s)) for s in range(30)]
+    assert all(len(p.body) == len(ADAMW.body) for p in changed)
+    assert sum(p != ADAMW for p in changed) >= 25
+    assert mutation.delete(parse("def f(g):\n    return g\n"), HERO, rng) is None
+
+
+def test_constant_mutation_scale():
+    rng = np.random.default_rng(0)
+    space = SearchSpace()
+    ratios = [mutation.mutate_constant(Const(0.5), space, rng).value / 0.5 for _ in range(2000)]
+    logs = np.log2(ratios)
+    assert abs(np.mean(logs)) < 0.1 and abs(np.std(logs) - 1.0) < 0.1  # 2^N(0, 1)
+    assert mutation.mutate_constant(Const(1e10), space, np.random.default_rng(1)).value <= 1e10
+
+
+def test_negative_constants_are_constants_and_reparse():
+    space = SearchSpace(functions=("+", "*", "max"), constants=Constants(init="log-uniform", negative=1.0,
+                                                                         probability=1.0))
+    rng = np.random.default_rng(0)
+    program = parse("def f(w, g, m, v, lr):\n    return g * lr, m, v\n")
+    for _ in range(20):
+        program = mutation.insert(program, space, rng)
+    consts = [e for e in _exprs(program) if isinstance(e, Const)]
+    assert len(consts) > 20 and all(c.value < 0 for c in consts if c.value != -1.0)
+    assert not any(isinstance(e, Call) and e.fn == "neg" for e in _exprs(program))
+    assert parse(str(program)) == program
+
+
+def test_rejects_updates_that_cannot_change_the_weights():
+    for text in ["update = lr * 0.5", "update = (g - g) * lr", "update = m * lr",
+                 "x1 = g\n    update = lr + 0.0 * m"]:
+        program = parse(f"def f(w, g, m, v, lr):\n    {text}\n    return update, m, v\n")
+        assert (mutation.why_invalid(program, HERO) is not None
+                or not behaviour(program).changes_weights), text
+    # momentum reads g through the state slot m, one step later: valid
+    momentum = parse("def f(w, g, m, v, lr):\n    update = m * lr\n    m = m + g\n    return update, m, v\n")
+    assert mutation.why_invalid(momentum, HERO) is None and behaviour(momentum).changes_weights
+
+
+def test_gives_up_after_max_tries():
+    # With get_pi() alone, 'return g' can only gain dead code or lose its gradient: no valid, different child.
+    space = SearchSpace(functions=("get_pi",), max_length=1)
+    program = parse("def f(w, g, m, v, lr):\n    return g, m, v\n")
+    out = mutation.mutate(program, space, np.random.default_rng(0))
+    assert out.child is None and out.generated == space.mutation.max_tries
