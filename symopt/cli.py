@@ -36,6 +36,24 @@ def _bench_scale(args: argparse.Namespace) -> int:
     return bench_scale(args)
 
 
+def _inspect(args: argparse.Namespace) -> int:
+    from symopt.campaigns.inspect_run import main as inspect_run
+
+    return inspect_run(args)
+
+
+def _export(args: argparse.Namespace) -> int:
+    from symopt.campaigns.export_run import main as export_run
+
+    return export_run(args)
+
+
+def _compare(args: argparse.Namespace) -> int:
+    from symopt.campaigns.compare import main as compare
+
+    return compare(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symopt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -58,6 +76,18 @@ def build_parser() -> argparse.ArgumentParser:
     simp.add_argument("--timeout", type=float, default=10.0, help="seconds of SymPy (default: 10)")
     simp.add_argument("--dead-code-only", action="store_true", help="only remove dead statements")
     simp.set_defaults(func=_simplify)
+
+    from symopt.campaigns import compare as _compare_mod, export_run as _export_mod, inspect_run as _inspect_mod
+
+    insp = sub.add_parser("inspect", help="a run's hall of fame as a table: programs, fitness, state memory")
+    _inspect_mod.add_arguments(insp)
+    insp.set_defaults(func=_inspect)
+    exp = sub.add_parser("export", help="write a run's hall-of-fame entry as a standalone optax module")
+    _export_mod.add_arguments(exp)
+    exp.set_defaults(func=_export)
+    comp = sub.add_parser("compare", help="baselines and found programs side by side, each at its best lr")
+    _compare_mod.add_arguments(comp)
+    comp.set_defaults(func=_compare)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     bench_eval = bench.add_parser("eval", help="cost of evaluating a candidate: interpreter vs a fresh jit vs native")

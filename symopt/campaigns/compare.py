@@ -1,0 +1,218 @@
+"""``symopt compare A B ... --tasks T1 T2``: optimizers side by side, each at its best learning rate.
+
+Each optimizer is a baseline name (``symopt.baselines.names()``), a program
+file (``def train(...): ... return update, ...``) or ``RUN:N`` (rank N of a
+run's hall of fame, simplified). On every task it trains at the task's AdamW
+learning rate times each factor of ``--lrs`` (default 0.1 0.3 1 3 10), averaged
+over ``--seeds``, and keeps the factor with the lowest final eval loss.
+
+Programs train on the compile-once evaluator (:func:`symopt.evaluate`), which
+passes ``task.learning_rate`` as ``lr``; a learning rate ``c * lr`` is obtained by
+rewriting the program (``lr = lr * c`` first when it takes ``lr``, its update
+times ``c`` when it does not), which trains exactly as
+``proxy_tasks.train(task, to_optax(program, c * task.learning_rate))`` does.
+Optax-level baselines (adafactor) train with ``proxy_tasks.training_run`` and
+their ``to_optax`` (one compilation per task and learning rate).
+
+The fitness is the evaluator's: the mean over tasks and seeds of
+log(L_AdamW / L) on the final eval loss at the chosen learning rate, against
+AdamW at the task's own (untuned) learning rate; 0 is as good as AdamW.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import math
+import pathlib
+import sys
+
+DEFAULT_LRS = (0.1, 0.3, 1.0, 3.0, 10.0)
+
+
+class CompareError(ValueError):
+    """A bad optimizer, task or option."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("optimizers", nargs="+", metavar="NAME_OR_FILE",
+                        help="baseline names (adam, lion, ...), program files, or RUN:N (rank N of a run)")
+    parser.add_argument("--tasks", nargs="+", required=True, help="proxy tasks (proxy_tasks.names())")
+    parser.add_argument("--steps", type=int, default=None, help="training steps on every task (default: each task's)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, averaged (default: 0)")
+    parser.add_argument("--lrs", type=float, nargs="+", default=list(DEFAULT_LRS),
+                        help="learning-rate grid as factors of each task's AdamW learning rate "
+                             "(default: 0.1 0.3 1 3 10)")
+
+
+@dataclasses.dataclass
+class Cell:
+    """One optimizer on one task: mean final eval loss and fitness per lr factor, and the chosen factor."""
+
+    losses: dict[float, float]  # factor -> mean eval loss over seeds (inf when any seed diverged)
+    scores: dict[float, float]  # factor -> mean score against AdamW over seeds
+    best: float  # the chosen factor
+    lr: float  # the chosen learning rate
+
+
+def resolve(spec: str):
+    """(label, Program or OptaxBaseline) for a baseline name, program file or RUN:N. Raises CompareError."""
+    from symopt.campaigns.inspect_run import RunError, entry_program, load_run
+    from symopt.programs import baselines
+    from symopt.programs.errors import ProgramError
+    from symopt.programs.parse import parse
+
+    if spec.strip().lower() in baselines.names():
+        return spec.strip().lower(), baselines.get(spec)
+    run, _, rank = spec.rpartition(":")
+    if run and rank.isdigit() and pathlib.Path(run).is_dir():
+        try:
+            return spec, entry_program(load_run(run), int(rank), run)
+        except RunError as e:
+            raise CompareError(str(e)) from None
+    path = pathlib.Path(spec)
+    if path.is_file():
+        try:
+            return path.stem, parse(path.read_text(encoding="utf-8"), source=str(path))
+        except (OSError, UnicodeDecodeError) as e:
+            raise CompareError(f"cannot read {spec!r}: {e}") from None
+        except ProgramError as e:
+            raise CompareError(f"{spec}: not a program: {e}") from None
+    try:
+        baselines.get(spec)
+    except ValueError as e:
+        raise CompareError(f"{spec!r} is not a baseline name, a program file or RUN:N "
+                           f"({str(e)[0].lower() + str(e)[1:]})") from None
+    raise CompareError(f"{spec!r} is not a baseline name, a program file or RUN:N")  # pragma: no cover
+
+
+def scale_lr(program, factor: float):
+    """The program trained at ``factor`` times the learning rate it is given."""
+    from symopt.programs.parse import parse
+    from symopt.programs.program import Assign, Call, Const, Var
+
+    if factor == 1.0:
+        return program
+    lr = program.arg_for("lr")
+    if lr is not None:
+        body = (Assign(lr, Call("*", (Var(lr), Const(float(factor))))),) + tuple(program.body)
+        scaled = dataclasses.replace(program, body=body)
+    else:
+        returns = (Call("*", (program.returns[0], Const(float(factor)))),) + tuple(program.returns[1:])
+        scaled = dataclasses.replace(program, returns=returns)
+    return parse(str(scaled))
+
+
+def _cell(losses: dict, scores: dict, base_lr: float) -> Cell:
+    best = min(losses, key=lambda f: (losses[f], -scores[f]))  # ties (all diverged): the better score, then order
+    return Cell(losses, scores, best, best * base_lr)
+
+
+def _program_cells(program, tasks, seeds, steps, factors) -> list[Cell]:
+    from symopt.evaluation import evaluate
+
+    variants = [scale_lr(program, f) for f in factors]
+    cells = []
+    for task in tasks:
+        results = evaluate(variants, [task], seeds=seeds, steps=steps)
+        losses, scores = {}, {}
+        for f, r in zip(factors, results):
+            evals = [run.eval_loss for run in r.runs]
+            losses[f] = float(sum(evals) / len(evals)) if all(math.isfinite(x) for x in evals) else math.inf
+            scores[f] = r.fitness
+        cells.append(_cell(losses, scores, task.learning_rate))
+    return cells
+
+
+def _optax_cells(baseline, tasks, seeds, steps, factors) -> list[Cell]:
+    import jax
+    import numpy as np
+
+    from proxy_tasks import training_run
+    from symopt.evaluation import fitness as fit
+    from symopt.evaluation.evaluate import reference
+
+    cells = []
+    for task in tasks:
+        n = task.steps if steps is None else int(steps)
+        losses, scores = {}, {}
+        for f in factors:
+            run = training_run(task, baseline.to_optax(f * task.learning_rate), n)
+            evals, task_scores = [], []
+            for seed in seeds:
+                curve, eval_loss = run(jax.random.PRNGKey(seed))
+                curve, eval_loss = np.asarray(curve), float(eval_loss)
+                if fit.diverged(curve, float(curve[0])) or not math.isfinite(eval_loss):
+                    evals.append(math.inf)
+                    task_scores.append(fit.WORST_FITNESS)
+                else:
+                    evals.append(eval_loss)
+                    task_scores.append(fit.score(eval_loss, reference(task, seed, n)[1]))
+            losses[f] = float(np.mean(evals))
+            scores[f] = fit.fitness(task_scores)
+        cells.append(_cell(losses, scores, task.learning_rate))
+    return cells
+
+
+def compare(specs, tasks, seeds=(0,), steps=None, lrs=DEFAULT_LRS) -> tuple[list[str], list, dict[str, list[Cell]]]:
+    """(labels, Task objects, label -> one Cell per task). Raises CompareError on bad input."""
+    import proxy_tasks
+    from symopt.programs.program import Program
+
+    if not specs:
+        raise CompareError("no optimizers to compare")
+    factors = [float(f) for f in lrs]
+    if not factors or any(not math.isfinite(f) or f <= 0 for f in factors):
+        raise CompareError(f"--lrs: learning-rate factors must be positive numbers, got {list(lrs)}")
+    if steps is not None and steps < 1:
+        raise CompareError(f"--steps must be positive, got {steps}")
+    if not seeds:
+        raise CompareError("no seeds")
+    resolved = [resolve(s) for s in specs]  # every name is checked before anything trains
+    task_objs = []
+    for t in tasks:
+        try:
+            task_objs.append(proxy_tasks.get(t))
+        except ValueError as e:
+            raise CompareError(str(e)) from None
+    labels, cells = [], {}
+    for label, opt in resolved:
+        while label in cells:
+            label += "'"
+        labels.append(label)
+        train = _program_cells if isinstance(opt, Program) else _optax_cells
+        cells[label] = train(opt, task_objs, tuple(seeds), steps, factors)
+    return labels, task_objs, cells
+
+
+def table(labels, tasks, cells) -> str:
+    """Final eval loss at the best lr (and that lr) per task, and the mean fitness against AdamW."""
+    header = ["optimizer"] + [t.name for t in tasks] + ["fitness vs AdamW"]
+    rows = []
+    for label in labels:
+        row = [label]
+        for c in cells[label]:
+            loss = c.losses[c.best]
+            row.append(("diverged" if not math.isfinite(loss) else f"{loss:.4g}") + f" @ lr {c.lr:.3g}")
+        fitness = sum(c.scores[c.best] for c in cells[label]) / len(cells[label])
+        row.append(f"{fitness:+.3f}")
+        rows.append(row)
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header))]
+    lines = ["  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths)))
+             for r in [header, ["-" * w for w in widths]] + rows]
+    return "\n".join(lines)
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        labels, tasks, cells = compare(args.optimizers, args.tasks, args.seeds, args.steps, args.lrs)
+    except CompareError as e:
+        print(f"symopt compare: {e}", file=sys.stderr)
+        return 1
+    grid = ", ".join(f"{f:g}" for f in args.lrs)
+    steps = f"{args.steps} steps" if args.steps else "each task's steps"
+    print(f"final eval loss at the best learning rate (grid: task AdamW lr x {{{grid}}}; {steps}; "
+          f"seeds {' '.join(map(str, args.seeds))})\n")
+    print(table(labels, tasks, cells))
+    print("\nfitness: mean log(L_AdamW / L) at the chosen lr, AdamW at the task's lr (0 = AdamW, higher is better)")
+    return 0

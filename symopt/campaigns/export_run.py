@@ -1,0 +1,48 @@
+"""``symopt export RUN --rank N -o FILE.py``: a hall-of-fame entry as a standalone optax module.
+
+The module is :func:`symopt.export_source` of the entry's simplified program
+(equivalent to the program as found, checked numerically when the run
+simplified it); ``--as-found`` exports the program as the search found it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import keyword
+import pathlib
+import sys
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory written by `symopt search` (holds hall_of_fame.json)")
+    parser.add_argument("--rank", type=int, default=1, help="hall-of-fame rank, 1-based (default: 1)")
+    parser.add_argument("-o", "--output", required=True, help="the module to write (FILE.py)")
+    parser.add_argument("--name", default=None, help="the optimizer function's name (default: found_rankN)")
+    parser.add_argument("--as-found", action="store_true", help="export the program as found, not simplified")
+
+
+def main(args: argparse.Namespace) -> int:
+    from symopt.campaigns.inspect_run import RunError, entry_program, load_run
+    from symopt.export import export_source
+
+    name = args.name or f"found_rank{args.rank}"
+    try:
+        if not name.isidentifier() or keyword.iskeyword(name):
+            raise RunError(f"--name {name!r} is not a valid Python function name")
+        data = load_run(args.run)
+        program = entry_program(data, args.rank, args.run, simplified=not getattr(args, "as_found", False))
+        source = export_source(program, name)
+    except (RunError, ValueError) as e:
+        print(f"symopt export: {e}", file=sys.stderr)
+        return 1
+    out = pathlib.Path(args.output)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(source, encoding="utf-8")
+    except OSError as e:
+        print(f"symopt export: cannot write {str(out)!r}: {e}", file=sys.stderr)
+        return 1
+    print(f"wrote {out}: {name}(learning_rate=1e-3, ...) -> optax.GradientTransformationExtraArgs "
+          f"(rank {args.rank} of {args.run})")
+    print(str(program).rstrip("\n"))
+    return 0

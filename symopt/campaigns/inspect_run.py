@@ -1,0 +1,130 @@
+"""``symopt inspect RUN``: a run directory's hall of fame as a plain-text table.
+
+Reads ``RUN/hall_of_fame.json`` (written by ``symopt search``): one row per entry
+with its rank, the simplified program (its return line and statement count, the
+full text under the row), its fitness on every funnel stage and on validation, and
+its optimizer state memory (state slots x 4 bytes per parameter in float32).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+
+
+class RunError(ValueError):
+    """A run directory that is missing or not what ``symopt search`` writes."""
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory written by `symopt search` (holds hall_of_fame.json)")
+    parser.add_argument("--brief", action="store_true", help="one line per entry: no program text under the rows")
+
+
+def load_run(run: str | pathlib.Path) -> dict:
+    """The parsed ``hall_of_fame.json`` of a run directory, checked. Raises RunError."""
+    path = pathlib.Path(run)
+    expected = "a run directory written by `symopt search ... --run-dir DIR` (holding hall_of_fame.json)"
+    if not path.exists():
+        raise RunError(f"run directory {str(path)!r} does not exist; expected {expected}")
+    if not path.is_dir():
+        raise RunError(f"{str(path)!r} is not a directory; expected {expected}")
+    hof = path / "hall_of_fame.json"
+    if not hof.is_file():
+        raise RunError(f"{str(path)!r} has no hall_of_fame.json; expected {expected}")
+    try:
+        data = json.loads(hof.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{hof}: not valid JSON ({e})") from None
+    entries = data.get("hall_of_fame") if isinstance(data, dict) else None
+    if not isinstance(entries, list):
+        raise RunError(f"{hof}: expected an object with a 'hall_of_fame' list")
+    for i, e in enumerate(entries, 1):
+        if not isinstance(e, dict) or not isinstance(e.get("program"), str) or not isinstance(e.get("fitness"), dict):
+            raise RunError(f"{hof}: hall-of-fame entry {i} lacks 'program' (text) or 'fitness' (object)")
+    return data
+
+
+def entry_program(data: dict, rank: int, run: str | pathlib.Path = "", simplified: bool = True):
+    """The Program of hall-of-fame rank ``rank`` (1-based; the simplified form by default). Raises RunError."""
+    from symopt.programs.errors import ProgramError
+    from symopt.programs.parse import parse
+
+    entries = data["hall_of_fame"]
+    if not entries:
+        raise RunError(f"run {str(run)!r}: the hall of fame is empty")
+    if not 1 <= rank <= len(entries):
+        raise RunError(f"run {str(run)!r}: no rank {rank}; available ranks: 1 to {len(entries)}"
+                       if len(entries) > 1 else f"run {str(run)!r}: no rank {rank}; the only rank is 1")
+    entry = entries[rank - 1]
+    text = entry.get("simplified") if simplified and isinstance(entry.get("simplified"), str) else entry["program"]
+    try:
+        return parse(text)
+    except ProgramError as e:
+        raise RunError(f"run {str(run)!r}: rank {rank}: its program does not parse: {e}") from None
+
+
+def state_memory(program) -> str:
+    """``"2 slots = 8 B/param"``: optimizer state per parameter in float32."""
+    n = len(program.state_args)
+    return f"{n} slot{'s' if n != 1 else ''} = {4 * n} B/param"
+
+
+def _fmt(value) -> str:
+    return "-" if value is None else f"{value:+.3f}"
+
+
+def table(data: dict, brief: bool = False) -> str:
+    """The hall of fame as text (see the module docstring)."""
+    from symopt.programs.parse import parse
+
+    entries = data["hall_of_fame"]
+    stages: list[str] = []
+    for e in [data.get("reference") or {}] + entries:
+        for k in (e.get("fitness") or {}):
+            if k not in stages:
+                stages.append(k)
+    header = ["rank", "id", *stages, "validation", "state", "program (simplified)"]
+    rows, texts = [], []
+    for rank, e in [("ref", data["reference"])] * bool(data.get("reference")) + list(enumerate(entries, 1)):
+        program = parse(e.get("simplified") or e["program"])
+        n = len(program.body)
+        summary = "; ".join(line.strip() for line in str(program).rstrip("\n").splitlines()[1:])
+        if len(summary) > 72:
+            summary = summary[:69] + "..."
+        summary = f"[{n} stmt] {summary}"
+        rows.append([f"#{rank}" if rank != "ref" else "start", str(e.get("id", "")),
+                     *[_fmt(e["fitness"].get(s)) for s in stages], _fmt(e.get("validation")),
+                     state_memory(program), summary])
+        texts.append(str(program))
+    widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
+
+    def line(cells):
+        return "  ".join(c.rjust(w) if 0 < i < len(widths) - 1 else c.ljust(w)
+                         for i, (c, w) in enumerate(zip(cells, widths))) + "  " + cells[-1]
+
+    out = [line(header), line(["-" * w for w in widths] + ["-" * 20])]
+    for row, text in zip(rows, texts):
+        out.append(line(row))
+        if not brief:
+            out += ["      " + t for t in text.rstrip("\n").splitlines()]
+            out.append("")
+    note = ("fitness: mean log(L_AdamW / L) on the final eval loss (0 = AdamW, higher is better); "
+            "state: optimizer memory per parameter in float32")
+    return "\n".join(out).rstrip("\n") + "\n\n" + note
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        data = load_run(args.run)
+        if not data["hall_of_fame"]:
+            print(f"run {args.run}: the hall of fame is empty")
+            return 0
+        print(f"hall of fame of {args.run} ({len(data['hall_of_fame'])} entries)\n")
+        print(table(data, brief=getattr(args, "brief", False)))
+    except RunError as e:
+        print(f"symopt inspect: {e}", file=sys.stderr)
+        return 1
+    return 0

@@ -1,0 +1,132 @@
+"""symopt inspect / export / compare on a tiny real run (real search, real training, no mocks)."""
+
+import argparse
+import importlib.util
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+import pytest
+
+import proxy_tasks
+from symopt.campaigns import compare as compare_mod
+from symopt.campaigns.inspect_run import load_run
+from symopt.cli import main
+from symopt.export import to_optax
+from symopt.programs import parse
+from symopt.search.cli_search import main_search
+
+TINY = """name = "tiny"
+[space]
+functions = ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate"]
+arguments = ["w", "g", "m"]
+max_length = 8
+[campaign]
+start = "momentum"
+population = 4
+tournament = 2
+budget = 6
+hall_of_fame = 2
+validation = ["quadratic_noisy"]
+[[campaign.stages]]
+name = "quad"
+tasks = ["quadratic_illcond"]
+steps = 50
+"""
+
+
+@pytest.fixture(scope="module")
+def run_dir(tmp_path_factory):
+    root = tmp_path_factory.mktemp("campaign")
+    (root / "tiny.toml").write_text(TINY)
+    run = root / "run"
+    assert main_search(argparse.Namespace(config=str(root / "tiny.toml"), budget=None, seed=0, run_dir=str(run))) == 0
+    return run
+
+
+def test_inspect_prints_the_hall_of_fame(run_dir, capsys):
+    data = load_run(run_dir)
+    assert main(["inspect", str(run_dir)]) == 0
+    out = capsys.readouterr().out
+    lines = out.splitlines()
+    header = next(line for line in lines if line.startswith("rank"))
+    assert "quad" in header and "validation" in header and "state" in header
+    for rank, entry in enumerate(data["hall_of_fame"], 1):
+        row = next(line for line in lines if line.startswith(f"#{rank} "))
+        assert f"{entry['fitness']['quad']:+.3f}" in row and f"{entry['validation']:+.3f}" in row
+        n = len(parse(entry["simplified"]).state_args)
+        assert f"{n} slot{'s' if n != 1 else ''} = {4 * n} B/param" in row
+        assert all(text_line in out for text_line in entry["simplified"].splitlines())
+    assert main(["inspect", str(run_dir), "--brief"]) == 0
+    assert "def " not in capsys.readouterr().out
+
+
+def test_export_writes_a_module_equal_to_to_optax(run_dir, tmp_path, capsys):
+    out = tmp_path / "found.py"
+    assert main(["export", str(run_dir), "--rank", "1", "-o", str(out)]) == 0
+    assert "found_rank1" in capsys.readouterr().out
+    spec = importlib.util.spec_from_file_location("found", out)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    program = parse(load_run(run_dir)["hall_of_fame"][0]["simplified"])
+    params = {"a": jnp.arange(6, dtype=jnp.float32).reshape(2, 3) / 7, "b": jnp.array([0.5, -1.0], jnp.float32)}
+    exported, reference = module.found_rank1(0.01), to_optax(program, 0.01)
+    s1, s2 = exported.init(params), reference.init(params)
+    for i in range(3):
+        grads = jax.tree_util.tree_map(lambda x: jnp.sin(x * (i + 1)) + 0.1, params)
+        u1, s1 = exported.update(grads, s1, params)
+        u2, s2 = reference.update(grads, s2, params)
+        for x, y in zip(jax.tree_util.tree_leaves(u1), jax.tree_util.tree_leaves(u2)):
+            np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
+        params = optax.apply_updates(params, u1)
+    assert main(["export", str(run_dir), "--rank", "2", "-o", str(tmp_path / "two.py"), "--name", "mine"]) == 0
+    assert "def mine(" in (tmp_path / "two.py").read_text()
+
+
+def test_scaled_program_trains_like_to_optax_at_that_lr():
+    task = proxy_tasks.get("quadratic_illcond")
+    for name in ("lion", "momentum"):  # with an lr argument, and without
+        program = parse(str(__import__("symopt").baselines.get(name)))
+        _, cells = compare_mod.compare([name], ["quadratic_illcond"], steps=40, lrs=[0.3])[1:]
+        _, expected = proxy_tasks.train(task, to_optax(program, 0.3 * task.learning_rate), seed=0, steps=40)
+        assert cells[name][0].losses[0.3] == pytest.approx(expected, rel=1e-4, abs=1e-7)
+
+
+def test_compare_picks_the_better_lr(capsys):
+    argv = ["compare", "adam", "momentum", "--tasks", "quadratic_illcond", "--steps", "60", "--lrs", "0.1", "3"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "adam " in out and "momentum " in out and "fitness vs AdamW" in out
+    labels, tasks, cells = compare_mod.compare(["adam", "momentum"], ["quadratic_illcond"], steps=60, lrs=[0.1, 3])
+    base = tasks[0].learning_rate
+    for label in labels:
+        c = cells[label][0]
+        assert c.losses[c.best] == min(c.losses.values()) and c.lr == pytest.approx(c.best * base)
+        assert f"@ lr {c.lr:.3g}" in next(line for line in out.splitlines() if line.startswith(label + " "))
+        assert len({c.losses[0.1], c.losses[3.0]}) == 2
+
+
+def test_compare_a_found_program_and_adafactor(run_dir, capsys):
+    assert main(["compare", f"{run_dir}:1", "adafactor", "--tasks", "quadratic_illcond", "--steps", "30",
+                 "--lrs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert f"{run_dir}:1" in out and "adafactor" in out
+
+
+@pytest.mark.parametrize("argv, message", [
+    (["inspect", "{missing}"], "does not exist; expected a run directory"),
+    (["inspect", "{tmp}"], "has no hall_of_fame.json"),
+    (["export", "{run}", "--rank", "3", "-o", "{tmp}/x.py"], "no rank 3; available ranks: 1 to 2"),
+    (["export", "{run}", "--rank", "0", "-o", "{tmp}/x.py"], "no rank 0; available ranks: 1 to 2"),
+    (["export", "{missing}", "-o", "{tmp}/x.py"], "does not exist"),
+    (["compare", "adamm", "--tasks", "quadratic_illcond"], "unknown baseline 'adamm' (did you mean 'adam'"),
+    (["compare", "adam", "--tasks", "quadratc"], "unknown proxy task 'quadratc'"),
+    (["compare", "{run}:5", "--tasks", "quadratic_illcond"], "no rank 5; available ranks: 1 to 2"),
+    (["compare", "adam", "--tasks", "quadratic_illcond", "--lrs", "-1"], "must be positive"),
+])
+def test_bad_inputs_exit_1_with_a_clear_error(run_dir, tmp_path, capsys, argv, message):
+    fill = {"missing": str(tmp_path / "nope"), "tmp": str(tmp_path), "run": str(run_dir)}
+    assert main([a.format(**fill) for a in argv]) == 1
+    captured = capsys.readouterr()
+    assert message in captured.err and captured.err.startswith(f"symopt {argv[0]}: ")
