@@ -69,6 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--seed", type=int, default=None, help="seed of the search (default: the config's)")
     s.add_argument("--run-dir", default=None, help="where to write evaluations.jsonl and hall_of_fame.json "
                                                    "(default: runs/NAME)")
+    s.add_argument("--resume", action="store_true", help="continue the run logged in --run-dir: logged candidates "
+                                                         "take their logged fitness, the rest are trained")
+    s.add_argument("--workers", type=int, default=None, help="train on N Ray evaluator actors (default: serial, "
+                                                             "or the cluster's free CPUs with --address)")
+    s.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS; with --workers "
+                                                   "alone, a local instance)")
     s.set_defaults(func=_search)
 
     simp = sub.add_parser("simplify", help="print a program file simplified (dead code removed, SymPy)")

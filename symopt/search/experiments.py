@@ -164,6 +164,7 @@ def momentum(args) -> dict:
     print(f"load average before: {_load_avg()}", flush=True)
     rows = []
     for seed in args.seeds:
+        (out / f"seed{seed}" / "evaluations.jsonl").unlink(missing_ok=True)  # a fresh run each time, as quick()
         c = search(config, budget=args.budget, seed=seed, run_dir=out / f"seed{seed}")
         start = c.state.start.fitness
         first = None
