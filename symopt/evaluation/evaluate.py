@@ -261,7 +261,7 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
         # Everything that compiles happens here, before the clock starts.
         for length in set(plan):
             it.chunk(bucket, length, k, mode)
-        it.eval(k)
+        it.eval_loss(k)
         for seed in seeds:
             it.init(seed)
             jobs.append((task, it, seed, n_steps, plan, reference(task, seed, n_steps)[1]))
@@ -334,7 +334,7 @@ def _train(it: Interpreter, lowered: Sequence[Lowered], bucket: Bucket, k: int, 
         if not check(losses, i0):
             break
     if active:
-        evals = np.asarray(it.eval(k)(w))
+        evals = np.asarray(it.eval_loss(k)(w))
         for j in active:
             outcomes[j].eval_loss = float(evals[j])
             if not np.isfinite(evals[j]):

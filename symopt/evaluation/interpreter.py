@@ -156,7 +156,7 @@ class Interpreter:
             raise ValueError("mode 'single' runs one program")
         return self._get(("chunk", bucket, length, k, mode), lambda: self._compile_chunk(bucket, length, k, mode))
 
-    def eval(self, k: int):
+    def eval_loss(self, k: int):
         """The compiled eval: flat params [K, P] -> eval losses [K]."""
         def build():
             fn = jax.vmap(lambda flat: self.task.eval_loss(self.layout.unravel(flat)))
