@@ -12,17 +12,10 @@ import time
 
 import pytest
 
-from symopt.search import search
+from symopt.search import search, toy
 from symopt.search.campaign import read_log
 
-TOY = {
-    "name": "toy",
-    "space": {"functions": ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"], "max_length": 10},
-    "campaign": {"start": "sgd", "population": 12, "tournament": 4, "budget": 40, "hall_of_fame": 3,
-                 "stages": [{"name": "small", "tasks": ["toy_quadratic"]},
-                            {"name": "large", "tasks": ["toy_quadratic_large"], "promote": 6}],
-                 "validation": ["toy_quadratic_noisy"]},
-}
+TOY = toy.campaign()
 TOML = """name = "tiny"
 [space]
 functions = ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"]

@@ -4,18 +4,11 @@ import json
 
 import pytest
 
-from symopt.search import search
+from symopt.search import search, toy
 from symopt.programs import parse
 from symopt.symbolic.simplify import equivalent
 
-TOY = {
-    "name": "toy",
-    "space": {"functions": ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"], "max_length": 10},
-    "campaign": {"start": "sgd", "population": 12, "tournament": 4, "budget": 40, "hall_of_fame": 3,
-                 "stages": [{"name": "small", "tasks": ["toy_quadratic"]},
-                            {"name": "large", "tasks": ["toy_quadratic_large"], "promote": 6}],
-                 "validation": ["toy_quadratic_noisy"]},
-}
+TOY = toy.campaign()
 
 
 def test_search_end_to_end_with_log(tmp_path):

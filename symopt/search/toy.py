@@ -131,3 +131,15 @@ def evaluate(programs: Sequence[Program], tasks: Sequence[str], seeds: Sequence[
                     scores.append(min(BEST, max(WORST, score)))
         results.append(ToyResult(float(np.mean(scores)), losses, diverged))
     return results
+
+
+def campaign(budget: int = 40) -> dict:
+    """A small campaign configuration on the toy tasks (seconds to run): two funnel stages and validation."""
+    return {
+        "name": "toy",
+        "space": {"functions": ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"], "max_length": 10},
+        "campaign": {"start": "sgd", "population": 12, "tournament": 4, "budget": budget, "hall_of_fame": 3,
+                     "stages": [{"name": "small", "tasks": ["toy_quadratic"]},
+                                {"name": "large", "tasks": ["toy_quadratic_large"], "promote": 6}],
+                     "validation": ["toy_quadratic_noisy"]},
+    }
