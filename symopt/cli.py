@@ -48,6 +48,12 @@ def _export(args: argparse.Namespace) -> int:
     return export_run(args)
 
 
+def _report(args: argparse.Namespace) -> int:
+    from symopt.campaigns.report import main as report
+
+    return report(args)
+
+
 def _compare(args: argparse.Namespace) -> int:
     from symopt.campaigns.compare import main as compare
 
@@ -71,10 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
                                                    "(default: runs/NAME)")
     s.add_argument("--resume", action="store_true", help="continue the run logged in --run-dir: logged candidates "
                                                          "take their logged fitness, the rest are trained")
-    s.add_argument("--workers", type=int, default=None, help="train on N Ray evaluator actors (default: serial, "
-                                                             "or the cluster's free CPUs with --address)")
-    s.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS; with --workers "
-                                                   "alone, a local instance)")
+    s.add_argument("--workers", type=int, default=None, help="Ray evaluator actors (default: one per free CPU)")
+    s.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local "
+                                                   "Ray instance)")
+    s.add_argument("--serial", action="store_true", help="train in this process, without Ray")
     s.set_defaults(func=_search)
 
     simp = sub.add_parser("simplify", help="print a program file simplified (dead code removed, SymPy)")
@@ -94,6 +100,12 @@ def build_parser() -> argparse.ArgumentParser:
     comp = sub.add_parser("compare", help="baselines and found programs side by side, each at its best lr")
     _compare_mod.add_arguments(comp)
     comp.set_defaults(func=_compare)
+    from symopt.campaigns import report as _report_mod
+
+    rep = sub.add_parser("report", help="PNG plots of a run: best fitness, loss curves against AdamW and Lion, "
+                                        "Pareto front of fitness and state memory")
+    _report_mod.add_arguments(rep)
+    rep.set_defaults(func=_report)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     bench_eval = bench.add_parser("eval", help="cost of evaluating a candidate: interpreter vs a fresh jit vs native")

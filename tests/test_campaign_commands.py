@@ -1,6 +1,5 @@
 """symopt inspect / export / compare on a tiny real run (real search, real training, no mocks)."""
 
-import argparse
 import importlib.util
 
 import jax
@@ -15,7 +14,8 @@ from symopt.campaigns.inspect_run import load_run
 from symopt.cli import main
 from symopt.export import to_optax
 from symopt.programs import parse
-from symopt.search.cli_search import main_search
+from symopt.search.run_dir import ancestry, read_lineage
+from symopt.symbolic.simplify import live_states
 
 TINY = """name = "tiny"
 [space]
@@ -41,12 +41,13 @@ def run_dir(tmp_path_factory):
     root = tmp_path_factory.mktemp("campaign")
     (root / "tiny.toml").write_text(TINY)
     run = root / "run"
-    assert main_search(argparse.Namespace(config=str(root / "tiny.toml"), budget=None, seed=0, run_dir=str(run))) == 0
+    assert main(["search", str(root / "tiny.toml"), "--serial", "--seed", "0", "--run-dir", str(run)]) == 0
     return run
 
 
 def test_inspect_prints_the_hall_of_fame(run_dir, capsys):
     data = load_run(run_dir)
+    lineage = read_lineage(run_dir)
     assert main(["inspect", str(run_dir)]) == 0
     out = capsys.readouterr().out
     lines = out.splitlines()
@@ -55,9 +56,14 @@ def test_inspect_prints_the_hall_of_fame(run_dir, capsys):
     for rank, entry in enumerate(data["hall_of_fame"], 1):
         row = next(line for line in lines if line.startswith(f"#{rank} "))
         assert f"{entry['fitness']['quad']:+.3f}" in row and f"{entry['validation']:+.3f}" in row
-        n = len(parse(entry["simplified"]).state_args)
+        n = len(live_states(parse(entry["simplified"])))
         assert f"{n} slot{'s' if n != 1 else ''} = {4 * n} B/param" in row
         assert all(text_line in out for text_line in entry["simplified"].splitlines())
+        chain = ancestry(lineage, entry["id"])
+        assert chain[0] == 0 and chain[-1] == entry["id"]
+        assert all(lineage[child]["parent"] == parent for parent, child in zip(chain, chain[1:]))
+        if entry["id"]:
+            assert " > ".join(map(str, chain)) in out
     assert main(["inspect", str(run_dir), "--brief"]) == 0
     assert "def " not in capsys.readouterr().out
 

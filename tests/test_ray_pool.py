@@ -146,25 +146,26 @@ def test_sigkilled_worker_is_replaced_and_its_candidates_delivered_once(pool):
     assert all(r.ok for r in again)
 
 
-def test_steady_state_loop_keeps_every_worker_busy(pool):
-    from symopt.campaigns import steady_state
+def test_a_campaign_runs_steady_state_on_the_pool(pool, tmp_path):
+    """search() on pool.backend: children proposed while an actor is free, each result accepted as it comes."""
+    from symopt.search import search, toy
 
-    texts = iter(enumerate(_texts() * 2))
-    accepted, busy = [], []
-
-    def propose():
-        nxt = next(texts, None)
-        return None if nxt is None else (f"ss{nxt[0]}", nxt[1])
-
-    def accept(ev):
-        accepted.append(ev)
-        busy.append(sum(len(s.inflight) for s in pool._slots))
-
-    n = steady_state(pool, propose, accept, budget=8, timeout=120)
-    assert n == 8 and sorted(e.id for e in accepted) == sorted(f"ss{i}" for i in range(8))
-    assert max(busy) <= pool.workers * pool.max_in_flight
-    assert {e.worker for e in accepted} == {0, 1}
-    assert pool.pending == 0
+    config = toy.campaign(budget=30)
+    config["campaign"]["stages"][0]["steps"] = 400
+    busy = []
+    stats = pool.stats.delivered
+    campaign = search(config, seed=0, backend=pool.backend, run_dir=tmp_path,
+                      progress=lambda state, _: busy.append(len(state.inflight)))
+    assert campaign.stats.evaluated == 30
+    records = [json.loads(line) for line in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
+    search_ids = [r["id"] for r in records if r["stage"] == "small"]
+    assert len(search_ids) == len(set(search_ids)) == 30
+    # each result is accepted while the other candidates are still in flight (workers x max_in_flight - 1)
+    assert max(busy) == pool.workers * pool.max_in_flight - 1
+    # every training ran on the pool: the logged ones, and the start program's two reference scores
+    assert pool.stats.delivered - stats == len(records) + 2
+    serial = search(config, seed=0, run_dir=tmp_path / "replay", resume=False)
+    assert serial.state.start.fitness == campaign.state.start.fitness  # the same training, in or out of Ray
 
 
 def test_bench_rounds_on_one_and_on_all_workers(pool):
@@ -184,26 +185,31 @@ def test_bench_rounds_on_one_and_on_all_workers(pool):
     assert elapsed > 0
 
 
-def test_node_removed_mid_campaign(tmp_path):
-    """Head (0 CPUs) + 2 one-CPU worker nodes; the node under a busy actor is removed, then a new one added.
+def test_campaign_survives_a_killed_worker_and_a_removed_node(tmp_path):
+    """A real search on a 3-node cluster: a worker SIGKILLed, then a busy node removed, then a node added.
 
-    The driver runs outside the checkout (Ray puts the driver's directory on the workers'
-    path), so the workers can import symopt only from what :func:`connect` shipped.
+    Head (0 CPUs) + 2 one-CPU worker nodes. The driver runs outside the checkout (Ray
+    puts the driver's directory on the workers' path), so the workers can import
+    symopt only from what :func:`connect` shipped. A driver is connected to one
+    cluster at a time, so the scenario runs in a subprocess (this file as a script).
     """
     env = dict(os.environ, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN=_token())
     env.pop("RAY_ADDRESS", None)
-    proc = subprocess.run([sys.executable, __file__, "multinode"], env=env, capture_output=True, text=True,
-                          timeout=240, cwd=tmp_path)
+    proc = subprocess.run([sys.executable, __file__, "multinode", str(tmp_path / "run")], env=env,
+                          capture_output=True, text=True, timeout=300, cwd=tmp_path)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-6000:]
     out = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert sorted(out["delivered"]) == sorted(out["submitted"])  # every candidate, each once
-    assert out["errors"] == 0 and out["stats"]["duplicates_dropped"] == 0
-    assert out["stats"]["worker_deaths"] >= 1 and out["stats"]["resubmitted"] >= 1
-    assert out["auth_mode"] == "token"
-    assert len(set(out["nodes_before"])) == 2
+    records = [json.loads(line) for line in (tmp_path / "run" / "evaluations.jsonl").read_text().splitlines()]
+    ids = [r["id"] for r in records if r["stage"] == "small"]
+    assert len(ids) == len(set(ids)) == out["budget"] == out["evaluated"]  # the campaign went on; each once
+    assert out["stats"]["duplicates_dropped"] == 0 and out["stats"]["errors"] == 0
+    assert out["stats"]["worker_deaths"] >= 2 and out["stats"]["resubmitted"] >= 1  # lost candidates re-sent
+    assert out["killed_pid"] not in out["pids_after"]
     assert out["removed"] not in out["nodes_after"] and out["added"] in out["nodes_after"]
-    assert out["late_workers"] == [0, 1]  # the replacement on the new node evaluated candidates
+    assert out["auth_mode"] == "token"
     assert all("runtime_resources" in path for path in out["symopt_paths"])  # the code was shipped
+    # The log is the campaign: replayed serially, it rebuilds the same search without training anything.
+    assert out["replay_same"] and out["replayed"] == len(records)
 
 
 def _token() -> str:
@@ -217,49 +223,47 @@ def _token() -> str:
         return secrets.token_hex(32)
 
 
-def _multinode() -> dict:
-    """The multi-node scenario, in its own process (see test_node_removed_mid_campaign)."""
+def _multinode(run_dir: str) -> dict:
+    """The multi-node campaign (see test_campaign_survives_a_killed_worker_and_a_removed_node)."""
     import ray
     from ray.cluster_utils import Cluster
 
     from symopt.campaigns import EvaluatorPool, connect, describe
+    from symopt.search import search, toy
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     try:
         nodes = [cluster.add_node(num_cpus=1) for _ in range(2)]
         cluster.wait_for_nodes()
         connect(address=cluster.address)
-        texts = _texts()
-        pool = EvaluatorPool(TASK, steps=STEPS, workers=2, max_in_flight=2)
+        pool = EvaluatorPool(workers=2, max_in_flight=2)
         infos = pool.wait_ready(timeout=120)
-        pool.warm(texts[:1], timeout=120)
-        submitted = []
-        for i in range(10):
-            cid = f"c{i}"
-            pool.submit(cid, texts[i % len(texts)], steps=SLOW_STEPS // 4 if i % 2 else None)
-            submitted.append(cid)
-        delivered = [pool.next_result(timeout=120).id]
-        victim = next(i for i in pool.worker_info() if i["slot"] == 1)  # busy: 9 candidates wait
-        node = next(n for n in nodes if n.node_id == victim["node"])
-        cluster.remove_node(node)
-        for r in pool.results(timeout=150):
-            delivered.append(r.id)
-        added = cluster.add_node(num_cpus=1)
-        late = []
-        pool.wait_ready(timeout=120)
-        for i in range(6):
-            cid = f"late{i}"
-            pool.submit(cid, texts[i % len(texts)])
-            submitted.append(cid)
-        for r in pool.results(timeout=120):
-            delivered.append(r.id)
-            late.append(r.worker)
-        infos_after = pool.worker_info()
-        out = {"submitted": submitted, "delivered": delivered, "errors": pool.stats.errors,
-               "stats": vars(pool.stats), "nodes_before": [i["node"] for i in infos],
-               "removed": node.node_id, "added": added.node_id, "nodes_after": [i["node"] for i in infos_after],
-               "late_workers": sorted(set(late)), "symopt_paths": [i["symopt"] for i in infos + infos_after],
-               "auth_mode": describe()["auth_mode"]}
+        config = toy.campaign(budget=50)
+        config["campaign"]["stages"][0]["steps"] = 1500  # about 0.2 s a candidate
+        done: dict = {}
+
+        def faults(state, _replayed) -> None:
+            n = state.stats.evaluated
+            if n >= 8 and "killed_pid" not in done:
+                victim = next(i for i in pool.worker_info() if i["slot"] == 0)
+                done["killed_pid"] = victim["pid"]
+                os.kill(victim["pid"], signal.SIGKILL)
+            elif n >= 20 and "removed" not in done:
+                victim = next(i for i in pool.worker_info() if i["slot"] == 1)
+                node = next(x for x in nodes if x.node_id == victim["node"])
+                cluster.remove_node(node)
+                done["removed"] = node.node_id
+            elif n >= 30 and "added" not in done:
+                done["added"] = cluster.add_node(num_cpus=1).node_id
+
+        campaign = search(config, seed=0, backend=pool.backend, run_dir=run_dir, progress=faults)
+        infos_after = pool.wait_ready(timeout=120)
+        replay = search(config, seed=0, run_dir=run_dir, resume=True)  # serial: everything is in the log
+        out = {**done, "budget": 50, "evaluated": campaign.stats.evaluated, "stats": vars(pool.stats),
+               "pids_after": [i["pid"] for i in infos_after], "nodes_after": [i["node"] for i in infos_after],
+               "symopt_paths": [i["symopt"] for i in infos + infos_after], "auth_mode": describe()["auth_mode"],
+               "replayed": replay.replayed,
+               "replay_same": [e.as_json() for e in replay.history] == [e.as_json() for e in campaign.history]}
         pool.shutdown()
         return out
     finally:
@@ -267,5 +271,5 @@ def _multinode() -> dict:
         cluster.shutdown()
 
 
-if __name__ == "__main__" and sys.argv[1:] == ["multinode"]:
-    print(json.dumps(_multinode()))
+if __name__ == "__main__" and sys.argv[1:2] == ["multinode"]:
+    print(json.dumps(_multinode(sys.argv[2])))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import shutil
 import signal
 import subprocess
@@ -103,22 +104,18 @@ def test_resume_on_an_empty_run_dir_starts_afresh(reference, tmp_path):
     assert json.loads((tmp_path / "config.json").read_text())["campaign"]["seed"] == 1
 
 
-def _cli(*args):
+def _cli(*args, serial=True):
     env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
     env["PYTHONPATH"] = ROOT + os.pathsep + env.get("PYTHONPATH", "")
-    return [sys.executable, "-m", "symopt.cli", "search", *map(str, args)], env
+    return [sys.executable, "-m", "symopt.cli", "search", *["--serial"] * serial, *map(str, args)], env
 
 
-def test_cli_resume_after_sigkill(tmp_path):
-    config = tmp_path / "tiny.toml"
-    config.write_text(TOML)
-    run_dir, ref_dir = tmp_path / "run", tmp_path / "ref"
-    cmd, env = _cli(config, "--seed", 5, "--run-dir", run_dir)
-    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    log = run_dir / "evaluations.jsonl"
-    deadline = time.monotonic() + 60
+def _kill_after(cmd, env, cwd, log, lines: int, timeout: float) -> tuple[bytes, list[str]]:
+    """Run ``cmd``, SIGKILL it once ``log`` holds ``lines`` lines; the log's bytes and its complete lines."""
+    proc = subprocess.Popen(cmd, env=env, cwd=cwd, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    deadline = time.monotonic() + timeout
     while time.monotonic() < deadline and proc.poll() is None:
-        if log.exists() and log.read_bytes().count(b"\n") >= 30:
+        if log.exists() and log.read_bytes().count(b"\n") >= lines:
             break
         time.sleep(0.005)
     assert proc.poll() is None, "the campaign finished (or failed) before it could be killed"
@@ -126,7 +123,16 @@ def test_cli_resume_after_sigkill(tmp_path):
     proc.wait(timeout=30)
     assert proc.returncode == -signal.SIGKILL
     killed = log.read_bytes()
-    done = killed[: killed.rfind(b"\n") + 1].decode().splitlines()
+    return killed, killed[: killed.rfind(b"\n") + 1].decode().splitlines()
+
+
+def test_cli_resume_after_sigkill(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(TOML)
+    run_dir, ref_dir = tmp_path / "run", tmp_path / "ref"
+    cmd, env = _cli(config, "--seed", 5, "--run-dir", run_dir)
+    log = run_dir / "evaluations.jsonl"
+    killed, done = _kill_after(cmd, env, tmp_path, log, 30, timeout=60)
     assert 30 <= len(done) < 600
 
     out = subprocess.run(cmd, env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
@@ -155,7 +161,7 @@ def test_cli_resume_after_sigkill(tmp_path):
 
 
 def test_cli_search_on_the_ray_pool_logs_each_candidate_once(ray_session, tmp_path, capsys):
-    """The ``--workers 2`` path (in process, on the session's Ray): batch raised to 2 x workers, each id once."""
+    """The ``--workers 2`` path (in process, on the session's Ray): steady-state, each id once, resumable."""
     import argparse
 
     from symopt.search.cli_search import main_search
@@ -166,13 +172,125 @@ def test_cli_search_on_the_ray_pool_logs_each_candidate_once(ray_session, tmp_pa
                       'hall_of_fame = 2\n[[campaign.stages]]\ntasks = ["quadratic_illcond"]\nsteps = 50\n')
     run_dir = tmp_path / "run"
     args = argparse.Namespace(config=str(config), budget=None, seed=0, run_dir=str(run_dir), resume=False,
-                              workers=2, address=None)
+                              workers=2, address=None, serial=False)
     assert main_search(args) == 0
-    assert "campaign ray: 16 trained" in capsys.readouterr().out
-    assert json.loads((run_dir / "config.json").read_text())["campaign"]["batch"] == 4
+    out = capsys.readouterr().out
+    assert "campaign ray: 16 trained" in out and "ray: 2 workers, 0 lost" in out
     records, _ = read_log(run_dir / "evaluations.jsonl")
     assert len(records) == 16 and len({r["id"] for r in records}) == 16
     args.resume = True  # a finished run resumed on the pool replays everything and trains nothing
     assert main_search(args) == 0
     assert json.loads((run_dir / "hall_of_fame.json").read_text())["replayed"] == 16
     assert read_log(run_dir / "evaluations.jsonl")[0] == records
+
+
+def _orphaned_ray_agents() -> set[int]:
+    """Ray agent processes whose parent died (init adopted them)."""
+    out = set()
+    for proc in pathlib.Path("/proc").iterdir():
+        try:
+            cmd = (proc / "cmdline").read_bytes()
+            ppid = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+        if cmd.startswith(b"ray::") and ppid == 1:
+            out.add(int(proc.name))
+    return out
+
+
+def test_cli_resume_of_a_ray_campaign_after_sigkill(tmp_path):
+    """``--workers 2`` on its own local Ray, SIGKILLed; resumed on 1 worker: nothing lost, nothing twice."""
+    config = tmp_path / "tiny.toml"
+    config.write_text(TOML.replace("budget = 600", "budget = 150").replace(
+        'tasks = ["toy_quadratic"]', 'tasks = ["toy_quadratic"]\nsteps = 300'))
+    run_dir = tmp_path / "run"
+    cmd, env = _cli(config, "--seed", 5, "--run-dir", run_dir, serial=False)
+    log = run_dir / "evaluations.jsonl"
+    orphans = _orphaned_ray_agents()
+    _, done = _kill_after(cmd + ["--workers", "2"], env, tmp_path, log, 20, timeout=120)
+    time.sleep(1)
+    for pid in _orphaned_ray_agents() - orphans:  # Ray 2.60 leaves its node agents behind a SIGKILLed driver
+        os.kill(pid, signal.SIGKILL)
+    assert 20 <= len(done) < 150
+
+    out = subprocess.run(cmd + ["--workers", "1", "--resume"], env=env, cwd=tmp_path, capture_output=True,
+                         text=True, timeout=180)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert "campaign tiny: 150 trained" in out.stdout and "ray: 1 worker," in out.stdout
+    lines = _lines(run_dir)
+    assert lines[: len(done)] == done  # the pre-kill evaluations kept, as they were
+    records, _ = read_log(log)
+    keys = [(r["stage"], r["id"]) for r in records]
+    assert len(keys) == len(set(keys))  # none twice
+    assert len([k for k in keys if k[0] == "small"]) == 150
+    assert json.loads((run_dir / "hall_of_fame.json").read_text())["replayed"] == len(done)
+
+
+class OutOfOrder:
+    """A toy-task evaluator that finishes its candidates in a seeded random order, as a cluster does."""
+
+    def __init__(self, tasks, seeds, steps, width=3, seed=0):
+        self.tasks, self.seeds, self.steps, self.width = list(tasks), list(seeds), steps, width
+        self.running: list = []
+        self.rng = __import__("random").Random(seed)
+
+    def __call__(self, programs):  # batches (funnel stages, validation): in order
+        return toy.evaluate(programs, self.tasks, self.seeds, self.steps)
+
+    @property
+    def capacity(self):
+        return self.width - len(self.running)
+
+    def submit(self, key, program):
+        self.running.append((key, program))
+
+    def next_result(self):
+        key, program = self.running.pop(self.rng.randrange(len(self.running)))
+        return key, toy.evaluate([program], self.tasks, self.seeds, self.steps)[0]
+
+
+def test_resume_mid_batch_ends_in_the_uninterrupted_state(tmp_path):
+    """Batch 4: the driver dies after 2 of a batch's 4 results are logged; the other 2 are trained first."""
+    config = toy.campaign()
+    config["campaign"]["batch"] = 4
+    ref = search(config, seed=3, run_dir=tmp_path / "ref")
+    lines = _lines(tmp_path / "ref")
+    proposed = [json.loads(x).get("proposed") for x in lines]
+    cut = next(i for i in range(2, len(lines)) if proposed[i] == proposed[i - 1] == proposed[i + 1])
+    (tmp_path / "cut").mkdir()
+    shutil.copy(tmp_path / "ref" / "config.json", tmp_path / "cut")
+    (tmp_path / "cut" / "evaluations.jsonl").write_text("\n".join(lines[:cut]) + "\n")
+    resumed = search(config, seed=3, run_dir=tmp_path / "cut", resume=True)
+    _same(ref, resumed)
+    assert _lines(tmp_path / "cut") == lines
+    derived = ["lineage.jsonl"] + [f"populations/{p.name}" for p in (tmp_path / "ref" / "populations").iterdir()]
+    assert len(derived) > 5
+    for name in derived:  # rewritten by the replay, the same as the uninterrupted run's
+        assert (tmp_path / "cut" / name).read_text() == (tmp_path / "ref" / name).read_text(), name
+
+
+def test_an_out_of_order_run_resumes_on_another_backend(tmp_path):
+    """Results that came back in any order replay exactly; the rest is trained once, on the serial backend."""
+    backend = lambda tasks, seeds, steps: OutOfOrder(tasks, seeds, steps)  # noqa: E731
+    ref = search(TOY, seed=1, backend=backend, run_dir=tmp_path / "ref")
+    lines = _lines(tmp_path / "ref")
+    search_lines = [json.loads(x) for x in lines if json.loads(x)["stage"] == "small"]
+    assert [r["id"] for r in search_lines] != sorted(r["id"] for r in search_lines)  # really out of order
+
+    (tmp_path / "full").mkdir()
+    for name in ("config.json", "evaluations.jsonl"):
+        shutil.copy(tmp_path / "ref" / name, tmp_path / "full")
+    replayed = search(TOY, seed=1, run_dir=tmp_path / "full", resume=True)  # serial: nothing left to train
+    _same(ref, replayed)
+    assert _lines(tmp_path / "full") == lines
+
+    cut = 25
+    (tmp_path / "cut").mkdir()
+    shutil.copy(tmp_path / "ref" / "config.json", tmp_path / "cut")
+    (tmp_path / "cut" / "evaluations.jsonl").write_text("\n".join(lines[:cut]) + "\n")
+    resumed = search(TOY, seed=1, run_dir=tmp_path / "cut", resume=True)
+    after = [json.loads(x) for x in _lines(tmp_path / "cut")]
+    assert after[:cut] == [json.loads(x) for x in lines[:cut]]  # nothing logged is lost or rewritten
+    ids = [r["id"] for r in after if r["stage"] == "small"]
+    assert len(ids) == len(set(ids)) == 40 == resumed.stats.evaluated  # each candidate once, budget kept
+    assert resumed.replayed == cut

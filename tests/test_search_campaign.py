@@ -26,7 +26,11 @@ def test_search_end_to_end_with_log(tmp_path):
     lines = [json.loads(line) for line in (tmp_path / "evaluations.jsonl").read_text().splitlines()]
     search_lines = [x for x in lines if x["stage"] == "small"]
     assert len(search_lines) == 40 and search_lines[0]["id"] == 0 and search_lines[0]["parent"] is None
-    assert all(set(x) == {"id", "parent", "program", "fitness", "stage"} for x in lines)
+    base = {"id", "parent", "program", "fitness", "stage"}
+    assert set(search_lines[0]) == base and all(set(x) == base | {"proposed"} for x in search_lines[1:])
+    assert all(set(x) == base for x in lines if x["stage"] != "small")
+    # serial, batch 1: each training is accepted right after it is proposed
+    assert [x["proposed"] for x in search_lines[1:]] == list(range(2, 41))
     assert {x["stage"] for x in lines} == {"small", "large", "validation"}
     assert len([x for x in lines if x["stage"] == "large"]) == 6
     parse(search_lines[-1]["program"])

@@ -11,7 +11,7 @@ Importing this package does not import Ray; the pool does when it is used.
 """
 
 from symopt.campaigns.ray_pool import (POOL_DEFAULT, Evaluation, EvaluatorPool, PoolStats, RunSummary, connect,
-                                       describe, disconnect, ship_runtime_env, steady_state)
+                                       describe, disconnect, PoolStage, ship_runtime_env)
 
-__all__ = ["POOL_DEFAULT", "Evaluation", "EvaluatorPool", "PoolStats", "RunSummary", "connect", "describe", "disconnect",
-           "ship_runtime_env", "steady_state"]
+__all__ = ["POOL_DEFAULT", "Evaluation", "EvaluatorPool", "PoolStage", "PoolStats", "RunSummary", "connect", "describe",
+           "disconnect", "ship_runtime_env"]

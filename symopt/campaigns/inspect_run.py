@@ -3,7 +3,8 @@
 Reads ``RUN/hall_of_fame.json`` (written by ``symopt search``): one row per entry
 with its rank, the simplified program (its return line and statement count, the
 full text under the row), its fitness on every funnel stage and on validation, and
-its optimizer state memory (state slots x 4 bytes per parameter in float32).
+its optimizer state memory (live state slots x 4 bytes per parameter in float32),
+and, from ``RUN/lineage.jsonl``, its ancestry back to the start program.
 """
 
 from __future__ import annotations
@@ -66,9 +67,19 @@ def entry_program(data: dict, rank: int, run: str | pathlib.Path = "", simplifie
         raise RunError(f"run {str(run)!r}: rank {rank}: its program does not parse: {e}") from None
 
 
+def state_bytes(program) -> int:
+    """Optimizer state per parameter in float32: 4 bytes for each state slot that can reach the update.
+
+    A slot that never influences the update (dead) costs nothing once exported, so it is not counted.
+    """
+    from symopt.symbolic.simplify import live_states
+
+    return 4 * len(live_states(program))
+
+
 def state_memory(program) -> str:
-    """``"2 slots = 8 B/param"``: optimizer state per parameter in float32."""
-    n = len(program.state_args)
+    """``"2 slots = 8 B/param"``: optimizer state per parameter in float32 (live slots only)."""
+    n = state_bytes(program) // 4
     return f"{n} slot{'s' if n != 1 else ''} = {4 * n} B/param"
 
 
@@ -76,8 +87,10 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
-def table(data: dict, brief: bool = False) -> str:
-    """The hall of fame as text (see the module docstring)."""
+def table(data: dict, brief: bool = False, lineage: dict[int, dict] | None = None) -> str:
+    """The hall of fame as text (see the module docstring); with ``lineage``, each entry's ancestry too."""
+    from symopt.search.run_dir import ancestry
+
     from symopt.programs.parse import parse
 
     entries = data["hall_of_fame"]
@@ -106,10 +119,15 @@ def table(data: dict, brief: bool = False) -> str:
                          for i, (c, w) in enumerate(zip(cells, widths))) + "  " + cells[-1]
 
     out = [line(header), line(["-" * w for w in widths] + ["-" * 20])]
-    for row, text in zip(rows, texts):
+    ids = [data["reference"].get("id")] * bool(data.get("reference")) + [e.get("id") for e in entries]
+    for row, text, id in zip(rows, texts, ids):
         out.append(line(row))
         if not brief:
             out += ["      " + t for t in text.rstrip("\n").splitlines()]
+            if lineage and id in lineage and id != 0:
+                chain = ancestry(lineage, id)
+                steps = len(chain) - 1
+                out.append(f"      lineage ({steps} mutation{'s' if steps != 1 else ''}): " + " > ".join(map(str, chain)))
             out.append("")
     note = ("fitness: mean log(L_AdamW / L) on the final eval loss (0 = AdamW, higher is better); "
             "state: optimizer memory per parameter in float32")
@@ -123,7 +141,10 @@ def main(args: argparse.Namespace) -> int:
             print(f"run {args.run}: the hall of fame is empty")
             return 0
         print(f"hall of fame of {args.run} ({len(data['hall_of_fame'])} entries)\n")
-        print(table(data, brief=getattr(args, "brief", False)))
+        from symopt.search.run_dir import LINEAGE_NAME, read_lineage
+
+        lineage = read_lineage(args.run) if (pathlib.Path(args.run) / LINEAGE_NAME).is_file() else None
+        print(table(data, brief=getattr(args, "brief", False), lineage=lineage))
     except RunError as e:
         print(f"symopt inspect: {e}", file=sys.stderr)
         return 1

@@ -41,11 +41,11 @@ tasks (default 2: the next candidate waits in the actor's own queue, so it never
 idles for a round trip). :meth:`EvaluatorPool.next_result` waits with
 ``ray.wait(refs, num_returns=1)`` for whichever task finishes first and refills
 that actor at once; no worker waits for a generation to end.
-:attr:`EvaluatorPool.capacity` says how many more candidates would start now, and
-:func:`steady_state` is the asynchronous search loop built on the two
-(``propose`` a child whenever there is capacity, ``accept`` each result as it
-arrives). :meth:`EvaluatorPool.evaluate` and :meth:`EvaluatorPool.backend` serve
-the batch-at-a-time ``evaluate_fn`` of ``symopt.search.search``. Results are the
+:attr:`EvaluatorPool.capacity` says how many more candidates would start now;
+:meth:`EvaluatorPool.backend` gives a campaign stage (:class:`PoolStage`) with
+both the asynchronous interface that :mod:`symopt.search.steady` drives (propose
+a child whenever there is capacity, accept each result as it arrives) and a
+batch ``evaluate_fn`` (:meth:`EvaluatorPool.evaluate`) for the funnel stages. Results are the
 serial :func:`symopt.evaluation.evaluate`'s, bit for bit (same executables; checked
 on the 14 program baselines on three tasks, loss curves included).
 
@@ -111,6 +111,8 @@ DEFAULT_MAX_ATTEMPTS = 3
 DEFAULT_OBJECT_STORE = 256 * 1024 * 1024
 """Object store of a local instance: results are a few KB, so 256 MiB instead of 30% of RAM."""
 SHIP_EXCLUDES = ["__pycache__", "*.pyc", ".git", ".pytest_cache", ".hypothesis", "runs", "*.egg-info"]
+LOST_WORKERS = "lost workers:"
+"""How the error of a candidate that killed ``max_attempts`` workers begins."""
 THREAD_ENV = {"NPROC": "1", "PJRT_NPROC": "1"}
 """Sizes XLA's CPU intra-op thread pool to one thread (see the module docstring)."""
 
@@ -674,11 +676,12 @@ class EvaluatorPool:
 
     _batch = 0
 
-    def backend(self, tasks: Sequence[str], seeds: Sequence[int], steps: int | None):
-        """A ``symopt.search`` backend: ``search(config, backend=pool.backend)`` trains each batch on the pool."""
-        tasks, seeds = _names(tasks), _seeds(seeds)
-        steps = None if steps is None else int(steps)  # None: each task's own steps, never the pool's
-        return lambda programs: self.evaluate([_program_text(p) for p in programs], tasks, seeds, steps)
+    def backend(self, tasks: Sequence[str], seeds: Sequence[int], steps: int | None) -> "PoolStage":
+        """A ``symopt.search`` backend: ``search(config, backend=pool.backend)`` trains every stage on the pool."""
+        self._stages += 1
+        return PoolStage(self, self._stages, _names(tasks), _seeds(seeds), None if steps is None else int(steps))
+
+    _stages = 0
 
     def wait_ready(self, timeout: float | None = None) -> list[dict]:
         """Wait until every slot's actor has started (or ``timeout``); returns the started actors' info."""
@@ -880,7 +883,7 @@ class EvaluatorPool:
         for job in reversed(requeue):
             if job.attempts >= self.max_attempts:
                 self._deliver(job, {"program": job.program, "fitness": math.nan, "runs": [],
-                                    "error": f"lost {job.attempts} workers while evaluating it (last: {exc!r})"})
+                                    "error": f"{LOST_WORKERS} {job.attempts} died while evaluating it (last: {exc!r})"})
             else:
                 self.stats.resubmitted += 1
                 self._queue.appendleft(job)
@@ -908,36 +911,45 @@ class EvaluatorPool:
         self._ready.append(ev)
 
 
-def steady_state(pool: EvaluatorPool, propose: Callable[[], tuple[Hashable, Any] | None],
-                 accept: Callable[[Evaluation], None], budget: int, timeout: float | None = None) -> int:
-    """Run an asynchronous (steady-state) search loop on the pool; returns the number of results accepted.
+class PoolStage:
+    """One campaign stage on the pool: a batch ``evaluate_fn`` and a steady-state evaluator in one.
 
-    Whenever the pool has :attr:`~EvaluatorPool.capacity` (an actor with fewer than
-    ``max_in_flight`` candidates), ``propose()`` is asked for the next ``(id, program)``
-    (None: nothing to propose now); every result is handed to ``accept(evaluation)``
-    as soon as it arrives, and the freed actor is refilled at once. At most ``budget``
-    candidates are submitted. A regularised evolution plugs in as
-    ``propose`` = tournament, mutate, cache lookup (a cache hit is integrated at once and
-    the next child tried) and ``accept`` = add the child to its island, the oldest dies.
+    ``stage(programs)`` trains a batch and returns its results in order (the funnel
+    stages); ``capacity``/``submit``/``next_result`` are the asynchronous interface of
+    :mod:`symopt.search.steady` (the search stage). ``steps=None`` means each task's
+    own steps, never the pool's. A candidate that raised comes back as an error
+    (RuntimeError, as the serial backend would raise); one that killed
+    ``max_attempts`` workers is scored as diverged (NaN fitness), with a warning.
     """
-    submitted = accepted = 0
-    deadline = None if timeout is None else time.monotonic() + timeout
-    while True:
-        while submitted < budget and pool.capacity > 0:
-            nxt = propose()
-            if nxt is None:
-                break
-            pool.submit(*nxt)
-            submitted += 1
-        if not pool.pending:
-            return accepted
-        remaining = None if deadline is None else deadline - time.monotonic()
-        if remaining is not None and remaining <= 0:
-            raise TimeoutError(f"{pool.pending} candidates still pending after {timeout} s")
-        ev = pool.next_result(remaining)
-        if ev is not None:
-            accept(ev)
-            accepted += 1
+
+    def __init__(self, pool: EvaluatorPool, tag: int, tasks: tuple[str, ...], seeds: tuple[int, ...],
+                 steps: int | None):
+        self.pool, self.tag, self.tasks, self.seeds, self.steps = pool, tag, tasks, seeds, steps
+
+    def __call__(self, programs: Sequence[Any]) -> list[Evaluation]:
+        return self.pool.evaluate([_program_text(p) for p in programs], self.tasks, self.seeds, self.steps)
+
+    @property
+    def capacity(self) -> int:
+        return self.pool.capacity
+
+    def submit(self, key: Hashable, program: Any) -> None:
+        self.pool.submit(("symopt.campaigns.stage", self.tag, key), program, tasks=self.tasks, seeds=self.seeds,
+                         steps=self.steps)
+
+    def next_result(self) -> tuple[Hashable, Evaluation]:
+        ev = self.pool.next_result()
+        if ev is None:
+            raise RuntimeError("next_result() with nothing submitted to the pool")
+        kind, tag, key = ev.id if isinstance(ev.id, tuple) and len(ev.id) == 3 else (None, None, ev.id)
+        if (kind, tag) != ("symopt.campaigns.stage", self.tag):
+            raise RuntimeError(f"the pool delivered {ev.id!r}, which this stage did not submit; run one stage "
+                               f"at a time on a pool")
+        if ev.error is not None:
+            if not ev.error.startswith(LOST_WORKERS):
+                raise RuntimeError(f"evaluation of candidate {key!r} failed:\n{ev.error}")
+            logger.warning("candidate %r: %s; scored as diverged", key, ev.error)
+        return key, ev
 
 
 def _ray():

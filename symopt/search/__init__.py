@@ -3,8 +3,10 @@
 :func:`search` runs a whole campaign from a configuration (``search_spaces/*.toml``);
 the parts are usable alone: :mod:`~symopt.search.space` (configuration),
 :mod:`~symopt.search.mutation`, :mod:`~symopt.search.dedup` (hash, fingerprint,
-cache), :mod:`~symopt.search.evolution` (the algorithm, pure) and
-:mod:`~symopt.search.funnel`.
+cache), :mod:`~symopt.search.evolution` (the algorithm, pure: propose and accept),
+:mod:`~symopt.search.steady` (the steady-state loop over any evaluator),
+:mod:`~symopt.search.funnel` and :mod:`~symopt.search.run_dir` (what a campaign
+writes, and reads back to resume).
 """
 
 from symopt.search.campaign import Campaign, HallOfFameEntry, search

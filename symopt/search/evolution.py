@@ -6,10 +6,15 @@ random members is the parent), mutates the parent into a child that behaves
 differently (:func:`symopt.search.mutation.mutate`), and appends the child;
 the oldest member dies. A child whose canonical hash or behaviour fingerprint
 was trained before takes the cached fitness without training
-(:class:`symopt.search.dedup.Cache`); the others are trained in batches of
-``batch`` by ``evaluate_fn(programs) -> results`` (each result a number or an
-object with ``.fitness``), a callable passed in: the serial backend calls
-:func:`symopt.evaluation.evaluate` in process, a distributed one can call Ray.
+(:class:`symopt.search.dedup.Cache`). The others need training, and the
+algorithm is split at that point so that any evaluator can drive it:
+:func:`propose` returns the next child to train (a :class:`Proposal`, in
+flight until its result comes), :func:`accept` integrates a result. A
+steady-state loop (:mod:`symopt.search.steady`) proposes whenever a worker is
+free and accepts results in the order they finish; :func:`step` is the
+batch-synchronous loop: ``batch`` proposals trained together by
+``evaluate_fn(programs) -> results`` (each result a number or an object with
+``.fitness``), then accepted in order.
 
 Warm start: every island starts as ``population`` copies of the start program.
 Restart: an island whose best has not improved for ``restart.patience``
@@ -104,6 +109,7 @@ class State:
     migrations: int = 0
     history: list[Event] = dataclasses.field(default_factory=list)
     records: dict[int, Record] = dataclasses.field(default_factory=dict)
+    inflight: dict[str, "Proposal"] = dataclasses.field(default_factory=dict)  # behaviour fingerprint -> proposal
 
 
 @dataclasses.dataclass(frozen=True)
@@ -191,22 +197,36 @@ def _migrate(state: State, params: Params) -> None:
 
 
 @dataclasses.dataclass
-class _Pending:
+class Proposal:
+    """A child that needs training, with the children of the same behaviour waiting for its result."""
+
     island: int
     parent: Individual
     child: Candidate
     id: int
-    waiting: list = dataclasses.field(default_factory=list)  # (island, parent, child, id) of in-batch twins
+    twins: list = dataclasses.field(default_factory=list)  # (island, parent, child, id) of the waiting ones
+
+    @property
+    def program(self) -> Program:
+        """What is trained: the child without its dead statements (same behaviour, less work)."""
+        return eliminate_dead_code(self.child.program)
 
 
-def step(state: State, params: Params, evaluate_fn: EvaluateFn, budget: int, max_generated: int,
-         on_event: Callable[[Event], None] | None = None) -> bool:
-    """One batch: children until ``batch`` need training, then train them. False when the budget is spent."""
+def proposed(state: State) -> int:
+    """Trainings proposed so far: the trained ones plus those in flight."""
+    return state.stats.evaluated + len(state.inflight)
+
+
+def propose(state: State, params: Params, budget: int, max_generated: int,
+            on_event: Callable[[Event], None] | None = None) -> Proposal | None:
+    """The next child that needs training; None when the budget or ``max_generated`` is spent.
+
+    Children scored from the cache (a canonical or behavioural twin of a trained one)
+    enter their island at once; a twin of a child in flight waits for its result.
+    The returned proposal is in flight until :func:`accept` gets its result.
+    """
     stats = state.stats
-    pending: list[_Pending] = []
-    by_fp: dict[str, _Pending] = {}
-    while (len(pending) < params.batch and stats.evaluated + len(pending) < budget
-           and stats.generated < max_generated):
+    while proposed(state) < budget and stats.generated < max_generated:
         island = state.turn % len(state.islands)
         state.turn += 1
         parent = tournament(state.islands[island], params.tournament, state.rng)
@@ -228,29 +248,53 @@ def step(state: State, params: Params, evaluate_fn: EvaluateFn, budget: int, max
             stats.cache_hits += 1
             _enter(state, params, island, Individual(child_id, child, hit.fitness, parent.id), True, hit.id, on_event)
             continue
-        twin = by_fp.get(child.behaviour.fingerprint)
-        if twin is not None:  # the same behaviour is already waiting in this batch
+        twin = state.inflight.get(child.behaviour.fingerprint)
+        if twin is not None:  # the same behaviour is already being trained
             stats.cache_hits += 1
-            twin.waiting.append((island, parent, child, child_id))
+            twin.twins.append((island, parent, child, child_id))
             continue
-        p = _Pending(island, parent, child, child_id)
-        pending.append(p)
-        by_fp[child.behaviour.fingerprint] = p
+        proposal = Proposal(island, parent, child, child_id)
+        state.inflight[child.behaviour.fingerprint] = proposal
+        return proposal
+    return None
+
+
+def accept(state: State, params: Params, proposal: Proposal, result: Any,
+           on_event: Callable[[Event], None] | None = None) -> None:
+    """Integrate a proposal's training result: the child and its waiting twins enter their islands."""
+    if state.inflight.get(proposal.child.behaviour.fingerprint) is not proposal:
+        raise ValueError(f"candidate {proposal.id} is not in flight (accepted twice, or proposed by another state)")
+    del state.inflight[proposal.child.behaviour.fingerprint]
+    fitness = fitness_of(result)
+    stats = state.stats
+    stats.evaluated += 1
+    child = proposal.child
+    state.cache.add(child.canonical, child.behaviour.fingerprint, CacheEntry(proposal.id, fitness, result))
+    state.records[proposal.id] = Record(proposal.id, child.program, fitness, result, proposal.parent.id)
+    _enter(state, params, proposal.island, Individual(proposal.id, child, fitness, proposal.parent.id), False, None,
+           on_event)
+    for island, parent, twin, twin_id in proposal.twins:
+        _enter(state, params, island, Individual(twin_id, twin, fitness, parent.id), True, proposal.id, on_event)
+    if params.migration_interval and len(state.islands) > 1 and stats.evaluated % params.migration_interval == 0:
+        _migrate(state, params)
+
+
+def step(state: State, params: Params, evaluate_fn: EvaluateFn, budget: int, max_generated: int,
+         on_event: Callable[[Event], None] | None = None) -> bool:
+    """One batch: up to ``batch`` proposals, trained together, accepted in order. False when the budget is spent."""
+    pending = []
+    while len(pending) < params.batch:
+        proposal = propose(state, params, budget, max_generated, on_event)
+        if proposal is None:
+            break
+        pending.append(proposal)
     if pending:
-        results = evaluate_fn([eliminate_dead_code(p.child.program) for p in pending])
+        results = evaluate_fn([p.program for p in pending])
         if len(results) != len(pending):
             raise ValueError(f"evaluate_fn returned {len(results)} results for {len(pending)} programs")
         for p, result in zip(pending, results):
-            fitness = fitness_of(result)
-            stats.evaluated += 1
-            state.cache.add(p.child.canonical, p.child.behaviour.fingerprint, CacheEntry(p.id, fitness, result))
-            state.records[p.id] = Record(p.id, p.child.program, fitness, result, p.parent.id)
-            _enter(state, params, p.island, Individual(p.id, p.child, fitness, p.parent.id), False, None, on_event)
-            for island, parent, child, child_id in p.waiting:
-                _enter(state, params, island, Individual(child_id, child, fitness, parent.id), True, p.id, on_event)
-            if params.migration_interval and len(state.islands) > 1 and stats.evaluated % params.migration_interval == 0:
-                _migrate(state, params)
-    return stats.evaluated < budget and stats.generated < max_generated
+            accept(state, params, p, result, on_event)
+    return state.stats.evaluated < budget and state.stats.generated < max_generated
 
 
 def _enter(state: State, params: Params, island: int, ind: Individual, cached: bool, source: int | None,
@@ -258,7 +302,7 @@ def _enter(state: State, params: Params, island: int, ind: Individual, cached: b
     _add(state, params, island, ind)
     event = Event(ind.id, ind.parent, str(ind.program), ind.fitness, cached, island, source)
     state.history.append(event)
-    if on_event and not cached:
+    if on_event:
         on_event(event)
 
 

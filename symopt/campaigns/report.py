@@ -1,0 +1,422 @@
+"""``symopt report RUN``: PNG plots and a short markdown summary of a run directory.
+
+Writes into ``RUN/report`` (or ``-o DIR``):
+
+* ``fitness.png``: best fitness so far over the candidates trained on the search
+  stage (the first stage of ``evaluations.jsonl``), every candidate as a faint dot,
+  and the start program (id 0) as a horizontal line.
+* ``curves.png``: training loss of the hall-of-fame winner, AdamW and Lion on each
+  (proxy) task, each at its best learning rate on a grid of factors of the task's
+  AdamW rate (``--lrs``; Lion wants a smaller rate than AdamW). Needs
+  ``hall_of_fame.json``; ``toy_*`` tasks have no curves and are skipped.
+* ``pareto.png``: fitness against optimizer-state memory (4 bytes per parameter in
+  float32 for each state slot that can reach the update) for every search-stage
+  candidate, with the Pareto front (best fitness for at most that memory).
+* ``report.md``: what the PNGs show, the winner's program and the front as a table.
+
+A run without ``hall_of_fame.json`` (a log written by an experiment script) still
+gets ``fitness.png`` and ``pareto.png``; the curves are skipped with a note.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import functools
+import json
+import math
+import pathlib
+import sys
+from typing import Sequence
+
+import numpy as np
+
+from symopt.campaigns.compare import DEFAULT_LRS
+from symopt.campaigns.inspect_run import RunError, entry_program, load_run, state_bytes as _program_state_bytes
+
+WORST = -10.0
+"""Fitness of a logged training that diverged (``null`` in the log), as in symopt.evaluation."""
+
+BASELINES = ("adamw", "lion")
+"""The baselines drawn next to the winner on the loss curves."""
+
+EXPECTED = "a run directory written by `symopt search ... --run-dir DIR` (holding evaluations.jsonl)"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory written by `symopt search` (holds evaluations.jsonl)")
+    parser.add_argument("-o", "--out", metavar="DIR",
+                        help="where to write the PNGs and report.md (default: RUN/report)")
+    parser.add_argument("--tasks", nargs="+", metavar="T",
+                        help="proxy tasks for the loss curves (default: the run's validation tasks)")
+    parser.add_argument("--rank", type=int, default=1, help="hall-of-fame entry whose loss curves to plot (default 1)")
+    parser.add_argument("--steps", type=int, help="training steps for the loss curves (default: each task's own)")
+    parser.add_argument("--seed", type=int, default=0, help="seed of the loss-curve training runs (default 0)")
+    parser.add_argument("--lrs", type=float, nargs="+", default=list(DEFAULT_LRS),
+                        help="learning-rate grid for the loss curves, as factors of each task's AdamW rate; each "
+                             "optimizer is drawn at its best (default: 0.1 0.3 1 3 10; --lrs 1: no tuning)")
+
+
+# -- data --------------------------------------------------------------------------------------------
+
+
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """What a run directory holds: its log records, config (or None) and hall of fame (or None)."""
+
+    path: pathlib.Path
+    records: list[dict]
+    config: dict | None
+    hall_of_fame: dict | None
+
+
+@dataclasses.dataclass(frozen=True)
+class Point:
+    """One trained candidate: its id, optimizer-state memory (bytes per parameter) and fitness."""
+
+    id: int
+    memory: int
+    fitness: float
+
+
+def read_run(run: str | pathlib.Path) -> RunData:
+    """Load ``evaluations.jsonl``, ``config.json`` (optional) and ``hall_of_fame.json`` (optional). Raises RunError."""
+    from symopt.search.campaign import CONFIG_NAME, LOG_NAME, read_log
+
+    path = pathlib.Path(run)
+    if not path.exists():
+        raise RunError(f"run directory {str(path)!r} does not exist; expected {EXPECTED}")
+    if not path.is_dir():
+        raise RunError(f"{str(path)!r} is not a directory; expected {EXPECTED}")
+    log = path / LOG_NAME
+    if not log.is_file():
+        raise RunError(f"{str(path)!r} has no {LOG_NAME}; expected {EXPECTED}")
+    try:
+        records, _ = read_log(log)
+    except (OSError, ValueError) as e:
+        raise RunError(str(e) if str(log) in str(e) else f"{log}: {e}") from None
+    if not records:
+        raise RunError(f"{log} is empty: the search trained nothing yet")
+    config = None
+    if (path / CONFIG_NAME).is_file():
+        try:
+            config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RunError(f"{path / CONFIG_NAME}: not valid JSON ({e}); fix or delete it") from None
+        if not isinstance(config, dict):
+            raise RunError(f"{path / CONFIG_NAME}: expected a JSON object; fix or delete it")
+    hof = load_run(path) if (path / "hall_of_fame.json").is_file() else None
+    return RunData(path, records, config, hof)
+
+
+def first_stage(run: RunData) -> str:
+    """The search stage's name: ``config.json`` campaign.stages[0].name, else the log's first line's stage."""
+    stages = ((run.config or {}).get("campaign") or {}).get("stages") or []
+    if stages and isinstance(stages[0], dict):
+        return stages[0].get("name") or "stage1"  # as symopt.search.space.stage_name
+    return run.records[0]["stage"]
+
+
+def fitness_of(record: dict) -> float:
+    """A logged fitness; ``null`` (diverged) is the worst fitness."""
+    f = record.get("fitness")
+    return WORST if f is None or not math.isfinite(f) else float(f)
+
+
+def search_records(records: Sequence[dict], stage: str) -> list[dict]:
+    """The records of the search stage, in log order (later funnel stages and validation left out)."""
+    return [r for r in records if r.get("stage") == stage]
+
+
+def best_so_far(records: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's fitness and the running maximum, in log order."""
+    fitness = np.array([fitness_of(r) for r in records], dtype=float)
+    return fitness, np.maximum.accumulate(fitness) if len(fitness) else fitness
+
+
+@functools.lru_cache(maxsize=None)
+def state_bytes(program_text: str) -> int:
+    """Optimizer state per parameter in float32 of a program's text (see inspect_run.state_bytes)."""
+    from symopt.programs.parse import parse
+
+    return _program_state_bytes(parse(program_text))
+
+
+def points(records: Sequence[dict]) -> list[Point]:
+    """Every record as a (memory, fitness) point; records whose program does not parse are left out."""
+    from symopt.programs.errors import ProgramError
+
+    out = []
+    for r in records:
+        try:
+            out.append(Point(int(r["id"]), state_bytes(r["program"]), fitness_of(r)))
+        except ProgramError:
+            continue
+    return out
+
+
+def pareto_front(pts: Sequence[Point]) -> list[Point]:
+    """The points no other beats on both axes: best fitness for at most that memory, by increasing memory.
+
+    Of equal points the lowest id is kept.
+    """
+    front: list[Point] = []
+    for p in sorted(pts, key=lambda p: (p.memory, -p.fitness, p.id)):
+        if not front or p.fitness > front[-1].fitness:
+            front.append(p)
+    return front
+
+
+def curve_tasks(tasks: Sequence[str]) -> tuple[list[str], list[str]]:
+    """The proxy tasks that can have loss curves, and the ``toy_*`` ones skipped. Raises ValueError on unknown names."""
+    import proxy_tasks
+    from symopt.search import toy
+
+    known = set(proxy_tasks.names())
+    unknown = [t for t in tasks if t not in known and t not in toy.TASKS]
+    if unknown:
+        raise ValueError(f"unknown task {unknown[0]!r}; proxy tasks: {', '.join(sorted(known))}")
+    return [t for t in tasks if t in known], [t for t in tasks if t in toy.TASKS]
+
+
+@dataclasses.dataclass(frozen=True)
+class Curve:
+    """One optimizer on one task at its best learning-rate factor of the grid."""
+
+    factor: float
+    run: object  # symopt.evaluation.Run
+
+
+def loss_curves(winner, tasks: Sequence[str], steps: int | None = None, seed: int = 0,
+                lrs: Sequence[float] = (1.0,)) -> dict[str, dict[str, Curve]]:
+    """Train the winner, AdamW and Lion on each task at each lr factor; keep each one's best eval loss.
+
+    ``{task: {label: Curve}}``; a factor scales the task's AdamW learning rate (as in
+    ``symopt compare``), so ``lrs=(1.0,)`` trains everything at that rate.
+    """
+    from symopt.campaigns.compare import scale_lr
+    from symopt.evaluation import evaluate
+    from symopt.programs import baselines
+
+    programs = {"winner": winner, **{name: baselines.get(name) for name in BASELINES}}
+    variants = [(label, f, scale_lr(p, f)) for label, p in programs.items() for f in lrs]
+    out: dict[str, dict[str, Curve]] = {}
+    for task in tasks:
+        results = evaluate([v for _, _, v in variants], [task], seeds=(seed,), steps=steps)
+        best: dict[str, Curve] = {}
+        for (label, f, _), r in zip(variants, results):
+            run = r.run(task, seed)
+            loss = run.eval_loss if math.isfinite(run.eval_loss) and not run.diverged else math.inf
+            old = best.get(label)
+            if old is None or loss < (old.run.eval_loss if not old.run.diverged else math.inf):
+                best[label] = Curve(f, run)
+        out[task] = best
+    return out
+
+
+# -- plots --------------------------------------------------------------------------------------------
+
+
+def _figure(width: float, height: float):
+    from matplotlib.figure import Figure  # no pyplot: no global state, Agg via savefig
+
+    return Figure(figsize=(width, height), layout="constrained")
+
+
+def _zoom(lo: float, hi: float) -> tuple[float, float]:
+    """Y limits showing [lo, hi] with room: as much again below ``lo`` and a fifth above ``hi``."""
+    span = max(hi - lo, 0.05)
+    return lo - span, hi + 0.2 * span
+
+
+def plot_fitness(records: Sequence[dict], stage: str, path: pathlib.Path) -> None:
+    """Best fitness so far over the trained candidates of the search stage."""
+    fitness, best = best_so_far(records)
+    n = np.arange(1, len(fitness) + 1)
+    start = next((fitness_of(r) for r in records if r.get("id") == 0), None)
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    # zoom on the progress: from below the start (or first) fitness to the best; worse candidates fall off
+    lo = min(best[0], start if start is not None else best[0])
+    bottom, top = _zoom(lo, best[-1])
+    below = int(np.sum(fitness < bottom))
+    ax.scatter(n, fitness, s=8, alpha=0.6 if len(n) < 300 else 0.3, color="tab:gray", linewidths=0,
+               label="candidate" + (f" ({below} below the plot)" if below else ""))
+    ax.step(n, best, where="post", color="tab:blue", lw=2, label="best so far")
+    if start is not None:
+        ax.axhline(start, color="tab:orange", ls="--", lw=1.2, label=f"start program (id 0): {start:+.3f}")
+    ax.set_ylim(bottom, top)
+    ax.set_xlabel(f"candidates trained on stage {stage!r}")
+    ax.set_ylabel("fitness  (mean log(L_AdamW / L); higher is better)")
+    ax.set_title(f"search stage {stage!r}: best {best[-1]:+.3f} after {len(fitness)} candidates")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.savefig(path, dpi=120)
+
+
+def plot_pareto(pts: Sequence[Point], front: Sequence[Point], hall: Sequence[Point], stage: str,
+                path: pathlib.Path) -> None:
+    """Fitness against state memory: every candidate (jittered), the front as a step line, the hall of fame."""
+    fig = _figure(8, 5)
+    ax = fig.add_subplot()
+    fitness = np.array([p.fitness for p in pts])
+    good = fitness[fitness > WORST]
+    lo = min([np.median(good) if len(good) else WORST] + [p.fitness for p in [*front, *hall]])
+    bottom, top = _zoom(lo, max(p.fitness for p in front))
+    below = int(np.sum(fitness < bottom))
+    rng = np.random.default_rng(0)
+    x = np.array([p.memory for p in pts], float) + rng.uniform(-0.7, 0.7, len(pts))
+    ax.scatter(x, fitness, s=8, alpha=0.3, color="tab:gray", linewidths=0,
+               label="candidate (jittered in x" + (f"; {below} below the plot)" if below else ")"))
+    fx, fy = [p.memory for p in front], [p.fitness for p in front]
+    left, right = min(p.memory for p in pts) - 3, max(p.memory for p in pts) + 3
+    ax.step(fx + [right], fy + fy[-1:], where="post", color="tab:blue", lw=1.5, label="Pareto front")
+    ax.scatter(fx, fy, s=40, color="tab:blue", zorder=3)
+    for i, p in enumerate(front):
+        ax.annotate(f"id {p.id}", (p.memory, p.fitness), xytext=(4, -12 if i % 2 else 6),
+                    textcoords="offset points", fontsize=8, color="tab:blue")
+    if hall:
+        ax.scatter([p.memory for p in hall], [p.fitness for p in hall], s=110, marker="*", color="tab:red",
+                   edgecolors="black", linewidths=0.5, zorder=4, label="hall of fame")
+    ax.set_ylim(bottom, top)
+    ax.set_xlim(left, right)
+    ax.set_xticks(sorted({p.memory for p in pts}))
+    ax.set_xlabel("optimizer state memory (bytes per parameter, float32)")
+    ax.set_ylabel("fitness on the search stage")
+    ax.set_title(f"fitness against state memory ({len(pts)} candidates of stage {stage!r})")
+    ax.grid(alpha=0.3)
+    ax.legend(loc="lower right")
+    fig.savefig(path, dpi=120)
+
+
+def plot_curves(curves: dict[str, dict[str, Curve]], rank: int, path: pathlib.Path, tuned: bool) -> None:
+    """One subplot per task: the training loss of the winner, AdamW and Lion (log scale)."""
+    import proxy_tasks
+
+    cols = min(3, len(curves))
+    rows = -(-len(curves) // cols)
+    fig = _figure(5 * cols, 0.4 + 3.8 * rows)
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(curves):]:
+        ax.set_visible(False)
+    colors = {"winner": "tab:red", "adamw": "tab:blue", "lion": "tab:green"}
+    for ax, (task, runs) in zip(axes, curves.items()):
+        positive, shown = True, []  # shown: the finite losses of the runs that did not diverge
+        for label, curve in runs.items():
+            run = curve.run
+            losses = np.asarray(run.losses, float)
+            ok = np.isfinite(losses)
+            positive &= bool(np.all(losses[ok] > 0))
+            name = f"rank {rank} (found)" if label == "winner" else {"adamw": "AdamW", "lion": "Lion"}[label]
+            if tuned:
+                name += f", lr x{curve.factor:g}"
+            if run.diverged:
+                name += f" - diverged, stopped after {run.steps_run} steps"
+            else:
+                shown.append(losses[ok])
+                if math.isfinite(run.eval_loss):
+                    name += f" (eval {run.eval_loss:.3g})"
+            ax.plot(np.arange(len(losses))[ok], losses[ok], color=colors[label], lw=1.2, label=name)
+        if positive:
+            ax.set_yscale("log")
+        shown = np.concatenate(shown) if shown else np.array([])
+        if shown.size:  # a diverged run's explosion would squash the others: clip it
+            lo, hi = shown.min(), shown.max()
+            ax.set_ylim(*((lo / 1.5, hi * 3) if positive else (lo - 0.1 * (hi - lo), hi + 0.5 * (hi - lo))))
+        task_lr = proxy_tasks.get(task).learning_rate
+        steps = max(c.run.steps for c in runs.values())
+        ax.set_title(f"{task}: lr {task_lr:g}, {steps} steps", fontsize=10)
+        ax.set_xlabel("step")
+        ax.set_ylabel("train loss")
+        ax.grid(alpha=0.3, which="both")
+        ax.legend(fontsize=8)
+    fig.suptitle("training loss; each optimizer at its best factor of the task's AdamW learning rate (lowest "
+                 "eval loss on the grid)" if tuned else "training loss; every optimizer at the task's AdamW "
+                 "learning rate", fontsize=10)
+    fig.savefig(path, dpi=120)
+
+
+# -- summary and command --------------------------------------------------------------------------------
+
+
+def summary(written: Sequence[pathlib.Path], winner_text: str | None, rank: int, front: Sequence[Point],
+            notes: Sequence[str]) -> str:
+    """``report.md``: the figures, the winner's simplified program and the Pareto front."""
+    about = {"fitness.png": "best fitness so far over the candidates trained on the search stage",
+             "curves.png": "training loss of the winner against AdamW and Lion on each task",
+             "pareto.png": "fitness against optimizer-state memory, with the Pareto front"}
+    lines = ["# Run report", ""]
+    lines += [f"- [{p.name}]({p.name}): {about[p.name]}" for p in written]
+    lines += [f"- note: {n}" for n in notes]
+    lines += ["", f"## Winner (hall of fame rank {rank}, simplified)", ""]
+    lines += ["```python", winner_text.rstrip("\n"), "```"] if winner_text else ["none: no hall of fame in this run"]
+    lines += ["", "## Pareto front (search stage)", "", "| memory (B/param) | fitness | id |", "|---:|---:|---:|"]
+    lines += [f"| {p.memory} | {p.fitness:+.4f} | {p.id} |" for p in front]
+    return "\n".join(lines) + "\n"
+
+
+def _hall_points(hof: dict | None, pts: Sequence[Point]) -> list[Point]:
+    by_id = {p.id: p for p in pts}
+    return [by_id[e["id"]] for e in (hof or {}).get("hall_of_fame", []) if e.get("id") in by_id]
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        run = read_run(args.run)
+        rank = getattr(args, "rank", 1)
+        entries = (run.hall_of_fame or {}).get("hall_of_fame") or []
+        winner = entry_program(run.hall_of_fame, rank, args.run, simplified=False) if entries else None
+        stage = first_stage(run)
+        records = search_records(run.records, stage)
+        if not records:
+            raise RunError(f"{run.path / 'evaluations.jsonl'}: no record of the search stage {stage!r} "
+                           f"(the first stage in config.json); was the run's config.json replaced?")
+        steps = getattr(args, "steps", None)
+        if steps is not None and steps < 1:
+            raise ValueError(f"--steps must be positive, got {steps}")
+        tasks = getattr(args, "tasks", None) or ((run.config or {}).get("campaign") or {}).get("validation") or []
+        proxy, toys = curve_tasks(tasks)
+    except (RunError, ValueError) as e:
+        print(f"symopt report: {e}", file=sys.stderr)
+        return 1
+    out = pathlib.Path(getattr(args, "out", None) or run.path / "report")
+    out.mkdir(parents=True, exist_ok=True)
+    notes, written = [], []
+
+    plot_fitness(records, stage, out / "fitness.png")
+    written.append(out / "fitness.png")
+
+    if run.hall_of_fame is None:
+        notes.append(f"no hall_of_fame.json in {run.path} (written by `symopt search --run-dir`): "
+                     "loss curves skipped")
+    elif winner is None:
+        notes.append("the hall of fame is empty: loss curves skipped")
+    elif toys:
+        notes.append(f"toy tasks have no loss curves: skipped {', '.join(toys)}")
+    if winner is not None and not proxy:
+        notes.append("no proxy task to train on: loss curves skipped (pass --tasks, e.g. --tasks quadratic_illcond)")
+    if winner is not None and proxy:
+        print(f"training rank {rank}, AdamW and Lion on {', '.join(proxy)} ...", flush=True)
+        lrs = tuple(getattr(args, "lrs", None) or DEFAULT_LRS)
+        curves = loss_curves(winner, proxy, steps, getattr(args, "seed", 0), lrs)
+        plot_curves(curves, rank, out / "curves.png", tuned=len(lrs) > 1)
+        written.append(out / "curves.png")
+
+    pts = points(records)
+    front = pareto_front(pts)
+    if pts:
+        plot_pareto(pts, front, _hall_points(run.hall_of_fame, pts), stage, out / "pareto.png")
+        written.append(out / "pareto.png")
+    else:
+        notes.append("no logged program parses: Pareto front skipped")
+
+    winner_text = None
+    if winner is not None:
+        entry = entries[rank - 1]
+        winner_text = entry.get("simplified") or entry["program"]
+    (out / "report.md").write_text(summary(written, winner_text, rank, front, notes), encoding="utf-8")
+    for n in notes:
+        print(f"note: {n}")
+    for p in written + [out / "report.md"]:
+        print(f"wrote {p}")
+    return 0

@@ -1,0 +1,215 @@
+"""symopt report on a real tiny toy run and on hand-built run directories (real training, no mocks)."""
+
+import argparse
+import json
+
+import matplotlib.image
+import numpy as np
+import pytest
+
+from symopt.campaigns import report
+from symopt.search import toy
+from symopt.search.campaign import read_log, search
+
+PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def run_report(*argv: str) -> int:
+    parser = argparse.ArgumentParser()
+    report.add_arguments(parser)
+    return report.main(parser.parse_args(list(argv)))
+
+
+def assert_png(path):
+    assert path.read_bytes()[:8] == PNG_SIGNATURE, path
+    image = matplotlib.image.imread(path)
+    assert image.ndim == 3 and image.shape[0] > 100 and image.shape[1] > 100
+
+
+def write_hall_of_fame(run_dir, campaign) -> None:
+    """RUN/hall_of_fame.json as ``symopt search`` writes it (symopt/search/cli_search.py)."""
+    (run_dir / "hall_of_fame.json").write_text(json.dumps(
+        {"reference": campaign.reference.as_json(), "hall_of_fame": [e.as_json() for e in campaign.hall_of_fame],
+         "stats": campaign.stats.as_dict(), "seconds": campaign.seconds, "replayed": campaign.replayed}))
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    run_dir = tmp_path_factory.mktemp("report") / "run"
+    campaign = search(toy.campaign(budget=30), run_dir=run_dir, seed=0)
+    write_hall_of_fame(run_dir, campaign)
+    return run_dir, campaign
+
+
+def test_report_on_a_toy_run(toy_run, tmp_path, capsys):
+    run_dir, campaign = toy_run
+    out = tmp_path / "out"
+    assert run_report(str(run_dir), "-o", str(out)) == 0
+    printed = capsys.readouterr().out
+    assert "toy tasks have no loss curves" in printed and "toy_quadratic_noisy" in printed
+    for name in ("fitness.png", "pareto.png"):
+        assert_png(out / name)
+        assert f"wrote {out / name}" in printed
+    assert not (out / "curves.png").exists()
+    md = (out / "report.md").read_text()
+    assert str(campaign.hall_of_fame[0].simplified).splitlines()[-1].strip() in md
+    assert "| memory (B/param) | fitness | id |" in md
+
+
+def test_best_so_far_covers_the_search_stage_only(toy_run):
+    run_dir, campaign = toy_run
+    run = report.read_run(run_dir)
+    assert report.first_stage(run) == "small"
+    assert {r["stage"] for r in run.records} >= {"small", "large", "validation"}
+    records = report.search_records(run.records, "small")
+    assert len(records) == campaign.stats.evaluated and {r["stage"] for r in records} == {"small"}
+    fitness, best = report.best_so_far(records)
+    assert np.all(np.diff(best) >= 0)
+    logged = [r["fitness"] if r["fitness"] is not None else report.WORST
+              for r in read_log(run_dir / "evaluations.jsonl")[0] if r["stage"] == "small"]
+    assert best[-1] == max(logged) == campaign.best.fitness
+
+
+def test_loss_curves_on_proxy_tasks(toy_run, tmp_path, capsys):
+    run_dir, _ = toy_run
+    out = tmp_path / "out"
+    assert run_report(str(run_dir), "-o", str(out), "--tasks", "quadratic_illcond", "matrix_completion",
+                      "toy_quadratic", "--steps", "50") == 0
+    printed = capsys.readouterr().out
+    assert "skipped toy_quadratic" in printed
+    assert_png(out / "curves.png")
+    assert "curves.png" in (out / "report.md").read_text()
+
+
+def test_loss_curves_data(toy_run):
+    run = report.read_run(toy_run[0])
+    winner = report.entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
+    curves = report.loss_curves(winner, ["quadratic_illcond"], steps=20)
+    runs = curves["quadratic_illcond"]
+    assert list(runs) == ["winner", "adamw", "lion"]
+    adamw = runs["adamw"].run
+    assert runs["adamw"].factor == 1.0 and adamw.losses.shape == (20,) and not adamw.diverged
+    assert adamw.losses[-1] < adamw.losses[0]
+
+
+def test_loss_curves_keep_each_optimizers_best_learning_rate(toy_run):
+    from symopt.campaigns.compare import scale_lr
+    from symopt.evaluation import evaluate
+    from symopt.programs import baselines
+
+    run = report.read_run(toy_run[0])
+    winner = report.entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
+    lrs = (0.1, 1.0, 10.0)
+    curves = report.loss_curves(winner, ["quadratic_illcond"], steps=30, lrs=lrs)["quadratic_illcond"]
+    for label, program in (("winner", winner), ("lion", baselines.get("lion"))):
+        results = evaluate([scale_lr(program, f) for f in lrs], ["quadratic_illcond"], steps=30)
+        losses = {f: r.runs[0].eval_loss if not r.diverged else float("inf") for f, r in zip(lrs, results)}
+        assert curves[label].factor == min(losses, key=losses.get)
+        assert curves[label].run.eval_loss == losses[curves[label].factor]
+
+
+# -- a hand-built run: known programs, known front -------------------------------------------------------
+
+SLOTS_0 = "def train(g):\n    return g\n"
+SLOTS_1 = "def train(g, m):\n    m = interpolate(m, g, 0.1)\n    return m, m\n"
+SLOTS_2 = "def train(g, m, v):\n    m = interpolate(m, g, 0.1)\n    v = interpolate(v, square(g), 0.01)\n" \
+          "    return m / sqrt(v), m, v\n"
+RECORDS = [  # (id, program, fitness, stage)
+    (0, SLOTS_1, 0.5, "search"),
+    (1, SLOTS_0, 0.1, "search"),
+    (2, SLOTS_1, 0.3, "search"),
+    (3, SLOTS_2, 0.4, "search"),
+    (4, SLOTS_2, 0.9, "search"),
+    (5, SLOTS_2, None, "search"),  # diverged
+    (4, SLOTS_2, 5.0, "later"),  # later funnel stage and validation: not on the plots
+    (0, SLOTS_1, 7.0, "validation"),
+]
+
+
+def hand_built(tmp_path, config=True, hall_of_fame=True):
+    run_dir = tmp_path / "hand"
+    run_dir.mkdir()
+    with open(run_dir / "evaluations.jsonl", "w") as f:
+        for id, program, fitness, stage in RECORDS:
+            f.write(json.dumps({"id": id, "parent": None, "program": program, "fitness": fitness, "stage": stage,
+                                "submitted": 1.0}) + "\n")
+    if config:
+        (run_dir / "config.json").write_text(json.dumps(
+            {"campaign": {"stages": [{"name": "search"}, {"name": "later"}], "validation": ["toy_quadratic"]}}))
+    if hall_of_fame:
+        entry = {"id": 4, "program": SLOTS_2, "simplified": SLOTS_2, "fitness": {"search": 0.9}, "validation": 7.0}
+        (run_dir / "hall_of_fame.json").write_text(json.dumps({"hall_of_fame": [entry]}))
+    return run_dir
+
+
+@pytest.mark.parametrize("config", [True, False])
+def test_pareto_front_of_a_hand_built_run(tmp_path, config):
+    run = report.read_run(hand_built(tmp_path, config=config))
+    stage = report.first_stage(run)
+    assert stage == "search"
+    pts = report.points(report.search_records(run.records, stage))
+    assert [(p.id, p.memory, p.fitness) for p in pts] == [
+        (0, 4, 0.5), (1, 0, 0.1), (2, 4, 0.3), (3, 8, 0.4), (4, 8, 0.9), (5, 8, report.WORST)]
+    assert [p.id for p in report.pareto_front(pts)] == [1, 0, 4]
+
+
+def test_pareto_front_keeps_the_lowest_id_of_equal_points():
+    P = report.Point
+    pts = [P(7, 4, 0.5), P(3, 4, 0.5), P(2, 8, 0.5), P(9, 0, -1.0)]
+    assert [p.id for p in report.pareto_front(pts)] == [9, 3]
+
+
+def test_report_of_a_hand_built_run(tmp_path, capsys):
+    run_dir = hand_built(tmp_path)
+    assert run_report(str(run_dir)) == 0
+    out = run_dir / "report"
+    assert_png(out / "fitness.png")
+    assert_png(out / "pareto.png")
+    md = (out / "report.md").read_text()
+    assert "| 0 | +0.1000 | 1 |" in md and "| 4 | +0.5000 | 0 |" in md and "| 8 | +0.9000 | 4 |" in md
+    assert "5.0000" not in md and "7.0000" not in md
+    assert "m / sqrt(v)" in md
+
+
+def test_a_run_without_hall_of_fame_still_gets_fitness_and_pareto(tmp_path, capsys):
+    run_dir = hand_built(tmp_path, hall_of_fame=False)
+    assert run_report(str(run_dir), "--tasks", "quadratic_illcond") == 0
+    printed = capsys.readouterr().out
+    assert "no hall_of_fame.json" in printed and "loss curves skipped" in printed
+    assert_png(run_dir / "report" / "fitness.png")
+    assert_png(run_dir / "report" / "pareto.png")
+    assert not (run_dir / "report" / "curves.png").exists()
+
+
+@pytest.mark.parametrize("case, expected", [
+    ("missing dir", "does not exist"),
+    ("missing log", "has no evaluations.jsonl"),
+    ("corrupt log", "line 1 is corrupt"),
+    ("bad rank", "no rank 3; the only rank is 1"),
+    ("unknown task", "unknown task 'quadratc'"),
+    ("bad steps", "--steps must be positive"),
+    ("no search records", "no record of the search stage 'renamed'"),
+])
+def test_errors_name_the_problem(tmp_path, capsys, case, expected):
+    run_dir = hand_built(tmp_path)
+    argv = [str(run_dir)]
+    if case == "missing dir":
+        argv = [str(tmp_path / "nope")]
+    elif case == "missing log":
+        (run_dir / "evaluations.jsonl").unlink()
+    elif case == "corrupt log":
+        (run_dir / "evaluations.jsonl").write_text("{oops\n" + (run_dir / "evaluations.jsonl").read_text())
+    elif case == "bad rank":
+        argv += ["--rank", "3"]
+    elif case == "unknown task":
+        argv += ["--tasks", "quadratc"]
+    elif case == "bad steps":
+        argv += ["--tasks", "quadratic_illcond", "--steps", "0"]
+    elif case == "no search records":
+        (run_dir / "config.json").write_text(json.dumps({"campaign": {"stages": [{"name": "renamed"}]}}))
+    assert run_report(*argv) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("symopt report: ") and expected in err
+    if case in ("missing dir", "missing log", "corrupt log"):
+        assert str(argv[0]) in err
+    assert not (run_dir / "report").exists()
