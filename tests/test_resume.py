@@ -294,3 +294,34 @@ def test_an_out_of_order_run_resumes_on_another_backend(tmp_path):
     ids = [r["id"] for r in after if r["stage"] == "small"]
     assert len(ids) == len(set(ids)) == 40 == resumed.stats.evaluated  # each candidate once, budget kept
     assert resumed.replayed == cut
+
+
+def test_progress_line_on_a_terminal(tmp_path):
+    """On a pseudo-terminal `symopt search` redraws one progress line; off a terminal it stays quiet (above)."""
+    import pty
+
+    config = tmp_path / "tiny.toml"
+    config.write_text(TOML.replace("budget = 600", "budget = 300").replace(
+        'tasks = ["toy_quadratic"]', 'tasks = ["toy_quadratic"]\nsteps = 300'))
+    cmd, env = _cli(config, "--run-dir", tmp_path / "run")
+    main, child = pty.openpty()
+    proc = subprocess.Popen(cmd, env=env, cwd=tmp_path, stdin=child, stdout=child, stderr=subprocess.DEVNULL)
+    os.close(child)
+    out = b""
+    while True:
+        try:
+            chunk = os.read(main, 65536)
+        except OSError:  # the child closed the terminal
+            break
+        if not chunk:
+            break
+        out += chunk
+    os.close(main)
+    assert proc.wait(timeout=120) == 0
+    text = out.decode(errors="replace")
+    redraws = [part for part in text.split("\r") if part.startswith("trained ")]
+    assert len(redraws) >= 2, text[-2000:]
+    last = redraws[-1]
+    for field in ("eval/s", "best ", "cache hits", "workers serial"):
+        assert field in last
+    assert "campaign tiny: 300 trained" in text

@@ -141,8 +141,16 @@ def walk(expr: Expr) -> Iterator[Expr]:
 
 
 def names_in(expr: Expr) -> set[str]:
-    """The variable names an expression reads."""
-    return {e.name for e in walk(expr) if isinstance(e, Var)}
+    """The variable names an expression reads (a new set; computed once per Call node)."""
+    if isinstance(expr, Var):
+        return {expr.name}
+    if not isinstance(expr, Call):
+        return set()
+    names = expr.__dict__.get("_names")
+    if names is None:  # nodes are immutable, so the answer can live on the node (not a field: eq/hash ignore it)
+        names = frozenset(e.name for e in walk(expr) if isinstance(e, Var))
+        object.__setattr__(expr, "_names", names)
+    return set(names)
 
 
 # -- printing --------------------------------------------------------------------------

@@ -66,6 +66,14 @@ def _needed_inputs(program: Program, seeds: set[str], body=None) -> tuple[set[st
 
 def live_states(program: Program) -> tuple[str, ...]:
     """State slots whose value can reach the update, at this step or a later one (in argument order)."""
+    cached = program.__dict__.get("_live_states")  # programs are immutable: computed once per object
+    if cached is None:
+        cached = _live_states(program)
+        object.__setattr__(program, "_live_states", cached)
+    return cached
+
+
+def _live_states(program: Program) -> tuple[str, ...]:
     states = program.state_args
     live: set[str] = set()
     while True:
