@@ -66,18 +66,20 @@ def test_search_with_the_jax_evaluator(tmp_path):
 
 
 def test_cli_search(tmp_path, capsys):
-    import argparse
-
-    from symopt.search.cli_search import main_search
+    from symopt.cli import main
 
     config = tmp_path / "tiny.toml"
     config.write_text('name = "tiny"\n[space]\nfunctions = ["+", "*", "sign", "interpolate"]\n'
                       '[campaign]\nstart = "sgd"\npopulation = 4\ntournament = 2\nbudget = 6\nhall_of_fame = 2\n'
                       '[[campaign.stages]]\ntasks = ["toy_quadratic"]\n')
-    assert main_search(argparse.Namespace(config=str(config), budget=None, seed=None, run_dir=str(tmp_path))) == 0
+    assert main(["search", str(config), "--serial", "--run-dir", str(tmp_path)]) == 0
     assert "campaign tiny: 6 trained" in capsys.readouterr().out
     saved = json.loads((tmp_path / "hall_of_fame.json").read_text())
     assert len(saved["hall_of_fame"]) == 2 and saved["stats"]["evaluated"] == 6
     config.write_text("[campaign]\npopulaton = 4\n")
-    assert main_search(argparse.Namespace(config=str(config), budget=None, seed=None, run_dir=None)) == 1
+    assert main(["search", str(config), "--serial"]) == 1
     assert "tiny.toml: campaign.populaton: unknown key (did you mean 'population'?)" in capsys.readouterr().err
+    assert main(["search", str(config), "--serial", "--workers", "2"]) == 1
+    assert "--serial trains in this process; leave out --workers and --address" in capsys.readouterr().err
+    assert main(["search", str(config), "--workers", "0"]) == 1
+    assert "--workers must be at least 1, got 0" in capsys.readouterr().err

@@ -90,6 +90,7 @@ def test_batches_are_deterministic_and_respect_the_budget():
 def test_funnel_promotes_leaders_and_ranks_on_validation():
     programs = [parse(f"def f(g):\n    return g * {i}.0\n") for i in range(1, 9)]
     entries = [funnel.Entry(i, p, {"small": s}) for i, (p, s) in enumerate(zip(programs, [5, 1, 7, 7, 3, 8, 2, 6]))]
+    entries[3].fitness["small"] = 6.5
     calls = []
 
     def scale(program):  # a stage score: the program's constant
@@ -104,11 +105,21 @@ def test_funnel_promotes_leaders_and_ranks_on_validation():
         return [scale(p) for p in ps]  # validation prefers large ones
 
     hall, reached = funnel.run(entries, [("big", 4, stage2)], keep=2, validate=validate, first="small")
-    # stage 1 leaders: fitness 8 (id 5), 7 (ids 2, 3: older first), 6 (id 7)
+    # stage 1 leaders: fitness 8 (id 5), 7 (id 2), 6.5 (id 3), 6 (id 7)
     assert [e.id for e in reached["big"]] == [5, 2, 3, 7]
     assert calls[0] == ("big", [6.0, 3.0, 4.0, 8.0])
     # big stage: 10 - c: ids 2 (7), 3 (6) lead; validation ranks id 3 (c=4) above id 2 (c=3)
     assert calls[1] == ("validation", [3.0, 4.0])
     assert [e.id for e in hall] == [3, 2]
-    assert hall[0].fitness == {"small": 7, "big": 6.0} and hall[0].validation == 4.0
+    assert hall[0].fitness == {"small": 6.5, "big": 6.0} and hall[0].validation == 4.0
     assert len(funnel.leaders(entries, "big", 10)) == 4  # only entries scored on a stage lead there
+
+
+def test_funnel_moves_one_of_each_trained_behaviour():
+    """Equal fitness on a stage means the same training there: only the oldest of such twins moves on."""
+    programs = [parse(f"def f(g):\n    return g * {i}.0\n") for i in range(1, 7)]
+    entries = [funnel.Entry(i, p, {"small": s}) for i, (p, s) in enumerate(zip(programs, [0.7, 0.9, 0.7, 0.9, 0.5, 0.1]))]
+    assert [e.id for e in funnel.leaders(entries, "small", 3)] == [1, 0, 4]
+    hall, reached = funnel.run(entries, [("big", 4, lambda ps: [1.0] * len(ps))], keep=3, first="small")
+    assert [e.id for e in reached["big"]] == [1, 0, 4, 5]
+    assert [e.id for e in hall] == [0]  # all four trained alike on the big stage: the oldest stays

@@ -3,7 +3,10 @@
 Stage 1 is the search itself: every trained candidate has a stage-1 fitness.
 For each later stage, the ``promote`` best candidates of the stage before (by
 that stage's fitness, ties to the older candidate) are trained on the stage's
-tasks. The ``keep`` best of the last stage form the hall of fame, which is
+tasks. Candidates with the very same fitness on a stage trained the same way on
+its tasks (programs that differ only where training never goes: ``max(lr, v)``
+with ``v`` far below ``lr``, say), so only the oldest of them moves on: the
+funnel's places and the hall of fame go to different behaviours. The ``keep`` best of the last stage form the hall of fame, which is
 then ranked by its fitness on validation tasks the search never optimised on
 (Lion's funnel selection and meta-validation, DESIGN.md §4).
 """
@@ -35,9 +38,16 @@ class Entry:
 
 
 def leaders(entries: Sequence[Entry], stage: str, k: int) -> list[Entry]:
-    """The ``k`` best entries on ``stage`` (ties: lower id first), only those scored there."""
-    scored = [e for e in entries if stage in e.fitness]
-    return sorted(scored, key=lambda e: (-e.score(stage), e.id))[:k]
+    """The ``k`` best entries on ``stage``, one per fitness value (the oldest), only those scored there."""
+    out: list[Entry] = []
+    seen: set[float] = set()
+    for e in sorted((e for e in entries if stage in e.fitness), key=lambda e: (-e.score(stage), e.id)):
+        if len(out) == k:
+            break
+        if e.score(stage) not in seen:
+            seen.add(e.score(stage))
+            out.append(e)
+    return out
 
 
 def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate]], keep: int,
