@@ -35,6 +35,25 @@ def test_search_end_to_end_with_log(tmp_path):
     assert len([x for x in lines if x["stage"] == "large"]) == 6
     parse(search_lines[-1]["program"])
     assert "trained" in campaign.summary()
+    # lineage: every child that entered a population, in order; the parents are earlier children
+    lineage = [json.loads(line) for line in (tmp_path / "lineage.jsonl").read_text().splitlines()]
+    assert [e["id"] for e in lineage] == [e.id for e in campaign.history]
+    assert sum(not e["cached"] for e in lineage) == 40 and sum(e["cached"] for e in lineage) == s.cache_hits
+    known = set()
+    for e in lineage:
+        assert e["parent"] is None or e["parent"] in known
+        known.add(e["id"])
+    # snapshots: one every budget/20 trainings; the last is the final state, every member's program included
+    snapshots = sorted((tmp_path / "populations").glob("*.json"))
+    assert [int(p.stem) for p in snapshots] == list(range(2, 41, 2))
+    last = json.loads(snapshots[-1].read_text())
+    state = campaign.state
+    assert last["islands"] == [[[ind.id, ind.fitness] for ind in pop] for pop in state.islands]
+    assert last["best"] == {"id": state.best.id, "fitness": state.best.fitness} and last["in_flight"] == []
+    assert {int(k): v for k, v in last["programs"].items()} == {ind.id: str(ind.program) for pop in state.islands
+                                                                  for ind in pop}
+    saved = json.loads((tmp_path / "hall_of_fame.json").read_text())
+    assert [e["id"] for e in saved["hall_of_fame"]] == [e.id for e in campaign.hall_of_fame]
 
 
 def test_search_is_reproducible_and_overrides():
