@@ -62,6 +62,17 @@ WARMUP_BUDGET = 400
 """Most trainings of the warm-up campaign (its job is compiling, which a few hundred candidates cover)."""
 
 
+def _scaling(out: dict, rate: str, n: int) -> None:
+    """Add the 1-vs-N summary to ``out``: both rates, speed-up and efficiency (best and median), the machine."""
+    one, many = out["workers_1"], out[f"workers_{n}"]
+    out.update({f"{rate}_1": one[rate], f"{rate}_n": many[rate]},
+               speedup=many[rate] / one[rate], speedup_median=many[f"{rate}_median"] / one[f"{rate}_median"],
+               target_efficiency=TARGET_EFFICIENCY, load_average_after=os.getloadavg()[0],
+               cpus=len(os.sched_getaffinity(0)))
+    out["efficiency"] = out["speedup"] / n
+    out["efficiency_median"] = out["speedup_median"] / n
+
+
 def candidates(k: int) -> list[str]:
     """K distinct program texts: baselines with their constants in (0, 1) scaled by 1 - 0.002 j."""
     import dataclasses
@@ -157,14 +168,7 @@ def run(workers: int | None = None, n_candidates: int = DEFAULT_CANDIDATES, task
         out[f"workers_{k}"] = {"evals_per_s": len(texts) / min(rounds[k]),
                                "evals_per_s_median": len(texts) / statistics.median(rounds[k]),
                                "rounds_s": rounds[k], "train_s_per_candidate": statistics.fmean(train[k])}
-    one, many = out["workers_1"], out[f"workers_{n}"]
-    out.update(evals_per_s_1=one["evals_per_s"], evals_per_s_n=many["evals_per_s"],
-               speedup=many["evals_per_s"] / one["evals_per_s"],
-               speedup_median=many["evals_per_s_median"] / one["evals_per_s_median"],
-               target_efficiency=TARGET_EFFICIENCY, load_average_after=os.getloadavg()[0],
-               cpus=len(os.sched_getaffinity(0)))
-    out["efficiency"] = out["speedup"] / n
-    out["efficiency_median"] = out["speedup_median"] / n
+    _scaling(out, "evals_per_s", n)
     return out
 
 
@@ -174,22 +178,30 @@ def report(r: dict) -> str:
     steps = r["steps"] if r["steps"] is not None else "default"
     lines = [
         f"task {r['task']} ({steps} steps, seeds {r['seeds']}), {r['candidates']} candidates per round, "
-        f"{r['repeats']} rounds per size, interleaved; {r['cluster']['cpus']:.0f} cluster CPUs, {r['cpus']} here; "
-        f"load {r['load_average_before']:.2f} -> {r['load_average_after']:.2f}, other processes busy on "
-        f"{_cores(r['other_busy_cores_before'])} -> {_cores(r['other_busy_cores_after'])} cores",
+        f"{r['repeats']} rounds per size, interleaved; " + _machine_line(r),
     ]
     for k in sorted({1, n}):
         m = r[f"workers_{k}"]
         lines.append(f"  {k:3d} worker{'s' if k > 1 else ' '} {m['evals_per_s']:9.1f} evaluations/s best, "
                      f"{m['evals_per_s_median']:9.1f} median   ({m['train_s_per_candidate'] * 1e3:.1f} ms training "
                      f"per candidate)")
-    lines.append(f"  speed-up {r['speedup']:.2f} best / {r['speedup_median']:.2f} median; efficiency "
-                 f"{r['efficiency']:.2f} / {r['efficiency_median']:.2f} (target >= {r['target_efficiency']})")
+    lines.append(_speedup_line(r))
     return "\n".join(lines)
 
 
 def _cores(x) -> str:
     return "?" if x is None else f"{x['normal']:.2f} (+{x['niced']:.2f} niced)"
+
+
+def _machine_line(r: dict) -> str:
+    return (f"{r['cluster']['cpus']:.0f} cluster CPUs, {r['cpus']} here; load {r['load_average_before']:.2f} -> "
+            f"{r['load_average_after']:.2f}, other processes busy on {_cores(r['other_busy_cores_before'])} -> "
+            f"{_cores(r['other_busy_cores_after'])} cores")
+
+
+def _speedup_line(r: dict) -> str:
+    return (f"  speed-up {r['speedup']:.2f} best / {r['speedup_median']:.2f} median; efficiency "
+            f"{r['efficiency']:.2f} / {r['efficiency_median']:.2f} (target >= {r['target_efficiency']})")
 
 
 # -- campaign mode ---------------------------------------------------------------------------------
@@ -331,14 +343,7 @@ def measure_campaign(pool, config, budget: int | None = None, seed: int | None =
             "workers_busy": _finite_mean(r["workers_busy"] for r in runs[k]),
             "driver_cpu_s_per_training": _finite_mean(r["driver_cpu_s_per_training"] for r in runs[k]),
             "cache_hits": [r["cache_hits"] for r in runs[k]], "runs": runs[k]}
-    one, many = out["workers_1"], out[f"workers_{n}"]
-    out.update(trainings_per_s_1=one["trainings_per_s"], trainings_per_s_n=many["trainings_per_s"],
-               speedup=many["trainings_per_s"] / one["trainings_per_s"],
-               speedup_median=many["trainings_per_s_median"] / one["trainings_per_s_median"],
-               target_efficiency=TARGET_EFFICIENCY, load_average_after=os.getloadavg()[0],
-               cpus=len(os.sched_getaffinity(0)))
-    out["efficiency"] = out["speedup"] / n
-    out["efficiency_median"] = out["speedup_median"] / n
+    _scaling(out, "trainings_per_s", n)
     return out
 
 
@@ -369,9 +374,7 @@ def report_campaign(r: dict) -> str:
         f"compilation excluded: warm-up campaign (seed {r['warmup_seed']}, budget {r['warmup_budget']}) on all "
         f"{n} workers {r['warmup_s']:.0f} s, then {r['warm_programs']} program(s) of each size bucket on every "
         f"worker {r['warm_s']:.1f} s",
-        f"{r['cluster']['cpus']:.0f} cluster CPUs, {r['cpus']} here; load {r['load_average_before']:.2f} -> "
-        f"{r['load_average_after']:.2f}, other processes busy on {_cores(r['other_busy_cores_before'])} -> "
-        f"{_cores(r['other_busy_cores_after'])} cores",
+        _machine_line(r),
     ]
     for k in sorted({1, n}):
         m = r[f"workers_{k}"]
@@ -384,8 +387,7 @@ def report_campaign(r: dict) -> str:
                      f"{'?' if busy is None else f'{busy:.0%}'}, driver CPU "
                      f"{'?' if driver is None else f'{driver * 1e3:.1f}'} ms per training, cache hits "
                      f"{m['cache_hits']}; {runs})")
-    lines.append(f"  speed-up {r['speedup']:.2f} best / {r['speedup_median']:.2f} median; efficiency "
-                 f"{r['efficiency']:.2f} / {r['efficiency_median']:.2f} (target >= {r['target_efficiency']})")
+    lines.append(_speedup_line(r))
     return "\n".join(lines)
 
 
