@@ -98,6 +98,25 @@ def test_existing_log_needs_resume_and_the_same_config(reference, tmp_path):
         search(TOY, seed=1, run_dir=tmp_path, resume=True)
 
 
+def test_resume_with_a_larger_budget_goes_on(reference, tmp_path):
+    """A finished run resumed with a larger budget continues where it ended: as one run with that budget."""
+    ref, ref_dir = reference
+    for name in ("config.json", "evaluations.jsonl"):
+        shutil.copy(ref_dir / name, tmp_path)
+    longer = search(TOY, seed=1, budget=70, run_dir=tmp_path, resume=True)
+    straight = search(TOY, seed=1, budget=70)  # serial, batch 1: the 41st child comes after the 40th's result
+    _same(straight, longer)
+    lines, old = _lines(tmp_path), _lines(ref_dir)
+    assert lines[: len(old)] == old  # nothing logged is rewritten
+    records = [json.loads(x) for x in lines]
+    keys = [(r["stage"], r["id"]) for r in records]
+    assert len(keys) == len(set(keys)) and len([k for k in keys if k[0] == "small"]) == 70
+    assert json.loads((tmp_path / "config.json").read_text())["campaign"]["budget"] == 70
+    again = search(TOY, seed=1, budget=70, run_dir=tmp_path, resume=True)  # the extended run, resumed: all logged
+    _same(straight, again)
+    assert _lines(tmp_path) == lines
+
+
 def test_resume_on_an_empty_run_dir_starts_afresh(reference, tmp_path):
     ref, _ = reference
     _same(ref, search(TOY, seed=1, run_dir=tmp_path, resume=True))

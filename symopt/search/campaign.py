@@ -25,9 +25,10 @@ With ``run_dir``, the campaign keeps its log, lineage, population snapshots and
 hall of fame there (:mod:`symopt.search.run_dir`). Resume by replay:
 ``search(..., run_dir=D, resume=True)`` on a run directory whose log exists
 restarts the campaign with the same configuration and seed (a different one is
-an error) and replays the log (see :mod:`symopt.search.steady` for the search
-stage; the funnel stages replay in order); only what is not logged is trained
-and appended. With a deterministic backend (the serial one) the resumed
+an error; a larger budget continues the campaign past its old end) and replays
+the log (see :mod:`symopt.search.steady` for the search stage; on the funnel
+stages and validation a program logged there takes its logged fitness); only
+what is not logged is trained and appended. With a deterministic backend (the serial one) the resumed
 campaign ends in the state of one never killed. A torn last line (a kill in the
 middle of a write) is dropped with a warning. Without ``resume`` an existing
 non-empty log is an error (it is never overwritten). A replayed candidate's
@@ -176,10 +177,10 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
                 progress(state, log.replayed)
 
         def on_trained(p: evolution.Proposal, result, proposed: int) -> None:
-            log.write(p.id, p.parent.id, p.child.program, evolution.fitness_of(result), names[0], proposed)
+            log.write(p.id, p.parent.id, p.child.program, result, names[0], proposed)
 
-        state = evolution.init(start, params, log.replaying(names[0], evaluators[0]), c.seed, lineage.event)
-        log.write(0, None, start, state.start.fitness, names[0])
+        state = evolution.init(start, params, log.replaying(names[0], evaluators[0], first=1), c.seed, lineage.event)
+        log.write(0, None, start, state.records[0].result, names[0])
         max_generated = c.max_generated or 100 * c.budget  # as evolution.run
         steady.evolve(state, params, steady.as_async(evaluators[0], params.batch), c.budget, max_generated,
                       replay=log.take(names[0]), on_trained=on_trained, on_event=lineage.event, on_accept=on_accept)
@@ -188,7 +189,7 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
             progress(state, log.replayed)
 
         def on_result(stage: str, entry: funnel.Entry, result) -> None:
-            log.write(entry.id, None, entry.program, evolution.fitness_of(result), stage)
+            log.write(entry.id, None, entry.program, result, stage)
 
         def trimmed(evaluate):  # train the dead-code-free program: same behaviour, fewer statements
             return lambda programs: evaluate([eliminate_dead_code(p) for p in programs])

@@ -12,7 +12,9 @@
         hall_of_fame.json    the funnel's survivors, the start program's scores, statistics
 
 Only evaluations.jsonl is needed to resume; the lineage and the snapshots are
-derived from it and written again by the replay.
+derived from it and written again by the replay. A resume with a larger budget
+updates config.json; the log keeps the old run's funnel trainings, and the new
+funnel reuses those of the same programs.
 """
 
 from __future__ import annotations
@@ -83,14 +85,22 @@ def read_log(path: str | os.PathLike) -> tuple[list[dict], int]:
     return records, good
 
 
+class Replayed(float):
+    """A fitness taken from the log on resume (not trained again, so not logged again)."""
+
+
 class Log:
-    """Appends one JSON line per training to run_dir/evaluations.jsonl, flushed and fsynced; replays on resume."""
+    """Appends one JSON line per training to run_dir/evaluations.jsonl, flushed and fsynced; replays on resume.
+
+    On resume the configuration must be the logged run's, except that the budget
+    may grow (the campaign then goes on past its old end; config.json is updated).
+    """
 
     def __init__(self, run_dir: pathlib.Path | None, config: dict, resume: bool):
         self.file = None
-        self.replay: dict[str, deque] = {}  # stage -> logged records not yet replayed
-        self.expected: dict[str, deque] = {}  # stage -> replayed records whose event is still to come
+        self.replay: dict[str, list[dict]] = {}  # stage -> logged records, in log order
         self.replayed = 0
+        self._by_text: dict[str, dict[str, deque]] = {}  # stage -> program text -> logged records not yet reused
         if run_dir is None:
             if resume:
                 raise ValueError("resume needs a run directory (run_dir / --run-dir) holding the run's log")
@@ -105,59 +115,66 @@ class Log:
             if not saved.exists():
                 raise ValueError(f"{run_dir}: cannot resume: {CONFIG_NAME} is missing, so the logged run's "
                                  f"configuration cannot be checked")
-            diff = _differences(json.loads(saved.read_text()), config)
+            old = json.loads(saved.read_text())
+            diff = _differences(_without_budget(old), _without_budget(config))
+            old_budget, budget = _budget(old), _budget(config)
+            if budget is not None and old_budget is not None and budget < old_budget:
+                diff.append(f"campaign.budget: {old_budget} in the logged run, {budget} now (a budget can grow "
+                            f"on resume, not shrink)")
             if diff:
                 raise ValueError(f"{run_dir}: cannot resume with a different configuration than the logged run's "
-                                 f"({'; '.join(diff)}); use the same configuration, budget and seed, or choose "
-                                 f"another run directory")
+                                 f"({'; '.join(diff)}); use the same configuration and seed (a larger budget "
+                                 f"is allowed), or choose another run directory")
             records, good = read_log(log)
             if good < log.stat().st_size:  # cut the torn line so that appends start on a fresh line
                 with open(log, "r+b") as f:
                     f.truncate(good)
                     os.fsync(f.fileno())
             for r in records:
-                self.replay.setdefault(r["stage"], deque()).append(r)
+                self.replay.setdefault(r["stage"], []).append(r)
+            if budget != old_budget:
+                _atomic_write(saved, json.dumps(config, indent=2) + "\n")
         else:
-            tmp = saved.with_name(saved.name + ".tmp")
-            tmp.write_text(json.dumps(config, indent=2) + "\n")
-            os.replace(tmp, saved)
+            _atomic_write(saved, json.dumps(config, indent=2) + "\n")
         self.file = open(log, "a", encoding="utf-8")
 
-    def replaying(self, stage: str, evaluate):
-        """``evaluate`` for ``stage``, with the candidates logged there taking their logged fitness."""
-        queue = self.replay.get(stage)
-        if not queue:
+    def replaying(self, stage: str, evaluate, first: int | None = None):
+        """``evaluate`` for a batch stage: a program trained there before (same text) takes its logged fitness.
+
+        The fitness comes back as :class:`Replayed`, which :meth:`write` does not log again.
+        ``first``: only the stage's first so many logged trainings can be reused.
+        """
+        if stage not in self._by_text:
+            by_text: dict[str, deque] = {}
+            for r in self.replay.get(stage, [])[:first]:
+                by_text.setdefault(str(eliminate_dead_code(parse(r["program"]))), deque()).append(r)
+            self._by_text[stage] = by_text
+        by_text = self._by_text[stage]
+        if not by_text:
             return evaluate
-        expected = self.expected.setdefault(stage, deque())
 
         def evaluate_fn(programs):
             programs = list(programs)
-            out, todo = [], []
+            out: list[Any] = [None] * len(programs)
+            todo = []
             for i, p in enumerate(programs):
-                if queue:
-                    record = queue.popleft()
-                    if str(eliminate_dead_code(parse(record["program"]))) != str(p):
-                        raise ValueError(f"cannot resume: the log's training {len(expected) + self.replayed + 1} "
-                                           f"on stage {stage!r} (id {record['id']}) is not the program this "
-                                           f"campaign trains there; the log belongs to another run")
-                    expected.append(record)
+                logged = by_text.get(str(p))
+                if logged:
+                    out[i] = Replayed(_fitness(logged.popleft()))
                     self.replayed += 1
-                    out.append(_fitness(record))
                 else:
                     todo.append(i)
-                    out.append(None)
             if todo:
-                results = evaluate([programs[i] for i in todo])
-                for i, r in zip(todo, results):
+                for i, r in zip(todo, evaluate([programs[i] for i in todo])):
                     out[i] = r
             return out
 
         return evaluate_fn
 
     def take(self, stage: str) -> list[Logged]:
-        """The logged trainings of a steady-state stage still to replay (all of them, once)."""
+        """The logged trainings of a steady-state stage after its first (the start program's), to replay."""
         out = []
-        for r in self.replay.pop(stage, ()):
+        for r in self.replay.get(stage, ())[1:]:
             if not isinstance(r.get("proposed"), int):
                 raise ValueError(f"cannot resume: the log's id {r['id']} on stage {stage!r} has no 'proposed' count "
                                  f"(written by an older symopt); start a new run directory")
@@ -165,17 +182,12 @@ class Log:
         self.replayed += len(out)
         return out
 
-    def write(self, id: int, parent: int | None, program: Program | str, fitness: float, stage: str,
+    def write(self, id: int, parent: int | None, program: Program | str, result: Any, stage: str,
               proposed: int | None = None) -> None:
-        if self.file is None:
+        """Log one training (a :class:`Replayed` result is in the log already)."""
+        if self.file is None or isinstance(result, Replayed):
             return
-        expected = self.expected.get(stage)
-        if expected:  # a replayed training: already in the log
-            record = expected.popleft()
-            if record["id"] != id or record["program"] != str(program):
-                raise ValueError(f"cannot resume: the log's id {record['id']} on stage {stage!r} is id {id} "
-                                   f"(or another program) in this campaign; the log belongs to another run")
-            return
+        fitness = evolution.fitness_of(result)
         record = {"id": id, "parent": parent, "program": str(program),
                   "fitness": fitness if math.isfinite(fitness) else None, "stage": stage}
         if proposed is not None:
@@ -188,6 +200,14 @@ class Log:
         if self.file is not None:
             self.file.close()
             self.file = None
+
+
+def _budget(config: dict) -> int | None:
+    return (config.get("campaign") or {}).get("budget")
+
+
+def _without_budget(config: dict) -> dict:
+    return {**config, "campaign": {k: v for k, v in (config.get("campaign") or {}).items() if k != "budget"}}
 
 
 LINEAGE_NAME = "lineage.jsonl"
