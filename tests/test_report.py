@@ -9,7 +9,8 @@ import pytest
 
 from symopt.campaigns import report
 from symopt.search import toy
-from symopt.search.campaign import read_log, search
+from symopt.search.campaign import search
+from symopt.search.run_dir import read_log
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

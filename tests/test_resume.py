@@ -14,7 +14,7 @@ import time
 import pytest
 
 from symopt.search import search, toy
-from symopt.search.campaign import read_log
+from symopt.search.run_dir import read_log
 
 TOY = toy.campaign()
 TOML = """name = "tiny"

@@ -102,7 +102,7 @@ import tempfile
 import time
 import traceback
 import warnings
-from typing import Any, Callable, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import Any, Hashable, Iterable, Iterator, Mapping, Sequence
 
 logger = logging.getLogger(__name__)
 

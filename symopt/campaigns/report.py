@@ -81,7 +81,7 @@ class Point:
 
 def read_run(run: str | pathlib.Path) -> RunData:
     """Load ``evaluations.jsonl``, ``config.json`` (optional) and ``hall_of_fame.json`` (optional). Raises RunError."""
-    from symopt.search.campaign import CONFIG_NAME, LOG_NAME, read_log
+    from symopt.search.run_dir import CONFIG_NAME, LOG_NAME, read_log
 
     path = pathlib.Path(run)
     if not path.exists():

@@ -48,8 +48,7 @@ from typing import Any, Callable, Mapping, Sequence
 from symopt.programs.program import Program
 from symopt.search import evolution, funnel, steady, toy
 from symopt.search.dedup import Stats
-from symopt.search.run_dir import (CONFIG_NAME, LOG_NAME, Lineage, Log, config_json, read_log,  # noqa: F401
-                                   write_hall_of_fame)
+from symopt.search.run_dir import Lineage, Log, config_json, write_hall_of_fame
 from symopt.search.space import Config, load, stage_name, start_program
 from symopt.symbolic.simplify import eliminate_dead_code, simplify
 
@@ -149,9 +148,9 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
         budget: candidates to train on the first stage (default: the config's).
         seed: seed of the search (default: the config's ``campaign.seed``).
         backend: ``"serial"`` or a callable ``backend(tasks, seeds, steps) -> evaluate_fn``.
-        run_dir: where to append ``evaluations.jsonl`` (and write ``config.json``).
+        run_dir: the run directory (log, lineage, snapshots, hall of fame; :mod:`symopt.search.run_dir`).
         resume: continue the run logged in ``run_dir`` by replaying it (see the module docstring).
-        progress: called as ``progress(state, replayed)`` after each batch of the search stage.
+        progress: called as ``progress(state, replayed)`` after each training accepted on the search stage.
     """
     t0 = time.perf_counter()
     cfg = load(config)
