@@ -245,29 +245,6 @@ def test_cli_resume_of_a_ray_campaign_after_sigkill(tmp_path):
     assert json.loads((run_dir / "hall_of_fame.json").read_text())["replayed"] == len(done)
 
 
-class OutOfOrder:
-    """A toy-task evaluator that finishes its candidates in a seeded random order, as a cluster does."""
-
-    def __init__(self, tasks, seeds, steps, width=3, seed=0):
-        self.tasks, self.seeds, self.steps, self.width = list(tasks), list(seeds), steps, width
-        self.running: list = []
-        self.rng = __import__("random").Random(seed)
-
-    def __call__(self, programs):  # batches (funnel stages, validation): in order
-        return toy.evaluate(programs, self.tasks, self.seeds, self.steps)
-
-    @property
-    def capacity(self):
-        return self.width - len(self.running)
-
-    def submit(self, key, program):
-        self.running.append((key, program))
-
-    def next_result(self):
-        key, program = self.running.pop(self.rng.randrange(len(self.running)))
-        return key, toy.evaluate([program], self.tasks, self.seeds, self.steps)[0]
-
-
 def test_resume_mid_batch_ends_in_the_uninterrupted_state(tmp_path):
     """Batch 4: the driver dies after 2 of a batch's 4 results are logged; the other 2 are trained first."""
     config = toy.campaign()
@@ -290,7 +267,7 @@ def test_resume_mid_batch_ends_in_the_uninterrupted_state(tmp_path):
 
 def test_an_out_of_order_run_resumes_on_another_backend(tmp_path):
     """Results that came back in any order replay exactly; the rest is trained once, on the serial backend."""
-    backend = lambda tasks, seeds, steps: OutOfOrder(tasks, seeds, steps)  # noqa: E731
+    backend = lambda tasks, seeds, steps: toy.Shuffled(tasks, seeds, steps)  # noqa: E731
     ref = search(TOY, seed=1, backend=backend, run_dir=tmp_path / "ref")
     lines = _lines(tmp_path / "ref")
     search_lines = [json.loads(x) for x in lines if json.loads(x)["stage"] == "small"]

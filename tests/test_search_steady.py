@@ -1,7 +1,6 @@
 """The steady-state loop: propose/accept, batches, out-of-order results and replay (toy tasks, real training)."""
 
 import functools
-import random
 
 import pytest
 
@@ -16,24 +15,9 @@ PARAMS = evolution.Params(SPACE, population=10, tournament=3, batch=3)
 BUDGET = 45
 
 
-class Shuffled:
-    """Toy training that finishes its in-flight candidates in a seeded random order (as a cluster would)."""
-
-    def __init__(self, width: int, seed: int = 0):
-        self.width, self.running, self.rng = width, [], random.Random(seed)
-        self.most = 0
-
-    @property
-    def capacity(self):
-        return self.width - len(self.running)
-
-    def submit(self, key, program):
-        self.running.append((key, program))
-        self.most = max(self.most, len(self.running))
-
-    def next_result(self):
-        key, program = self.running.pop(self.rng.randrange(len(self.running)))
-        return key, EVALUATE([program])[0]
+def shuffled(width: int, seed: int = 0) -> toy.Shuffled:
+    """Toy training finishing its in-flight candidates in a seeded random order (as a cluster would)."""
+    return toy.Shuffled(["toy_quadratic"], width=width, seed=seed)
 
 
 def history(state):
@@ -51,7 +35,7 @@ def test_batches_give_the_batch_synchronous_campaign():
 
 
 def test_out_of_order_results_spend_the_budget_once():
-    evaluator = Shuffled(width=4)
+    evaluator = shuffled(4)
     trained = []
     state = steady.evolve(fresh(), PARAMS, evaluator, BUDGET, 100 * BUDGET,
                           on_trained=lambda p, r, n: trained.append((p.id, n)))
@@ -68,7 +52,7 @@ def test_out_of_order_results_spend_the_budget_once():
 
 def _log_of(seed=0, width=4):
     logged = []
-    state = steady.evolve(fresh(), PARAMS, Shuffled(width, seed), BUDGET, 100 * BUDGET,
+    state = steady.evolve(fresh(), PARAMS, shuffled(width, seed), BUDGET, 100 * BUDGET,
                           on_trained=lambda p, r, n: logged.append(
                               steady.Logged(p.id, str(p.child.program), evolution.fitness_of(r), n)))
     return state, logged
@@ -109,12 +93,12 @@ def test_a_foreign_log_is_refused():
     _, logged = _log_of()
     wrong_program = [steady.Logged(logged[0].id, "def f(g):\n    return g\n", 0.0, logged[0].proposed)]
     with pytest.raises(steady.ReplayError, match="log belongs to another run"):
-        steady.evolve(fresh(), PARAMS, Shuffled(2), BUDGET, 100 * BUDGET, replay=wrong_program)
+        steady.evolve(fresh(), PARAMS, shuffled(2), BUDGET, 100 * BUDGET, replay=wrong_program)
     with pytest.raises(steady.ReplayError, match="log belongs to another run"):
-        steady.evolve(fresh(1), PARAMS, Shuffled(2), BUDGET, 100 * BUDGET, replay=logged[:3])  # another seed
+        steady.evolve(fresh(1), PARAMS, shuffled(2), BUDGET, 100 * BUDGET, replay=logged[:3])  # another seed
     too_many = [steady.Logged(1, "x", 0.0, 10 * BUDGET)]
     with pytest.raises(steady.ReplayError, match="proposes only"):
-        steady.evolve(fresh(), PARAMS, Shuffled(2), BUDGET, 100 * BUDGET, replay=too_many)
+        steady.evolve(fresh(), PARAMS, shuffled(2), BUDGET, 100 * BUDGET, replay=too_many)
 
 
 def test_accept_takes_each_proposal_once():

@@ -127,7 +127,8 @@ def table(data: dict, brief: bool = False, lineage: dict[int, dict] | None = Non
             if lineage and id in lineage and id != 0:
                 chain = ancestry(lineage, id)
                 steps = len(chain) - 1
-                out.append(f"      lineage ({steps} mutation{'s' if steps != 1 else ''}): " + " > ".join(map(str, chain)))
+                plural = "s" if steps != 1 else ""
+                out.append(f"      lineage ({steps} mutation{plural}): " + " > ".join(map(str, chain)))
             out.append("")
     note = ("fitness: mean log(L_AdamW / L) on the final eval loss (0 = AdamW, higher is better); "
             "state: optimizer memory per parameter in float32")

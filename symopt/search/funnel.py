@@ -6,9 +6,10 @@ that stage's fitness, ties to the older candidate) are trained on the stage's
 tasks. Candidates with the very same fitness on a stage trained the same way on
 its tasks (programs that differ only where training never goes: ``max(lr, v)``
 with ``v`` far below ``lr``, say), so only the oldest of them moves on: the
-funnel's places and the hall of fame go to different behaviours. The ``keep`` best of the last stage form the hall of fame, which is
-then ranked by its fitness on validation tasks the search never optimised on
-(Lion's funnel selection and meta-validation, DESIGN.md §4).
+funnel's places and the hall of fame go to different behaviours. The ``keep``
+best of the last stage form the hall of fame, which is then ranked by its
+fitness on validation tasks the search never optimised on (Lion's funnel
+selection and meta-validation, DESIGN.md §4).
 """
 
 from __future__ import annotations
