@@ -44,7 +44,6 @@ def quadratic_illcond(name: str, tag: str, dim: int = 48, condition: float = 1e3
 
     return Task(
         name=name, tag=tag, kind="quadratic", steps=steps, learning_rate=learning_rate,
-        weight_decay=0.0,
         init=lambda key: {"x": jax.random.normal(key, (dim,), jnp.float32)},
         loss=lambda params, batch: objective(params),
         batch=_no_batch,
@@ -70,7 +69,6 @@ def quadratic_noisy(name: str, tag: str, dim: int = 32, condition: float = 1e2, 
 
     return Task(
         name=name, tag=tag, kind="quadratic", steps=steps, learning_rate=learning_rate,
-        weight_decay=0.0,
         init=lambda key: {"x": jax.random.normal(key, (dim,), jnp.float32)},
         loss=loss,
         batch=lambda key, step: {"xi": jax.random.normal(jax.random.fold_in(key, step), (dim,), jnp.float32)},
@@ -91,7 +89,6 @@ def rosenbrock(name: str, tag: str, dim: int = 8, steps: int = 300, learning_rat
 
     return Task(
         name=name, tag=tag, kind="rosenbrock", steps=steps, learning_rate=learning_rate,
-        weight_decay=0.0,
         init=lambda key: {"x": jax.random.uniform(key, (dim,), jnp.float32, -2.0, 2.0)},
         loss=lambda params, batch: objective(params),
         batch=_no_batch,

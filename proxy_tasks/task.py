@@ -2,6 +2,13 @@
 
 A proxy task is a small JAX training problem. Everything in it is a pure function of
 arrays, so a whole training run is one `lax.scan` under one `jit`.
+
+Every task trains on a scheduled learning rate, as the Lion search did: a linear
+warm-up over the first `WARMUP` of the steps, then a cosine decay to `FINAL` of
+the peak. The peak is the task's AdamW `learning_rate` times a factor (the
+fitness tries a small grid of factors). `Task.learning_rates` is the one table of
+those rates; `Task.schedule` reads the same table as an optax schedule, so a
+program trained by the interpreter and by optax sees the very same rates.
 """
 
 from __future__ import annotations
@@ -16,6 +23,24 @@ import optax
 
 Params = Any  # a dict of float32 arrays (matrices and vectors)
 Batch = Any  # a pytree of arrays, possibly empty
+
+WARMUP = 0.05
+"""Share of the steps over which the learning rate rises linearly to its peak."""
+FINAL = 0.1
+"""The learning rate at the last step, as a share of the peak (cosine decay)."""
+
+
+def learning_rates(peak: float, steps: int) -> np.ndarray:
+    """Warm-up then cosine decay: the learning rate of steps 0 .. steps-1 (float32 [steps])."""
+    steps = int(steps)
+    if steps < 1:
+        raise ValueError(f"steps must be positive, got {steps}")
+    i = np.arange(steps, dtype=np.float64)
+    warmup = max(1, round(WARMUP * steps))
+    rise = np.minimum(1.0, (i + 1) / warmup)
+    progress = np.clip((i - warmup + 1) / max(steps - warmup, 1), 0.0, 1.0)
+    decay = FINAL + (1 - FINAL) * 0.5 * (1 + np.cos(np.pi * progress))
+    return (float(peak) * rise * decay).astype(np.float32)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -34,10 +59,19 @@ class Task:
     kind: str = ""  # family: "quadratic", "mlp", "cnn", "lm", ...
     description: str = ""  # one line
 
+    def learning_rates(self, factor: float = 1.0, steps: int | None = None) -> np.ndarray:
+        """The scheduled learning rate of each step at ``factor`` times the AdamW peak (float32 [steps])."""
+        return learning_rates(factor * self.learning_rate, self.steps if steps is None else steps)
 
-def adamw(task: Task) -> optax.GradientTransformation:
-    """The AdamW reference optimizer of a task, at its default learning rate and decay."""
-    return optax.adamw(task.learning_rate, weight_decay=task.weight_decay)
+    def schedule(self, factor: float = 1.0, steps: int | None = None) -> Callable[[jax.Array], jax.Array]:
+        """The same rates as an optax schedule (step count -> learning rate); the last rate after the end."""
+        table = jnp.asarray(self.learning_rates(factor, steps))
+        return lambda count: table[jnp.minimum(count, table.shape[0] - 1)]
+
+
+def adamw(task: Task, factor: float = 1.0, steps: int | None = None) -> optax.GradientTransformation:
+    """The AdamW reference optimizer of a task: its schedule (at ``factor`` times the peak) and decay."""
+    return optax.adamw(task.schedule(factor, steps), weight_decay=task.weight_decay)
 
 
 def training_run(

@@ -15,15 +15,20 @@ from proxy_tasks.layers import (conv3x3, conv3x3_specs, cross_entropy, dense, de
 from proxy_tasks.task import Task
 
 
-def _digit_batches(batch_size: int):
-    """The batch function and the held-out (images, labels): images float32 [B, 8, 8] in [0, 1]."""
+def _digit_batches(batch_size: int, noise: float = 0.0):
+    """The batch function and the held-out (images, labels): images float32 [B, 8, 8] in [0, 1], plus
+    Gaussian pixel noise of std ``noise`` on the training batches (augmentation against overfitting)."""
     d = datasets.digits()
     x_train, y_train = jnp.asarray(d["x_train"]), jnp.asarray(d["y_train"])  # uint8
     x_test, y_test = jnp.asarray(d["x_test"], jnp.float32) / 16.0, jnp.asarray(d["y_test"], jnp.int32)
 
     def batch(key, step):
-        idx = sample_rows(jax.random.fold_in(key, step), x_train.shape[0], batch_size)
-        return {"x": x_train[idx].astype(jnp.float32) / 16.0, "y": y_train[idx].astype(jnp.int32)}
+        key = jax.random.fold_in(key, step)
+        idx = sample_rows(key, x_train.shape[0], batch_size)
+        x = x_train[idx].astype(jnp.float32) / 16.0
+        if noise:
+            x = x + noise * jax.random.normal(jax.random.fold_in(key, 1), x.shape)
+        return {"x": x, "y": y_train[idx].astype(jnp.int32)}
 
     return batch, x_test, y_test
 
@@ -46,10 +51,10 @@ def _mlp_apply(params: dict, x: jax.Array, n_layers: int, act=jax.nn.relu) -> ja
 
 
 def mlp_digits(name: str, tag: str, hidden: tuple[int, ...] = (64,), batch_size: int = 64,
-               steps: int = 200, learning_rate: float = 1e-2) -> Task:
+               steps: int = 200, learning_rate: float = 1e-2, noise: float = 0.0) -> Task:
     """ReLU MLP classifier, 64 pixels -> hidden -> 10 classes, softmax cross-entropy."""
     sizes = (64, *hidden, 10)
-    batch, x_test, y_test = _digit_batches(batch_size)
+    batch, x_test, y_test = _digit_batches(batch_size, noise)
 
     def logits(params, x):
         return _mlp_apply(params, x.reshape(x.shape[0], 64), len(sizes) - 1)
@@ -60,7 +65,8 @@ def mlp_digits(name: str, tag: str, hidden: tuple[int, ...] = (64,), batch_size:
         loss=lambda params, b: cross_entropy(logits(params, b["x"]), b["y"]),
         batch=batch,
         eval_loss=lambda params: cross_entropy(logits(params, x_test), y_test),
-        description=f"MLP {'-'.join(map(str, sizes))} on 8x8 digits, batch {batch_size}",
+        description=f"MLP {'-'.join(map(str, sizes))} on 8x8 digits, batch {batch_size}"
+                    + (f", pixel noise {noise:g}" if noise else ""),
     )
 
 

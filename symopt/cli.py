@@ -60,6 +60,12 @@ def _compare(args: argparse.Namespace) -> int:
     return compare(args)
 
 
+def _study(args: argparse.Namespace) -> int:
+    from symopt.campaigns.study import main as study
+
+    return study(args)
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="symopt", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
@@ -106,6 +112,13 @@ def build_parser() -> argparse.ArgumentParser:
                                         "Pareto front of fitness and state memory")
     _report_mod.add_arguments(rep)
     rep.set_defaults(func=_report)
+
+    from symopt.campaigns import study as _study_mod
+
+    st = sub.add_parser("study", help="does search fitness predict validation, and do the leaders transfer? "
+                                      "(a benchmark: minutes to hours)")
+    _study_mod.add_arguments(st)
+    st.set_defaults(func=_study)
 
     bench = sub.add_parser("bench", help="benchmarks").add_subparsers(dest="bench", required=True)
     bench_eval = bench.add_parser("eval", help="cost of evaluating a candidate: interpreter vs a fresh jit vs native")

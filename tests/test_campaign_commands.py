@@ -95,7 +95,7 @@ def test_scaled_program_trains_like_to_optax_at_that_lr():
     for name in ("lion", "momentum"):  # with an lr argument, and without
         program = parse(str(__import__("symopt").baselines.get(name)))
         _, cells = compare_mod.compare([name], ["quadratic_illcond"], steps=40, lrs=[0.3])[1:]
-        _, expected = proxy_tasks.train(task, to_optax(program, 0.3 * task.learning_rate), seed=0, steps=40)
+        _, expected = proxy_tasks.train(task, to_optax(program, task.schedule(0.3, 40)), seed=0, steps=40)
         assert cells[name][0].losses[0.3] == pytest.approx(expected, rel=1e-4, abs=1e-7)
 
 

@@ -17,7 +17,9 @@ from proxy_tasks.task import adamw, training_run
 from symopt.evaluation import (WORST_FITNESS, Bucket, Result, chunk_plan, evaluate, lower,
                                reference)
 from symopt.evaluation.compiles import count_compiles
-from symopt.evaluation.fitness import LOSS_FLOOR, score
+from symopt.campaigns.compare import scale_lr
+from symopt.evaluation.evaluate import initial_eval_loss
+from symopt.evaluation.fitness import BEST_SCORE, LOSS_FLOOR, Grid, score, task_score
 from symopt.evaluation.opcodes import OPCODES
 from symopt.export.optax_export import to_optax
 from symopt.programs import Program, ProgramError, baselines, parse
@@ -86,7 +88,7 @@ def slow(g):
 
 def _native(program: Program, task_name: str, steps: int = STEPS, seed: int = 0):
     task = proxy_tasks.get(task_name)
-    losses, eval_loss = training_run(task, to_optax(program, task.learning_rate), steps)(jax.random.PRNGKey(seed))
+    losses, eval_loss = training_run(task, to_optax(program, task.schedule(steps=steps)), steps)(jax.random.PRNGKey(seed))
     return np.asarray(losses), float(eval_loss)
 
 
@@ -192,14 +194,25 @@ def test_twenty_programs_compile_once():
 # -- fitness -------------------------------------------------------------------------------------------
 
 
-def test_adamw_as_a_program_scores_zero():
+def test_adamw_as_a_program_is_the_reference_and_scores_exactly_zero():
     task = proxy_tasks.get(TASK)
     assert task.weight_decay == 1e-4  # the adamw baseline's decay
-    [r] = evaluate([baselines.get("adamw")], TASK, steps=STEPS, chunk=CHUNK)
-    assert abs(r.fitness) < 1e-4
-    ref_losses, ref_eval = reference(task, 0, STEPS)
-    np.testing.assert_allclose(r.run(TASK).losses, ref_losses, rtol=RTOL)
-    assert r.run(TASK).reference_eval_loss == ref_eval
+    [r] = evaluate([baselines.get("adamw")], TASK, seeds=(0, 1), steps=STEPS, chunk=CHUNK, grid=Grid((1 / 3, 1, 3)))
+    assert r.fitness == 0.0 and r.scores == {TASK: 0.0}
+    assert all(run.eval_loss == run.reference_eval_loss for run in r.runs)
+    ref_losses, ref_eval = training_run(task, adamw(task, steps=STEPS), STEPS)(jax.random.PRNGKey(0))
+    np.testing.assert_allclose(r.run(TASK).losses, ref_losses, rtol=RTOL)  # and it is optax.adamw
+    np.testing.assert_allclose(r.run(TASK).eval_loss, float(ref_eval), rtol=RTOL)
+
+
+def test_a_larger_or_smaller_step_gains_nothing_on_the_grid():
+    """AdamW x3 is AdamW at the next factor: on the grid it can only tie or lose (no step-size exploit)."""
+    grid = Grid((1 / 3, 1, 3))
+    fast, slow = (scale_lr(baselines.get("adamw"), f) for f in (3.0, 1 / 3))
+    [_, slow_one] = evaluate([fast, slow], TASK, steps=STEPS, chunk=CHUNK)  # factor 1 only: the step size counts
+    [f, s] = evaluate([fast, slow], TASK, steps=STEPS, chunk=CHUNK, grid=grid)
+    assert max(f.fitness, s.fitness) <= 1e-3 and slow_one.fitness < s.fitness - 0.01
+    assert {run.factor for run in f.runs} == set(grid.factors)
 
 
 def test_a_bad_program_scores_below_zero():
@@ -218,9 +231,25 @@ def test_a_nan_program_gets_the_worst_fitness_and_stops_early():
 def test_score_guards():
     assert score(0.5, 0.5) == 0.0
     assert score(0.0, 1e-12) == 0.0  # both below the floor
-    assert score(0.0, 1.0) == 10.0 and score(1e30, 1.0) == WORST_FITNESS  # clipped
-    assert score(float("nan"), 1.0) == WORST_FITNESS
-    assert score(LOSS_FLOOR, 1.0) == pytest.approx(min(10.0, math.log(1 / LOSS_FLOOR)))
+    assert score(float("nan"), 1.0) == -math.inf and math.isnan(score(1.0, float("nan")))
+    assert score(LOSS_FLOOR, 1.0) == pytest.approx(math.log(1 / LOSS_FLOOR))
+
+
+def test_task_score_takes_each_side_at_its_best_factor_and_normalises_by_adamw_progress():
+    initial = {0: math.e ** 3, 1: math.e ** 3}
+    ref = {(1.0, 0): 1.0, (1.0, 1): 1.0, (3.0, 0): 2.0, (3.0, 1): 2.0}  # AdamW best at x1, 3 nats of progress
+    mine = {(1.0, 0): 5.0, (1.0, 1): 5.0, (3.0, 0): math.e ** -0.3, (3.0, 1): math.e ** -0.3}  # best at x3
+    assert task_score(mine, ref, initial) == pytest.approx(0.1)
+    diverged_at_3 = {**mine, (3.0, 1): float("nan")}  # a factor where any seed diverged is never chosen
+    assert task_score(diverged_at_3, ref, initial) == pytest.approx(-math.log(5.0) / 3)
+    nothing = {k: float("nan") for k in mine}
+    assert task_score(nothing, ref, initial) == WORST_FITNESS
+    assert task_score({(1.0, 0): 1e-30, (1.0, 1): 1e-30}, ref, initial) == BEST_SCORE  # clipped
+    assert task_score({(1.0, 0): 1e30, (1.0, 1): 1e30}, ref, initial) == WORST_FITNESS
+    one_seed = {(1.0, 0): math.e ** -0.3, (3.0, 0): 5.0}  # scored on its own seeds only: paired
+    assert task_score(one_seed, ref, initial) == pytest.approx(0.1)
+    with pytest.raises(ValueError, match="AdamW reference diverged"):
+        task_score(mine, {k: float("nan") for k in ref}, initial)
 
 
 def test_tasks_and_seeds_aggregate():
@@ -228,16 +257,33 @@ def test_tasks_and_seeds_aggregate():
     seeds = (0, 3)
     [r] = evaluate([program], [TASK, OTHER], seeds=seeds, steps=STEPS, chunk=CHUNK)
     assert isinstance(r, Result) and [(x.task, x.seed) for x in r.runs] == [(t, s) for t in (TASK, OTHER) for s in seeds]
-    adamw_runs = {t: training_run(proxy_tasks.get(t), adamw(proxy_tasks.get(t)), STEPS) for t in (TASK, OTHER)}
+    adamw_runs = {t: training_run(proxy_tasks.get(t), adamw(proxy_tasks.get(t), steps=STEPS), STEPS)
+                  for t in (TASK, OTHER)}
     for run in r.runs:
         _, ref = adamw_runs[run.task](jax.random.PRNGKey(run.seed))
-        assert run.reference_eval_loss == pytest.approx(float(ref), rel=1e-6)
+        assert run.reference_eval_loss == pytest.approx(float(ref), rel=RTOL)
         assert run.score == pytest.approx(math.log(run.reference_eval_loss / run.eval_loss))
         [alone] = evaluate([program], run.task, seeds=run.seed, steps=STEPS, chunk=CHUNK)
         assert alone.run(run.task, run.seed).eval_loss == run.eval_loss
-    assert r.fitness == pytest.approx(np.mean([x.score for x in r.runs]))
+    for t in (TASK, OTHER):
+        progress = np.mean([math.log(initial_eval_loss(proxy_tasks.get(t), s)) for s in seeds]) - np.mean(
+            [math.log(x.reference_eval_loss) for x in r.runs if x.task == t])
+        gain = np.mean([x.score for x in r.runs if x.task == t])
+        assert r.scores[t] == pytest.approx(np.clip(gain / progress, WORST_FITNESS, BEST_SCORE))
+    assert r.fitness == pytest.approx(np.mean(list(r.scores.values())))
     assert r.eval_losses[TASK, 3] == r.run(TASK, 3).eval_loss and r.losses[OTHER, 0].shape == (STEPS,)
     assert len({x.eval_loss for x in r.runs}) == 4  # seeds differ
+
+
+def test_the_hurdle_trains_later_seeds_only_for_promising_candidates():
+    grid = Grid((1 / 3, 1, 3), hurdle=-0.05)
+    [good, bad] = evaluate([baselines.get("adam"), SLOW], TASK, seeds=(0, 1), steps=STEPS, chunk=CHUNK, grid=grid)
+    assert good.seeds == (0, 1) and bad.seeds == (0,)
+    [bad_alone] = evaluate([SLOW], TASK, seeds=(0,), steps=STEPS, chunk=CHUNK, grid=Grid((1 / 3, 1, 3)))
+    assert bad.fitness == bad_alone.fitness < -0.05  # its one-seed fitness, against AdamW on that seed
+    [good_all] = evaluate([baselines.get("adam")], TASK, seeds=(0, 1), steps=STEPS, chunk=CHUNK,
+                          grid=Grid((1 / 3, 1, 3)))
+    assert good.fitness == good_all.fitness
 
 
 def test_time_limit_stops_a_candidate_between_chunks():

@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import proxy_tasks
+from proxy_tasks.task import FINAL, WARMUP
 
 NAMES = proxy_tasks.names()
 TEST_STEPS = 100  # enough to show the decrease on every task; most of the time is compiling
@@ -77,14 +78,27 @@ def test_train_follows_the_documented_key_derivation():
     np.testing.assert_allclose(final_eval, task.eval_loss(params), rtol=1e-5)
 
 
-def test_adamw_is_optax_adamw_with_the_task_defaults():
+def test_adamw_is_optax_adamw_on_the_task_schedule():
     task = proxy_tasks.get("quadratic_illcond")
     params = {"x": jnp.linspace(-1.0, 1.0, 5)}
     grads = {"x": jnp.linspace(0.5, -0.5, 5)}
-    ours, theirs = proxy_tasks.adamw(task), optax.adamw(task.learning_rate, weight_decay=task.weight_decay)
+    first = float(task.learning_rates()[0])
+    ours, theirs = proxy_tasks.adamw(task), optax.adamw(first, weight_decay=task.weight_decay)
     a, _ = ours.update(grads, ours.init(params), params)
     b, _ = theirs.update(grads, theirs.init(params), params)
     np.testing.assert_array_equal(a["x"], b["x"])
+
+
+def test_schedule_warms_up_then_decays_to_a_tenth_of_the_peak():
+    task = proxy_tasks.get("mlp_digits")
+    rates = task.learning_rates(factor=2.0, steps=200)
+    peak = 2.0 * task.learning_rate
+    warm = round(WARMUP * 200)
+    assert rates.dtype == np.float32 and rates.shape == (200,)
+    np.testing.assert_allclose(rates[:warm], peak * np.arange(1, warm + 1) / warm, rtol=1e-6)
+    assert np.all(np.diff(rates[warm - 1:]) <= 0) and rates[-1] == pytest.approx(FINAL * peak, rel=1e-6)
+    schedule = task.schedule(factor=2.0, steps=200)
+    assert [float(schedule(i)) for i in (0, 57, 199, 500)] == [float(rates[i]) for i in (0, 57, 199, 199)]
 
 
 def test_names_and_tags():

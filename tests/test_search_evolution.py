@@ -123,3 +123,18 @@ def test_funnel_moves_one_of_each_trained_behaviour():
     hall, reached = funnel.run(entries, [("big", 4, lambda ps: [1.0] * len(ps))], keep=3, first="small")
     assert [e.id for e in reached["big"]] == [1, 0, 4, 5]
     assert [e.id for e in hall] == [0]  # all four trained alike on the big stage: the oldest stays
+
+
+def test_funnel_moves_on_only_candidates_that_beat_adamw_on_a_later_stage():
+    from symopt.programs import parse
+
+    p = parse("def f(g):\n    return g\n")
+    entries = [funnel.Entry(i, p, {"s1": 1.0 - 0.1 * i}) for i in range(4)]
+    stage2 = {0: -0.2, 1: 0.3, 2: 0.1, 3: -0.1}  # fitness against AdamW on the second stage
+    stages = [("s2", 4, lambda programs: [stage2[i] for i in range(len(programs))]),
+              ("s3", 4, lambda programs: [0.5] * len(programs))]
+    hall, reached = funnel.run(entries, stages, keep=4, first="s1")
+    assert [e.id for e in reached["s2"]] == [0, 1, 2, 3] and [e.id for e in reached["s3"]] == [1, 2]
+    losing = [("s2", 4, lambda programs: [-0.5] * len(programs))]  # none beats AdamW: the best are kept
+    hall, _ = funnel.run([funnel.Entry(i, p, {"s1": 1.0 - 0.1 * i}) for i in range(4)], losing, keep=2, first="s1")
+    assert [e.id for e in hall] == [0]  # one per trained behaviour (equal fitness), the oldest

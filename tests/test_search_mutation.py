@@ -101,3 +101,37 @@ def test_gives_up_after_max_tries():
     program = parse("def f(w, g, m, v, lr):\n    return g, m, v\n")
     out = mutation.mutate(program, space, np.random.default_rng(0))
     assert out.child is None and out.generated == space.mutation.max_tries
+
+
+def _shape(program):
+    """The program with every constant replaced by 0: what a constants-only mutation keeps."""
+    import dataclasses
+
+    from symopt.programs.program import Assign
+
+    def zero(e):
+        if isinstance(e, Const):
+            return Const(0.0)
+        if isinstance(e, Call):
+            return Call(e.fn, tuple(zero(a) for a in e.args))
+        return e
+
+    return dataclasses.replace(program, body=tuple(Assign(s.target, zero(s.value)) for s in program.body))
+
+
+def test_constants_only_control_changes_constants_and_nothing_else():
+    import dataclasses
+
+    from symopt.search.space import start_program
+
+    quick = load("quick")
+    space = dataclasses.replace(quick.space, mutation=dataclasses.replace(
+        quick.space.mutation, insert=0.0, delete=0.0, modify=0.0, constant=1.0))
+    start = start_program("adamw", space)
+    rng = np.random.default_rng(0)
+    changed = 0
+    for _ in range(20):
+        child = mutation.mutate(start, space, rng).child
+        assert child is not None and _shape(child.program) == _shape(start)
+        changed += child.program != start
+    assert changed == 20

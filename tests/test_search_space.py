@@ -4,6 +4,8 @@ import pathlib
 
 import pytest
 
+from symopt.evaluation.fitness import Grid
+
 from symopt.programs import parse
 from symopt.programs.functions import HERO_FUNCTIONS
 from symopt.search import space as space_mod
@@ -15,10 +17,11 @@ TOY_STAGES = {"stages": [{"tasks": ["toy_quadratic"]}]}
 def test_shipped_configs_load():
     hero = load("hero")
     assert hero.space.functions == HERO_FUNCTIONS and len(hero.space.functions) == 45
-    assert hero.space.arguments == ("w", "g", "m", "v", "lr")
+    assert hero.space.arguments == ("w", "g", "m", "v", "lr", "t")
     assert space_mod.start_program(hero.campaign.start, hero.space).args == hero.space.arguments
     quick = load(space_mod.SPACES_DIR / "quick.toml")
-    assert quick.campaign.budget == 2000
+    assert quick.campaign.budget == 1500 and quick.campaign.seeds == (0, 1)
+    assert quick.campaign.stages[0].grid == Grid((1 / 3, 1.0, 3.0), hurdle=-0.1)
     assert set(quick.campaign.validation).isdisjoint(t for s in quick.campaign.stages for t in s.tasks)
     assert set(hero.campaign.validation).isdisjoint(t for s in hero.campaign.stages for t in s.tasks)
 

@@ -6,17 +6,15 @@ run's hall of fame, simplified). On every task it trains at the task's AdamW
 learning rate times each factor of ``--lrs`` (default 0.1 0.3 1 3 10), averaged
 over ``--seeds``, and keeps the factor with the lowest final eval loss.
 
-Programs train on the compile-once evaluator (:func:`symopt.evaluate`), which
-passes ``task.learning_rate`` as ``lr``; a learning rate ``c * lr`` is obtained by
-rewriting the program (``lr = lr * c`` first when it takes ``lr``, its update
-times ``c`` when it does not), which trains exactly as
-``proxy_tasks.train(task, to_optax(program, c * task.learning_rate))`` does.
-Optax-level baselines (adafactor) train with ``proxy_tasks.training_run`` and
+Programs train on the compile-once evaluator (:func:`symopt.evaluate`), all
+factors of a seed in one call (its ``grid``), on the task's schedule at the
+factor times its peak, exactly as
+``proxy_tasks.train(task, to_optax(program, task.schedule(c)))`` would;
+optax-level baselines (adafactor) train with ``proxy_tasks.training_run`` and
 their ``to_optax`` (one compilation per task and learning rate).
 
-The fitness is the evaluator's: the mean over tasks and seeds of
-log(L_AdamW / L) on the final eval loss at the chosen learning rate, against
-AdamW at the task's own (untuned) learning rate; 0 is as good as AdamW.
+The last column is the mean over tasks of log(L_AdamW / L) at the chosen
+factor, against AdamW at the same factor; 0 is as good as AdamW.
 """
 
 from __future__ import annotations
@@ -109,17 +107,17 @@ def _cell(losses: dict, scores: dict, base_lr: float) -> Cell:
 
 
 def _program_cells(program, tasks, seeds, steps, factors) -> list[Cell]:
-    from symopt.evaluation import evaluate
+    from symopt.evaluation import Grid, evaluate
 
-    variants = [scale_lr(program, f) for f in factors]
     cells = []
     for task in tasks:
-        results = evaluate(variants, [task], seeds=seeds, steps=steps)
+        [r] = evaluate([program], [task], seeds=seeds, steps=steps, grid=Grid(tuple(factors)))
         losses, scores = {}, {}
-        for f, r in zip(factors, results):
-            evals = [run.eval_loss for run in r.runs]
+        for f in factors:
+            runs = [run for run in r.runs if run.factor == f]
+            evals = [run.eval_loss for run in runs]
             losses[f] = float(sum(evals) / len(evals)) if all(math.isfinite(x) for x in evals) else math.inf
-            scores[f] = r.fitness
+            scores[f] = float(sum(run.score for run in runs) / len(runs))
         cells.append(_cell(losses, scores, task.learning_rate))
     return cells
 
@@ -137,19 +135,19 @@ def _optax_cells(baseline, tasks, seeds, steps, factors) -> list[Cell]:
         n = task.steps if steps is None else int(steps)
         losses, scores = {}, {}
         for f in factors:
-            run = training_run(task, baseline.to_optax(f * task.learning_rate), n)
+            run = training_run(task, baseline.to_optax(task.schedule(f, n)), n)
             evals, task_scores = [], []
             for seed in seeds:
                 curve, eval_loss = run(jax.random.PRNGKey(seed))
                 curve, eval_loss = np.asarray(curve), float(eval_loss)
                 if fit.diverged(curve, float(curve[0])) or not math.isfinite(eval_loss):
                     evals.append(math.inf)
-                    task_scores.append(fit.WORST_FITNESS)
+                    task_scores.append(-math.inf)
                 else:
                     evals.append(eval_loss)
-                    task_scores.append(fit.score(eval_loss, reference(task, seed, n)[1]))
+                    task_scores.append(fit.score(eval_loss, reference(task, seed, n, f)))
             losses[f] = float(np.mean(evals))
-            scores[f] = fit.fitness(task_scores)
+            scores[f] = float(np.mean(task_scores))
         cells.append(_cell(losses, scores, task.learning_rate))
     return cells
 

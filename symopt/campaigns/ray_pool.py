@@ -102,7 +102,10 @@ import tempfile
 import time
 import traceback
 import warnings
-from typing import Any, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator, Mapping, Sequence
+
+if TYPE_CHECKING:
+    from symopt.evaluation.fitness import Grid
 
 logger = logging.getLogger(__name__)
 
@@ -284,18 +287,20 @@ def pin_to_core(slot: int, cores: Iterable[int] | None = None) -> int:
 
 
 def _run_summary(run, curves: bool) -> dict:
-    return {"task": run.task, "seed": int(run.seed), "steps": int(run.steps), "steps_run": int(run.steps_run),
+    return {"task": run.task, "seed": int(run.seed), "factor": float(run.factor), "steps": int(run.steps),
+            "steps_run": int(run.steps_run),
             "eval_loss": float(run.eval_loss), "reference_eval_loss": float(run.reference_eval_loss),
             "score": float(run.score), "diverged": bool(run.diverged), "timed_out": bool(run.timed_out),
             "losses": [float(x) for x in run.losses] if curves else None}
 
 
 def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], steps: int | None = None,
-                  time_limit: float | None = None, curves: bool = False) -> dict:
+                  time_limit: float | None = None, curves: bool = False, grid: Mapping | None = None) -> dict:
     """Evaluate one program text in this process; plain data out (what an actor returns).
 
-    Proxy tasks go through :func:`symopt.evaluation.evaluate`; ``toy_*`` tasks through
-    :func:`symopt.search.toy.evaluate`, as the serial backend does.
+    Proxy tasks go through :func:`symopt.evaluation.evaluate` (on ``grid``, a
+    :class:`~symopt.evaluation.fitness.Grid` as JSON: factors and hurdle); ``toy_*``
+    tasks through :func:`symopt.search.toy.evaluate`, as the serial backend does.
     """
     from symopt.programs.parse import parse
 
@@ -307,15 +312,15 @@ def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], step
         from symopt.search import toy
 
         (r,) = toy.evaluate([parsed], tasks, seeds, steps)
-        runs = [{"task": t, "seed": s, "steps": steps, "steps_run": None, "eval_loss": float(loss),
+        runs = [{"task": t, "seed": s, "factor": 1.0, "steps": steps, "steps_run": None, "eval_loss": float(loss),
                  "reference_eval_loss": math.nan, "score": math.nan, "diverged": not math.isfinite(loss),
                  "timed_out": False, "losses": None} for (t, s), loss in r.losses.items()]
         return {"program": str(parsed), "fitness": float(r.fitness), "seconds": math.nan, "runs": runs}
-    from symopt.evaluation import evaluate
+    from symopt.evaluation import Grid, evaluate
 
-    (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit)
+    (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit, grid=Grid(**(grid or {})))
     return {"program": str(r.program), "fitness": float(r.fitness), "seconds": float(r.seconds),
-            "runs": [_run_summary(run, curves) for run in r.runs]}
+            "runs": [_run_summary(run, curves) for run in r.runs], "scores": dict(r.scores)}
 
 
 class Evaluator:
@@ -343,11 +348,11 @@ class Evaluator:
                 "nproc": os.environ.get("NPROC"), "symopt": symopt.__file__, "evaluated": self.count}
 
     def evaluate(self, program: str, tasks: Sequence[str], seeds: Sequence[int], steps: int | None = None,
-                 time_limit: float | None = None, curves: bool = False) -> dict:
+                 time_limit: float | None = None, curves: bool = False, grid: Mapping | None = None) -> dict:
         """One candidate; an exception in the evaluation comes back as ``error`` (the actor lives on)."""
         t0 = time.perf_counter()
         try:
-            out = evaluate_text(program, tasks, seeds, steps, time_limit, curves)
+            out = evaluate_text(program, tasks, seeds, steps, time_limit, curves, grid)
             out["error"] = None
         except Exception as e:  # noqa: BLE001 - a bad candidate must not take the worker down
             out = {"program": program, "fitness": math.nan, "seconds": math.nan, "runs": [],
@@ -374,10 +379,11 @@ def _actor_class():
 
 @dataclasses.dataclass(frozen=True)
 class RunSummary:
-    """One (task, seed) run of a candidate: plain numbers (loss curve only with ``curves=True``)."""
+    """One (task, seed, lr factor) run of a candidate: plain numbers (loss curve only with ``curves=True``)."""
 
     task: str
     seed: int
+    factor: float
     steps: int | None
     steps_run: int | None
     eval_loss: float
@@ -409,6 +415,7 @@ class Evaluation:
     worker: int | None
     pid: int | None
     error: str | None = None
+    scores: dict = dataclasses.field(default_factory=dict)  # task -> score
 
     @property
     def ok(self) -> bool:
@@ -433,7 +440,8 @@ def _evaluation(job: "_Job", out: Mapping) -> Evaluation:
                  for r in out.get("runs", ()))
     return Evaluation(id=job.id, program=out.get("program", job.program), fitness=float(out["fitness"]), runs=runs,
                       seconds=float(out.get("seconds", math.nan)), wall_s=float(out.get("wall_s", math.nan)),
-                      attempts=job.attempts, worker=out.get("slot"), pid=out.get("pid"), error=out.get("error"))
+                      attempts=job.attempts, worker=out.get("slot"), pid=out.get("pid"), error=out.get("error"),
+                      scores=dict(out.get("scores") or {}))
 
 
 # -- the pool ----------------------------------------------------------------------------------------
@@ -447,10 +455,11 @@ class _Job:
     seeds: tuple[int, ...]
     steps: int | None
     time_limit: float | None
+    grid: dict | None = None  # Grid.as_json(): learning-rate factors and hurdle
     attempts: int = 0  # workers it has been sent to
 
     def args(self, curves: bool) -> tuple:
-        return (self.program, self.tasks, self.seeds, self.steps, self.time_limit, curves)
+        return (self.program, self.tasks, self.seeds, self.steps, self.time_limit, curves, self.grid)
 
 
 @dataclasses.dataclass
@@ -591,16 +600,18 @@ class EvaluatorPool:
 
     def submit(self, candidate_id: Hashable, program: Any, *, tasks: str | Sequence[str] = POOL_DEFAULT,
                seeds: int | Sequence[int] = POOL_DEFAULT, steps: int | None = POOL_DEFAULT,
-               time_limit: float | None = POOL_DEFAULT) -> None:
+               time_limit: float | None = POOL_DEFAULT, grid: Grid | None = None) -> None:
         """Queue one candidate: its id (unique in this pool) and its program as text (a Program is printed).
 
         ``tasks``, ``seeds``, ``steps`` and ``time_limit`` override the pool's for it
-        (``steps=None``: each task's own steps; ``time_limit=None``: no limit).
+        (``steps=None``: each task's own steps; ``time_limit=None``: no limit); ``grid``
+        is its learning-rate grid (default: factor 1 only).
         """
         self._check_open()
         if candidate_id in self._pending or candidate_id in self._delivered:
             raise ValueError(f"candidate id {candidate_id!r} was already submitted to this pool")
         job = self._job(candidate_id, _program_text(program), tasks, seeds, steps, time_limit)
+        job.grid = grid.as_json() if grid is not None else None
         self._pending[candidate_id] = job
         self._queue.append(job)
         self.stats.submitted += 1
@@ -647,7 +658,7 @@ class EvaluatorPool:
 
     def evaluate(self, programs: Sequence[Any], tasks: str | Sequence[str] = POOL_DEFAULT,
                  seeds: int | Sequence[int] = POOL_DEFAULT, steps: int | None = POOL_DEFAULT, *,
-                 raise_errors: bool = True) -> list[Evaluation]:
+                 raise_errors: bool = True, grid: Grid | None = None) -> list[Evaluation]:
         """A batch, in order (all of it in flight at once). Other candidates' results stay pending.
 
         With ``raise_errors``, a failed evaluation raises RuntimeError (as the serial
@@ -658,7 +669,7 @@ class EvaluatorPool:
         for p in programs:
             self._batch += 1
             cid = ("symopt.campaigns.batch", self._batch)
-            self.submit(cid, p, tasks=tasks, seeds=seeds, steps=steps)
+            self.submit(cid, p, tasks=tasks, seeds=seeds, steps=steps, grid=grid)
             ids.append(cid)
         wanted, got, others = set(ids), {}, []
         while len(got) < len(ids):
@@ -676,10 +687,12 @@ class EvaluatorPool:
 
     _batch = 0
 
-    def backend(self, tasks: Sequence[str], seeds: Sequence[int], steps: int | None) -> "PoolStage":
+    def backend(self, tasks: Sequence[str], seeds: Sequence[int], steps: int | None,
+                grid: Grid | None = None) -> "PoolStage":
         """A ``symopt.search`` backend: ``search(config, backend=pool.backend)`` trains every stage on the pool."""
         self._stages += 1
-        return PoolStage(self, self._stages, _names(tasks), _seeds(seeds), None if steps is None else int(steps))
+        return PoolStage(self, self._stages, _names(tasks), _seeds(seeds), None if steps is None else int(steps),
+                         grid)
 
     _stages = 0
 
@@ -715,7 +728,7 @@ class EvaluatorPool:
             programs = [baselines.get("adamw")]
         texts = [_program_text(p) for p in programs]
         job = self._job(None, "", tasks, seeds, steps, None)
-        refs = [s.actor.evaluate.remote(t, job.tasks, job.seeds, job.steps, None, False)
+        refs = [s.actor.evaluate.remote(t, job.tasks, job.seeds, job.steps, None, False, job.grid)
                 for s in self._slots if s.ready for t in texts]
         for ref in refs:
             try:
@@ -923,11 +936,12 @@ class PoolStage:
     """
 
     def __init__(self, pool: EvaluatorPool, tag: int, tasks: tuple[str, ...], seeds: tuple[int, ...],
-                 steps: int | None):
-        self.pool, self.tag, self.tasks, self.seeds, self.steps = pool, tag, tasks, seeds, steps
+                 steps: int | None, grid: Grid | None = None):
+        self.pool, self.tag, self.tasks, self.seeds, self.steps, self.grid = pool, tag, tasks, seeds, steps, grid
 
     def __call__(self, programs: Sequence[Any]) -> list[Evaluation]:
-        return self.pool.evaluate([_program_text(p) for p in programs], self.tasks, self.seeds, self.steps)
+        return self.pool.evaluate([_program_text(p) for p in programs], self.tasks, self.seeds, self.steps,
+                                  grid=self.grid)
 
     @property
     def capacity(self) -> int:
@@ -935,7 +949,7 @@ class PoolStage:
 
     def submit(self, key: Hashable, program: Any) -> None:
         self.pool.submit(("symopt.campaigns.stage", self.tag, key), program, tasks=self.tasks, seeds=self.seeds,
-                         steps=self.steps)
+                         steps=self.steps, grid=self.grid)
 
     def next_result(self) -> tuple[Hashable, Evaluation]:
         ev = self.pool.next_result()

@@ -9,9 +9,9 @@
 * :mod:`~symopt.evaluation.bench`: ``symopt bench eval``.
 """
 
-from symopt.evaluation.evaluate import Result, Run, chunk_plan, clear_caches, evaluate, reference
-from symopt.evaluation.fitness import DIVERGENCE_FACTOR, LOSS_FLOOR, WORST_FITNESS
+from symopt.evaluation.evaluate import Result, Run, chunk_plan, clear_caches, evaluate, reference, reference_program
+from symopt.evaluation.fitness import DEFAULT_FACTORS, DIVERGENCE_FACTOR, LOSS_FLOOR, WORST_FITNESS, Grid
 from symopt.evaluation.lowering import Bucket, Lowered, lower
 
-__all__ = ["Bucket", "DIVERGENCE_FACTOR", "LOSS_FLOOR", "Lowered", "Result", "Run", "WORST_FITNESS",
-           "chunk_plan", "clear_caches", "evaluate", "lower", "reference"]
+__all__ = ["Bucket", "DEFAULT_FACTORS", "DIVERGENCE_FACTOR", "Grid", "LOSS_FLOOR", "Lowered", "Result", "Run",
+           "WORST_FITNESS", "chunk_plan", "clear_caches", "evaluate", "lower", "reference", "reference_program"]

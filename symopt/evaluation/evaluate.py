@@ -30,6 +30,7 @@ import jax
 import numpy as np
 
 from symopt.evaluation import fitness as fit
+from symopt.evaluation.fitness import Grid
 from symopt.evaluation.interpreter import Interpreter
 from symopt.evaluation.lowering import Bucket, Lowered, idle, lower, pack, scalars
 from symopt.programs.parse import parse
@@ -43,17 +44,18 @@ DEFAULT_BATCH = 8
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Run:
-    """One program trained on one task with one seed."""
+    """One program trained on one task with one seed at one learning-rate factor."""
 
     task: str
     seed: int
     steps: int  # steps asked for
     losses: np.ndarray  # float32 train loss of every step run (before that step's update)
     eval_loss: float  # final eval loss; NaN when the run diverged or was cut short
-    reference_eval_loss: float  # AdamW's final eval loss on the same task, seed and steps
-    score: float  # log(reference / eval loss), floored and clipped; WORST_FITNESS if diverged or cut
+    reference_eval_loss: float  # AdamW's final eval loss on the same task, seed, steps and factor
+    score: float  # log(reference / eval loss) at this factor (-inf if diverged or cut); the fitness is per task
     diverged: bool
     timed_out: bool
+    factor: float = 1.0  # the peak learning rate is this times the task's AdamW one
 
     @property
     def steps_run(self) -> int:
@@ -62,18 +64,20 @@ class Run:
 
 @dataclasses.dataclass(frozen=True, eq=False)
 class Result:
-    """A program's evaluation: its fitness and every (task, seed) run.
+    """A program's evaluation: its fitness, its score per task, and every (task, factor, seed) run.
 
-    ``fitness`` is the mean of the runs' scores: 0 is as good as AdamW, higher is
-    better, ``WORST_FITNESS`` (-10) for a program whose every run diverged.
-    ``seconds`` is the wall time spent training it (compilation and AdamW
-    references excluded; in batched mode, its share of its batch's time).
+    ``fitness`` is the mean of the task scores (:mod:`symopt.evaluation.fitness`): 0 is as
+    good as AdamW, each at its best learning-rate factor; higher is better; every
+    task diverged gives ``WORST_FITNESS``. ``seconds`` is the wall time spent training
+    it (compilation and AdamW references excluded; in batched mode, its share of its
+    batch's time).
     """
 
     program: Program
     fitness: float
     runs: tuple[Run, ...]
     seconds: float
+    scores: dict[str, float] = dataclasses.field(default_factory=dict)  # task -> score
 
     @property
     def diverged(self) -> bool:
@@ -86,28 +90,38 @@ class Result:
         return any(r.timed_out for r in self.runs)
 
     @property
+    def seeds(self) -> tuple[int, ...]:
+        """The seeds trained (fewer than asked when the candidate stopped at the hurdle)."""
+        return tuple(dict.fromkeys(r.seed for r in self.runs))
+
+    @property
     def losses(self) -> dict[tuple[str, int], np.ndarray]:
-        """Train loss curves by (task, seed)."""
-        return {(r.task, r.seed): r.losses for r in self.runs}
+        """Train loss curves by (task, seed), at factor 1 (or the first factor trained)."""
+        return {(r.task, r.seed): r.losses for r in self._at_one()}
 
     @property
     def eval_losses(self) -> dict[tuple[str, int], float]:
-        """Final eval losses by (task, seed)."""
-        return {(r.task, r.seed): r.eval_loss for r in self.runs}
+        """Final eval losses by (task, seed), at factor 1 (or the first factor trained)."""
+        return {(r.task, r.seed): r.eval_loss for r in self._at_one()}
 
-    def run(self, task: str, seed: int = 0) -> Run:
+    def _at_one(self) -> list[Run]:
+        factors = list(dict.fromkeys(r.factor for r in self.runs))
+        keep = 1.0 if 1.0 in factors else (factors[0] if factors else None)
+        return [r for r in self.runs if r.factor == keep]
+
+    def run(self, task: str, seed: int = 0, factor: float = 1.0) -> Run:
         for r in self.runs:
-            if r.task == task and r.seed == seed:
+            if r.task == task and r.seed == seed and r.factor == factor:
                 return r
-        raise KeyError((task, seed))
+        raise KeyError((task, seed, factor))
 
 
 # -- caches -------------------------------------------------------------------------------------
 
 _lock = threading.RLock()
 _interpreters: dict = {}
-_reference_runs: dict = {}
 _references: dict = {}
+_initial: dict = {}
 
 
 def interpreter(task) -> Interpreter:
@@ -119,28 +133,63 @@ def interpreter(task) -> Interpreter:
         return it
 
 
-def reference(task, seed: int, steps: int) -> tuple[np.ndarray, float]:
-    """AdamW's (train losses, final eval loss) on a task: ``proxy_tasks.task.adamw`` via ``training_run``."""
-    from proxy_tasks.task import adamw, training_run
+def reference_program(task) -> Program:
+    """AdamW as a program (``symopt.programs.baselines``' ``adamw``, optax's twin) with the task's decay."""
+    from symopt.programs.baselines import get
+    from symopt.programs.program import Assign, Const
 
-    key = (task, int(seed), int(steps))
+    adamw = get("adamw")
+    body = tuple(Assign(a.target, Const(float(task.weight_decay))) if a.target == "weight_decay" else a
+                 for a in adamw.body)
+    return dataclasses.replace(adamw, body=body)
+
+
+def reference(task, seed: int, steps: int, factor: float = 1.0, chunk: int = DEFAULT_CHUNK,
+              factors=None) -> float:
+    """AdamW's final eval loss on a task: :func:`reference_program` on the interpreter, with the task's
+    schedule at ``factor`` times its peak, trained with the grid ``factors`` (default: that factor alone)."""
+    return references(task, (seed,), steps, factors or (factor,), chunk)[float(factor), seed]
+
+
+def references(task, seeds, steps: int, factors, chunk: int = DEFAULT_CHUNK) -> dict[tuple[float, int], float]:
+    """AdamW's final eval losses by (factor, seed); a seed's factors trained together in one call.
+
+    That call is the one that trains a candidate at the same factors (same chunks), so the
+    start program of a campaign, AdamW itself, reproduces the reference bit for bit; the
+    cache is per grid, since another width of call may round differently.
+    """
+    seeds, factors = tuple(int(s) for s in seeds), tuple(float(f) for f in factors)
     with _lock:
-        if key not in _references:
-            run = _reference_runs.get((task, steps))
-            if run is None:
-                fn = training_run(task, adamw(task), steps)
-                run = _reference_runs[task, steps] = fn.lower(jax.random.PRNGKey(0)).compile()
-            losses, eval_loss = run(jax.random.PRNGKey(seed))
-            _references[key] = (np.asarray(losses), float(eval_loss))
-        return _references[key]
+        for s in seeds:
+            if (task, s, steps, factors, chunk) in _references:
+                continue
+            it = interpreter(task)
+            low = lower(reference_program(task))
+            k = len(factors)
+            outcomes = _train(it, [low] * k, [task.learning_rates(f, steps) for f in factors], [s] * k,
+                              low.bucket, k, "single" if k == 1 else "loop", chunk_plan(steps, chunk),
+                              time.perf_counter(), None)
+            _references[task, s, steps, factors, chunk] = [float("nan") if o.diverged else o.eval_loss
+                                                             for o in outcomes]
+        return {(f, s): _references[task, s, steps, factors, chunk][i] for i, f in enumerate(factors) for s in seeds}
+
+
+def initial_eval_loss(task, seed: int) -> float:
+    """The eval loss at a seed's initial parameters (where AdamW's progress is measured from)."""
+    with _lock:
+        if (task, seed) not in _initial:
+            it = interpreter(task)
+            flat, _ = it.init(seed)
+            _initial[task, seed] = float(np.asarray(it.eval_loss(1)(flat[None]))[0])
+        return _initial[task, seed]
 
 
 def clear_caches() -> None:
     """Forget compiled machines and AdamW references (frees their memory)."""
     with _lock:
         _interpreters.clear()
-        _reference_runs.clear()
         _references.clear()
+        _initial.clear()
 
 
 def chunk_plan(steps: int, target: int = DEFAULT_CHUNK) -> tuple[int, ...]:
@@ -163,8 +212,8 @@ def chunk_plan(steps: int, target: int = DEFAULT_CHUNK) -> tuple[int, ...]:
 
 def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: bool | int = False,
              time_limit: float | None = None, chunk: int = DEFAULT_CHUNK,
-             batch_mode: str | None = None) -> list[Result]:
-    """Train every program on every task and seed; one :class:`Result` per program, in order.
+             batch_mode: str | None = None, grid: Grid | None = None) -> list[Result]:
+    """Train every program on every task, seed and learning-rate factor; one :class:`Result` per program.
 
     Args:
         programs: Programs (or program texts), or one of them.
@@ -184,6 +233,9 @@ def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: 
         batch_mode: ``"loop"`` (default on CPU) or ``"select"`` (``jax.vmap`` of
             the whole machine; the default on GPU and TPU); see
             :mod:`symopt.evaluation.interpreter`.
+        grid: the learning-rate factors and the hurdle (:class:`~symopt.evaluation.fitness.Grid`;
+            default: factor 1 only, every seed). All factors of one seed train in one
+            compiled call (one slot of the batched machine each).
 
     Raises:
         ProgramError: a program does not check.
@@ -191,6 +243,7 @@ def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: 
     programs = _programs(programs)
     tasks = _tasks(tasks)
     seeds = (int(seeds),) if isinstance(seeds, numbers.Integral) else tuple(int(s) for s in seeds)
+    grid = grid or Grid()
     if not seeds:
         raise ValueError("no seeds")
     if steps is not None and int(steps) < 1:
@@ -201,22 +254,23 @@ def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: 
     if not lowered:
         return []
     if batched is False or batched is None:
-        return [_evaluate_group([low], low.bucket, 1, "single", tasks, seeds, steps, time_limit, chunk)[0]
-                for low in lowered]
-    k = DEFAULT_BATCH if batched is True else int(batched)
-    if k < 1:
-        raise ValueError(f"batched must be True, False or a positive batch size, got {batched}")
+        groups = [[i] for i in range(len(lowered))]
+        k = 1
+    else:
+        k = DEFAULT_BATCH if batched is True else int(batched)
+        if k < 1:
+            raise ValueError(f"batched must be True, False or a positive batch size, got {batched}")
+        k = min(k, len(lowered))
+        order = sorted(range(len(lowered)), key=lambda i: lowered[i].bucket)
+        groups = [order[start:start + k] for start in range(0, len(order), k)]
     mode = batch_mode or ("loop" if jax.default_backend() == "cpu" else "select")
-    k = min(k, len(lowered))
-    order = sorted(range(len(lowered)), key=lambda i: lowered[i].bucket)
     results: list[Result | None] = [None] * len(lowered)
-    for start in range(0, len(order), k):
-        members = order[start:start + k]
+    for members in groups:
         bucket = lowered[members[0]].bucket
         for i in members:
             bucket = bucket.join(lowered[i].bucket)
-        group = _evaluate_group([lowered[i] for i in members], bucket, k, mode, tasks, seeds, steps,
-                                time_limit, chunk)
+        group = _evaluate_group([lowered[i] for i in members], bucket, k, mode, tasks, seeds, steps, time_limit,
+                                chunk, grid)
         for i, r in zip(members, group):
             results[i] = r
     return results  # type: ignore[return-value]
@@ -251,56 +305,102 @@ class _Outcome:
 
 
 def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: str, tasks, seeds,
-                    steps: int | None, time_limit: float | None, chunk: int) -> list[Result]:
-    """Evaluate up to k programs together (k = 1: unbatched) on every task and seed."""
-    jobs = []
+                    steps: int | None, time_limit: float | None, chunk: int, grid: Grid) -> list[Result]:
+    """Evaluate up to k programs together on every task, factor and seed: the first seed, then the
+    others for the programs past the grid's hurdle."""
+    factors = grid.factors
+    width = k * len(factors)  # slots of one call: program-major, then factor
+    slot_mode = "single" if width == 1 else mode
+    plans = []
     for task in tasks:
         n_steps = task.steps if steps is None else int(steps)
         plan = chunk_plan(n_steps, chunk)
         it = interpreter(task)
-        # Everything that compiles happens here, before the clock starts.
+        # Everything that compiles, and the AdamW references, happen here, before the clock starts.
         for length in set(plan):
-            it.chunk(bucket, length, k, mode)
-        it.eval_loss(k)
+            it.chunk(bucket, length, width, slot_mode)
+        it.eval_loss(width)
         for seed in seeds:
             it.init(seed)
-            jobs.append((task, it, seed, n_steps, plan, reference(task, seed, n_steps)[1]))
+            initial_eval_loss(task, seed)
+        references(task, seeds, n_steps, factors, chunk)
+        rates = {f: task.learning_rates(f, n_steps) for f in factors}
+        plans.append((task, it, n_steps, plan, rates, chunk))
 
     started = time.perf_counter()
-    outcomes: list[list[_Outcome]] = []
-    for index, (task, it, seed, n_steps, plan, _) in enumerate(jobs):
-        over = index > 0 and time_limit is not None and time.perf_counter() - started > time_limit
-        if over:  # the limit is checked between chunks: the first chunk always runs
-            outcomes.append([_Outcome(timed_out=True) for _ in lowered])
-        else:
-            outcomes.append(_train(it, lowered, bucket, k, mode, seed, n_steps, plan, started, time_limit))
+    outcomes: dict[tuple[int, str, int, float], _Outcome] = {}  # (program, task, seed, factor)
+    active = list(range(len(lowered)))
+    for phase, phase_seeds in enumerate((seeds[:1], seeds[1:])):
+        if phase == 1 and grid.hurdle is not None:
+            active = [j for j in active
+                      if fit.fitness(_scores(_runs(j, plans, seeds[:1], factors, outcomes), plans, seeds[:1],
+                                             factors).values()) >= grid.hurdle]
+        if not active or not phase_seeds:
+            continue
+        progs = [lowered[j] for j in active]
+        for task, it, n_steps, plan, rates, _ in plans:
+            for seed in phase_seeds:
+                over = bool(outcomes) and time_limit is not None and time.perf_counter() - started > time_limit
+                if over:  # the limit is checked between chunks: the first chunk always runs
+                    group = [_Outcome(timed_out=True) for _ in progs for _ in factors]
+                else:
+                    group = _train(it, [p for p in progs for _ in factors], [rates[f] for _ in progs for f in factors],
+                                   [seed] * (len(progs) * len(factors)), bucket, width, slot_mode, plan, started,
+                                   time_limit)
+                for n, j in enumerate(active):
+                    for m, f in enumerate(factors):
+                        outcomes[j, task.name, seed, f] = group[n * len(factors) + m]
     seconds = (time.perf_counter() - started) / len(lowered)
 
     results = []
     for j, low in enumerate(lowered):
-        runs = []
-        for (task, _, seed, n_steps, _, ref), group in zip(jobs, outcomes):
-            o = group[j]
-            curve = np.concatenate(o.curve) if o.curve else np.zeros(0, np.float32)
-            failed = o.diverged or o.timed_out
-            runs.append(Run(task=task.name, seed=seed, steps=n_steps, losses=curve,
-                            eval_loss=float("nan") if failed else o.eval_loss, reference_eval_loss=ref,
-                            score=fit.WORST_FITNESS if failed else fit.score(o.eval_loss, ref),
-                            diverged=o.diverged, timed_out=o.timed_out))
-        results.append(Result(program=low.program, fitness=fit.fitness(r.score for r in runs),
-                              runs=tuple(runs), seconds=seconds))
+        trained = [s for s in seeds if (j, tasks[0].name, s, factors[0]) in outcomes]
+        runs = _runs(j, plans, trained, factors, outcomes)
+        scores = _scores(runs, plans, trained, factors)
+        results.append(Result(program=low.program, fitness=fit.fitness(scores.values()), runs=tuple(runs),
+                              seconds=seconds, scores=scores))
     return results
 
 
-def _train(it: Interpreter, lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: str, seed: int,
-           steps: int, plan: tuple[int, ...], started: float, time_limit: float | None) -> list[_Outcome]:
-    """Train the programs (in slots 0..n-1 of k) on one task and seed, chunk by chunk."""
-    lr = it.task.learning_rate
+def _runs(j: int, plans, seeds, factors, outcomes) -> list[Run]:
+    """Program ``j``'s runs, from the outcomes of its training."""
+    runs = []
+    for task, _, n_steps, _, _, chunk in plans:
+        for seed in seeds:
+            for f in factors:
+                o = outcomes[j, task.name, seed, f]
+                curve = np.concatenate(o.curve) if o.curve else np.zeros(0, np.float32)
+                eval_loss = float("nan") if o.diverged or o.timed_out else o.eval_loss
+                ref = reference(task, seed, n_steps, f, chunk, factors)
+                runs.append(Run(task=task.name, seed=seed, steps=n_steps, losses=curve, eval_loss=eval_loss,
+                                reference_eval_loss=ref, score=fit.score(eval_loss, ref), diverged=o.diverged,
+                                timed_out=o.timed_out, factor=f))
+    return runs
+
+
+def _scores(runs: Sequence[Run], plans, seeds, factors) -> dict[str, float]:
+    """Each task's score (:func:`symopt.evaluation.fitness.task_score`) from a program's runs."""
+    out = {}
+    for task, _, n_steps, _, _, chunk in plans:
+        losses = {(r.factor, r.seed): r.eval_loss for r in runs if r.task == task.name}
+        ref = references(task, seeds, n_steps, factors, chunk)
+        out[task.name] = fit.task_score(losses, ref, {s: initial_eval_loss(task, s) for s in seeds})
+    return out
+
+
+def _train(it: Interpreter, lowered: Sequence[Lowered], rates: Sequence[np.ndarray], seeds: Sequence[int],
+           bucket: Bucket, k: int, mode: str, plan: tuple[int, ...], started: float,
+           time_limit: float | None) -> list[_Outcome]:
+    """Train slot j = ``lowered[j]`` on the schedule ``rates[j]`` and seed ``seeds[j]`` (slots past them idle
+    up to k), chunk by chunk."""
+    steps = sum(plan)
     n = len(lowered)
     args = pack(list(lowered), bucket, k)
-    table = scalars(list(lowered), bucket, lr, steps, k)
-    flat, k_data = it.init(seed)
-    w = np.repeat(flat[None], k, axis=0)
+    table = scalars(list(lowered), bucket, np.stack(rates), steps, k)
+    inits = [it.init(seed) for seed in seeds]
+    pad = k - n
+    w = np.stack([flat for flat, _ in inits] + [inits[0][0]] * pad)
+    k_data = np.stack([key for _, key in inits] + [inits[0][1]] * pad)
     rf = it.registers(bucket, k)
     outcomes = [_Outcome() for _ in range(n)]
     active = set(range(n))

@@ -1,38 +1,77 @@
-"""Fitness: a program's final eval loss against the AdamW reference, on a log scale.
+"""Fitness: a program against AdamW, each at its best learning rate, on comparable per-task scales.
 
-For one task and seed the score is ``log(L_adamw / L_program)`` on the final
-eval loss of the same task, seed and number of steps: 0 is as good as AdamW,
-+1 is e times lower loss, -1 e times higher. A program's fitness is the mean
-score over its tasks and seeds (higher is better).
+One task's score, from the final eval losses of a grid of runs (learning-rate
+factors x seeds; both sides train the same seeds, so seeds are paired):
 
-Guards:
+* each side's factor is the one with the lowest mean log eval loss over the
+  seeds (a factor where any seed diverged is never chosen), so a rule that only
+  wants a larger or smaller step gains nothing: AdamW x5 is AdamW at another
+  factor (:data:`DEFAULT_FACTORS`);
+* the gain is the mean over seeds of ``log(L_adamw / L_program)`` at the chosen
+  factors;
+* the gain is divided by AdamW's own progress on the task, the mean over seeds
+  of ``log(L_initial / L_adamw)``: +0.1 means the program went 10% further in
+  log-loss than AdamW did from the initial parameters, -1 that it made no
+  progress at all. This puts a quadratic (AdamW gains 20 nats) and a small
+  network (3 nats) on one scale, so no task decides the mean;
+* the score is clipped to ``[WORST_FITNESS, BEST_SCORE]`` = [-1, 1]; a task on
+  which every factor diverged scores ``WORST_FITNESS``.
 
-* losses are taken to be non-negative (every proxy task's eval loss is a
-  cross-entropy, a squared error or an optimality gap); both losses are raised
-  to ``LOSS_FLOOR`` first, so a loss of 0 (an exactly solved quadratic) or
-  below scores as ``LOSS_FLOOR`` and the ratio stays finite;
-* a score is clipped to ``[WORST_FITNESS, BEST_SCORE]`` (e^-10 to e^10 times
-  AdamW's loss), so no single task dominates the mean;
-* a run that diverges (a non-finite train loss, or one above
-  ``DIVERGENCE_FACTOR`` times the loss at step 0, or a non-finite eval loss)
-  or that the time limit cut short scores ``WORST_FITNESS``: never better than
-  any finished run.
+A program's fitness is the mean of its task scores: 0 is AdamW, the start
+program of the search spaces (AdamW itself, :func:`symopt.programs.baselines`)
+scores exactly 0. Losses are taken to be non-negative and raised to
+``LOSS_FLOOR`` first (an exactly solved quadratic has a loss of 0).
+
+Divergence: a non-finite train loss, one above ``DIVERGENCE_FACTOR`` times the
+loss at step 0, or a non-finite eval loss.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
+from typing import Mapping
 
 import numpy as np
 
-WORST_FITNESS = -10.0
-"""The score of a diverged or cut-short run, and the lowest score of any run."""
-BEST_SCORE = 10.0
-"""The highest score of a run."""
+WORST_FITNESS = -1.0
+"""The score of a task on which the program diverged everywhere (or made no progress), and the lowest."""
+BEST_SCORE = 1.0
+"""The highest score of a task."""
 LOSS_FLOOR = 1e-10
 """Losses below this count as this (log ratios of exact zeros stay finite)."""
+MIN_PROGRESS = 0.05
+"""AdamW's progress on a task, ``log(L_initial / L_adamw)``, is taken to be at least this."""
 DIVERGENCE_FACTOR = 10.0
 """A train loss above this many times the loss at step 0 (in absolute value) is divergence."""
+DEFAULT_FACTORS = (1 / 3, 1.0, 3.0)
+"""The learning-rate grid of the search stages: factors of each task's AdamW peak learning rate."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Grid:
+    """How a candidate is trained on one stage: learning-rate factors, and the hurdle for its later seeds.
+
+    Every candidate trains its first seed at every factor; the other seeds only when
+    its fitness on the first one is at least ``hurdle`` (None: always). A candidate
+    stopped at the hurdle keeps its one-seed fitness.
+    """
+
+    factors: tuple[float, ...] = (1.0,)
+    hurdle: float | None = None
+
+    def __post_init__(self):
+        factors = tuple(float(f) for f in self.factors)
+        if not factors or any(not (math.isfinite(f) and f > 0) for f in factors):
+            raise ValueError(f"learning-rate factors must be positive numbers, got {list(self.factors)}")
+        if len(set(factors)) != len(factors):
+            raise ValueError(f"learning-rate factors must differ, got {list(factors)}")
+        object.__setattr__(self, "factors", factors)
+        if self.hurdle is not None:
+            object.__setattr__(self, "hurdle", float(self.hurdle))
+
+    def as_json(self) -> dict:
+        return {"factors": list(self.factors), "hurdle": self.hurdle}
 
 
 def diverged(losses: np.ndarray, initial: float) -> bool:
@@ -43,19 +82,53 @@ def diverged(losses: np.ndarray, initial: float) -> bool:
     return bool(np.any(losses > DIVERGENCE_FACTOR * abs(initial)))
 
 
-def score(eval_loss: float, reference: float) -> float:
-    """The score of one finished run: ``log(reference / eval_loss)``, floored and clipped."""
-    if not math.isfinite(reference):
-        raise ValueError(f"the AdamW reference eval loss is {reference}: the task is broken")
-    if not math.isfinite(eval_loss):
+def _log(loss: float) -> float:
+    return math.log(max(loss, LOSS_FLOOR)) if math.isfinite(loss) else math.inf
+
+
+def best_factor(losses: Mapping[tuple[float, int], float], seeds) -> tuple[float, float]:
+    """(factor, mean log eval loss over ``seeds``) of the best factor; (NaN, inf) if every factor diverged.
+
+    ``losses`` maps (factor, seed) to a final eval loss (NaN: diverged). Ties go to the
+    factor listed first.
+    """
+    best = (math.nan, math.inf)
+    for factor in dict.fromkeys(f for f, _ in losses):
+        logs = [_log(losses[factor, s]) for s in seeds]
+        mean = math.inf if math.inf in logs else float(np.mean(logs))
+        if mean < best[1]:
+            best = (factor, mean)
+    return best
+
+
+def task_score(losses: Mapping[tuple[float, int], float], reference: Mapping[tuple[float, int], float],
+               initial: Mapping[int, float]) -> float:
+    """One task's score (module docstring): the program and AdamW each at their best factor, on the
+    program's seeds; ``initial`` maps a seed to the eval loss at the initial parameters."""
+    seeds = sorted({s for _, s in losses})
+    _, mine = best_factor(losses, seeds)
+    _, theirs = best_factor(reference, seeds)
+    if not math.isfinite(theirs):
+        raise ValueError("the AdamW reference diverged at every learning-rate factor: the task is broken")
+    if not math.isfinite(mine):
         return WORST_FITNESS
-    value = math.log(max(reference, LOSS_FLOOR) / max(eval_loss, LOSS_FLOOR))
-    return float(min(max(value, WORST_FITNESS), BEST_SCORE))
+    progress = max(float(np.mean([_log(initial[s]) for s in seeds])) - theirs, MIN_PROGRESS)
+    return float(min(max((theirs - mine) / progress, WORST_FITNESS), BEST_SCORE))
+
+
+def score(eval_loss: float, reference: float) -> float:
+    """The log ratio ``log(reference / eval_loss)`` of one run (``-inf`` when it diverged, NaN when AdamW
+    diverged at that factor)."""
+    if not math.isfinite(reference):
+        return math.nan
+    if not math.isfinite(eval_loss):
+        return -math.inf
+    return math.log(max(reference, LOSS_FLOOR) / max(eval_loss, LOSS_FLOOR))
 
 
 def fitness(scores) -> float:
-    """The mean of the per-task, per-seed scores."""
+    """The mean of the per-task scores."""
     scores = list(scores)
     if not scores:
-        raise ValueError("no runs to score")
+        raise ValueError("no tasks to score")
     return float(np.mean(scores))

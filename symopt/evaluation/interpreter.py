@@ -148,7 +148,8 @@ class Interpreter:
         """The compiled chunk: (w, rf, code, n, scalars, update_row, k_data, i0) -> (w, rf, losses [K, length]).
 
         ``w`` [K, P] are the weights, ``rf`` [K, rows, P] the register files (their state rows
-        persist across steps), ``k_data`` the task's data key and ``i0`` the first step.
+        persist across steps), ``k_data`` [K, 2] each slot's data key (slots may train different
+        seeds) and ``i0`` the first step.
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: use one of {MODES}")
@@ -171,8 +172,9 @@ class Interpreter:
             return jax.jit(init).lower(jax.ShapeDtypeStruct((2,), jnp.uint32)).compile()
         return self._get(("init",), build)
 
-    def init(self, seed: int) -> tuple[np.ndarray, Any]:
-        """(flat initial params as float32 numpy [P], data key) for a seed, as ``proxy_tasks.train`` derives them."""
+    def init(self, seed: int) -> tuple[np.ndarray, np.ndarray]:
+        """(flat initial params as float32 numpy [P], data key as uint32 [2]) for a seed, as
+        ``proxy_tasks.train`` derives them."""
         with self._lock:
             cached = self._inits.get(seed)
         if cached is None:
@@ -181,7 +183,7 @@ class Interpreter:
                 key = jax.random.key_data(key)
             key = np.asarray(key, np.uint32)
             flat, k_data = self._init_exe()(key)
-            cached = (np.asarray(flat), k_data)
+            cached = (np.asarray(flat), np.asarray(k_data, np.uint32))
             with self._lock:
                 self._inits[seed] = cached
         return cached
@@ -195,12 +197,12 @@ class Interpreter:
     def _compile_chunk(self, bucket: Bucket, length: int, k: int, mode: str):
         if mode == "select":
             one = self._chunk_fn(bucket, length, 1, "single")
-            axes = (0,) * (2 + len(PROGRAM_ARGS)) + (None, None)
+            axes = (0,) * (3 + len(PROGRAM_ARGS)) + (None,)
 
             def fn(w, rf, *args):
-                *prog, k_data, i0 = args
+                *prog, i0 = args
                 lifted = [x[:, None] for x in (w, rf, *prog)]
-                w1, rf1, losses = jax.vmap(one, in_axes=axes)(*lifted, k_data, i0)
+                w1, rf1, losses = jax.vmap(one, in_axes=axes)(*lifted, i0)
                 return w1[:, 0], rf1[:, 0], losses[:, 0]
         else:
             fn = self._chunk_fn(bucket, length, k, mode)
@@ -212,7 +214,7 @@ class Interpreter:
             jax.ShapeDtypeStruct((k,), i32),  # n
             jax.ShapeDtypeStruct((k, length, bucket.slots), f32),  # scalars
             jax.ShapeDtypeStruct((k,), i32),  # update_row
-            jax.ShapeDtypeStruct((2,), jnp.uint32),  # k_data
+            jax.ShapeDtypeStruct((k, 2), jnp.uint32),  # k_data
             jax.ShapeDtypeStruct((), i32),  # i0
         ]
         return jax.jit(fn, donate_argnums=(0, 1)).lower(*specs).compile()
@@ -248,12 +250,12 @@ class Interpreter:
                 # them, the register file can be updated in place (else XLA copies all of it).
                 w, rf = carry
                 i, sfs = xs
-                batch = task.batch(k_data, i)
                 if mode == "single":
-                    loss, g = value_and_grad(w[0], batch)
+                    loss, g = value_and_grad(w[0], task.batch(k_data[0], i))
                     loss, g = loss[None], g[None]
                 else:
-                    loss, g = jax.vmap(value_and_grad, in_axes=(0, None))(w, batch)
+                    batch = jax.vmap(task.batch, in_axes=(0, None))(k_data, i)
+                    loss, g = jax.vmap(value_and_grad)(w, batch)
                 rf = lax.dynamic_update_slice(rf, w[:, None], (0, ROW_W, 0))
                 rf = lax.dynamic_update_slice(rf, g[:, None], (0, ROW_G, 0))
                 if k == 1:

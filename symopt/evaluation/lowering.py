@@ -101,7 +101,7 @@ class Lowered:
     n_rows: int  # vector rows used
     n_states: int
     update_row: int
-    scale_by_lr: bool  # the program has no lr argument: its update is multiplied by lr
+    scale_by_lr: bool  # the weight step multiplies the update by lr (no lr argument, or an update x * lr)
 
     @property
     def bucket(self) -> Bucket:
@@ -113,12 +113,16 @@ class Lowered:
         """Instructions per step."""
         return len(self.main)
 
-    def scalars(self, learning_rate: float, start: int, count: int) -> np.ndarray:
-        """The scalar slots of steps ``start ... start+count-1`` (float32 [count, n_slots])."""
+    def scalars(self, learning_rate, start: int, count: int) -> np.ndarray:
+        """The scalar slots of steps ``start ... start+count-1`` (float32 [count, n_slots]).
+
+        ``learning_rate`` is one rate for every step or a schedule: one rate per step (``[count]``).
+        """
         tab = np.zeros((count, self.n_slots), np.float32)
-        tab[:, SLOT_LR] = learning_rate
+        lr = np.broadcast_to(np.asarray(learning_rate, np.float32), (count,))
+        tab[:, SLOT_LR] = lr
         tab[:, SLOT_T] = np.arange(start + 1, start + count + 1, dtype=np.float32)
-        tab[:, SLOT_SCALE] = learning_rate if self.scale_by_lr else 1.0
+        tab[:, SLOT_SCALE] = lr if self.scale_by_lr else 1.0
         tab[:, SLOT_CONST:SLOT_CONST + len(self.consts)] = self.consts
         with np.errstate(all="ignore"):
             for fn, args, dst in self.uniform:
@@ -314,7 +318,27 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
                 nodes[i] = _Node("sqrtadd", (x, s_), kind=n.kind)
 
 
+def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
+    """An update ``x * lr`` (hero's last statement) becomes ``x``, scaled by lr in the weight step.
+
+    The step then computes ``w - x * lr`` as a program without ``lr`` does, bit for bit, and
+    saves an instruction. Applies when the product is used nowhere else and ``x`` is no
+    uniform scalar. Returns whether it applied (``returns[0]`` is then ``x``).
+    """
+    i = returns[0]
+    n = nodes[i]
+    if n.fn != "*" or returns.count(i) != 1 or any(i in nodes[j].args for j in _live(nodes, returns)):
+        return False
+    for x, lr in (n.args, n.args[::-1]):
+        if nodes[lr].fixed == (False, SLOT_LR) and not nodes[x].uniform:
+            returns[0] = x
+            return True
+    return False
+
+
 def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: int) -> Lowered:
+    returns = list(returns)
+    scale_by_lr = not program.has_lr or _lr_as_scale(nodes, returns)
     _fuse(nodes, _live(nodes, returns), returns)
     order = _live(nodes, returns)
 
@@ -433,7 +457,7 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
         n_rows=next_row,
         n_states=n_states,
         update_row=update_row,
-        scale_by_lr=not program.has_lr,
+        scale_by_lr=scale_by_lr,
     )
 
 
@@ -464,12 +488,17 @@ def pack(lowered: list[Lowered], bucket: Bucket, k: int | None = None) -> dict[s
     return out
 
 
-def scalars(lowered: list[Lowered], bucket: Bucket, learning_rate: float, steps: int,
+def scalars(lowered: list[Lowered], bucket: Bucket, learning_rates, steps: int,
             k: int | None = None) -> np.ndarray:
-    """The scalar slots of every program at every step: float32 [K, steps, bucket.slots]."""
+    """The scalar slots of every program at every step: float32 [K, steps, bucket.slots].
+
+    ``learning_rates``: one rate, a schedule ``[steps]`` for all programs, or one schedule
+    per program ``[len(lowered), steps]``.
+    """
     out = np.zeros((len(lowered) if k is None else k, steps, bucket.slots), np.float32)
+    rates = np.broadcast_to(np.asarray(learning_rates, np.float32), (len(lowered), steps))
     for j, low in enumerate(lowered):
-        out[j, :, :low.n_slots] = low.scalars(learning_rate, 0, steps)
+        out[j, :, :low.n_slots] = low.scalars(rates[j], 0, steps)
     return out
 
 

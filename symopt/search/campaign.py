@@ -13,8 +13,8 @@ simplifies it. The start program goes through the same stages as a reference.
 
 ``backend`` says how candidates are trained: ``"serial"`` (in this process:
 :func:`symopt.evaluation.evaluate` for proxy tasks, :func:`symopt.search.toy.evaluate`
-for the ``toy_*`` tasks) or a callable ``backend(tasks, seeds, steps) ->
-evaluate_fn``, where ``evaluate_fn(programs)`` returns one result (a number or
+for the ``toy_*`` tasks) or a callable ``backend(tasks, seeds, steps, grid) ->
+evaluate_fn`` (``grid``: the stage's learning-rate factors and hurdle), where ``evaluate_fn(programs)`` returns one result (a number or
 an object with ``.fitness``) per program. The search stage runs steady-state
 (:mod:`symopt.search.steady`): an ``evaluate_fn`` that is also an asynchronous
 evaluator (``capacity``, ``submit``, ``next_result``; the Ray pool's
@@ -45,6 +45,7 @@ import pathlib
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from symopt.evaluation.fitness import Grid
 from symopt.programs.program import Program
 from symopt.search import evolution, funnel, steady, toy
 from symopt.search.dedup import Stats
@@ -52,7 +53,7 @@ from symopt.search.run_dir import Lineage, Log, config_json, write_hall_of_fame
 from symopt.search.space import Config, load, stage_name, start_program
 from symopt.symbolic.simplify import eliminate_dead_code, simplify
 
-Backend = Callable[[Sequence[str], Sequence[int], int | None], Callable[[Sequence[Program]], Sequence[Any]]]
+Backend = Callable[[Sequence[str], Sequence[int], int | None, Grid], Callable[[Sequence[Program]], Sequence[Any]]]
 
 
 @dataclasses.dataclass
@@ -110,8 +111,9 @@ def _scores(e: HallOfFameEntry) -> str:
     return ", ".join(parts)
 
 
-def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None):
-    """Train in this process: the toy tasks with NumPy, the proxy tasks with symopt.evaluation."""
+def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None, grid: Grid = Grid()):
+    """Train in this process: the toy tasks with NumPy, the proxy tasks with symopt.evaluation (on the
+    learning-rate grid)."""
     tasks, seeds = list(tasks), tuple(seeds)
     is_toy = [t in toy.TASKS for t in tasks]
     if all(is_toy):
@@ -130,7 +132,7 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
         programs = list(programs)
         # several candidates at once train together (the model's gradient batched over them)
         return evaluate(programs, tasks, seeds=seeds, batched=len(programs) if len(programs) > 1 else False,
-                        **kwargs)
+                        grid=grid, **kwargs)
 
     return evaluate_fn
 
@@ -147,7 +149,7 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
         config: a TOML file, a name in ``search_spaces/`` (``"quick"``), a dict, or a Config.
         budget: candidates to train on the first stage (default: the config's).
         seed: seed of the search (default: the config's ``campaign.seed``).
-        backend: ``"serial"`` or a callable ``backend(tasks, seeds, steps) -> evaluate_fn``.
+        backend: ``"serial"`` or a callable ``backend(tasks, seeds, steps, grid) -> evaluate_fn``.
         run_dir: the run directory (log, lineage, snapshots, hall of fame; :mod:`symopt.search.run_dir`).
         resume: continue the run logged in ``run_dir`` by replaying it (see the module docstring).
         progress: called as ``progress(state, replayed)`` after each training accepted on the search stage.
@@ -167,8 +169,9 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
     log = Log(run_path, config_json(cfg), resume)
     lineage = Lineage(run_path, c.budget)
     try:
-        evaluators = [make(st.tasks, st.seeds or c.seeds, st.steps or None) for st in c.stages]
-        validate = make(c.validation, c.seeds, None) if c.validation else None
+        evaluators = [make(st.tasks, st.seeds or c.seeds, st.steps or None, st.grid) for st in c.stages]
+        # validation: the first stage's learning-rate grid, every seed (no hurdle)
+        validate = make(c.validation, c.seeds, None, Grid(c.stages[0].lr_factors)) if c.validation else None
 
         def on_accept(state: evolution.State) -> None:
             lineage.accepted(state)

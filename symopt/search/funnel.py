@@ -3,7 +3,9 @@
 Stage 1 is the search itself: every trained candidate has a stage-1 fitness.
 For each later stage, the ``promote`` best candidates of the stage before (by
 that stage's fitness, ties to the older candidate) are trained on the stage's
-tasks. Candidates with the very same fitness on a stage trained the same way on
+tasks; from every stage after the first, only candidates that beat AdamW there
+(fitness above 0) move on, or into the hall of fame (the best of the others only
+when none does). Candidates with the very same fitness on a stage trained the same way on
 its tasks (programs that differ only where training never goes: ``max(lr, v)``
 with ``v`` far below ``lr``, say), so only the oldest of them moves on: the
 funnel's places and the hall of fame go to different behaviours. The ``keep``
@@ -51,6 +53,14 @@ def leaders(entries: Sequence[Entry], stage: str, k: int) -> list[Entry]:
     return out
 
 
+def _beating(entries: Sequence[Entry], stage: str, required: bool) -> Sequence[Entry]:
+    """The entries that beat AdamW (fitness > 0) on ``stage`` when ``required`` and any do; else all."""
+    if not required:
+        return entries
+    better = [e for e in entries if e.score(stage) > 0]
+    return better or entries
+
+
 def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate]], keep: int,
         validate: StageEvaluate | None = None, first: str | None = None,
         on_result: Callable[[str, Entry, Any], None] | None = None) -> tuple[list[Entry], dict[str, list[Entry]]]:
@@ -75,10 +85,10 @@ def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate
     entries = list(entries)
     if not entries:
         return [], {}
-    current = first or next(iter(entries[0].fitness))
+    first = current = first or next(iter(entries[0].fitness))
     reached = {current: list(entries)}
     for name, promote, evaluate in stages:
-        moving = leaders(reached[current], current, promote)
+        moving = leaders(_beating(reached[current], current, current != first), current, promote)
         results = evaluate([e.program for e in moving]) if moving else []
         for e, r in zip(moving, results):
             e.fitness[name] = fitness_of(r)
@@ -87,7 +97,7 @@ def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate
                 on_result(name, e, r)
         reached[name] = moving
         current = name
-    hall = leaders(reached[current], current, keep)
+    hall = leaders(_beating(reached[current], current, current != first), current, keep)
     if validate is not None and hall:
         for e, r in zip(hall, validate([e.program for e in hall])):
             e.validation = fitness_of(r)

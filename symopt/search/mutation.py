@@ -5,7 +5,10 @@
 * delete: a random statement goes;
 * modify: in a random statement, one random node changes: a call gets another
   function (same arity where the space has one), a name becomes another
-  in-scope name (or a new constant), a constant is multiplied by 2^N(0, 1).
+  in-scope name (or a new constant), a constant is multiplied by 2^N(0, 1);
+* constant: one of the program's constants, chosen at random, is multiplied by
+  2^N(0, 1) and nothing else changes. Alone (the other weights 0) it is the Lion
+  paper's control: the same budget spent tuning the start program's constants.
 
 :func:`mutate` applies operators until the result is a valid program that
 behaves differently from the parent (its fingerprint differs), as hero's
@@ -175,18 +178,32 @@ def modify(program: Program, space: SearchSpace, rng: np.random.Generator) -> Pr
     return dataclasses.replace(program, body=tuple(body))
 
 
-OPERATORS = {"insert": insert, "delete": delete, "modify": modify}
+def constant(program: Program, space: SearchSpace, rng: np.random.Generator) -> Program | None:
+    """One random constant of the program mutated (None when it has none)."""
+    sites = [(i, path, node) for i, stmt in enumerate(program.body) for path, node in _sites(stmt.value)
+             if isinstance(node, Const)]
+    if not sites:
+        return None
+    index, path, node = sites[rng.integers(len(sites))]
+    body = list(program.body)
+    body[index] = Assign(body[index].target, _replace(body[index].value, path, mutate_constant(node, space, rng)))
+    return dataclasses.replace(program, body=tuple(body))
+
+
+OPERATORS = {"insert": insert, "delete": delete, "modify": modify, "constant": constant}
 
 
 def mutate_once(program: Program, space: SearchSpace, rng: np.random.Generator) -> tuple[str, Program | None]:
     """One operator, chosen by the space's weights (no insertion at the maximum length)."""
     m = space.mutation
+    # "constant" last: with its weight 0 the draw is the one of the three structural operators alone
     weights = np.array([m.insert if len(program.body) < space.max_length else 0.0,
                         m.delete if program.body else 0.0,
-                        m.modify if program.body else 0.0])
+                        m.modify if program.body else 0.0,
+                        m.constant if program.body else 0.0])
     if weights.sum() <= 0:
-        weights = np.array([1.0, 0.0, 0.0])
-    name = ("insert", "delete", "modify")[int(rng.choice(3, p=weights / weights.sum()))]
+        weights = np.array([1.0, 0.0, 0.0, 0.0])
+    name = ("insert", "delete", "modify", "constant")[int(rng.choice(4, p=weights / weights.sum()))]
     return name, OPERATORS[name](program, space, rng)
 
 

@@ -22,6 +22,7 @@ import tomllib
 import typing
 from typing import Any, Mapping
 
+from symopt.evaluation.fitness import DEFAULT_FACTORS, WORST_FITNESS, Grid
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
@@ -57,6 +58,8 @@ class MutationWeights:
     insert: float = _field(1.0, "weight of inserting a statement", nonnegative=True)
     delete: float = _field(1.0, "weight of deleting a statement", nonnegative=True)
     modify: float = _field(1.0, "weight of modifying a statement", nonnegative=True)
+    constant: float = _field(0.0, "weight of mutating one constant alone (the constants-only control: "
+                                  "insert = delete = modify = 0)", nonnegative=True)
     max_tries: int = _field(50, "mutation steps before giving up on a child that is valid and behaves "
                                 "differently from its parent", minimum=1)
 
@@ -87,6 +90,14 @@ class Stage:
                           minimum=1)
     steps: int = _field(0, "training steps per task (0: each task's default)", minimum=0)
     seeds: tuple[int, ...] = _field((), "seeds (empty: campaign.seeds)")
+    lr_factors: tuple[float, ...] = _field(DEFAULT_FACTORS, "learning-rate factors (of each task's AdamW peak) "
+                                           "at which every candidate and AdamW train; each scores at its best")
+    hurdle: float = _field(WORST_FITNESS, "fitness on the first seed below which the other seeds are not trained "
+                                          f"({WORST_FITNESS}: no hurdle)")
+
+    @property
+    def grid(self) -> Grid:
+        return Grid(self.lr_factors, None if self.hurdle <= WORST_FITNESS else self.hurdle)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -307,8 +318,8 @@ def _check_space(space: SearchSpace, source: str) -> None:
     if c.low > c.high:
         raise _error(source, "space.constants.low", f"{c.low} is above space.constants.high = {c.high}")
     m = space.mutation
-    if m.insert + m.delete + m.modify <= 0:
-        raise _error(source, "space.mutation", "the weights insert, delete and modify must not all be 0")
+    if m.insert + m.delete + m.modify + m.constant <= 0:
+        raise _error(source, "space.mutation", "the weights insert, delete, modify and constant must not all be 0")
 
 
 def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -> None:
@@ -321,6 +332,10 @@ def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -
     for i, stage in enumerate(campaign.stages):
         if not stage.tasks:
             raise _error(source, f"campaign.stages[{i}].tasks", "must name at least one task")
+        try:
+            stage.grid
+        except ValueError as e:
+            raise _error(source, f"campaign.stages[{i}].lr_factors", str(e)) from None
         _check_tasks(stage.tasks, f"campaign.stages[{i}].tasks", source, known)
     _check_tasks(campaign.validation, "campaign.validation", source, known)
     names = [stage_name(campaign, i) for i in range(len(campaign.stages))]

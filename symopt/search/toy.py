@@ -138,7 +138,7 @@ class Shuffled:
 
     An asynchronous evaluator (:class:`symopt.search.steady.AsyncEvaluator`) with
     ``width`` candidates in flight, and a batch ``evaluate_fn`` (in order) for the
-    funnel stages; ``backend=lambda t, s, n: Shuffled(t, s, n)`` plugs it into a search.
+    funnel stages; ``backend=lambda t, s, n, grid: Shuffled(t, s, n)`` plugs it into a search.
     """
 
     def __init__(self, tasks: Sequence[str], seeds: Sequence[int] = (0,), steps: int | None = None,

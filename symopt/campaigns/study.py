@@ -1,0 +1,239 @@
+"""``symopt study``: does the search fitness predict unseen tasks, and do the leaders transfer?
+
+Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md``
+(default ``runs/study``); ``--parts`` chooses them:
+
+* ``a`` predictivity: a fixed panel (every baseline program at learning-rate
+  factors 1/3, 1 and 3, and one-mutation mutants of AdamW drawn with a fixed
+  seed), scored on the configuration's search stage and on its validation tasks;
+  the Spearman rank correlation between the two;
+* ``b`` no step-size exploit: AdamW with its rate x1/5 and x5, and the start
+  program, on the search stage (each should score 0 at most);
+* ``c`` transfer: campaigns from the configuration's start with ``--seeds``, and
+  the constants-only control (the same budget mutating only constants) with the
+  same seeds; the hall-of-fame leader's validation fitness against the start's
+  (0 by construction) and the control leader's;
+* ``d`` momentum from SGD: campaigns from SGD on the search stage alone; whether
+  the best program holds momentum (an EMA of g reaching the update,
+  :func:`symopt.search.experiments.momentum_found`);
+* ``f`` cost: seconds per candidate of the fitness (the grid, the seeds, the
+  hurdle) against the one-run fitness of before (factor 1, one seed), over the panel.
+
+This is a benchmark, not a test: it trains for minutes to hours (``--budget``
+shortens the campaigns; the study says what it ran).
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import pathlib
+import time
+
+import numpy as np
+
+PARTS = ("a", "b", "c", "d", "f")
+
+
+def spearman(x, y) -> float:
+    """Spearman's rank correlation (ties get their mean rank)."""
+    def ranks(v):
+        v = np.asarray(v, np.float64)
+        order = np.argsort(v, kind="stable")
+        r = np.empty(len(v))
+        r[order] = np.arange(len(v), dtype=np.float64)
+        for value in np.unique(v):  # ties: mean rank
+            tied = v == value
+            r[tied] = r[tied].mean()
+        return r
+
+    rx, ry = ranks(x), ranks(y)
+    if rx.std() == 0 or ry.std() == 0:
+        return math.nan
+    return float(np.corrcoef(rx, ry)[0, 1])
+
+
+def panel(config, mutants: int = 12, seed: int = 0) -> list[tuple[str, object]]:
+    """(label, program) pairs: the baseline programs at lr factors 1/3, 1, 3, and mutants of AdamW."""
+    from symopt.campaigns.compare import scale_lr
+    from symopt.programs import baselines
+    from symopt.search.mutation import mutate
+    from symopt.search.space import start_program
+
+    out = []
+    for name in baselines.names():
+        if not baselines.is_program(name):
+            continue
+        for label, factor in (("1/3", 1 / 3), ("1", 1.0), ("3", 3.0)):
+            out.append((f"{name} x{label}", scale_lr(baselines.get(name), factor)))
+    start = start_program("adamw", config.space)
+    rng = np.random.default_rng(seed)
+    while len(out) < 3 * sum(baselines.is_program(n) for n in baselines.names()) + mutants:
+        child = mutate(start, config.space, rng).child
+        if child is not None:
+            out.append((f"adamw mutant {len(out)}", child.program))
+    return out
+
+
+def _stage_fitness(programs, stage, seeds, grid):
+    from symopt.evaluation import evaluate
+
+    return evaluate(programs, stage.tasks, seeds=stage.seeds or seeds, steps=stage.steps or None, grid=grid)
+
+
+def part_a(config, out: dict) -> list[str]:
+    from symopt.evaluation import Grid
+
+    c = config.campaign
+    stage = c.stages[0]
+    items = panel(config)
+    search = _stage_fitness([p for _, p in items], stage, c.seeds, stage.grid)
+    valid = _stage_fitness([p for _, p in items], dataclasses.replace(stage, tasks=c.validation, steps=0),
+                           c.seeds, Grid(stage.lr_factors))
+    rows = [{"program": label, "search": s.fitness, "validation": v.fitness, "search_seconds": s.seconds}
+            for (label, _), s, v in zip(items, search, valid)]
+    rho = spearman([r["search"] for r in rows], [r["validation"] for r in rows])
+    out["a"] = {"panel": rows, "spearman": rho, "n": len(rows), "target": 0.6}
+    lines = [f"### (a) predictivity: Spearman {rho:+.3f} over {len(rows)} programs (target >= 0.6)", "",
+             "| program | search fitness | validation fitness |", "|---|---|---|"]
+    lines += [f"| {r['program']} | {r['search']:+.3f} | {r['validation']:+.3f} |" for r in rows]
+    return lines
+
+
+def part_b(config, out: dict) -> list[str]:
+    from symopt.campaigns.compare import scale_lr
+    from symopt.programs import baselines
+    from symopt.search.space import start_program
+
+    c = config.campaign
+    stage = c.stages[0]
+    items = [("AdamW x1/5", scale_lr(baselines.get("adamw"), 0.2)), ("AdamW", baselines.get("adamw")),
+             ("AdamW x5", scale_lr(baselines.get("adamw"), 5.0)), ("start program", start_program(c.start, config.space))]
+    results = _stage_fitness([p for _, p in items], stage, c.seeds, dataclasses.replace(stage.grid, hurdle=None))
+    rows = {label: r.fitness for (label, _), r in zip(items, results)}
+    out["b"] = rows
+    lines = ["### (b) no step-size exploit (search stage; target: at most +0.05, start 0)", "",
+             "| program | search fitness |", "|---|---|"]
+    return lines + [f"| {k} | {v:+.4f} |" for k, v in rows.items()]
+
+
+def _campaign(config, seed: int, budget: int | None, out_dir: pathlib.Path):
+    from symopt.search.campaign import search
+
+    run_dir = out_dir / f"seed{seed}"
+    if (run_dir / "evaluations.jsonl").exists():
+        return search(config, seed=seed, budget=budget, run_dir=run_dir, resume=True)
+    return search(config, seed=seed, budget=budget, run_dir=run_dir)
+
+
+def control(config):
+    """The constants-only control: the same campaign, mutating only the start program's constants."""
+    m = dataclasses.replace(config.space.mutation, insert=0.0, delete=0.0, modify=0.0, constant=1.0)
+    return dataclasses.replace(config, name=config.name + "-control",
+                               space=dataclasses.replace(config.space, mutation=m))
+
+
+def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]:
+    rows = []
+    for seed in seeds:
+        found = _campaign(config, seed, budget, out_dir / "search")
+        ctrl = _campaign(control(config), seed, budget, out_dir / "control")
+        lead, clead = found.hall_of_fame[0], ctrl.hall_of_fame[0]
+        rows.append({"seed": seed, "leader_validation": lead.validation, "start_validation": found.reference.validation,
+                     "control_validation": clead.validation, "leader": str(lead.simplified),
+                     "leader_fitness": lead.fitness, "control": str(clead.simplified),
+                     "seconds": found.seconds, "control_seconds": ctrl.seconds,
+                     "budget": found.config.campaign.budget})
+    beats_start = sum(r["leader_validation"] > r["start_validation"] for r in rows)
+    beats_control = sum(r["leader_validation"] > r["control_validation"] for r in rows)
+    out["c"] = {"runs": rows, "beats_start": beats_start, "beats_control": beats_control}
+    lines = [f"### (c) transfer from {config.campaign.start}: the leader beats the start on validation in "
+             f"{beats_start} of {len(rows)} seeds (target 4 of 5), the constants-only control in {beats_control} "
+             f"(target 3 of 5); budget {rows[0]['budget'] if rows else '-'} each", "",
+             "| seed | leader | start | control leader |", "|---|---|---|---|"]
+    lines += [f"| {r['seed']} | {r['leader_validation']:+.4f} | {r['start_validation']:+.4f} | "
+              f"{r['control_validation']:+.4f} |" for r in rows]
+    for r in rows:
+        lines += ["", f"seed {r['seed']} leader:", "```python", r["leader"], "```"]
+    return lines
+
+
+def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]:
+    from symopt.search.experiments import momentum_found
+
+    c = config.campaign
+    sgd = dataclasses.replace(config, name=config.name + "-sgd", campaign=dataclasses.replace(
+        c, start="sgd", stages=c.stages[:1], validation=(), hall_of_fame=1, budget=budget or 3000))
+    rows = []
+    for seed in seeds:
+        run = _campaign(sgd, seed, None, out_dir / "momentum")
+        rows.append({"seed": seed, "momentum": momentum_found(run.best.program), "best": run.best.fitness,
+                     "start": run.state.start.fitness, "program": str(run.hall_of_fame[0].simplified)})
+    found = sum(r["momentum"] for r in rows)
+    out["d"] = {"runs": rows, "found": found, "budget": sgd.campaign.budget}
+    lines = [f"### (d) momentum from SGD: found in {found} of {len(rows)} seeds within {sgd.campaign.budget} "
+             "trainings (target 4 of 5)", "", "| seed | SGD | best | momentum |", "|---|---|---|---|"]
+    return lines + [f"| {r['seed']} | {r['start']:+.3f} | {r['best']:+.3f} | {r['momentum']} |" for r in rows]
+
+
+def part_f(config, out: dict) -> list[str]:
+    from symopt.evaluation import Grid
+
+    c = config.campaign
+    stage = c.stages[0]
+    programs = [p for _, p in panel(config)]
+    _stage_fitness(programs[:1], stage, c.seeds, stage.grid)  # compile first
+    _stage_fitness(programs[:1], stage, c.seeds[:1], Grid())
+    t0 = time.perf_counter()
+    new = _stage_fitness(programs, stage, c.seeds, stage.grid)
+    t_new = (time.perf_counter() - t0) / len(programs)
+    t0 = time.perf_counter()
+    _stage_fitness(programs, stage, c.seeds[:1], Grid())
+    t_old = (time.perf_counter() - t0) / len(programs)
+    passed = sum(len(r.seeds) > 1 for r in new)
+    out["f"] = {"seconds_new": t_new, "seconds_old": t_old, "ratio": t_new / t_old, "passed_hurdle": passed,
+                "programs": len(programs)}
+    return [f"### (f) cost per candidate on the search stage (one core): {t_new * 1000:.0f} ms with the grid "
+            f"({len(stage.lr_factors)} factors x {len(c.seeds)} seeds, hurdle {stage.hurdle}: {passed} of "
+            f"{len(programs)} panel programs trained every seed) against {t_old * 1000:.0f} ms for one run per "
+            f"task: {t_new / t_old:.1f}x"]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--config", default="quick", help="search configuration (default: quick)")
+    parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="parts to run (default: all)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="campaign seeds of c and d")
+    parser.add_argument("--budget", type=int, default=None, help="trainings per campaign of c (default: the "
+                        "configuration's) and of d (default 3000)")
+    parser.add_argument("--out", default="runs/study", help="output folder (default: runs/study)")
+
+
+def main(args: argparse.Namespace) -> int:
+    from symopt.search.space import load
+
+    config = load(args.config)
+    out_dir = pathlib.Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    path = out_dir / "study.json"
+    out = json.loads(path.read_text()) if path.exists() else {}
+    md = [f"## symopt study ({args.config})", ""]
+    t0 = time.perf_counter()
+    for part in args.parts:
+        if part == "a":
+            lines = part_a(config, out)
+        elif part == "b":
+            lines = part_b(config, out)
+        elif part == "c":
+            lines = part_c(config, args.seeds, args.budget, out_dir, out)
+        elif part == "d":
+            lines = part_d(config, args.seeds, args.budget, out_dir, out)
+        else:
+            lines = part_f(config, out)
+        md += lines + [""]
+        print("\n".join(lines[:1] if part == "a" else lines), flush=True)
+        path.write_text(json.dumps(out, indent=2))
+    md.append(f"({time.perf_counter() - t0:.0f} s)")
+    (out_dir / f"study-{'-'.join(args.parts)}.md").write_text("\n".join(md) + "\n")
+    return 0
