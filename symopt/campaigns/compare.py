@@ -212,5 +212,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"final eval loss at the best learning rate (grid: task AdamW lr x {{{grid}}}; {steps}; "
           f"seeds {' '.join(map(str, args.seeds))})\n")
     print(table(labels, tasks, cells))
-    print("\nfitness: mean log(L_AdamW / L) at the chosen lr, AdamW at the task's lr (0 = AdamW, higher is better)")
+    print("\nlast column: mean log(L_AdamW / L) at the chosen lr, AdamW at the same lr (0 = AdamW, higher is better)")
     return 0

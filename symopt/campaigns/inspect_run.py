@@ -130,7 +130,8 @@ def table(data: dict, brief: bool = False, lineage: dict[int, dict] | None = Non
                 plural = "s" if steps != 1 else ""
                 out.append(f"      lineage ({steps} mutation{plural}): " + " > ".join(map(str, chain)))
             out.append("")
-    note = ("fitness: mean log(L_AdamW / L) on the final eval loss (0 = AdamW, higher is better); "
+    note = ("fitness: mean over tasks of the gain in log eval loss over AdamW, each at its best learning rate, "
+            "in units of AdamW's own progress on the task (0 = AdamW, higher is better); "
             "state: optimizer memory per parameter in float32")
     return "\n".join(out).rstrip("\n") + "\n\n" + note
 

@@ -247,7 +247,7 @@ def plot_fitness(records: Sequence[dict], stage: str, path: pathlib.Path) -> Non
         ax.axhline(start, color="tab:orange", ls="--", lw=1.2, label=f"start program (id 0): {start:+.3f}")
     ax.set_ylim(bottom, top)
     ax.set_xlabel(f"candidates trained on stage {stage!r}")
-    ax.set_ylabel("fitness  (mean log(L_AdamW / L); higher is better)")
+    ax.set_ylabel("fitness  (0 = AdamW, each at its best lr; higher is better)")
     ax.set_title(f"search stage {stage!r}: best {best[-1]:+.3f} after {len(fitness)} candidates")
     ax.grid(alpha=0.3)
     ax.legend(loc="lower right")

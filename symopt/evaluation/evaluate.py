@@ -24,7 +24,7 @@ import dataclasses
 import numbers
 import threading
 import time
-from typing import Iterable, Sequence
+from typing import Any, Iterable, NamedTuple, Sequence
 
 import jax
 import numpy as np
@@ -296,6 +296,17 @@ def _tasks(tasks) -> list:
 # -- training ---------------------------------------------------------------------------------------
 
 
+class _Plan(NamedTuple):
+    """How one task is trained in a call of :func:`evaluate`."""
+
+    task: Any
+    it: Interpreter
+    steps: int
+    chunks: tuple[int, ...]  # chunk lengths
+    rates: dict[float, np.ndarray]  # factor -> learning rate of each step
+    chunk: int  # the chunk length asked for (part of the reference's cache key)
+
+
 @dataclasses.dataclass
 class _Outcome:
     curve: list = dataclasses.field(default_factory=list)
@@ -324,8 +335,7 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
             it.init(seed)
             initial_eval_loss(task, seed)
         references(task, seeds, n_steps, factors, chunk)
-        rates = {f: task.learning_rates(f, n_steps) for f in factors}
-        plans.append((task, it, n_steps, plan, rates, chunk))
+        plans.append(_Plan(task, it, n_steps, plan, {f: task.learning_rates(f, n_steps) for f in factors}, chunk))
 
     started = time.perf_counter()
     outcomes: dict[tuple[int, str, int, float], _Outcome] = {}  # (program, task, seed, factor)
@@ -338,18 +348,18 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
         if not active or not phase_seeds:
             continue
         progs = [lowered[j] for j in active]
-        for task, it, n_steps, plan, rates, _ in plans:
+        for plan in plans:
             for seed in phase_seeds:
                 over = bool(outcomes) and time_limit is not None and time.perf_counter() - started > time_limit
                 if over:  # the limit is checked between chunks: the first chunk always runs
                     group = [_Outcome(timed_out=True) for _ in progs for _ in factors]
                 else:
-                    group = _train(it, [p for p in progs for _ in factors], [rates[f] for _ in progs for f in factors],
-                                   [seed] * (len(progs) * len(factors)), bucket, width, slot_mode, plan, started,
-                                   time_limit)
+                    group = _train(plan.it, [p for p in progs for _ in factors],
+                                   [plan.rates[f] for _ in progs for f in factors], [seed] * (len(progs) * len(factors)),
+                                   bucket, width, slot_mode, plan.chunks, started, time_limit)
                 for n, j in enumerate(active):
                     for m, f in enumerate(factors):
-                        outcomes[j, task.name, seed, f] = group[n * len(factors) + m]
+                        outcomes[j, plan.task.name, seed, f] = group[n * len(factors) + m]
     seconds = (time.perf_counter() - started) / len(lowered)
 
     results = []
@@ -365,14 +375,14 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
 def _runs(j: int, plans, seeds, factors, outcomes) -> list[Run]:
     """Program ``j``'s runs, from the outcomes of its training."""
     runs = []
-    for task, _, n_steps, _, _, chunk in plans:
+    for plan in plans:
         for seed in seeds:
             for f in factors:
-                o = outcomes[j, task.name, seed, f]
+                o = outcomes[j, plan.task.name, seed, f]
                 curve = np.concatenate(o.curve) if o.curve else np.zeros(0, np.float32)
                 eval_loss = float("nan") if o.diverged or o.timed_out else o.eval_loss
-                ref = reference(task, seed, n_steps, f, chunk, factors)
-                runs.append(Run(task=task.name, seed=seed, steps=n_steps, losses=curve, eval_loss=eval_loss,
+                ref = reference(plan.task, seed, plan.steps, f, plan.chunk, factors)
+                runs.append(Run(task=plan.task.name, seed=seed, steps=plan.steps, losses=curve, eval_loss=eval_loss,
                                 reference_eval_loss=ref, score=fit.score(eval_loss, ref), diverged=o.diverged,
                                 timed_out=o.timed_out, factor=f))
     return runs
@@ -381,10 +391,10 @@ def _runs(j: int, plans, seeds, factors, outcomes) -> list[Run]:
 def _scores(runs: Sequence[Run], plans, seeds, factors) -> dict[str, float]:
     """Each task's score (:func:`symopt.evaluation.fitness.task_score`) from a program's runs."""
     out = {}
-    for task, _, n_steps, _, _, chunk in plans:
-        losses = {(r.factor, r.seed): r.eval_loss for r in runs if r.task == task.name}
-        ref = references(task, seeds, n_steps, factors, chunk)
-        out[task.name] = fit.task_score(losses, ref, {s: initial_eval_loss(task, s) for s in seeds})
+    for plan in plans:
+        losses = {(r.factor, r.seed): r.eval_loss for r in runs if r.task == plan.task.name}
+        ref = references(plan.task, seeds, plan.steps, factors, plan.chunk)
+        out[plan.task.name] = fit.task_score(losses, ref, {s: initial_eval_loss(plan.task, s) for s in seeds})
     return out
 
 
