@@ -37,7 +37,9 @@ def write_hall_of_fame(run_dir, campaign) -> None:
 @pytest.fixture(scope="module")
 def toy_run(tmp_path_factory):
     run_dir = tmp_path_factory.mktemp("report") / "run"
-    campaign = search(toy.campaign(budget=30), run_dir=run_dir, seed=0)
+    config = toy.campaign(budget=30)
+    config["campaign"]["check_interval"] = 10  # funnel checks at 10 and 20 trainings: meta_validation.json
+    campaign = search(config, run_dir=run_dir, seed=0)
     write_hall_of_fame(run_dir, campaign)
     return run_dir, campaign
 
@@ -48,10 +50,11 @@ def test_report_on_a_toy_run(toy_run, tmp_path, capsys):
     assert run_report(str(run_dir), "-o", str(out)) == 0
     printed = capsys.readouterr().out
     assert "toy tasks have no loss curves" in printed and "toy_quadratic_noisy" in printed
-    for name in ("fitness.png", "pareto.png"):
+    for name in ("fitness.png", "meta_validation.png", "pareto.png"):
         assert_png(out / name)
         assert f"wrote {out / name}" in printed
     assert not (out / "curves.png").exists()
+    assert [p["trained"] for p in report.read_run(run_dir).meta_validation] == [10, 20, 30]
     md = (out / "report.md").read_text()
     assert str(campaign.hall_of_fame[0].simplified).splitlines()[-1].strip() in md
     assert "| memory (B/param) | fitness | id |" in md
@@ -214,3 +217,15 @@ def test_errors_name_the_problem(tmp_path, capsys, case, expected):
     if case in ("missing dir", "missing log", "corrupt log"):
         assert str(argv[0]) in err
     assert not (run_dir / "report").exists()
+
+
+@pytest.mark.parametrize("content", ["{not json", '{"trained": 3}', '[{"trained": "ten"}]'])
+def test_a_bad_meta_validation_file_is_one_line_naming_it(toy_run, tmp_path, capsys, content):
+    import shutil
+
+    run_dir = tmp_path / "run"
+    shutil.copytree(toy_run[0], run_dir)
+    (run_dir / "meta_validation.json").write_text(content)
+    assert run_report(str(run_dir), "-o", str(tmp_path / "out")) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "meta_validation.json" in err and "fix or delete it" in err

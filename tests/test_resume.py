@@ -321,3 +321,31 @@ def test_progress_line_on_a_terminal(tmp_path):
     for field in ("eval/s", "best ", "cache hits", "workers serial"):
         assert field in last
     assert "campaign tiny: 300 trained" in text
+
+
+def test_funnel_checks_during_the_search_replay_to_the_same_curve(tmp_path):
+    config = toy.campaign()
+    config["campaign"]["check_interval"] = 10
+    ref_dir, cut_dir = tmp_path / "ref", tmp_path / "cut"
+    ref = search(config, seed=1, run_dir=ref_dir)
+    curve = json.loads((ref_dir / "meta_validation.json").read_text())
+    assert [p["trained"] for p in curve] == [10, 20, 30, 40]
+    for key in ("small", "large", "best_validation"):
+        values = [p[key] for p in curve]
+        assert values == sorted(values)  # best so far
+    assert curve[-1]["pick"] in {e.id for e in ref.hall_of_fame}
+    lines = (ref_dir / "evaluations.jsonl").read_text().splitlines(keepends=True)
+    records = [json.loads(x) for x in lines]
+    for stage in ("large", "validation"):  # the checks never train a candidate twice on a stage
+        ids = [r["id"] for r in records if r["stage"] == stage]
+        assert len(ids) == len(set(ids))
+    first_check = next(i for i, r in enumerate(records) if r["stage"] == "large")
+    assert sum(r["stage"] == "small" for r in records[:first_check]) == 10  # the check ran at 10 trainings
+    cut = first_check + 2  # killed inside the first check
+    cut_dir.mkdir()
+    shutil.copy(ref_dir / "config.json", cut_dir)
+    (cut_dir / "evaluations.jsonl").write_text("".join(lines[:cut]))
+    resumed = search(config, seed=1, run_dir=cut_dir, resume=True)
+    _same(ref, resumed)
+    assert json.loads((cut_dir / "meta_validation.json").read_text()) == curve
+    assert (cut_dir / "evaluations.jsonl").read_text() == "".join(lines)

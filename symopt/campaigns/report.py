@@ -5,6 +5,10 @@ Writes into ``RUN/report`` (or ``-o DIR``):
 * ``fitness.png``: best fitness so far over the candidates trained on the search
   stage (the first stage of ``evaluations.jsonl``), every candidate as a faint dot,
   and the start program (id 0) as a horizontal line.
+* ``meta_validation.png`` (when the run has ``meta_validation.json``): the Lion
+  paper's meta-validation curve, after each funnel check of the search (every
+  ``campaign.check_interval`` trainings and at the end): the best so far on each
+  stage, and on validation the funnel's pick and the best of any candidate.
 * ``curves.png``: training loss of the hall-of-fame winner, AdamW and Lion on each
   (proxy) task, each at its best learning rate on a grid of factors of the task's
   AdamW rate (``--lrs``; Lion wants a smaller rate than AdamW). Needs
@@ -68,6 +72,7 @@ class RunData:
     records: list[dict]
     config: dict | None
     hall_of_fame: dict | None
+    meta_validation: list[dict] | None = None  # meta_validation.json: the funnel checks, in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -81,7 +86,7 @@ class Point:
 
 def read_run(run: str | pathlib.Path) -> RunData:
     """Load ``evaluations.jsonl``, ``config.json`` (optional) and ``hall_of_fame.json`` (optional). Raises RunError."""
-    from symopt.search.run_dir import CONFIG_NAME, LOG_NAME, read_log
+    from symopt.search.run_dir import CONFIG_NAME, LOG_NAME, META_VALIDATION_NAME, read_log
 
     path = pathlib.Path(run)
     if not path.exists():
@@ -106,7 +111,17 @@ def read_run(run: str | pathlib.Path) -> RunData:
         if not isinstance(config, dict):
             raise RunError(f"{path / CONFIG_NAME}: expected a JSON object; fix or delete it")
     hof = load_run(path) if (path / "hall_of_fame.json").is_file() else None
-    return RunData(path, records, config, hof)
+    curve = None
+    if (path / META_VALIDATION_NAME).is_file():
+        try:
+            curve = json.loads((path / META_VALIDATION_NAME).read_text(encoding="utf-8"))
+        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+            raise RunError(f"{path / META_VALIDATION_NAME}: not valid JSON ({e}); fix or delete it") from None
+        if not isinstance(curve, list) or not all(isinstance(p, dict) and isinstance(p.get("trained"), int)
+                                                  for p in curve):
+            raise RunError(f"{path / META_VALIDATION_NAME}: expected a list of objects with 'trained'; "
+                           "fix or delete it")
+    return RunData(path, records, config, hof, curve)
 
 
 def first_stage(run: RunData) -> str:
@@ -254,6 +269,29 @@ def plot_fitness(records: Sequence[dict], stage: str, path: pathlib.Path) -> Non
     fig.savefig(path, dpi=120)
 
 
+def plot_meta_validation(curve: Sequence[dict], stages: Sequence[str], path: pathlib.Path) -> None:
+    """The Lion paper's meta-validation curve: after each funnel check, the best so far on each stage and,
+    on validation, the funnel's pick (the best on the last stage) and the best validated candidate."""
+    fig = _figure(8, 4.5)
+    ax = fig.add_subplot()
+    n = [p["trained"] for p in curve]
+
+    def series(key):
+        return [np.nan if p.get(key) is None else float(p[key]) for p in curve]
+
+    for key in stages:
+        ax.plot(n, series(key), marker="o", lw=1.2, label=f"best on {key!r}")
+    ax.plot(n, series("pick_validation"), marker="s", lw=2, color="black", label="validation of the funnel's pick")
+    ax.plot(n, series("best_validation"), ls=":", color="black", label="best validation of any candidate")
+    ax.axhline(0.0, color="tab:orange", ls="--", lw=1, label="AdamW (the start)")
+    ax.set_xlabel("candidates trained on the search stage")
+    ax.set_ylabel("fitness  (0 = AdamW; higher is better)")
+    ax.set_title("meta-validation: the funnel's checks during the search")
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=8, loc="lower right")
+    fig.savefig(path, dpi=120)
+
+
 def plot_pareto(pts: Sequence[Point], front: Sequence[Point], hall: Sequence[Point], stage: str,
                 path: pathlib.Path) -> None:
     """Fitness against state memory: every candidate (jittered), the front as a step line, the hall of fame."""
@@ -325,7 +363,7 @@ def plot_curves(curves: dict[str, dict[str, Curve]], rank: int, path: pathlib.Pa
             ax.set_ylim(*((lo / 1.5, hi * 3) if positive else (lo - 0.1 * (hi - lo), hi + 0.5 * (hi - lo))))
         task_lr = proxy_tasks.get(task).learning_rate
         steps = max(c.run.steps for c in runs.values())
-        ax.set_title(f"{task}: lr {task_lr:g}, {steps} steps", fontsize=10)
+        ax.set_title(f"{task}: peak lr {task_lr:g} (warm-up, cosine), {steps} steps", fontsize=10)
         ax.set_xlabel("step")
         ax.set_ylabel("train loss")
         ax.grid(alpha=0.3, which="both")
@@ -343,6 +381,7 @@ def summary(written: Sequence[pathlib.Path], winner_text: str | None, rank: int,
             notes: Sequence[str]) -> str:
     """``report.md``: the figures, the winner's simplified program and the Pareto front."""
     about = {"fitness.png": "best fitness so far over the candidates trained on the search stage",
+             "meta_validation.png": "after each funnel check: the best so far on each stage and on validation",
              "curves.png": "training loss of the winner against AdamW and Lion on each task",
              "pareto.png": "fitness against optimizer-state memory, with the Pareto front"}
     lines = ["# Run report", ""]
@@ -385,6 +424,11 @@ def main(args: argparse.Namespace) -> int:
 
     plot_fitness(records, stage, out / "fitness.png")
     written.append(out / "fitness.png")
+    if run.meta_validation:
+        stages = [k for k in run.meta_validation[-1]
+                  if k not in ("trained", "pick", "pick_validation", "best_validation")]
+        plot_meta_validation(run.meta_validation, stages, out / "meta_validation.png")
+        written.append(out / "meta_validation.png")
 
     if run.hall_of_fame is None:
         notes.append(f"no hall_of_fame.json in {run.path} (written by `symopt search --run-dir`): "

@@ -61,7 +61,7 @@ def run(task_name: str = DEFAULT_TASK, program_names=DEFAULT_PROGRAMS, repeats: 
     jit_s, jit_compile_s, native = [], [], []
     for p in programs:
         t0 = time.perf_counter()
-        compiled = training_run(task, to_optax(p, task.learning_rate)).lower(key).compile()
+        compiled = training_run(task, to_optax(p, task.schedule())).lower(key).compile()
         t1 = time.perf_counter()
         jax.block_until_ready(compiled(key))
         t2 = time.perf_counter()

@@ -49,7 +49,7 @@ from symopt.evaluation.fitness import Grid
 from symopt.programs.program import Program
 from symopt.search import evolution, funnel, steady, toy
 from symopt.search.dedup import Stats
-from symopt.search.run_dir import Lineage, Log, config_json, write_hall_of_fame
+from symopt.search.run_dir import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
 from symopt.search.space import Config, load, stage_name, start_program
 from symopt.symbolic.simplify import eliminate_dead_code, simplify
 
@@ -102,6 +102,22 @@ class Campaign:
             lines.append(f"#{rank} id {e.id}: {_scores(e)}")
             lines += ["    " + line for line in str(e.simplified).splitlines()]
         return "\n".join(lines)
+
+
+def meta_validation_point(trained: int, best: float, stages: Sequence[str], entries) -> dict:
+    """One point of the meta-validation curve (the Lion paper's): after ``trained`` trainings, the best
+    fitness on each stage so far, and on validation the funnel's pick (the best on the last stage that
+    was validated) and the best of any candidate validated."""
+    entries = list(entries)
+    point: dict[str, Any] = {"trained": trained, stages[0]: best}
+    for stage in stages[1:]:
+        point[stage] = max((e.fitness[stage] for e in entries if stage in e.fitness), default=None)
+    validated = [e for e in entries if e.validation is not None]
+    pick = max(validated, key=lambda e: (e.score(stages[-1]), -e.id), default=None)
+    point["pick"] = pick.id if pick else None
+    point["pick_validation"] = pick.validation if pick else None
+    point["best_validation"] = max((e.validation for e in validated), default=None)
+    return point
 
 
 def _scores(e: HallOfFameEntry) -> str:
@@ -173,8 +189,34 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
         # validation: the first stage's learning-rate grid, every seed (no hurdle)
         validate = make(c.validation, c.seeds, None, Grid(c.stages[0].lr_factors)) if c.validation else None
 
+        def on_result(stage: str, entry: funnel.Entry, result) -> None:
+            log.write(entry.id, None, entry.program, result, stage)
+
+        def trimmed(evaluate):  # train the dead-code-free program: same behaviour, fewer statements
+            return lambda programs: evaluate([eliminate_dead_code(p) for p in programs])
+
+        stages = [(names[i], st.promote, trimmed(log.replaying(names[i], evaluators[i])))
+                  for i, st in enumerate(c.stages[1:], 1)]
+        validate_fn = trimmed(log.replaying("validation", validate)) if validate else None
+        entries: dict[int, funnel.Entry] = {}  # everything the funnel has scored, kept across checks
+        curve: list[dict] = []
+
+        def check(state: evolution.State) -> list[funnel.Entry]:
+            """The funnel on the leaders so far (what earlier checks scored is kept); a point of the curve."""
+            for r in state.records.values():
+                entries.setdefault(r.id, funnel.Entry(r.id, r.program, {names[0]: r.fitness}))
+            hall, _ = funnel.run(list(entries.values()), stages, c.hall_of_fame, validate_fn, first=names[0],
+                                 on_result=on_result)
+            curve.append(meta_validation_point(state.stats.evaluated, state.best.fitness, names, entries.values()))
+            if run_path is not None:
+                write_meta_validation(run_path, curve)
+            return hall
+
         def on_accept(state: evolution.State) -> None:
             lineage.accepted(state)
+            n = state.stats.evaluated
+            if c.check_interval and n % c.check_interval == 0 and n < c.budget and (not curve or curve[-1]["trained"] < n):
+                check(state)
             if progress:
                 progress(state, log.replayed)
 
@@ -189,19 +231,7 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
         lineage.accepted(state, final=True)
         if progress:
             progress(state, log.replayed)
-
-        def on_result(stage: str, entry: funnel.Entry, result) -> None:
-            log.write(entry.id, None, entry.program, result, stage)
-
-        def trimmed(evaluate):  # train the dead-code-free program: same behaviour, fewer statements
-            return lambda programs: evaluate([eliminate_dead_code(p) for p in programs])
-
-        entries = [funnel.Entry(r.id, r.program, {names[0]: r.fitness}) for r in state.records.values()]
-        stages = [(names[i], st.promote, trimmed(log.replaying(names[i], evaluators[i])))
-                  for i, st in enumerate(c.stages[1:], 1)]
-        hall, _ = funnel.run(entries, stages, c.hall_of_fame,
-                             trimmed(log.replaying("validation", validate)) if validate else None,
-                             first=names[0], on_result=on_result)
+        hall = check(state)
         reference = funnel.Entry(0, start, {names[0]: state.start.fitness})
         for i in range(1, len(c.stages)):
             reference.fitness[names[i]] = evolution.fitness_of(evaluators[i]([start])[0])

@@ -67,7 +67,8 @@ def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate
     """Push ``entries`` (scored on the first stage) through the later ``stages``.
 
     Args:
-        entries: candidates with ``fitness[first]`` set.
+        entries: candidates with ``fitness[first]`` set; a stage's or validation's fitness that
+            an entry already has (from an earlier pass) is kept, not trained again.
         stages: ``(name, promote, evaluate)`` for each stage after the first;
             ``evaluate(programs)`` returns results (numbers or with ``.fitness``).
         keep: the hall-of-fame size.
@@ -89,8 +90,9 @@ def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate
     reached = {current: list(entries)}
     for name, promote, evaluate in stages:
         moving = leaders(_beating(reached[current], current, current != first), current, promote)
-        results = evaluate([e.program for e in moving]) if moving else []
-        for e, r in zip(moving, results):
+        todo = [e for e in moving if name not in e.fitness]  # scored there before (an earlier check): kept
+        results = evaluate([e.program for e in todo]) if todo else []
+        for e, r in zip(todo, results):
             e.fitness[name] = fitness_of(r)
             e.results[name] = r
             if on_result:
@@ -99,7 +101,8 @@ def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate
         current = name
     hall = leaders(_beating(reached[current], current, current != first), current, keep)
     if validate is not None and hall:
-        for e, r in zip(hall, validate([e.program for e in hall])):
+        todo = [e for e in hall if e.validation is None]
+        for e, r in zip(todo, validate([e.program for e in todo]) if todo else []):
             e.validation = fitness_of(r)
             e.results["validation"] = r
             if on_result:

@@ -213,6 +213,7 @@ def _without_budget(config: dict) -> dict:
 LINEAGE_NAME = "lineage.jsonl"
 SNAPSHOT_DIR = "populations"
 HALL_OF_FAME_NAME = "hall_of_fame.json"
+META_VALIDATION_NAME = "meta_validation.json"
 SNAPSHOTS = 20
 """Population snapshots per search stage (one every budget/20 trainings, and the last)."""
 
@@ -301,6 +302,13 @@ def ancestry(lineage: dict[int, dict], id: int) -> list[int]:
         chain.append(current)
         current = lineage.get(current, {}).get("parent")
     return chain[::-1]
+
+
+def write_meta_validation(run_dir: pathlib.Path, curve: list[dict]) -> pathlib.Path:
+    """meta_validation.json: after each funnel check, the best so far on every stage and on validation."""
+    path = run_dir / META_VALIDATION_NAME
+    _atomic_write(path, json.dumps(curve, indent=1))
+    return path
 
 
 def write_hall_of_fame(run_dir: pathlib.Path, campaign: Any) -> pathlib.Path:

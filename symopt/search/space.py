@@ -140,6 +140,8 @@ class CampaignConfig:
     stages: tuple[Stage, ...] = _field((), "funnel stages; the first is the search fitness", nonempty=True)
     validation: tuple[str, ...] = _field((), "held-out tasks that rank the hall of fame", tasks=True)
     hall_of_fame: int = _field(5, "programs kept and scored on the validation tasks", minimum=1)
+    check_interval: int = _field(0, "trainings between funnel checks during the search: the leaders so far go "
+                                    "through the later stages and validation (0: only at the end)", minimum=0)
     simplify_timeout: float = _field(5.0, "seconds of SymPy per hall-of-fame program", positive=True)
 
 
