@@ -31,7 +31,7 @@ import json
 import math
 import pathlib
 import sys
-from typing import Sequence
+from typing import Any, Callable, Sequence
 
 import numpy as np
 
@@ -84,6 +84,19 @@ class Point:
     fitness: float
 
 
+def _optional_json(path: pathlib.Path, valid: Callable[[Any], bool], expected: str):
+    """The JSON in ``path``, or None when there is no such file. Raises RunError on bad content."""
+    if not path.is_file():
+        return None
+    try:
+        value = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise RunError(f"{path}: not valid JSON ({e}); fix or delete it") from None
+    if not valid(value):
+        raise RunError(f"{path}: expected {expected}; fix or delete it")
+    return value
+
+
 def read_run(run: str | pathlib.Path) -> RunData:
     """Load ``evaluations.jsonl``, ``config.json`` (optional) and ``hall_of_fame.json`` (optional). Raises RunError."""
     from symopt.search.run_dir import CONFIG_NAME, LOG_NAME, META_VALIDATION_NAME, read_log
@@ -102,25 +115,10 @@ def read_run(run: str | pathlib.Path) -> RunData:
         raise RunError(str(e) if str(log) in str(e) else f"{log}: {e}") from None
     if not records:
         raise RunError(f"{log} is empty: the search trained nothing yet")
-    config = None
-    if (path / CONFIG_NAME).is_file():
-        try:
-            config = json.loads((path / CONFIG_NAME).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RunError(f"{path / CONFIG_NAME}: not valid JSON ({e}); fix or delete it") from None
-        if not isinstance(config, dict):
-            raise RunError(f"{path / CONFIG_NAME}: expected a JSON object; fix or delete it")
+    config = _optional_json(path / CONFIG_NAME, lambda v: isinstance(v, dict), "a JSON object")
     hof = load_run(path) if (path / "hall_of_fame.json").is_file() else None
-    curve = None
-    if (path / META_VALIDATION_NAME).is_file():
-        try:
-            curve = json.loads((path / META_VALIDATION_NAME).read_text(encoding="utf-8"))
-        except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-            raise RunError(f"{path / META_VALIDATION_NAME}: not valid JSON ({e}); fix or delete it") from None
-        if not isinstance(curve, list) or not all(isinstance(p, dict) and isinstance(p.get("trained"), int)
-                                                  for p in curve):
-            raise RunError(f"{path / META_VALIDATION_NAME}: expected a list of objects with 'trained'; "
-                           "fix or delete it")
+    curve = _optional_json(path / META_VALIDATION_NAME, lambda v: isinstance(v, list) and all(
+        isinstance(p, dict) and isinstance(p.get("trained"), int) for p in v), "a list of objects with 'trained'")
     return RunData(path, records, config, hof, curve)
 
 
