@@ -15,7 +15,7 @@ Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md
   (0 by construction) and the control leader's;
 * ``d`` momentum from SGD: campaigns from SGD on the search stage alone; whether
   the best program holds momentum (an EMA of g reaching the update,
-  :func:`symopt.search.experiments.momentum_found`);
+  :func:`symopt.search.momentum.momentum_found`);
 * ``f`` cost: seconds per candidate of the fitness (the grid, the seeds, the
   hurdle) against the one-run fitness of before (factor 1, one seed), over the panel.
 
@@ -161,7 +161,7 @@ def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
 
 
 def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]:
-    from symopt.search.experiments import momentum_found
+    from symopt.search.momentum import momentum_found
 
     c = config.campaign
     sgd = dataclasses.replace(config, name=config.name + "-sgd", campaign=dataclasses.replace(

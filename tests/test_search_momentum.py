@@ -1,9 +1,9 @@
-"""The momentum detector of the experiments: judged by behaviour on two steps, not by text."""
+"""The momentum detector of the study: judged by behaviour on two steps, not by text."""
 
 import pytest
 
 from symopt.programs import baselines, parse
-from symopt.search.experiments import ema_slots, has_momentum, momentum_found
+from symopt.search.momentum import ema_slots, has_momentum, momentum_found
 
 
 @pytest.mark.parametrize("name, expected", [

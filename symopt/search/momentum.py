@@ -1,0 +1,76 @@
+"""Does a program hold momentum? The detector of the study's part (d) (``symopt study --parts d``).
+
+Momentum (:func:`momentum_found`) is an EMA of the gradient in a state slot,
+``s <- a * s + b * g`` with 0 < a < 1 (:func:`ema_slots`, on the SymPy form),
+that moves the update along the gradient. The second part is judged by
+behaviour, not by text: :func:`has_momentum` runs the
+program two steps from a zero state with gradients ``+d`` then ``g2`` and
+``-d`` then ``g2``; the update of the second step moves with ``d`` (positive
+correlation) only if a state slot carried the first gradient into it. A
+second-moment accumulator alone (``v`` from ``g * g``) cannot do that, as
+``(+d)^2 = (-d)^2``. "Moves with" means a correlation above 0.1 between the
+change of the update and ``d`` over 4,096 entries (Lion's sign of a 0.99-EMA
+passes with about 0.3; chance correlations are about 0.016).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from symopt.programs.execute import run
+from symopt.programs.functions import FlatSpace
+from symopt.programs.program import Program
+
+
+def has_momentum(program: Program, threshold: float = 0.1) -> bool:
+    """Whether the update carries the previous gradient forward, in its direction (see module docstring)."""
+    rng = np.random.default_rng(0)
+    n = 4096  # many independent entries: a chance correlation is about 1/64, far below the threshold
+    d, g2, w = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n)
+    space = FlatSpace(np)
+    roles = {r: program.arg_for(r) for r in ("weight", "grad", "lr", "step")}
+
+    def second_update(first_grad):
+        state = {s: np.zeros(n) for s in program.state_args}
+        update = None
+        for t, g in ((1.0, first_grad), (2.0, g2)):
+            inputs = dict(state)
+            for role, value in (("weight", w), ("grad", g), ("lr", np.float64(0.01)), ("step", np.float64(t))):
+                if roles[role]:
+                    inputs[roles[role]] = value
+            update, *new = run(program, space, inputs)
+            state = {s: np.broadcast_to(np.asarray(v, np.float64), (n,)) for s, v in zip(program.state_args, new)}
+        return np.broadcast_to(np.asarray(update, np.float64), (n,))
+
+    with np.errstate(all="ignore"):
+        diff = second_update(d) - second_update(-d)
+    if not np.all(np.isfinite(diff)) or not np.any(diff):
+        return False
+    return float(diff @ d / (np.linalg.norm(diff) * np.linalg.norm(d))) > threshold
+
+
+def ema_slots(program: Program) -> list[str]:
+    """Live state slots that hold an EMA of the gradient: ``s <- a * s + b * g``, constants 0 < a < 1, b != 0."""
+    import sympy as sp
+
+    from symopt.symbolic.simplify import live_states, to_sympy_outputs
+
+    grad = program.arg_for("grad")
+    if grad is None:
+        return []
+    outputs = to_sympy_outputs(program, guard="value")
+    found = []
+    for slot in live_states(program):
+        expr = sp.expand(outputs[slot])
+        s, g = sp.Symbol(slot, real=True), sp.Symbol(grad, real=True)
+        a, b = expr.coeff(s), expr.coeff(g)
+        if (a.is_number and b.is_number and sp.simplify(expr - a * s - b * g) == 0
+                and 0 < float(a) < 1 and float(b) != 0):
+            found.append(slot)
+    return found
+
+
+def momentum_found(program: Program) -> bool:
+    """Momentum as the issue means it: an EMA of the gradient (:func:`ema_slots`) that moves the update
+    in the gradient's direction (:func:`has_momentum`)."""
+    return bool(ema_slots(program)) and has_momentum(program)
