@@ -286,7 +286,7 @@ def plot_meta_validation(curve: Sequence[dict], stages: Sequence[str], path: pat
     ax.set_ylabel("fitness  (0 = AdamW; higher is better)")
     ax.set_title("meta-validation: the funnel's checks during the search")
     ax.grid(alpha=0.3)
-    ax.legend(fontsize=8, loc="lower right")
+    ax.legend(fontsize=8, loc="best")
     fig.savefig(path, dpi=120)
 
 
