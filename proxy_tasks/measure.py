@@ -1,11 +1,17 @@
 """Measure what one AdamW training run of each proxy task costs on one CPU core.
 
     taskset -c 0 python -m proxy_tasks.measure [NAME ...]
+    python -m proxy_tasks.measure --tune [NAME ...]
 
 Compile: lowering and compiling `training_run` once. Run: the fastest of 5 calls of the
 compiled run (default steps, seeds 0..4), run time only; the fastest, because other
 processes on a shared machine only ever add time. Prints the table of the package
 docstring and the `cost=` values of the registry.
+
+`--tune` prints the sweep behind the registry's learning rates: AdamW on the task's
+schedule at `TUNE_FACTORS` times its peak, the geometric mean final eval loss over
+seeds 0-2 at each factor, and the best factor (a tuned peak has it near 1, inside the
+search's grid 1/3 .. 3).
 """
 
 from __future__ import annotations
@@ -38,7 +44,31 @@ def measure(name: str, repeats: int = 5) -> dict:
                 lr=task.learning_rate, compile_s=compile_s, run_s=min(times))
 
 
+TUNE_FACTORS = (0.5, 1, 2, 3, 4, 6, 9, 13)
+
+
+def tune(name: str, factors=TUNE_FACTORS, seeds=(0, 1, 2)) -> dict[float, float]:
+    """Factor of the peak -> geometric mean final eval loss of AdamW over ``seeds`` (inf if any diverged)."""
+    import numpy as np
+
+    task = proxy_tasks.get(name)
+    out = {}
+    for f in factors:
+        run = proxy_tasks.training_run(task, proxy_tasks.adamw(task, f))
+        evals = [float(run(jax.random.PRNGKey(s))[1]) for s in seeds]
+        out[f] = float(np.exp(np.mean(np.log(evals)))) if all(np.isfinite(evals)) else float("inf")
+    return out
+
+
 def main(argv: list[str]) -> None:
+    if argv[:1] == ["--tune"]:
+        for name in argv[1:] or proxy_tasks.names():
+            losses = tune(name)
+            best = min(losses, key=losses.get)
+            lr = proxy_tasks.get(name).learning_rate
+            print(f"{name:20} peak {lr:g}: best x{best:g} | " + " ".join(f"x{f:g} {v:.4g}" for f, v in losses.items()),
+                  flush=True)
+        return
     rows = [measure(name) for name in argv or proxy_tasks.names()]
     print(f"{'name':20} {'tag':10} {'kind':13} {'params':>7} {'steps':>5} {'lr':>6} {'run s':>6} "
           f"{'compile s':>9}")

@@ -25,7 +25,7 @@ class Entry:
 
 # Learning rates are AdamW's peak under the warm-up + cosine schedule of proxy_tasks.task, tuned so
 # that AdamW's best factor on a grid 0.5 .. 13 (seeds 0-2) is inside the search's grid 1/3 .. 3
-# (python -m proxy_tasks.measure --tune prints the sweep).
+# (`python -m proxy_tasks.measure --tune` prints the sweep).
 # cost: (run s, compile s) of one AdamW `train` at default size, pinned to one core with
 # `taskset -c N python -m proxy_tasks.measure`, the fastest of two such passes on a shared
 # 2-core machine (other jobs running; single figures varied up to 2x between passes).

@@ -160,15 +160,13 @@ def references(task, seeds, steps: int, factors, chunk: int = DEFAULT_CHUNK) -> 
     """
     seeds, factors = tuple(int(s) for s in seeds), tuple(float(f) for f in factors)
     with _lock:
-        for s in seeds:
-            if (task, s, steps, factors, chunk) in _references:
-                continue
-            it = interpreter(task)
-            low = lower(reference_program(task))
-            k = len(factors)
-            outcomes = _train(it, [low] * k, [task.learning_rates(f, steps) for f in factors], [s] * k,
-                              low.bucket, k, "single" if k == 1 else "loop", chunk_plan(steps, chunk),
-                              time.perf_counter(), None)
+        missing = [s for s in seeds if (task, s, steps, factors, chunk) not in _references]
+        if missing:
+            it, low, k = interpreter(task), lower(reference_program(task)), len(factors)
+            rates = [task.learning_rates(f, steps) for f in factors]
+        for s in missing:
+            outcomes = _train(it, [low] * k, rates, [s] * k, low.bucket, k, "single" if k == 1 else "loop",
+                              chunk_plan(steps, chunk), time.perf_counter(), None)
             _references[task, s, steps, factors, chunk] = [float("nan") if o.diverged else o.eval_loss
                                                              for o in outcomes]
         return {(f, s): _references[task, s, steps, factors, chunk][i] for i, f in enumerate(factors) for s in seeds}
