@@ -286,6 +286,19 @@ def test_the_hurdle_trains_later_seeds_only_for_promising_candidates():
     assert good.fitness == good_all.fitness
 
 
+def test_gates_are_scored_but_only_gate_the_fitness():
+    sign_sgd = parse("def sign_sgd(g):\n    return sign(g)\n")
+    grid = Grid((1 / 3, 1, 3), gates=(OTHER,), gate=-0.9)
+    [slow, sign, adam] = evaluate([SLOW, sign_sgd, baselines.get("adam")], [OTHER, TASK], seeds=(0,), steps=STEPS,
+                                  chunk=CHUNK, grid=grid)
+    assert set(slow.scores) == {OTHER, TASK}
+    assert slow.scores[OTHER] < -0.9 and slow.fitness == WORST_FITNESS  # no progress on the gate: fails
+    for r in (sign, adam):  # past the gate: the fitness is the other task's score alone
+        assert r.scores[OTHER] >= -0.9 and r.fitness == r.scores[TASK] != np.mean(list(r.scores.values()))
+    with pytest.raises(ValueError, match="gates"):
+        evaluate([SLOW], [OTHER], steps=STEPS, grid=Grid(gates=(OTHER,)))
+
+
 def test_time_limit_stops_a_candidate_between_chunks():
     [r] = evaluate([baselines.get("adam")], TASK, seeds=(0, 1), steps=STEPS, chunk=CHUNK, time_limit=1e-9)
     first, second = r.runs

@@ -21,7 +21,8 @@ def test_shipped_configs_load():
     assert space_mod.start_program(hero.campaign.start, hero.space).args == hero.space.arguments
     quick = load(space_mod.SPACES_DIR / "quick.toml")
     assert quick.campaign.budget == 1500 and quick.campaign.seeds == (0, 1)
-    assert quick.campaign.stages[0].grid == Grid((1 / 3, 1.0, 3.0), hurdle=-0.1)
+    assert quick.campaign.stages[0].grid == Grid((1 / 3, 1.0, 3.0), hurdle=-0.1,
+                                                 gates=("quadratic_illcond", "quadratic_noisy"))
     assert set(quick.campaign.validation).isdisjoint(t for s in quick.campaign.stages for t in s.tasks)
     assert set(hero.campaign.validation).isdisjoint(t for s in hero.campaign.stages for t in s.tasks)
 
@@ -58,6 +59,12 @@ def test_dict_config_and_defaults():
     ({"campaign": {}}, "campaign.stages", "at least one stage"),
     ({"campaign": {"validation": "cnn_digits", **TOY_STAGES}}, "campaign.validation", "expected a list"),
     ({"spaces": {}}, "spaces", "allowed keys here: name, description, space, campaign"),
+    ({"campaign": {"stages": [{"tasks": ["toy_quadratic", "toy_quadratic_noisy"], "gates": ["toy_quadratc"]}]}},
+     r"campaign.stages\[0\].gates\[0\]", "not one of the stage's tasks"),
+    ({"campaign": {"stages": [{"tasks": ["toy_quadratic"], "gates": ["toy_quadratic"]}]}},
+     r"campaign.stages\[0\].gates", "at least one task must count"),
+    ({"campaign": {"stages": [{"tasks": ["toy_quadratic", "toy_quadratic_noisy"], "gates": ["toy_quadratic"],
+                               "gate": 2.0}]}}, r"campaign.stages\[0\].gate", "-1.0 .. 1"),
 ])
 def test_bad_config_names_file_key_and_allowed(table, where, allowed):
     with pytest.raises(ValueError, match=f"^bad.toml: {where}: .*{allowed}"):

@@ -248,6 +248,8 @@ def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: 
         raise ValueError(f"steps must be positive, got {steps}")
     if time_limit is not None and time_limit <= 0:
         raise ValueError(f"time_limit must be positive, got {time_limit}")
+    if set(grid.gates) - {t.name for t in tasks} or not {t.name for t in tasks} - set(grid.gates):
+        raise ValueError(f"the gates {list(grid.gates)} must be some of the tasks {[t.name for t in tasks]}, not all")
     lowered = [lower(p) for p in programs]
     if not lowered:
         return []
@@ -341,8 +343,8 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
     for phase, phase_seeds in enumerate((seeds[:1], seeds[1:])):
         if phase == 1 and grid.hurdle is not None:
             active = [j for j in active
-                      if fit.fitness(_scores(_runs(j, plans, seeds[:1], factors, outcomes), plans, seeds[:1],
-                                             factors).values()) >= grid.hurdle]
+                      if grid.fitness(_scores(_runs(j, plans, seeds[:1], factors, outcomes), plans, seeds[:1],
+                                              factors)) >= grid.hurdle]
         if not active or not phase_seeds:
             continue
         progs = [lowered[j] for j in active]
@@ -365,7 +367,7 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
         trained = [s for s in seeds if (j, tasks[0].name, s, factors[0]) in outcomes]
         runs = _runs(j, plans, trained, factors, outcomes)
         scores = _scores(runs, plans, trained, factors)
-        results.append(Result(program=low.program, fitness=fit.fitness(scores.values()), runs=tuple(runs),
+        results.append(Result(program=low.program, fitness=grid.fitness(scores), runs=tuple(runs),
                               seconds=seconds, scores=scores))
     return results
 

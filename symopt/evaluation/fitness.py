@@ -19,7 +19,14 @@ factors x seeds; both sides train the same seeds, so seeds are paired):
 
 A program's fitness is the mean of its task scores: 0 is AdamW, the start
 program of the search spaces (AdamW itself, :func:`symopt.programs.baselines`)
-scores exactly 0. Losses are taken to be non-negative and raised to
+scores exactly 0. A stage may name some of its tasks *gates* (the quadratics of
+the search stages): they are trained and scored like the others but left out of
+the mean, and a program scoring below the gate on any of them gets
+``WORST_FITNESS``. On a quadratic a one-constant mutant of AdamW moves its score
+by +-0.4 (chaotically: 1-ulp changes of the start flip it) while the networks
+move by +-0.03, so as averaged terms the quadratics decided what the search kept
+and nothing of it carried over to unseen networks; as gates they still stop
+rules that make no progress on ill-conditioned problems. Losses are taken to be non-negative and raised to
 ``LOSS_FLOOR`` first (an exactly solved quadratic has a loss of 0).
 
 Divergence: a non-finite train loss, one above ``DIVERGENCE_FACTOR`` times the
@@ -44,6 +51,8 @@ MIN_PROGRESS = 0.05
 """AdamW's progress on a task, ``log(L_initial / L_adamw)``, is taken to be at least this."""
 DIVERGENCE_FACTOR = 10.0
 """A train loss above this many times the loss at step 0 (in absolute value) is divergence."""
+DEFAULT_GATE = -0.9
+"""A gate task's lowest passing score: a tenth of AdamW's progress (Lion, sign-SGD pass; no progress fails)."""
 DEFAULT_FACTORS = (1 / 3, 1.0, 3.0)
 """The learning-rate grid of the search stages: factors of each task's AdamW peak learning rate."""
 
@@ -54,11 +63,15 @@ class Grid:
 
     Every candidate trains its first seed at every factor; the other seeds only when
     its fitness on the first one is at least ``hurdle`` (None: always). A candidate
-    stopped at the hurdle keeps its one-seed fitness.
+    stopped at the hurdle keeps its one-seed fitness. ``gates`` name tasks that only
+    gate the fitness (module docstring): scored, left out of the mean, and a score
+    below ``gate`` on any of them fails the candidate.
     """
 
     factors: tuple[float, ...] = (1.0,)
     hurdle: float | None = None
+    gates: tuple[str, ...] = ()
+    gate: float = DEFAULT_GATE
 
     def __post_init__(self):
         factors = tuple(float(f) for f in self.factors)
@@ -69,9 +82,20 @@ class Grid:
         object.__setattr__(self, "factors", factors)
         if self.hurdle is not None:
             object.__setattr__(self, "hurdle", float(self.hurdle))
+        object.__setattr__(self, "gates", tuple(str(t) for t in self.gates))
+        if not (math.isfinite(self.gate) and WORST_FITNESS <= self.gate <= BEST_SCORE):
+            raise ValueError(f"the gate must lie in [{WORST_FITNESS}, {BEST_SCORE}], got {self.gate}")
+        object.__setattr__(self, "gate", float(self.gate))
 
     def as_json(self) -> dict:
-        return {"factors": list(self.factors), "hurdle": self.hurdle}
+        return {"factors": list(self.factors), "hurdle": self.hurdle, "gates": list(self.gates), "gate": self.gate}
+
+    def fitness(self, scores: Mapping[str, float]) -> float:
+        """The fitness from per-task scores: the mean over the tasks that are not gates, or
+        ``WORST_FITNESS`` when a gate scores below ``gate``."""
+        if any(scores[t] < self.gate for t in self.gates if t in scores):
+            return WORST_FITNESS
+        return fitness(v for t, v in scores.items() if t not in self.gates)
 
 
 def diverged(losses: np.ndarray, initial: float) -> bool:

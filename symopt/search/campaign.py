@@ -133,6 +133,8 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
     tasks, seeds = list(tasks), tuple(seeds)
     is_toy = [t in toy.TASKS for t in tasks]
     if all(is_toy):
+        if grid.gates:
+            raise ValueError(f"tasks {tasks}: the NumPy toy tasks score no gates; remove gates from the stage")
         return lambda programs: toy.evaluate(programs, tasks, seeds, steps)
     if any(is_toy):
         raise ValueError(f"tasks {tasks}: a stage cannot mix toy_* tasks with proxy tasks")

@@ -22,7 +22,7 @@ import tomllib
 import typing
 from typing import Any, Mapping
 
-from symopt.evaluation.fitness import DEFAULT_FACTORS, WORST_FITNESS, Grid
+from symopt.evaluation.fitness import DEFAULT_FACTORS, DEFAULT_GATE, WORST_FITNESS, Grid
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
@@ -94,10 +94,13 @@ class Stage:
                                            "at which every candidate and AdamW train; each scores at its best")
     hurdle: float = _field(WORST_FITNESS, "fitness on the first seed below which the other seeds are not trained "
                                           f"({WORST_FITNESS}: no hurdle)")
+    gates: tuple[str, ...] = _field((), "tasks of this stage that only gate the fitness: left out of its mean, "
+                                        "a score below `gate` on one fails the candidate", tasks=True)
+    gate: float = _field(DEFAULT_GATE, "the lowest passing score of a gate task (-1: no progress, 0: AdamW's)")
 
     @property
     def grid(self) -> Grid:
-        return Grid(self.lr_factors, None if self.hurdle <= WORST_FITNESS else self.hurdle)
+        return Grid(self.lr_factors, None if self.hurdle <= WORST_FITNESS else self.hurdle, self.gates, self.gate)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -334,6 +337,16 @@ def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -
     for i, stage in enumerate(campaign.stages):
         if not stage.tasks:
             raise _error(source, f"campaign.stages[{i}].tasks", "must name at least one task")
+        for j, gate in enumerate(stage.gates):
+            if gate not in stage.tasks:
+                raise _error(source, f"campaign.stages[{i}].gates[{j}]", f"{gate!r} is not one of the stage's tasks "
+                             f"{list(stage.tasks)}; a gate is trained as one of them")
+        if set(stage.tasks) <= set(stage.gates):
+            raise _error(source, f"campaign.stages[{i}].gates", "gates every task: at least one task must count "
+                         "towards the fitness")
+        if not WORST_FITNESS <= stage.gate <= 1.0:
+            raise _error(source, f"campaign.stages[{i}].gate", f"{stage.gate} is out of range; allowed: "
+                         f"{WORST_FITNESS} .. 1 (a task score)")
         try:
             stage.grid
         except ValueError as e:
