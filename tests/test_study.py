@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from symopt.campaigns.study import control, panel, spearman
+from symopt.campaigns.study import control, panel, spearman, with_factors
 from symopt.programs import baselines
 from symopt.search.space import load
 
@@ -30,3 +30,9 @@ def test_control_mutates_constants_only():
     m = control(config).space.mutation
     assert (m.insert, m.delete, m.modify, m.constant) == (0.0, 0.0, 0.0, 1.0)
     assert control(config).campaign == config.campaign
+
+
+def test_with_factors_sets_every_stage_and_validation_grid():
+    config = with_factors(load("quick"), (0.1, 1 / 3, 1, 3))
+    assert all(s.grid.factors == (0.1, 1 / 3, 1.0, 3.0) for s in config.campaign.stages)
+    assert config.campaign.stages[0].grid.gates == load("quick").campaign.stages[0].grid.gates  # the rest kept

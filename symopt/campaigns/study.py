@@ -207,18 +207,29 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="campaign seeds of c and d")
     parser.add_argument("--budget", type=int, default=None, help="trainings per campaign of c (default: the "
                         "configuration's) and of d (default 3000)")
+    parser.add_argument("--lr-factors", type=float, nargs="+", default=None,
+                        help="learning-rate factors of every stage (default: the configuration's)")
     parser.add_argument("--out", default="runs/study", help="output folder (default: runs/study)")
+
+
+def with_factors(config, factors):
+    """The configuration with every stage trained on the learning-rate ``factors``."""
+    stages = tuple(dataclasses.replace(s, lr_factors=tuple(factors)) for s in config.campaign.stages)
+    return dataclasses.replace(config, campaign=dataclasses.replace(config.campaign, stages=stages))
 
 
 def main(args: argparse.Namespace) -> int:
     from symopt.search.space import load
 
     config = load(args.config)
+    if args.lr_factors:
+        config = with_factors(config, args.lr_factors)
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "study.json"
     out = json.loads(path.read_text()) if path.exists() else {}
-    md = [f"## symopt study ({args.config})", ""]
+    md = [f"## symopt study ({args.config}, learning-rate factors "
+          f"{[round(f, 4) for f in config.campaign.stages[0].lr_factors]})", ""]
     t0 = time.perf_counter()
     for part in args.parts:
         if part == "a":
