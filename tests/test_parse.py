@@ -146,6 +146,11 @@ def test_constants_round_trip_exactly():
     assert parse(str(p)) == p
 
 
+def test_zeros_and_tiny_constants_that_are_not_zero_parse():
+    for text, value in (("0.0", 0.0), ("0e5", 0.0), ("0.000", 0.0), ("1e-310", 1e-310), ("5e-324", 5e-324)):
+        assert parse(f"def train(g):\n    return g * {text}\n").returns[0].args[1].value == value
+
+
 def test_negative_zero_is_zero():
     assert parse("def train(g):\n  a = -0.0\n  return g\n") == parse("def train(g):\n  a = 0\n  return g\n")
 
@@ -242,6 +247,8 @@ BAD = {
     "none": (_body("x = g * None", "return x"), 2, 11, ["constant None", "not a number"]),
     "complex": (_body("x = g * 1j", "return x"), 2, 11, ["constant 1j", "not a number"]),
     "infinite": (_body("x = g * 1e400", "return x"), 2, 11, ["constant inf", "not a finite number"]),
+    "underflow": (_body("x = g * 1e-400", "return x"), 2, 11, ["constant 1e-400", "too small", "would be 0"]),
+    "underflow_after_unicode": (_body("x = g * 1_0E-999  # é", "return x"), 2, 11, ["constant 1_0E-999", "too small"]),
     "huge_integer": (_body("x = g * " + "9" * 400, "return x"), 2, 11, ["integer constant", "too large for a float"]),
     "huge_hex_integer": (_body("x = g * 0x" + "f" * 4000, "return x"), 2, 11, ["integer constant", "too large"]),
     "pow": (_body("x = g ** 2", "return x"), 2, 7, ["Pow", "not allowed", "power(x, y)"]),

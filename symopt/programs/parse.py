@@ -8,6 +8,8 @@ raises :class:`ProgramError` naming the line, the column and the problem.
 from __future__ import annotations
 
 import ast
+import os
+import pathlib
 import warnings
 
 from symopt.programs.check import check
@@ -54,6 +56,16 @@ def _not_allowed(node) -> ProgramError:
 class _Converter:
     """Turns whitelisted ``ast`` nodes into program nodes, one method per node kind."""
 
+    def __init__(self, text: str):
+        self.text = text
+        self._lines: list[bytes] | None = None
+
+    def literal(self, node: ast.Constant) -> str:
+        """The source text of a numeric literal (offsets are in UTF-8 bytes; a number is on one line)."""
+        if self._lines is None:
+            self._lines = self.text.encode("utf-8").splitlines()
+        return self._lines[node.lineno - 1][node.col_offset:node.end_col_offset].decode("utf-8", "replace")
+
     def expr(self, node: ast.AST, depth: int = 0) -> Expr:
         if depth > MAX_DEPTH:
             raise _error(f"expression nested deeper than {MAX_DEPTH} levels", node)
@@ -63,10 +75,15 @@ class _Converter:
             if isinstance(value, bool) or not isinstance(value, (int, float)):
                 raise _error(f"constant {value!r} is not a number", node)
             try:
-                return Const(float(value), pos)
+                number = float(value)
             except OverflowError:
                 # bit_length, not str(): str() of a huge hex literal raises ValueError (int digit limit)
                 raise _error(f"integer constant of {value.bit_length()} bits is too large for a float", node) from None
+            if number == 0 and isinstance(value, float) and any(c in "123456789" for c in
+                                                                  self.literal(node).lower().partition("e")[0]):
+                raise _error(f"constant {self.literal(node)} is too small for a float (it would be 0): write 0, "
+                             f"or a magnitude of at least 5e-324", node)
+            return Const(number, pos)
         if isinstance(node, ast.Name):
             return Var(node.id, pos)
         if isinstance(node, ast.UnaryOp):
@@ -144,6 +161,22 @@ def parse(text: str, source: str | None = None) -> Program:
         raise e.located(source) if source else e
 
 
+def read_text(path: str | os.PathLike) -> str:
+    """A user's text file (a program, a search configuration) as a str: UTF-8, a byte-order mark allowed.
+
+    Raises:
+        ValueError: the file is not UTF-8; the message names the file and the first bad byte.
+        OSError: the file cannot be read.
+    """
+    data = pathlib.Path(path).read_bytes()
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        raise ValueError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); save the file as "
+                         f"UTF-8") from None
+
+
 def _parse(text: str) -> Program:
     if not isinstance(text, str):
         raise ProgramError(f"program text must be a str, got {type(text).__name__}")
@@ -171,7 +204,7 @@ def _parse(text: str) -> Program:
     if len(defs) > 1:
         raise _error("expected exactly one function definition", defs[1])
     try:
-        program = _Converter().function(defs[0])
+        program = _Converter(text).function(defs[0])
     except RecursionError:
         raise ProgramError("expression nested too deeply") from None
     check(program)

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from symopt.programs.errors import ProgramError
-from symopt.programs.parse import parse
+from symopt.programs.parse import parse, read_text
 
 
 def main_simplify(args: argparse.Namespace) -> int:
@@ -15,9 +15,10 @@ def main_simplify(args: argparse.Namespace) -> int:
 
     name = args.file
     try:
-        text = sys.stdin.read() if name == "-" else open(name, encoding="utf-8").read()
-    except (OSError, UnicodeDecodeError) as e:
-        print(f"symopt simplify: {name}: cannot read: {getattr(e, 'strerror', None) or e}", file=sys.stderr)
+        text = sys.stdin.read() if name == "-" else read_text(name)
+    except (OSError, ValueError) as e:
+        print(f"symopt simplify: {e if isinstance(e, ValueError) else f'{name}: cannot read: {e.strerror}'}",
+              file=sys.stderr)
         return 1
     try:
         program = parse(text, "<stdin>" if name == "-" else name)
