@@ -38,7 +38,7 @@ def test_dict_config_and_defaults():
 @pytest.mark.parametrize("table, where, allowed", [
     ({"campaign": {"populaton": 5, **TOY_STAGES}}, "campaign.populaton", "did you mean 'population'"),
     ({"space": {"functions": ["sqr"]}, "campaign": TOY_STAGES}, r"space.functions\[0\]", "did you mean 'sqrt'"),
-    ({"space": {"max_length": 0}, "campaign": TOY_STAGES}, "space.max_length", ">= 1"),
+    ({"space": {"max_length": 0}, "campaign": TOY_STAGES}, "space.max_length", "an integer from 1 to 1,000"),
     ({"space": {"max_length": 2.5}, "campaign": TOY_STAGES}, "space.max_length", "expected an integer"),
     ({"space": {"constants": {"init": "uniform"}}, "campaign": TOY_STAGES}, "space.constants.init",
      "'normal', 'log-uniform'"),
@@ -99,3 +99,122 @@ def test_conform_baselines_to_the_space():
                                           "    return update, m_1, v"]
     with pytest.raises(ValueError, match="'t'"):
         conform(parse("def f(g, t):\n    return g * t\n"), space)
+
+
+# -- every numeric key has a documented range, checked before anything is created ---------------------
+
+TINY = """name = "tiny"
+[campaign]
+population = 12
+tournament = 4
+budget = 5
+[[campaign.stages]]
+tasks = ["toy_quadratic"]
+"""
+
+
+def _numeric_fields(cls=space_mod.Config):
+    import dataclasses
+    import typing
+
+    hints = typing.get_type_hints(cls)
+    for f in dataclasses.fields(cls):
+        hint = hints[f.name]
+        item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+        if dataclasses.is_dataclass(item):
+            yield from _numeric_fields(item)
+        elif item in (int, float):
+            yield cls, f
+
+
+def test_every_numeric_key_has_a_range_that_holds_its_default():
+    fields = list(_numeric_fields())
+    assert len(fields) > 25
+    for cls, f in fields:
+        allowed = f.metadata.get("range")
+        assert isinstance(allowed, space_mod.Range), f"{cls.__name__}.{f.name} has no range"
+        defaults = f.default if isinstance(f.default, tuple) else (f.default,)
+        assert all(d in allowed for d in defaults), f"{cls.__name__}.{f.name}"
+
+
+def test_readme_lists_the_ranges():
+    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
+    assert space_mod.ranges_table() in readme
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("population = 99999999999999999999", "campaign.population: 99999999999999999999 is too large; allowed: an "
+                                          "integer from 1 to 100,000"),
+    ("population = 1000000000000", "campaign.population: 1000000000000 is too large"),
+    ("population = 1e12", "campaign.population: expected an integer, got float 1000000000000.0"),
+    ("population = -3", "campaign.population: -3 is too small"),
+    ("budget = 0", "campaign.budget: 0 is too small; allowed: an integer from 1 to 100,000,000"),
+    ("seed = -1", "campaign.seed: -1 is too small; allowed: an integer from 0 to 4,294,967,295"),
+    ("seeds = [0, 5000000000]", r"campaign.seeds[1]: 5000000000 is too large"),
+    ("batch = 100000000", "campaign.batch: 100000000 is too large"),
+    ("islands = 1000000", "campaign.islands: 1000000 is too large"),
+    ("migrants = 13", "campaign.migrants: 13 is larger than campaign.population = 12"),
+    ("simplify_timeout = 0.0", "campaign.simplify_timeout: 0.0 is too small; allowed: a number > 0 and <= 3600"),
+])
+def test_an_out_of_range_value_is_one_line_and_creates_nothing(tmp_path, monkeypatch, capsys, line, expected):
+    from symopt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    key = line.split(" = ")[0]
+    lines = [x for x in TINY.splitlines() if not x.startswith(f"{key} = ")]
+    lines.insert(lines.index("[campaign]") + 1, line)
+    (tmp_path / "big.toml").write_text("\n".join(lines) + "\n")
+    assert main(["search", "big.toml", "--serial"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"symopt search: big.toml: {expected}") and err.count("\n") == 1, err
+    assert not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("flag, expected", [
+    (["--budget", "0"], "campaign.budget (overridden): 0 is too small"),
+    (["--seed", "-2"], "campaign.seed (overridden): -2 is too small"),
+])
+def test_an_out_of_range_override_is_one_line_and_creates_nothing(tmp_path, monkeypatch, capsys, flag, expected):
+    from symopt.cli import main
+
+    monkeypatch.chdir(tmp_path)
+    (tmp_path / "tiny.toml").write_text(TINY)
+    assert main(["search", "tiny.toml", "--serial", *flag]) == 1
+    err = capsys.readouterr().err
+    assert expected in err and err.count("\n") == 1 and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "/abs", ".hidden", "", "-x", "a b"])
+def test_a_name_that_is_not_plain_is_refused_before_anything_is_written(tmp_path, monkeypatch, capsys, name):
+    from symopt.cli import main
+
+    monkeypatch.chdir(tmp_path / "..")
+    work = tmp_path / "work"
+    work.mkdir()
+    monkeypatch.chdir(work)
+    (work / "esc.toml").write_text(TINY.replace('name = "tiny"', f"name = {name!r}".replace("'", '"')))
+    assert main(["search", "esc.toml", "--serial"]) == 1
+    err = capsys.readouterr().err
+    assert f"esc.toml: name: {name!r} is not a plain name" in err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["work"] and sorted(p.name for p in work.iterdir()) == [
+        "esc.toml"]
+
+
+def test_a_toml_that_is_not_utf8_names_the_file(tmp_path):
+    bad = tmp_path / "latin1.toml"
+    bad.write_bytes(TINY.replace('"tiny"', '"tiny"\ndescription = "caf\xe9"').encode("latin-1"))
+    with pytest.raises(ValueError, match=r"latin1.toml: not UTF-8 text \(byte 0xe9 on line 2\); save the file as"):
+        load(bad)
+
+
+def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
+    from symopt.cli import main
+
+    config = tmp_path / "bom.toml"
+    config.write_bytes(b"\xef\xbb\xbf" + TINY.encode())
+    assert load(config).name == "tiny"
+    program = tmp_path / "bom.py"
+    program.write_bytes(b"\xef\xbb\xbf" + b"def train(g, m):\n    x = m\n    m = interpolate(m, g, 0.1)\n"
+                                           b"    return m, m\n")
+    assert main(["simplify", str(program), "--dead-code-only"]) == 0
+    assert capsys.readouterr().out == "def train(g, m):\n    m = interpolate(m, g, 0.1)\n    return m, m\n"

@@ -18,6 +18,7 @@ import dataclasses
 import difflib
 import math
 import pathlib
+import re
 import tomllib
 import typing
 from typing import Any, Mapping
@@ -26,7 +27,7 @@ from symopt.evaluation.fitness import DEFAULT_FACTORS, DEFAULT_GATE, WORST_FITNE
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
-from symopt.programs.parse import parse
+from symopt.programs.parse import MAX_STATEMENTS, parse, read_text
 from symopt.programs.program import Assign, Call, Program, Var, names_in
 
 SPACES_DIR = pathlib.Path(__file__).resolve().parents[2] / "search_spaces"
@@ -37,31 +38,62 @@ def _field(default, doc: str, **kw):
 
 
 @dataclasses.dataclass(frozen=True)
+class Range:
+    """The values a numeric key (or each item of a list of numbers) may take: ``low`` to ``high``
+    inclusive, or strictly above ``low`` with ``above``. Checked before anything runs or is written."""
+
+    low: float
+    high: float
+    above: bool = False
+
+    def __contains__(self, x) -> bool:
+        return (x > self.low if self.above else x >= self.low) and x <= self.high
+
+    def describe(self, integer: bool) -> str:
+        if integer:
+            return f"an integer from {self.low:,} to {self.high:,}"
+        if (self.low, self.high, self.above) == (0, 1, False):
+            return "a probability in [0, 1]"
+        return f"a number {'>' if self.above else '>='} {self.low:g} and <= {self.high:g}"
+
+
+COUNT = 10**9
+"""Upper bound of the keys that count trainings or steps (patience, intervals): far past any campaign."""
+SEED = Range(0, 2**32 - 1)
+POSITIVE = Range(0, 1e10, above=True)
+WEIGHT = Range(0, 1e6)
+PROBABILITY = Range(0, 1)
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
+"""A configuration name: it names the default run directory runs/NAME, so no path separators or dots first."""
+
+
+@dataclasses.dataclass(frozen=True)
 class Constants:
     """How new constants are drawn and how constants mutate (hero: N(0, 1), times 2^N(0, 1))."""
 
     init: str = _field("normal", "distribution of new constants", choices=("normal", "log-uniform"))
-    scale: float = _field(1.0, "standard deviation of 'normal' new constants", positive=True)
-    low: float = _field(1e-3, "smallest magnitude of 'log-uniform' new constants", positive=True)
-    high: float = _field(1.0, "largest magnitude of 'log-uniform' new constants", positive=True)
-    negative: float = _field(0.5, "chance that a 'log-uniform' new constant is negative", unit=True)
-    probability: float = _field(0.2, "chance that an argument of an inserted call is a new constant", unit=True)
+    scale: float = _field(1.0, "standard deviation of 'normal' new constants", range=POSITIVE)
+    low: float = _field(1e-3, "smallest magnitude of 'log-uniform' new constants", range=POSITIVE)
+    high: float = _field(1.0, "largest magnitude of 'log-uniform' new constants", range=POSITIVE)
+    negative: float = _field(0.5, "chance that a 'log-uniform' new constant is negative", range=PROBABILITY)
+    probability: float = _field(0.2, "chance that an argument of an inserted call is a new constant", range=PROBABILITY)
     mutation_scale: float = _field(1.0, "a mutated constant is multiplied by 2^(mutation_scale * N(0, 1))",
-                                   positive=True)
-    max_abs: float = _field(1e10, "constants are clipped to [-max_abs, max_abs]", positive=True)
+                                   range=Range(0, 100, above=True))
+    max_abs: float = _field(1e10, "constants are clipped to [-max_abs, max_abs]",
+                            range=Range(0, 1e30, above=True))
 
 
 @dataclasses.dataclass(frozen=True)
 class MutationWeights:
     """Relative weights of the three mutation operators, and how often to retry."""
 
-    insert: float = _field(1.0, "weight of inserting a statement", nonnegative=True)
-    delete: float = _field(1.0, "weight of deleting a statement", nonnegative=True)
-    modify: float = _field(1.0, "weight of modifying a statement", nonnegative=True)
+    insert: float = _field(1.0, "weight of inserting a statement", range=WEIGHT)
+    delete: float = _field(1.0, "weight of deleting a statement", range=WEIGHT)
+    modify: float = _field(1.0, "weight of modifying a statement", range=WEIGHT)
     constant: float = _field(0.0, "weight of mutating one constant alone (the constants-only control: "
-                                  "insert = delete = modify = 0)", nonnegative=True)
+                                  "insert = delete = modify = 0)", range=WEIGHT)
     max_tries: int = _field(50, "mutation steps before giving up on a child that is valid and behaves "
-                                "differently from its parent", minimum=1)
+                                "differently from its parent", range=Range(1, 10_000))
 
 
 @dataclasses.dataclass(frozen=True)
@@ -71,7 +103,8 @@ class SearchSpace:
     functions: tuple[str, ...] = _field(HERO_FUNCTIONS, "library functions (or \"hero\" for all 45)")
     arguments: tuple[str, ...] = _field(("w", "g", "m", "v", "lr"),
                                         "the program's arguments: w, g, lr, t by role, others are state slots")
-    max_length: int = _field(30, "most statements a program may have (insertion stops there)", minimum=1)
+    max_length: int = _field(30, "most statements a program may have (insertion stops there)",
+                             range=Range(1, MAX_STATEMENTS))
     constants: Constants = _field(Constants(), "constants")
     mutation: MutationWeights = _field(MutationWeights(), "mutation operators")
 
@@ -87,16 +120,18 @@ class Stage:
     name: str = _field("", "stage name (default: stage1, stage2, ...)")
     tasks: tuple[str, ...] = _field((), "proxy tasks of this stage", nonempty=True, tasks=True)
     promote: int = _field(10, "how many leaders of the previous stage are scored here (ignored for the first)",
-                          minimum=1)
-    steps: int = _field(0, "training steps per task (0: each task's default)", minimum=0)
-    seeds: tuple[int, ...] = _field((), "seeds (empty: campaign.seeds)")
+                          range=Range(1, 100_000))
+    steps: int = _field(0, "training steps per task (0: each task's default)", range=Range(0, 10**6))
+    seeds: tuple[int, ...] = _field((), "seeds (empty: campaign.seeds)", range=SEED)
     lr_factors: tuple[float, ...] = _field(DEFAULT_FACTORS, "learning-rate factors (of each task's AdamW peak) "
-                                           "at which every candidate and AdamW train; each scores at its best")
+                                           "at which every candidate and AdamW train; each scores at its best",
+                                           range=Range(0, 1000, above=True))
     hurdle: float = _field(WORST_FITNESS, "fitness on the first seed below which the other seeds are not trained "
-                                          f"({WORST_FITNESS}: no hurdle)")
+                                          f"({WORST_FITNESS} or less: no hurdle)", range=Range(-1e6, 1e6))
     gates: tuple[str, ...] = _field((), "tasks of this stage that only gate the fitness: left out of its mean, "
                                         "a score below `gate` on one fails the candidate", tasks=True)
-    gate: float = _field(DEFAULT_GATE, "the lowest passing score of a gate task (-1: no progress, 0: AdamW's)")
+    gate: float = _field(DEFAULT_GATE, "the lowest passing score of a gate task (-1: no progress, 0: AdamW's)",
+                         range=Range(-1e6, 1e6))
 
     @property
     def grid(self) -> Grid:
@@ -107,7 +142,8 @@ class Stage:
 class Restart:
     """When and from where an island's population is started again."""
 
-    patience: int = _field(0, "evaluations without a new best before an island restarts (0: never)", minimum=0)
+    patience: int = _field(0, "evaluations without a new best before an island restarts (0: never)",
+                         range=Range(0, COUNT))
     source: str = _field("alternate", "restart from the start program, the best so far, or alternate",
                          choices=("start", "best", "alternate"), key="from")
 
@@ -129,30 +165,40 @@ class CampaignConfig:
     """How a search runs; everything can be overridden per call of :func:`symopt.search.search`."""
 
     start: str = _field(HERO_ADAMW, "start program: a baseline name or program text (def train(...): ...)")
-    population: int = _field(100, "population size of each island", minimum=1)
-    tournament: int = _field(10, "tournament size", minimum=1)
-    budget: int = _field(2000, "candidates trained on the first stage (cache hits are free)", minimum=1)
-    max_generated: int = _field(0, "stop after this many mutation steps (0: 100 x budget)", minimum=0)
-    seeds: tuple[int, ...] = _field((0,), "training seeds for each task", nonempty=True)
-    seed: int = _field(0, "seed of the search itself (mutation, selection)")
-    batch: int = _field(1, "candidates evaluated together (1: strictly serial evolution)", minimum=1)
-    islands: int = _field(1, "independent populations", minimum=1)
-    migration_interval: int = _field(0, "evaluations between migrations (0: never)", minimum=0)
-    migrants: int = _field(1, "best individuals copied to the next island at a migration", minimum=0)
+    population: int = _field(100, "population size of each island", range=Range(1, 100_000))
+    tournament: int = _field(10, "tournament size (at most the population)", range=Range(1, 100_000))
+    budget: int = _field(2000, "candidates trained on the first stage (cache hits are free)",
+                        range=Range(1, 10**8))
+    max_generated: int = _field(0, "stop after this many mutation steps (0: 100 x budget)",
+                               range=Range(0, 10**10))
+    seeds: tuple[int, ...] = _field((0,), "training seeds for each task", nonempty=True,
+                                    range=SEED)
+    seed: int = _field(0, "seed of the search itself (mutation, selection)", range=SEED)
+    batch: int = _field(1, "candidates evaluated together (1: strictly serial evolution)",
+                       range=Range(1, 10_000))
+    islands: int = _field(1, "independent populations", range=Range(1, 1000))
+    migration_interval: int = _field(0, "evaluations between migrations (0: never)",
+                                    range=Range(0, COUNT))
+    migrants: int = _field(1, "best individuals copied to the next island at a migration (at most "
+                                  "the population)", range=Range(0, 100_000))
     restart: Restart = _field(Restart(), "restarts")
     stages: tuple[Stage, ...] = _field((), "funnel stages; the first is the search fitness", nonempty=True)
     validation: tuple[str, ...] = _field((), "held-out tasks that rank the hall of fame", tasks=True)
-    hall_of_fame: int = _field(5, "programs kept and scored on the validation tasks", minimum=1)
+    hall_of_fame: int = _field(5, "programs kept and scored on the validation tasks",
+                              range=Range(1, 1000))
     check_interval: int = _field(0, "trainings between funnel checks during the search: the leaders so far go "
-                                    "through the later stages and validation (0: only at the end)", minimum=0)
-    simplify_timeout: float = _field(5.0, "seconds of SymPy per hall-of-fame program", positive=True)
+                                    "through the later stages and validation (0: only at the end)",
+                                range=Range(0, COUNT))
+    simplify_timeout: float = _field(5.0, "seconds of SymPy per hall-of-fame program",
+                                     range=Range(0, 3600, above=True))
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """A whole search configuration: the space and the campaign."""
 
-    name: str = _field("search", "name of the configuration")
+    name: str = _field("search", "name of the configuration (and of its default run directory, runs/NAME): "
+                                 "letters, digits, _ . -, not starting with . or -")
     description: str = _field("", "one line about it")
     space: SearchSpace = _field(SearchSpace(), "space")
     campaign: CampaignConfig = _field(CampaignConfig(), "campaign")
@@ -162,6 +208,13 @@ class Config:
         """A copy with some campaign values changed (checked like the file's)."""
         if not changes:
             return self
+        fields = {f.name: f for f in dataclasses.fields(CampaignConfig)}
+        hints = typing.get_type_hints(CampaignConfig)
+        for key, value in changes.items():
+            if key not in fields:
+                raise TypeError(f"replace_campaign: no campaign key {key!r}")
+            value = list(value) if isinstance(value, tuple) else value
+            changes[key] = _convert(hints[key], value, f"campaign.{key} (overridden)", self.source, fields[key])
         campaign = dataclasses.replace(self.campaign, **changes)
         _check_campaign(campaign, self.source, self.space)
         return dataclasses.replace(self, campaign=campaign)
@@ -184,7 +237,7 @@ def load(config: "str | pathlib.Path | Mapping[str, Any] | Config") -> Config:
     if not path.exists() and not path.suffix and (SPACES_DIR / f"{path}.toml").exists():
         path = SPACES_DIR / f"{path}.toml"
     try:
-        text = path.read_text()
+        text = read_text(path)
     except OSError as e:
         known = ", ".join(sorted(p.stem for p in SPACES_DIR.glob("*.toml")))
         raise ValueError(f"{path}: cannot read the search configuration ({e.strerror}); "
@@ -248,7 +301,8 @@ def _convert(hint, value, path: str, source: str, f: dataclasses.Field):
             raise _error(source, path, f"expected a list, got {_show(value)}")
         if dataclasses.is_dataclass(item):
             return tuple(_build(item, v, f"{path}[{i}]", source) for i, v in enumerate(value))
-        out = tuple(_scalar(item, v, f"{path}[{i}]", source) for i, v in enumerate(value))
+        out = tuple(_in_range(_scalar(item, v, f"{path}[{i}]", source), meta, f"{path}[{i}]", source)
+                    for i, v in enumerate(value))
         if meta.get("nonempty") and not out:
             raise _error(source, path, "must not be empty")
         return out
@@ -258,15 +312,19 @@ def _convert(hint, value, path: str, source: str, f: dataclasses.Field):
         close = difflib.get_close_matches(str(out), choices, n=1)
         hint_ = f" (did you mean {close[0]!r}?)" if close else ""
         raise _error(source, path, f"{out!r} is not allowed{hint_}; use one of: {', '.join(map(repr, choices))}")
-    if "minimum" in meta and out < meta["minimum"]:
-        raise _error(source, path, f"{out!r} is too small; allowed: an integer >= {meta['minimum']}")
-    if meta.get("positive") and not out > 0:
-        raise _error(source, path, f"{out!r} is not allowed; allowed: a number > 0")
-    if meta.get("nonnegative") and not out >= 0:
-        raise _error(source, path, f"{out!r} is not allowed; allowed: a number >= 0")
-    if meta.get("unit") and not 0 <= out <= 1:
-        raise _error(source, path, f"{out!r} is not allowed; allowed: a probability in [0, 1]")
-    return out
+    if f.name == "name" and hint is str and not NAME.fullmatch(out):
+        raise _error(source, path, f"{out!r} is not a plain name; allowed: letters, digits, _ . - (not starting "
+                     "with . or -), at most 100 characters")
+    return _in_range(out, meta, path, source)
+
+
+def _in_range(value, meta: Mapping, path: str, source: str):
+    """``value`` if it lies in the field's :class:`Range` (when it has one)."""
+    allowed = meta.get("range")
+    if allowed is None or value in allowed:
+        return value
+    side = "small" if value < allowed.high else "large"
+    raise _error(source, path, f"{value!r} is too {side}; allowed: {allowed.describe(isinstance(value, int))}")
 
 
 def _show(value) -> str:
@@ -291,6 +349,29 @@ def _scalar(hint, value, path: str, source: str):
             raise _error(source, path, f"expected a string, got {_show(value)}")
         return value
     raise TypeError(f"unsupported config type {hint}")  # pragma: no cover - schema bug
+
+
+def ranges_table() -> str:
+    """Every numeric key with its allowed range, default and meaning, as a Markdown table (README's
+    "Configuration ranges" section is this table; a test keeps the two equal)."""
+    rows = ["| key | allowed | default | what |", "|---|---|---|---|"]
+
+    def walk(cls, prefix: str) -> None:
+        hints = typing.get_type_hints(cls)
+        for f in dataclasses.fields(cls):
+            hint, path = hints[f.name], prefix + _key(f)
+            item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
+            if dataclasses.is_dataclass(item):
+                walk(item, path + ("[]." if item is not hint else "."))
+            elif item in (int, float):
+                show = (lambda x: f"{x:g}") if item is float else str
+                default = show(f.default) if item is hint else f"[{', '.join(map(show, f.default))}]"
+                allowed = f.metadata["range"].describe(item is int)
+                rows.append(f"| `{path}` | {allowed}{' (each)' if item is not hint else ''} | {default} | "
+                            f"{f.metadata['doc']} |")
+
+    walk(Config, "")
+    return "\n".join(rows)
 
 
 # --- cross-field checks -----------------------------------------------------------------
@@ -331,6 +412,9 @@ def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -
     if campaign.tournament > campaign.population:
         raise _error(source, "campaign.tournament", f"{campaign.tournament} is larger than campaign.population = "
                      f"{campaign.population}; allowed: 1 .. population")
+    if campaign.migrants > campaign.population:
+        raise _error(source, "campaign.migrants", f"{campaign.migrants} is larger than campaign.population = "
+                     f"{campaign.population}; allowed: 0 .. population")
     if not campaign.stages:
         raise _error(source, "campaign.stages", "needs at least one stage ([[campaign.stages]] with tasks = [...])")
     known = known_tasks()
