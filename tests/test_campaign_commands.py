@@ -10,7 +10,7 @@ import pytest
 
 import proxy_tasks
 from symopt.campaigns import compare as compare_mod
-from symopt.campaigns.inspect_run import load_run
+from symopt.search.run_dir import read_hall_of_fame as load_run
 from symopt.cli import main
 from symopt.export import to_optax
 from symopt.programs import parse
@@ -125,6 +125,8 @@ def test_compare_a_found_program_and_adafactor(run_dir, capsys):
     (["inspect", "{tmp}"], "has no hall_of_fame.json"),
     (["export", "{run}", "--rank", "3", "-o", "{tmp}/x.py"], "no rank 3; available ranks: 1 to 2"),
     (["export", "{run}", "--rank", "0", "-o", "{tmp}/x.py"], "no rank 0; available ranks: 1 to 2"),
+    (["export", "{run}", "--rank", "-1", "-o", "{tmp}/x.py"], "no rank -1; available ranks: 1 to 2"),
+    (["export", "{run}", "--name", "1x", "-o", "{tmp}/x.py"], "--name '1x' is not a valid Python function name"),
     (["export", "{missing}", "-o", "{tmp}/x.py"], "does not exist"),
     (["compare", "adamm", "--tasks", "quadratic_illcond"], "unknown baseline 'adamm' (did you mean 'adam'"),
     (["compare", "adam", "--tasks", "quadratc"], "unknown proxy task 'quadratc'"),

@@ -55,27 +55,30 @@ class Cell:
 
 def resolve(spec: str):
     """(label, Program or OptaxBaseline) for a baseline name, program file or RUN:N. Raises CompareError."""
-    from symopt.campaigns.inspect_run import RunError, entry_program, load_run
+    from symopt.campaigns.inspect_run import entry_program
     from symopt.programs import baselines
     from symopt.programs.errors import ProgramError
-    from symopt.programs.parse import parse
+    from symopt.programs.parse import parse, read_text
+    from symopt.search.run_dir import RunError, read_hall_of_fame
 
     if spec.strip().lower() in baselines.names():
         return spec.strip().lower(), baselines.get(spec)
     run, _, rank = spec.rpartition(":")
     if run and rank.isdigit() and pathlib.Path(run).is_dir():
         try:
-            return spec, entry_program(load_run(run), int(rank), run)
+            return spec, entry_program(read_hall_of_fame(run), int(rank), run)
         except RunError as e:
             raise CompareError(str(e)) from None
     path = pathlib.Path(spec)
     if path.is_file():
         try:
-            return path.stem, parse(path.read_text(encoding="utf-8"), source=str(path))
-        except (OSError, UnicodeDecodeError) as e:
-            raise CompareError(f"cannot read {spec!r}: {e}") from None
+            return path.stem, parse(read_text(path), source=str(path))
+        except OSError as e:
+            raise CompareError(f"cannot read {spec!r}: {e.strerror}") from None
         except ProgramError as e:
             raise CompareError(f"{spec}: not a program: {e}") from None
+        except ValueError as e:  # not UTF-8
+            raise CompareError(str(e)) from None
     try:
         baselines.get(spec)
     except ValueError as e:

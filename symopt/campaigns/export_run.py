@@ -22,15 +22,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from symopt.campaigns.inspect_run import RunError, entry_program, load_run
+    from symopt.campaigns.inspect_run import entry_program
     from symopt.export import export_source
+    from symopt.search.run_dir import RunError, read_hall_of_fame
 
-    name = args.name or f"found_rank{args.rank}"
     try:
-        if not name.isidentifier() or keyword.iskeyword(name):
-            raise RunError(f"--name {name!r} is not a valid Python function name")
-        data = load_run(args.run)
+        if args.name is not None and (not args.name.isidentifier() or keyword.iskeyword(args.name)):
+            raise RunError(f"--name {args.name!r} is not a valid Python function name")
+        data = read_hall_of_fame(args.run)
         program = entry_program(data, args.rank, args.run, simplified=not getattr(args, "as_found", False))
+        name = args.name or f"found_rank{args.rank}"  # the rank is known to be good here
         source = export_source(program, name)
     except (RunError, ValueError) as e:
         print(f"symopt export: {e}", file=sys.stderr)

@@ -10,13 +10,10 @@ and, from ``RUN/lineage.jsonl``, its ancestry back to the start program.
 from __future__ import annotations
 
 import argparse
-import json
 import pathlib
 import sys
 
-
-class RunError(ValueError):
-    """A run directory that is missing or not what ``symopt search`` writes."""
+from symopt.search.run_dir import LINEAGE_NAME, RunError, read_hall_of_fame, read_lineage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -24,33 +21,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--brief", action="store_true", help="one line per entry: no program text under the rows")
 
 
-def load_run(run: str | pathlib.Path) -> dict:
-    """The parsed ``hall_of_fame.json`` of a run directory, checked. Raises RunError."""
-    path = pathlib.Path(run)
-    expected = "a run directory written by `symopt search ... --run-dir DIR` (holding hall_of_fame.json)"
-    if not path.exists():
-        raise RunError(f"run directory {str(path)!r} does not exist; expected {expected}")
-    if not path.is_dir():
-        raise RunError(f"{str(path)!r} is not a directory; expected {expected}")
-    hof = path / "hall_of_fame.json"
-    if not hof.is_file():
-        raise RunError(f"{str(path)!r} has no hall_of_fame.json; expected {expected}")
-    try:
-        data = json.loads(hof.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunError(f"{hof}: not valid JSON ({e})") from None
-    entries = data.get("hall_of_fame") if isinstance(data, dict) else None
-    if not isinstance(entries, list):
-        raise RunError(f"{hof}: expected an object with a 'hall_of_fame' list")
-    for i, e in enumerate(entries, 1):
-        if not isinstance(e, dict) or not isinstance(e.get("program"), str) or not isinstance(e.get("fitness"), dict):
-            raise RunError(f"{hof}: hall-of-fame entry {i} lacks 'program' (text) or 'fitness' (object)")
-    return data
-
-
 def entry_program(data: dict, rank: int, run: str | pathlib.Path = "", simplified: bool = True):
-    """The Program of hall-of-fame rank ``rank`` (1-based; the simplified form by default). Raises RunError."""
-    from symopt.programs.errors import ProgramError
+    """The Program of hall-of-fame rank ``rank`` (1-based; the simplified form by default) of
+    :func:`~symopt.search.run_dir.read_hall_of_fame`'s data (whose programs parse). Raises RunError."""
     from symopt.programs.parse import parse
 
     entries = data["hall_of_fame"]
@@ -60,11 +33,7 @@ def entry_program(data: dict, rank: int, run: str | pathlib.Path = "", simplifie
         raise RunError(f"run {str(run)!r}: no rank {rank}; available ranks: 1 to {len(entries)}"
                        if len(entries) > 1 else f"run {str(run)!r}: no rank {rank}; the only rank is 1")
     entry = entries[rank - 1]
-    text = entry.get("simplified") if simplified and isinstance(entry.get("simplified"), str) else entry["program"]
-    try:
-        return parse(text)
-    except ProgramError as e:
-        raise RunError(f"run {str(run)!r}: rank {rank}: its program does not parse: {e}") from None
+    return parse(entry.get("simplified") if simplified and entry.get("simplified") else entry["program"])
 
 
 def state_bytes(program) -> int:
@@ -89,9 +58,8 @@ def _fmt(value) -> str:
 
 def table(data: dict, brief: bool = False, lineage: dict[int, dict] | None = None) -> str:
     """The hall of fame as text (see the module docstring); with ``lineage``, each entry's ancestry too."""
-    from symopt.search.run_dir import ancestry
-
     from symopt.programs.parse import parse
+    from symopt.search.run_dir import ancestry
 
     entries = data["hall_of_fame"]
     stages: list[str] = []
@@ -138,14 +106,12 @@ def table(data: dict, brief: bool = False, lineage: dict[int, dict] | None = Non
 
 def main(args: argparse.Namespace) -> int:
     try:
-        data = load_run(args.run)
+        data = read_hall_of_fame(args.run)
         if not data["hall_of_fame"]:
             print(f"run {args.run}: the hall of fame is empty")
             return 0
-        print(f"hall of fame of {args.run} ({len(data['hall_of_fame'])} entries)\n")
-        from symopt.search.run_dir import LINEAGE_NAME, read_lineage
-
         lineage = read_lineage(args.run) if (pathlib.Path(args.run) / LINEAGE_NAME).is_file() else None
+        print(f"hall of fame of {args.run} ({len(data['hall_of_fame'])} entries)\n")
         print(table(data, brief=getattr(args, "brief", False), lineage=lineage))
     except RunError as e:
         print(f"symopt inspect: {e}", file=sys.stderr)

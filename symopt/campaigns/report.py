@@ -27,25 +27,23 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import math
 import pathlib
 import sys
-from typing import Any, Callable, Sequence
+from typing import Sequence
 
 import numpy as np
 
 from symopt.campaigns.compare import DEFAULT_LRS
-from symopt.campaigns.inspect_run import RunError, entry_program, load_run, state_bytes as _program_state_bytes
+from symopt.campaigns.inspect_run import entry_program, state_bytes as _program_state_bytes
+from symopt.search.run_dir import (CONFIG_NAME, HALL_OF_FAME_NAME, LOG_NAME, META_VALIDATION_NAME, RunError,
+                                   read_config, read_hall_of_fame, read_log, read_meta_validation, run_file)
 
 WORST = -10.0
 """Fitness of a logged training that diverged (``null`` in the log), as in symopt.evaluation."""
 
 BASELINES = ("adamw", "lion")
 """The baselines drawn next to the winner on the loss curves."""
-
-EXPECTED = "a run directory written by `symopt search ... --run-dir DIR` (holding evaluations.jsonl)"
-
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory written by `symopt search` (holds evaluations.jsonl)")
@@ -84,41 +82,17 @@ class Point:
     fitness: float
 
 
-def _optional_json(path: pathlib.Path, valid: Callable[[Any], bool], expected: str):
-    """The JSON in ``path``, or None when there is no such file. Raises RunError on bad content."""
-    if not path.is_file():
-        return None
-    try:
-        value = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise RunError(f"{path}: not valid JSON ({e}); fix or delete it") from None
-    if not valid(value):
-        raise RunError(f"{path}: expected {expected}; fix or delete it")
-    return value
-
-
 def read_run(run: str | pathlib.Path) -> RunData:
-    """Load ``evaluations.jsonl``, ``config.json`` (optional) and ``hall_of_fame.json`` (optional). Raises RunError."""
-    from symopt.search.run_dir import CONFIG_NAME, LOG_NAME, META_VALIDATION_NAME, read_log
-
-    path = pathlib.Path(run)
-    if not path.exists():
-        raise RunError(f"run directory {str(path)!r} does not exist; expected {EXPECTED}")
-    if not path.is_dir():
-        raise RunError(f"{str(path)!r} is not a directory; expected {EXPECTED}")
-    log = path / LOG_NAME
-    if not log.is_file():
-        raise RunError(f"{str(path)!r} has no {LOG_NAME}; expected {EXPECTED}")
-    try:
-        records, _ = read_log(log)
-    except (OSError, ValueError) as e:
-        raise RunError(str(e) if str(log) in str(e) else f"{log}: {e}") from None
+    """Load ``evaluations.jsonl``, ``config.json`` (optional) and ``hall_of_fame.json`` (optional), through the
+    checked readers of :mod:`symopt.search.run_dir`. Raises RunError."""
+    log = run_file(run, LOG_NAME)
+    path = log.parent
+    records, _ = read_log(log)
     if not records:
         raise RunError(f"{log} is empty: the search trained nothing yet")
-    config = _optional_json(path / CONFIG_NAME, lambda v: isinstance(v, dict), "a JSON object")
-    hof = load_run(path) if (path / "hall_of_fame.json").is_file() else None
-    curve = _optional_json(path / META_VALIDATION_NAME, lambda v: isinstance(v, list) and all(
-        isinstance(p, dict) and isinstance(p.get("trained"), int) for p in v), "a list of objects with 'trained'")
+    config = read_config(path) if (path / CONFIG_NAME).is_file() else None
+    hof = read_hall_of_fame(path) if (path / HALL_OF_FAME_NAME).is_file() else None
+    curve = read_meta_validation(path) if (path / META_VALIDATION_NAME).is_file() else None
     return RunData(path, records, config, hof, curve)
 
 
@@ -156,16 +130,8 @@ def state_bytes(program_text: str) -> int:
 
 
 def points(records: Sequence[dict]) -> list[Point]:
-    """Every record as a (memory, fitness) point; records whose program does not parse are left out."""
-    from symopt.programs.errors import ProgramError
-
-    out = []
-    for r in records:
-        try:
-            out.append(Point(int(r["id"]), state_bytes(r["program"]), fitness_of(r)))
-        except ProgramError:
-            continue
-    return out
+    """Every record (as :func:`~symopt.search.run_dir.read_log` checked it) as a (memory, fitness) point."""
+    return [Point(r["id"], state_bytes(r["program"]), fitness_of(r)) for r in records]
 
 
 def pareto_front(pts: Sequence[Point]) -> list[Point]:
@@ -406,7 +372,7 @@ def main(args: argparse.Namespace) -> int:
         stage = first_stage(run)
         records = search_records(run.records, stage)
         if not records:
-            raise RunError(f"{run.path / 'evaluations.jsonl'}: no record of the search stage {stage!r} "
+            raise RunError(f"{run.path / LOG_NAME}: no record of the search stage {stage!r} "
                            f"(the first stage in config.json); was the run's config.json replaced?")
         steps = getattr(args, "steps", None)
         if steps is not None and steps < 1:
@@ -444,13 +410,10 @@ def main(args: argparse.Namespace) -> int:
         plot_curves(curves, rank, out / "curves.png", tuned=len(lrs) > 1)
         written.append(out / "curves.png")
 
-    pts = points(records)
+    pts = points(records)  # not empty: the search stage has records
     front = pareto_front(pts)
-    if pts:
-        plot_pareto(pts, front, _hall_points(run.hall_of_fame, pts), stage, out / "pareto.png")
-        written.append(out / "pareto.png")
-    else:
-        notes.append("no logged program parses: Pareto front skipped")
+    plot_pareto(pts, front, _hall_points(run.hall_of_fame, pts), stage, out / "pareto.png")
+    written.append(out / "pareto.png")
 
     winner_text = None
     if winner is not None:

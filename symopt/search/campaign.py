@@ -184,9 +184,10 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
     start = start_program(c.start, cfg.space)
     params = evolution.Params.from_config(cfg.space, c)
     run_path = pathlib.Path(run_dir) if run_dir is not None else None
-    log = Log(run_path, config_json(cfg), resume)
-    lineage = Lineage(run_path, c.budget)
+    log = Log(run_path, config_json(cfg), resume)  # locks the run directory until log.close()
+    lineage = None
     try:
+        lineage = Lineage(run_path, c.budget)
         evaluators = [make(st.tasks, st.seeds or c.seeds, st.steps or None, st.grid) for st in c.stages]
         # validation: the first stage's learning-rate grid, every seed (no hurdle)
         validate = make(c.validation, c.seeds, None, Grid(c.stages[0].lr_factors)) if c.validation else None
@@ -239,14 +240,17 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
             reference.fitness[names[i]] = evolution.fitness_of(evaluators[i]([start])[0])
         if validate:
             reference.validation = evolution.fitness_of(validate([start])[0])
-    finally:
-        log.close()
         lineage.close()
-    hof = [HallOfFameEntry(e.id, e.program, simplify(e.program, c.simplify_timeout), dict(e.fitness), e.validation)
-           for e in hall]
-    ref = HallOfFameEntry(0, start, simplify(start, c.simplify_timeout), dict(reference.fitness), reference.validation)
-    campaign = Campaign(cfg, hof, ref, state.stats, state.history, state, time.perf_counter() - t0, run_path,
-                        log.replayed)
-    if run_path is not None:
-        write_hall_of_fame(run_path, campaign)
+        hof = [HallOfFameEntry(e.id, e.program, simplify(e.program, c.simplify_timeout), dict(e.fitness),
+                               e.validation) for e in hall]
+        ref = HallOfFameEntry(0, start, simplify(start, c.simplify_timeout), dict(reference.fitness),
+                              reference.validation)
+        campaign = Campaign(cfg, hof, ref, state.stats, state.history, state, time.perf_counter() - t0, run_path,
+                            log.replayed)
+        if run_path is not None:
+            write_hall_of_fame(run_path, campaign)
+    finally:
+        if lineage is not None:
+            lineage.close(check=False)  # closed already unless the campaign failed: its own error is reported
+        log.close()
     return campaign

@@ -61,12 +61,25 @@ def main_search(args: argparse.Namespace) -> int:
     if serial and (workers is not None or getattr(args, "address", None)):
         return _fail("--serial trains in this process; leave out --workers and --address (or drop --serial)")
 
+    from symopt.search.durable import Busy, DirLock, WriteError
     from symopt.search.space import load
 
-    try:
-        config = load(args.config)  # parses TOML only: no JAX yet
+    try:  # the configuration and the overrides are checked before anything is created
+        config = load(args.config).replace_campaign(  # parses TOML only: no JAX yet
+            **{k: v for k in ("budget", "seed") if (v := getattr(args, k, None)) is not None})
     except ValueError as e:
         return _fail(str(e))
+    run_dir = pathlib.Path(getattr(args, "run_dir", None) or pathlib.Path("runs", config.name))
+    try:
+        # one writer: the lock is taken before Ray starts, and held (re-entered by the campaign) to the end
+        with DirLock(run_dir):
+            return _run(args, config, run_dir, serial, workers, address)
+    except (Busy, WriteError, FileExistsError, ValueError) as e:
+        return _fail(str(e))
+
+
+def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, workers, address) -> int:
+    """The campaign on its backend, with the run directory locked; prints the summary."""
     if not serial:  # before any JAX work in this process: starting Ray forks it
         from symopt.campaigns import connect
 
@@ -74,7 +87,6 @@ def main_search(args: argparse.Namespace) -> int:
 
     from symopt.search.campaign import search
 
-    run_dir = pathlib.Path(getattr(args, "run_dir", None) or pathlib.Path("runs", config.name))
     pool, backend, alive = None, "serial", None
     if not serial:
         from symopt.campaigns import EvaluatorPool
@@ -84,18 +96,13 @@ def main_search(args: argparse.Namespace) -> int:
         alive = lambda: len(pool.worker_info())  # noqa: E731
     progress = _progress_line(alive) if sys.stdout.isatty() else None
     try:
-        campaign = search(config, budget=getattr(args, "budget", None), seed=getattr(args, "seed", None),
-                          backend=backend, run_dir=run_dir, resume=bool(getattr(args, "resume", False)),
+        campaign = search(config, backend=backend, run_dir=run_dir, resume=bool(getattr(args, "resume", False)),
                           progress=progress)
-    except (FileExistsError, ValueError) as e:
+    finally:
         if progress:
             print()
-        return _fail(str(e))
-    finally:
         if pool is not None:
             pool.shutdown()
-    if progress:
-        print()
     print(campaign.summary())
     if pool is not None:
         s = pool.stats
