@@ -10,7 +10,7 @@ import pytest
 
 import proxy_tasks
 from symopt.campaigns import compare as compare_mod
-from symopt.search.run_dir import read_hall_of_fame as load_run
+from symopt.search.run_dir import read_hall_of_fame
 from symopt.cli import main
 from symopt.export import to_optax
 from symopt.programs import parse
@@ -46,7 +46,7 @@ def run_dir(tmp_path_factory):
 
 
 def test_inspect_prints_the_hall_of_fame(run_dir, capsys):
-    data = load_run(run_dir)
+    data = read_hall_of_fame(run_dir)
     lineage = read_lineage(run_dir)
     assert main(["inspect", str(run_dir)]) == 0
     out = capsys.readouterr().out
@@ -75,7 +75,7 @@ def test_export_writes_a_module_equal_to_to_optax(run_dir, tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("found", out)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    program = parse(load_run(run_dir)["hall_of_fame"][0]["simplified"])
+    program = parse(read_hall_of_fame(run_dir)["hall_of_fame"][0]["simplified"])
     params = {"a": jnp.arange(6, dtype=jnp.float32).reshape(2, 3) / 7, "b": jnp.array([0.5, -1.0], jnp.float32)}
     exported, reference = module.found_rank1(0.01), to_optax(program, 0.01)
     s1, s2 = exported.init(params), reference.init(params)

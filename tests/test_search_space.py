@@ -1,5 +1,6 @@
 """Search configuration: the shipped files load, and every bad value names the file, the key and the fix."""
 
+import dataclasses
 import pathlib
 
 import pytest
@@ -31,6 +32,9 @@ def test_dict_config_and_defaults():
     cfg = from_dict({"campaign": TOY_STAGES})
     assert cfg.campaign.population == 100 and cfg.space.max_length == 30
     assert cfg.replace_campaign(budget=7).campaign.budget == 7
+    stage = dataclasses.replace(cfg.campaign.stages[0], steps=-5)
+    with pytest.raises(ValueError, match=r"<dict> \(overridden\): campaign.stages\[0\].steps: -5 is too small"):
+        cfg.replace_campaign(stages=(stage,))
     with pytest.raises(ValueError, match="campaign.tournament"):
         cfg.replace_campaign(population=3)
 
@@ -114,7 +118,6 @@ tasks = ["toy_quadratic"]
 
 
 def _numeric_fields(cls=space_mod.Config):
-    import dataclasses
     import typing
 
     hints = typing.get_type_hints(cls)
@@ -171,8 +174,8 @@ def test_an_out_of_range_value_is_one_line_and_creates_nothing(tmp_path, monkeyp
 
 
 @pytest.mark.parametrize("flag, expected", [
-    (["--budget", "0"], "campaign.budget (overridden): 0 is too small"),
-    (["--seed", "-2"], "campaign.seed (overridden): -2 is too small"),
+    (["--budget", "0"], "tiny.toml (overridden): campaign.budget: 0 is too small"),
+    (["--seed", "-2"], "tiny.toml (overridden): campaign.seed: -2 is too small"),
 ])
 def test_an_out_of_range_override_is_one_line_and_creates_nothing(tmp_path, monkeypatch, capsys, flag, expected):
     from symopt.cli import main

@@ -198,7 +198,7 @@ class Config:
     """A whole search configuration: the space and the campaign."""
 
     name: str = _field("search", "name of the configuration (and of its default run directory, runs/NAME): "
-                                 "letters, digits, _ . -, not starting with . or -")
+                                 "letters, digits, _ . -, not starting with . or -", plain=True)
     description: str = _field("", "one line about it")
     space: SearchSpace = _field(SearchSpace(), "space")
     campaign: CampaignConfig = _field(CampaignConfig(), "campaign")
@@ -208,15 +208,10 @@ class Config:
         """A copy with some campaign values changed (checked like the file's)."""
         if not changes:
             return self
-        fields = {f.name: f for f in dataclasses.fields(CampaignConfig)}
-        hints = typing.get_type_hints(CampaignConfig)
-        for key, value in changes.items():
-            if key not in fields:
-                raise TypeError(f"replace_campaign: no campaign key {key!r}")
-            value = list(value) if isinstance(value, tuple) else value
-            changes[key] = _convert(hints[key], value, f"campaign.{key} (overridden)", self.source, fields[key])
         campaign = dataclasses.replace(self.campaign, **changes)
-        _check_campaign(campaign, self.source, self.space)
+        source = f"{self.source} (overridden)"
+        _check_values(campaign, "campaign", source)
+        _check_campaign(campaign, source, self.space)
         return dataclasses.replace(self, campaign=campaign)
 
 
@@ -312,7 +307,7 @@ def _convert(hint, value, path: str, source: str, f: dataclasses.Field):
         close = difflib.get_close_matches(str(out), choices, n=1)
         hint_ = f" (did you mean {close[0]!r}?)" if close else ""
         raise _error(source, path, f"{out!r} is not allowed{hint_}; use one of: {', '.join(map(repr, choices))}")
-    if f.name == "name" and hint is str and not NAME.fullmatch(out):
+    if meta.get("plain") and not NAME.fullmatch(out):
         raise _error(source, path, f"{out!r} is not a plain name; allowed: letters, digits, _ . - (not starting "
                      "with . or -), at most 100 characters")
     return _in_range(out, meta, path, source)
@@ -325,6 +320,22 @@ def _in_range(value, meta: Mapping, path: str, source: str):
         return value
     side = "small" if value < allowed.high else "large"
     raise _error(source, path, f"{value!r} is too {side}; allowed: {allowed.describe(isinstance(value, int))}")
+
+
+def _check_values(obj, prefix: str, source: str) -> None:
+    """Every field of a dataclass built in code, checked as a file's value would be (type, choices, range)."""
+    hints = typing.get_type_hints(type(obj))
+    for f in dataclasses.fields(obj):
+        if f.metadata.get("internal"):
+            continue
+        value, path = getattr(obj, f.name), _join(prefix, _key(f))
+        if dataclasses.is_dataclass(value):
+            _check_values(value, path, source)
+        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
+            for i, item in enumerate(value):
+                _check_values(item, f"{path}[{i}]", source)
+        else:
+            _convert(hints[f.name], list(value) if isinstance(value, tuple) else value, path, source, f)
 
 
 def _show(value) -> str:
