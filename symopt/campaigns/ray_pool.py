@@ -228,7 +228,9 @@ def connect(address: str | None = None, *, num_cpus: int | None = None, ship: bo
         kwargs.update(num_cpus=num_cpus or len(os.sched_getaffinity(0)), include_dashboard=False,
                       object_store_memory=object_store_memory)
     kwargs.update(init_kwargs)
-    ray.init(address=address, **kwargs)
+    # "local": a new instance of our own even when another one runs on this machine (plain
+    # ray.init() would join the latest of them, and refuse num_cpus)
+    ray.init(address=address if joining else "local", **kwargs)
     return describe()
 
 
