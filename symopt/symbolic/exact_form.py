@@ -12,7 +12,10 @@ identity SymPy applies is an identity of the running program over the reals:
   SymPy forms), so ``expm1(w)`` never becomes ``exp(w) - 1``, which loses every
   digit of a small ``w`` in float32;
 * constants are the float32 values the program runs with (``0.999`` is
-  0.99899999797..., so ``1 - 0.999`` folds to what float32 computes).
+  0.99899999797...), and a subexpression of constants is computed as the
+  program computes it, in float32 (``1 - 0.999`` is 0.0010000467;
+  ``cosh(1e+30)`` is inf, and an output that reads it raises
+  :class:`Unprintable` instead of sending SymPy after a number of 10^29 digits).
 
 What real algebra cannot see (rounding, overflow, ``0 * inf``) is left to the
 numeric check of :mod:`symopt.symbolic.equivalence`.
@@ -34,11 +37,12 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1, log2, log10
 
 from symopt.programs.check import check
-from symopt.programs.functions import DIV_EPS, FUNCTIONS, SYMPY_REDUCTIONS
-from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
+from symopt.programs.execute import evaluate
+from symopt.programs.functions import DIV_EPS, FUNCTIONS, SYMPY_REDUCTIONS, FlatSpace
+from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr, names_in, walk
 from symopt.symbolic.deadcode import live_states
 
-__all__ = ["Unprintable", "from_sympy", "guarded_div", "to_sympy_outputs"]
+__all__ = ["Unprintable", "constant", "from_sympy", "guarded_div", "printed_size", "symbol", "to_sympy_outputs"]
 
 
 class guarded_div(sp.Function):
@@ -69,6 +73,10 @@ class guarded_div(sp.Function):
 # -- to SymPy -------------------------------------------------------------------------------------
 
 
+class Unprintable(Exception):
+    """A SymPy expression with no counterpart in the language."""
+
+
 def symbol(program: Program, name: str) -> sp.Symbol:
     """The SymPy symbol of an argument: ``t`` is positive, ``lr`` non-negative, the rest real."""
     role = program.role(name)
@@ -80,42 +88,65 @@ def symbol(program: Program, name: str) -> sp.Symbol:
 
 
 def to_sympy_outputs(program: Program) -> dict[str, sp.Expr]:
-    """The update and each live new state (by slot name) as faithful SymPy expressions of the arguments."""
+    """The update and each live new state (by slot name) as faithful SymPy expressions of the arguments.
+
+    Raises :class:`Unprintable` when an output reads a constant subexpression that is not finite.
+    """
     env: dict[str, sp.Expr] = {a: symbol(program, a) for a in program.args}
+    known: dict[str, np.floating] = {}  # names that hold a constant, as the program computes it
     for stmt in program.body:
-        env[stmt.target] = _sym(stmt.value, env)
-    out = {"update": _sym(program.returns[0], env)}
+        value = _fold(stmt.value, known)
+        known.pop(stmt.target, None)
+        if value is None:
+            env[stmt.target] = _sym(stmt.value, env, known)
+        else:
+            known[stmt.target] = value
+            env.pop(stmt.target, None)
+    out = {"update": _sym(program.returns[0], env, known)}
     live = set(live_states(program))
     for s, ret in zip(program.state_args, program.returns[1:]):
         if s in live:
-            out[s] = _sym(ret, env)
+            out[s] = _sym(ret, env, known)
     return out
 
 
 def constant(value: float) -> sp.Expr:
     """The float32 value a constant runs as: an Integer when that is whole, else an exact Float."""
-    v32 = float(np.float32(value))
+    with np.errstate(over="ignore"):
+        v32 = float(np.float32(value))
     if math.isfinite(v32) and v32 == int(v32) and abs(v32) <= 2 ** 24:
         return sp.Integer(int(v32))
     return sp.Float(v32 if math.isfinite(v32) else value)
 
 
-def _sym(expr: Expr, env: dict) -> sp.Expr:
-    if isinstance(expr, Const):
-        return constant(expr.value)
+def _fold(expr: Expr, known: dict[str, np.floating]) -> np.floating | None:
+    """A subexpression of constants (and of names holding one) as the program computes it, in float32.
+
+    SymPy would evaluate it exactly instead: ``exp10(sinh(cbrt(1e+30)))`` is a number of
+    ten billion digits to SymPy (minutes, and a decimal.InvalidOperation for ``cosh(1e+30)``),
+    ``inf`` to the program.
+    """
+    if not names_in(expr) <= known.keys():
+        return None
+    with np.errstate(all="ignore"):
+        return np.float32(evaluate(expr, known, FlatSpace(np)))
+
+
+def _sym(expr: Expr, env: dict, known: dict) -> sp.Expr:
+    value = _fold(expr, known)
+    if value is not None:
+        if not np.isfinite(value):
+            raise Unprintable(f"the constant {format_expr(expr)} is {value} when the program runs")
+        return constant(float(value))
     if isinstance(expr, Var):
         return env[expr.name]
-    args = [_sym(a, env) for a in expr.args]
+    args = [_sym(a, env, known) for a in expr.args]
     if expr.fn == "/":
         return guarded_div(*args)
     return FUNCTIONS[expr.fn].sympy(*args)
 
 
 # -- back to a program ----------------------------------------------------------------------------
-
-
-class Unprintable(Exception):
-    """A SymPy expression with no counterpart in the language."""
 
 
 _FUNCS = {sp.sin: "sin", sp.cos: "cos", sp.tan: "tan", sp.asin: "arcsin", sp.acos: "arccos",
@@ -134,7 +165,8 @@ def _const(value) -> Const:
     if v.imag != 0 or not math.isfinite(v.real):
         raise Unprintable(str(value))
     x = v.real
-    x32 = np.float32(x)
+    with np.errstate(over="ignore"):
+        x32 = np.float32(x)
     if np.isfinite(x32) and (x32 != 0 or x == 0):
         return Const(float(str(x32)))
     return Const(x)  # float32 cannot hold it: as written, and the program runs it as 0 or inf either way
@@ -379,6 +411,4 @@ def from_sympy(program: Program, outputs: dict[str, sp.Expr]) -> Program:
 
 def printed_size(e: sp.Expr) -> int:
     """Expression nodes of one SymPy expression printed back to the language."""
-    from symopt.programs.program import walk
-
     return sum(1 for _ in walk(_Printer().expr(e)))
