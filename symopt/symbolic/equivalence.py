@@ -128,6 +128,7 @@ class _Probe:
         self.start = {s: (_draw(regime, rng) if random_state else np.zeros(_N)) for s in program.state_args}
         self.lr, self.t0 = lr, t0
         self.whole = {a for a, r in self.roles.items() if r == "step"}
+        self.rounding_seed = int(rng.integers(2 ** 32))
 
     def inputs(self, step: int, state: dict, dtype) -> dict:
         values = {}
@@ -144,7 +145,7 @@ class _Probe:
 
     def compare(self, before: Program, after: Program, outputs: tuple[str, ...], dtype) -> Mismatch | None:
         space = FlatSpace(np, _SEGMENTS, 3)
-        rng = np.random.default_rng(len(self.draws))
+        rng = np.random.default_rng(self.rounding_seed)
         state = {s: v.astype(dtype) for s, v in self.start.items()}
         for step in range(1, len(self.draws) + 1):
             inputs = self.inputs(step, state, dtype)
