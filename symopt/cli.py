@@ -36,6 +36,12 @@ def _bench_scale(args: argparse.Namespace) -> int:
     return bench_scale(args)
 
 
+def _bench_simplify(args: argparse.Namespace) -> int:
+    from symopt.symbolic.bench_simplify import main as bench_simplify
+
+    return bench_simplify(args)
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from symopt.campaigns.inspect_run import main as inspect_run
 
@@ -131,6 +137,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _bench_scale_arguments(bench_scale)
     bench_scale.set_defaults(func=_bench_scale)
+    bench_simplify = bench.add_parser("simplify", help="how often simplification changes the update, "
+                                                       "on random programs over the whole library")
+    from symopt.symbolic.bench_simplify import add_arguments as _bench_simplify_arguments
+
+    _bench_simplify_arguments(bench_simplify)
+    bench_simplify.set_defaults(func=_bench_simplify)
     return parser
 
 

@@ -1,6 +1,8 @@
 """symopt inspect / export / compare on a tiny real run (real search, real training, no mocks)."""
 
 import importlib.util
+import json
+import shutil
 
 import jax
 import jax.numpy as jnp
@@ -14,6 +16,7 @@ from symopt.search.run_dir import read_hall_of_fame
 from symopt.cli import main
 from symopt.export import to_optax
 from symopt.programs import parse
+from symopt.programs.program import Call, Const, Program
 from symopt.search.run_dir import ancestry, read_lineage
 from symopt.symbolic.simplify import live_states
 
@@ -68,16 +71,16 @@ def test_inspect_prints_the_hall_of_fame(run_dir, capsys):
     assert "def " not in capsys.readouterr().out
 
 
-def test_export_writes_a_module_equal_to_to_optax(run_dir, tmp_path, capsys):
-    out = tmp_path / "found.py"
-    assert main(["export", str(run_dir), "--rank", "1", "-o", str(out)]) == 0
-    assert "found_rank1" in capsys.readouterr().out
-    spec = importlib.util.spec_from_file_location("found", out)
+def _load(path, name):
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    program = parse(read_hall_of_fame(run_dir)["hall_of_fame"][0]["simplified"])
+    return module
+
+
+def assert_same_steps(exported, reference):
+    """Three steps of both optimizers on the same gradients give the same updates."""
     params = {"a": jnp.arange(6, dtype=jnp.float32).reshape(2, 3) / 7, "b": jnp.array([0.5, -1.0], jnp.float32)}
-    exported, reference = module.found_rank1(0.01), to_optax(program, 0.01)
     s1, s2 = exported.init(params), reference.init(params)
     for i in range(3):
         grads = jax.tree_util.tree_map(lambda x: jnp.sin(x * (i + 1)) + 0.1, params)
@@ -86,8 +89,34 @@ def test_export_writes_a_module_equal_to_to_optax(run_dir, tmp_path, capsys):
         for x, y in zip(jax.tree_util.tree_leaves(u1), jax.tree_util.tree_leaves(u2)):
             np.testing.assert_allclose(np.asarray(x), np.asarray(y), rtol=1e-6, atol=1e-7)
         params = optax.apply_updates(params, u1)
+
+
+def test_export_writes_a_module_equal_to_to_optax(run_dir, tmp_path, capsys):
+    out = tmp_path / "found.py"
+    assert main(["export", str(run_dir), "--rank", "1", "-o", str(out)]) == 0
+    assert "found_rank1" in capsys.readouterr().out
+    program = parse(read_hall_of_fame(run_dir)["hall_of_fame"][0]["simplified"])
+    assert_same_steps(_load(out, "found").found_rank1(0.01), to_optax(program, 0.01))
     assert main(["export", str(run_dir), "--rank", "2", "-o", str(tmp_path / "two.py"), "--name", "mine"]) == 0
     assert "def mine(" in (tmp_path / "two.py").read_text()
+
+
+def test_export_simplifies_again_when_the_stored_simplified_form_differs(run_dir, tmp_path, capsys):
+    # A run written before simplification was checked this strictly may hold a simplified form that
+    # computes something else: export must not write it.
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    hof_path = copy / "hall_of_fame.json"
+    hof = json.loads(hof_path.read_text())
+    found = parse(hof["hall_of_fame"][0]["program"])
+    wrong = Program(found.args, found.body, (Call("*", (found.returns[0], Const(2.0))), *found.returns[1:]),
+                    found.name)
+    hof["hall_of_fame"][0]["simplified"] = str(wrong)
+    hof_path.write_text(json.dumps(hof))
+    out = tmp_path / "found.py"
+    assert main(["export", str(copy), "--rank", "1", "-o", str(out)]) == 0
+    assert "differs from the program as found" in capsys.readouterr().err
+    assert_same_steps(_load(out, "found_again").found_rank1(0.01), to_optax(found, 0.01))
 
 
 def test_scaled_program_trains_like_to_optax_at_that_lr():

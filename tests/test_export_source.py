@@ -255,3 +255,25 @@ def test_program_baselines_match_to_optax(tmp_path):
                 p = optax.apply_updates(p, u)
             results.append(p)
         _assert_same(*results)
+
+
+def test_every_hall_of_fame_entry_exports_a_module_that_trains_like_the_program_as_found(tmp_path):
+    """A real campaign (serial, tiny budget, all 45 functions): what export writes is what was found and scored."""
+    import proxy_tasks
+    from symopt.search import search
+    from symopt.symbolic.simplify import size
+
+    config = {"space": {"functions": "hero", "max_length": 10},
+              "campaign": {"population": 6, "tournament": 2, "budget": 6, "batch": 4, "hall_of_fame": 3,
+                           "stages": [{"tasks": ["quadratic_illcond"], "steps": 30, "lr_factors": [1.0]}]}}
+    campaign = search(config, seed=3)
+    entries = [*campaign.hall_of_fame, campaign.reference]
+    assert any(size(e.simplified) < size(e.program) for e in entries)  # there was something to simplify
+    task = proxy_tasks.get("quadratic_illcond")
+    schedule = task.schedule(1.0, 60)
+    for e in entries:
+        exported = _exported(tmp_path, e.simplified)(learning_rate=schedule)
+        ours, ours_eval = proxy_tasks.train(task, exported, seed=0, steps=60)
+        found, found_eval = proxy_tasks.train(task, to_optax(e.program, schedule), seed=0, steps=60)
+        np.testing.assert_allclose(ours, found, rtol=1e-5, err_msg=f"{e.program}simplified to\n{e.simplified}")
+        np.testing.assert_allclose(ours_eval, found_eval, rtol=1e-5)

@@ -1,8 +1,10 @@
 """``symopt export RUN --rank N -o FILE.py``: a hall-of-fame entry as a standalone optax module.
 
-The module is :func:`symopt.export_source` of the entry's simplified program
-(equivalent to the program as found, checked numerically when the run
-simplified it); ``--as-found`` exports the program as the search found it.
+The module is :func:`symopt.export_source` of the entry's simplified program,
+checked again against the program as found (:mod:`symopt.symbolic.equivalence`):
+a run written before simplification was checked that strictly may hold a
+simplified form that computes something else, and then the program as found
+is simplified anew. ``--as-found`` exports the program as the search found it.
 """
 
 from __future__ import annotations
@@ -21,6 +23,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--as-found", action="store_true", help="export the program as found, not simplified")
 
 
+def _trusted(simplified, found, rank: int):
+    """``simplified`` when it computes what ``found`` computes, else ``found`` simplified anew (with a note)."""
+    from symopt.symbolic.simplify import mismatch, simplify
+
+    differs = mismatch(found, simplified) if simplified.args == found.args else "other arguments"
+    if differs is None:
+        return simplified
+    print(f"symopt export: rank {rank}: the run's simplified program differs from the program as found "
+          f"({differs}); simplifying the program as found again", file=sys.stderr)
+    return simplify(found)
+
+
 def main(args: argparse.Namespace) -> int:
     from symopt.campaigns.inspect_run import entry_program
     from symopt.export import export_source
@@ -31,6 +45,8 @@ def main(args: argparse.Namespace) -> int:
             raise RunError(f"--name {args.name!r} is not a valid Python function name")
         data = read_hall_of_fame(args.run)
         program = entry_program(data, args.rank, args.run, simplified=not getattr(args, "as_found", False))
+        if not getattr(args, "as_found", False):
+            program = _trusted(program, entry_program(data, args.rank, args.run, simplified=False), args.rank)
         name = args.name or f"found_rank{args.rank}"  # the rank is known to be good here
         source = export_source(program, name)
     except (RunError, ValueError) as e:

@@ -30,6 +30,7 @@ from typing import Any, Callable
 
 import numpy as np
 import sympy as sp
+from sympy.codegen.cfunctions import expm1 as _sp_expm1, log2 as _sp_log2, log10 as _sp_log10
 
 DIV_EPS = 1e-8
 
@@ -339,10 +340,11 @@ _FUNCTIONS = [
     _unary("exp2", lambda xp, x: xp.exp2(x), lambda x: 2 ** x),
     _unary("exp10", lambda xp, x: xp.power(xp.asarray(10.0, dtype=x.dtype) if hasattr(x, "dtype") else 10.0, x),
            lambda x: 10 ** x),
-    _unary("expm1", lambda xp, x: xp.expm1(x), lambda x: sp.exp(x) - 1),
+    # expm1, log10 and log2 keep SymPy functions of their own: exp(x) - 1 is not expm1 in float32
+    _unary("expm1", lambda xp, x: xp.expm1(x), _sp_expm1),
     _unary("log", _abs_then("log"), lambda x: sp.log(sp.Abs(x)), "log(|x|)"),
-    _unary("log10", _abs_then("log10"), lambda x: sp.log(sp.Abs(x), 10), "log10(|x|)"),
-    _unary("log2", _abs_then("log2"), lambda x: sp.log(sp.Abs(x), 2), "log2(|x|)"),
+    _unary("log10", _abs_then("log10"), lambda x: _sp_log10(sp.Abs(x)), "log10(|x|)"),
+    _unary("log2", _abs_then("log2"), lambda x: _sp_log2(sp.Abs(x)), "log2(|x|)"),
     _unary("log1p", lambda xp, x: xp.log(xp.abs(1 + x)), lambda x: sp.log(sp.Abs(1 + x)), "log(|1 + x|)"),
     _unary("square", lambda xp, x: xp.square(x), lambda x: x ** 2),
     _unary("sqrt", _abs_then("sqrt"), lambda x: sp.sqrt(sp.Abs(x)), "sqrt(|x|)"),

@@ -58,7 +58,7 @@ def ema_slots(program: Program) -> list[str]:
     grad = program.arg_for("grad")
     if grad is None:
         return []
-    outputs = to_sympy_outputs(program, guard="value")
+    outputs = to_sympy_outputs(program)
     found = []
     for slot in live_states(program):
         expr = sp.expand(outputs[slot])

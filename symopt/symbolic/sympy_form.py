@@ -199,7 +199,7 @@ def latex_name(name: str) -> str:
 
 
 class _Printer(LatexPrinter):
-    """SymPy's LaTeX printer, with notation for the tree-wide reductions."""
+    """SymPy's LaTeX printer, with notation for the tree-wide reductions and expm1."""
 
     def _print_global_norm(self, e):
         return r"\left\lVert %s \right\rVert" % self._print(e.args[0])
@@ -212,6 +212,9 @@ class _Printer(LatexPrinter):
 
     def _print_cosine_sim(self, e):
         return r"\operatorname{cos\_sim}\left(%s, %s\right)" % tuple(self._print(a) for a in e.args)
+
+    def _print_expm1(self, e):
+        return r"\operatorname{expm1}\left(%s\right)" % self._print(e.args[0])
 
     def _print_clip_by_global_norm(self, e):
         x, c = (self._print(a) for a in e.args)
