@@ -4,15 +4,17 @@ Programs (:func:`parse`, :mod:`baselines`) are checked, turned into math
 (:func:`to_sympy`, :func:`latex`) and exported as optax optimizers
 (:func:`to_optax`, :func:`optimizer_factory`, :func:`export_source`);
 :func:`evaluate` scores them on proxy tasks with a compile-once interpreter,
-:func:`search` evolves new ones and :func:`simplify` makes them readable.
+:func:`search` evolves new ones, :func:`simplify` makes them readable and
+:func:`derive` shortens them by steps checked by training.
 """
 
 from symopt.evaluation import Result, evaluate
 from symopt.export import export_source, optimizer_factory, to_optax
 from symopt.programs import Program, ProgramError, baselines, parse
 from symopt.search import search
+from symopt.search.derive import derive
 from symopt.symbolic import latex, to_sympy
 from symopt.symbolic.simplify import simplify
 
-__all__ = ["Program", "ProgramError", "Result", "baselines", "evaluate", "export_source", "latex", "optimizer_factory",
+__all__ = ["Program", "ProgramError", "Result", "baselines", "derive", "evaluate", "export_source", "latex", "optimizer_factory",
            "parse", "search", "simplify", "to_optax", "to_sympy"]

@@ -24,6 +24,12 @@ def _simplify(args: argparse.Namespace) -> int:
     return main_simplify(args)
 
 
+def _derive(args: argparse.Namespace) -> int:
+    from symopt.search.cli_derive import main as derive
+
+    return derive(args)
+
+
 def _bench_eval(args: argparse.Namespace) -> int:
     from symopt.evaluation.bench import main as bench_eval
 
@@ -100,6 +106,13 @@ def build_parser() -> argparse.ArgumentParser:
     simp.add_argument("--timeout", type=float, default=10.0, help="seconds of SymPy (default: 10)")
     simp.add_argument("--dead-code-only", action="store_true", help="only remove dead statements")
     simp.set_defaults(func=_simplify)
+
+    from symopt.search import cli_derive as _derive_mod
+
+    der = sub.add_parser("derive", help="shorten a program step by step (remove, replace, round, rewrite), "
+                                        "each step checked by training on a search stage")
+    _derive_mod.add_arguments(der)
+    der.set_defaults(func=_derive)
 
     from symopt.campaigns import compare as _compare_mod, export_run as _export_mod, inspect_run as _inspect_mod
 

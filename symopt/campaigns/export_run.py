@@ -4,7 +4,9 @@ The module is :func:`symopt.export_source` of the entry's simplified program,
 checked again against the program as found (:mod:`symopt.symbolic.equivalence`):
 a run written before simplification was checked that strictly may hold a
 simplified form that computes something else, and then the program as found
-is simplified anew. ``--as-found`` exports the program as the search found it.
+is simplified anew. ``--as-found`` exports the program as the search found it;
+``--derived`` the derived form saved by ``symopt derive RUN --rank N``
+(:mod:`symopt.search.derive`), which must start from the entry's program as found.
 """
 
 from __future__ import annotations
@@ -20,7 +22,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank", type=int, default=1, help="hall-of-fame rank, 1-based (default: 1)")
     parser.add_argument("-o", "--output", required=True, help="the module to write (FILE.py)")
     parser.add_argument("--name", default=None, help="the optimizer function's name (default: found_rankN)")
-    parser.add_argument("--as-found", action="store_true", help="export the program as found, not simplified")
+    form = parser.add_mutually_exclusive_group()
+    form.add_argument("--as-found", action="store_true", help="export the program as found, not simplified")
+    form.add_argument("--derived", action="store_true", help="export the derived form written by "
+                                                             "`symopt derive RUN --rank N`")
 
 
 def _trusted(simplified, found, rank: int):
@@ -35,6 +40,18 @@ def _trusted(simplified, found, rank: int):
     return simplify(found)
 
 
+def _derived(run: str, rank: int, found):
+    """The derived program saved for rank ``rank``; a RunError when it derives another program than ``found``."""
+    from symopt.programs.parse import parse
+    from symopt.search.run_dir import RunError, read_derived
+
+    data = read_derived(run, rank)
+    if parse(data["start"]) != found:
+        raise RunError(f"{run}: derived_rank{rank}.json derives another program than rank {rank}'s "
+                       f"(the run has changed); run `symopt derive {run} --rank {rank}` again")
+    return parse(data["derived"])
+
+
 def main(args: argparse.Namespace) -> int:
     from symopt.campaigns.inspect_run import entry_program
     from symopt.export import export_source
@@ -45,7 +62,9 @@ def main(args: argparse.Namespace) -> int:
             raise RunError(f"--name {args.name!r} is not a valid Python function name")
         data = read_hall_of_fame(args.run)
         program = entry_program(data, args.rank, args.run, simplified=not getattr(args, "as_found", False))
-        if not getattr(args, "as_found", False):
+        if getattr(args, "derived", False):
+            program = _derived(args.run, args.rank, entry_program(data, args.rank, args.run, simplified=False))
+        elif not getattr(args, "as_found", False):
             program = _trusted(program, entry_program(data, args.rank, args.run, simplified=False), args.rank)
         name = args.name or f"found_rank{args.rank}"  # the rank is known to be good here
         source = export_source(program, name)

@@ -11,6 +11,7 @@
                              the cache: id, parent, program, fitness, cached, island, cached_from
         populations/N.json   snapshots of the islands after N trainings (ids, fitness, programs)
         hall_of_fame.json    the funnel's survivors, the start program's scores, statistics
+        derived_rankN.json   ``symopt derive RUN --rank N``: the derivation of rank N's program as found
 
 Only evaluations.jsonl is needed to resume; the lineage and the snapshots are
 derived from it and written again by the replay. A resume with a larger budget
@@ -50,6 +51,7 @@ LINEAGE_NAME = "lineage.jsonl"
 SNAPSHOT_DIR = "populations"
 HALL_OF_FAME_NAME = "hall_of_fame.json"
 META_VALIDATION_NAME = "meta_validation.json"
+DERIVED_NAME = "derived_rank{rank}.json"
 SNAPSHOTS = 20
 """Population snapshots per search stage (one every budget/20 trainings, and the last)."""
 
@@ -508,6 +510,26 @@ def read_hall_of_fame(run: str | os.PathLike) -> dict:
 
     fix = "symopt search CONFIG --run-dir RUN --resume writes it again from the log"
     return _read_json(run_file(run, HALL_OF_FAME_NAME), check, fix)
+
+
+def derived_path(run: str | os.PathLike, rank: int) -> pathlib.Path:
+    """Where ``symopt derive RUN --rank N`` keeps its derivation."""
+    return pathlib.Path(run) / DERIVED_NAME.format(rank=rank)
+
+
+def read_derived(run: str | os.PathLike, rank: int) -> dict:
+    """derived_rankN.json of a run, checked: ``start`` and ``derived`` program texts that parse, ``steps``."""
+
+    def check(d) -> None:
+        _check(d, "object", "")
+        _program(_get(d, "start", "text"), "start")
+        _program(_get(d, "derived", "text"), "derived")
+        _get(d, "steps", "list")
+
+    name = DERIVED_NAME.format(rank=rank)
+    if not (pathlib.Path(run) / name).is_file() and pathlib.Path(run).is_dir():
+        raise RunError(f"{str(run)!r} has no {name}; run `symopt derive {run} --rank {rank}` first")
+    return _read_json(run_file(run, name), check, f"run `symopt derive {run} --rank {rank}` again")
 
 
 def read_meta_validation(run: str | os.PathLike) -> list[dict]:
