@@ -119,6 +119,25 @@ def test_export_simplifies_again_when_the_stored_simplified_form_differs(run_dir
     assert_same_steps(_load(out, "found_again").found_rank1(0.01), to_optax(found, 0.01))
 
 
+def test_derive_a_rank_then_export_the_derived_form(run_dir, tmp_path, capsys):
+    copy = tmp_path / "run"
+    shutil.copytree(run_dir, copy)
+    out = tmp_path / "derived.py"
+    assert main(["export", str(copy), "--derived", "-o", str(out)]) == 1
+    assert "symopt derive" in capsys.readouterr().err  # nothing derived yet: says what to run
+    assert main(["derive", str(copy), "--rank", "1", "--tolerance", "0.05"]) == 0
+    printed = capsys.readouterr().out
+    saved = json.loads((copy / "derived_rank1.json").read_text())
+    assert saved["stage"] == "quad" and saved["start"] == read_hall_of_fame(copy)["hall_of_fame"][0]["program"]
+    assert printed.split("\n\nsaved ")[0].rstrip().endswith(saved["derived"].rstrip())
+    assert main(["export", str(copy), "--derived", "-o", str(out)]) == 0
+    assert_same_steps(_load(out, "derived").found_rank1(0.01), to_optax(parse(saved["derived"]), 0.01))
+    saved["start"] = read_hall_of_fame(copy)["hall_of_fame"][1]["program"]  # another program's: refused
+    (copy / "derived_rank1.json").write_text(json.dumps(saved))
+    assert main(["export", str(copy), "--derived", "-o", str(out)]) == 1
+    assert "derives another program" in capsys.readouterr().err
+
+
 def test_scaled_program_trains_like_to_optax_at_that_lr():
     task = proxy_tasks.get("quadratic_illcond")
     for name in ("lion", "momentum"):  # with an lr argument, and without

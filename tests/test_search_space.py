@@ -221,3 +221,12 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
                                            b"    return m, m\n")
     assert main(["simplify", str(program), "--dead-code-only"]) == 0
     assert capsys.readouterr().out == "def train(g, m):\n    m = interpolate(m, g, 0.1)\n    return m, m\n"
+
+
+def test_a_run_config_json_loads_back_to_the_same_config():
+    from symopt.search.run_dir import config_json
+    from symopt.search.space import from_fields
+
+    for name in ("quick", "hero"):
+        config = load(name)
+        assert from_fields(config_json(config)) == config  # restart.source is written `source`, read as `from`

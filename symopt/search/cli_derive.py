@@ -37,7 +37,8 @@ def main(args: argparse.Namespace) -> int:
     from symopt.programs.errors import ProgramError
     from symopt.programs.parse import parse, read_text
     from symopt.search.derive import derive
-    from symopt.search.run_dir import RunError, derived_path, read_config, read_hall_of_fame
+    from symopt.search.run_dir import CONFIG_NAME, RunError, derived_path, read_config, read_hall_of_fame
+    from symopt.search.space import from_fields
 
     source = pathlib.Path(args.source)
     saved = None
@@ -48,7 +49,7 @@ def main(args: argparse.Namespace) -> int:
             from symopt.campaigns.inspect_run import entry_program
 
             program = entry_program(read_hall_of_fame(source), args.rank, source, simplified=False)
-            config = args.config or read_config(source)
+            config = args.config or from_fields(read_config(source), str(source / CONFIG_NAME))
             saved = derived_path(source, args.rank)
         else:
             program = parse(read_text(source), str(source))

@@ -253,6 +253,32 @@ def from_dict(table: Mapping[str, Any], source: str = "<dict>") -> Config:
     return config
 
 
+def from_fields(data: Mapping[str, Any], source: str = "<dict>") -> Config:
+    """:func:`from_dict` of a dict keyed by field names (``dataclasses.asdict``, a run's config.json) rather
+    than by the TOML keys where they differ (``restart.source`` is ``restart.from``)."""
+    return from_dict(_keyed(Config, data), source)
+
+
+def _keyed(cls, data):
+    if not isinstance(data, Mapping):
+        return data
+    hints = typing.get_type_hints(cls)
+    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
+    out = {}
+    for name, value in data.items():
+        f = fields.get(name)
+        if f is None:
+            out[name] = value  # left for from_dict to report
+            continue
+        hint, (item, *_) = hints[name], typing.get_args(hints[name]) or (None,)
+        if dataclasses.is_dataclass(hint):
+            value = _keyed(hint, value)
+        elif dataclasses.is_dataclass(item) and isinstance(value, list):
+            value = [_keyed(item, v) for v in value]
+        out[_key(f)] = value
+    return out
+
+
 def _error(source: str, path: str, message: str) -> ValueError:
     return ValueError(f"{source}: {path or 'top level'}: {message}")
 
