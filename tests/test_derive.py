@@ -42,7 +42,7 @@ def test_raw_lion_derives_to_lions_form(lion):
     assert not any(isinstance(e, Call) and e.fn in ("clip_by_global_norm", "cosh", "sqrt")
                    for s in derived.body for e in walk(s.value))
     # the dead state write goes first, proven equivalent and not trained
-    assert lion.steps[1].change == "remove `m = cosh(update)`" and lion.steps[1].check == "exact"
+    assert lion.steps[1].change == "remove dead code: `m = cosh(update)`" and lion.steps[1].check == "exact"
     assert any(s.kind == "rewrite" and "sign(c)" in s.change and s.check == "trained" for s in lion.steps)
     assert all(s.fitness >= lion.floor for s in lion.steps)
     assert lion.tolerance_from == "noise" and len(lion.noise) == 1 + derive_mod.NOISE_SETS
@@ -67,7 +67,7 @@ def test_cli_prints_the_table_and_json(tmp_path, capsys):
     out = capsys.readouterr().out
     header = next(line for line in out.splitlines() if line.startswith("step"))
     assert header.split() == ["step", "change", "stmts", "fitness", "check"]
-    row = next(line for line in out.splitlines() if "remove `d = w * 0.5`" in line)
+    row = next(line for line in out.splitlines() if "remove dead code: `d = w * 0.5`" in line)
     assert row.split()[0] == "1" and row.split()[-1] == "exact"  # the dead statement: proven, not trained
     assert "max(m, -1000.0) -> m" in out  # an identity on the values seen
     assert main(["derive", str(program), "--config", str(config), "--tolerance", "0.05", "--json"]) == 0

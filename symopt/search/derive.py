@@ -4,7 +4,8 @@
 every step that holds, until none holds:
 
 1. ``remove``: remove one statement (later reads of its name see the previous
-   value), then the code that became dead;
+   value), then the code that became dead (dead code of the start program
+   goes first, in one exact step);
 2. ``replace``: replace a call by one of its (non-constant) arguments: a
    function acting as an identity on the values seen (a clip that never bites,
    ``arcsin`` of small numbers, ``max(x, tiny)``), or an operation that does not
@@ -159,6 +160,18 @@ def _edits(program: Program, options: Options) -> Iterator[tuple[Program, str]]:
                           program.name), change
 
 
+def _dead(program: Program, most: int = 2) -> str:
+    """The statements dead-code elimination removes, as text (the first ``most`` of them)."""
+    kept, i, gone = eliminate_dead_code(program, rename=False).body, 0, []
+    for stmt in program.body:
+        if i < len(kept) and stmt == kept[i]:
+            i += 1
+        else:
+            gone.append(f"`{stmt.target} = {_short(stmt.value)}`")
+    more = f" and {len(gone) - most} more" if len(gone) > most else ""
+    return ", ".join(gone[:most]) + more if gone else "dead state returns"
+
+
 def _short(expr: Expr, most: int = 40) -> str:
     text = format_expr(expr)
     return text if len(text) <= most else text[:most - 3] + "..."
@@ -311,6 +324,9 @@ def run(program: Program, fitness: Callable[[Program], float], tolerance: float,
         if progress:
             progress(steps[-1])
 
+    trimmed = eliminate_dead_code(program)
+    if trimmed != program:
+        take("remove", "remove dead code: " + _dead(program), trimmed, start, "exact")
     current = steps[-1]
     while True:
         for kind in kinds:
