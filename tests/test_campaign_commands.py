@@ -125,9 +125,14 @@ def test_derive_a_rank_then_export_the_derived_form(run_dir, tmp_path, capsys):
     out = tmp_path / "derived.py"
     assert main(["export", str(copy), "--derived", "-o", str(out)]) == 1
     assert "symopt derive" in capsys.readouterr().err  # nothing derived yet: says what to run
-    assert main(["derive", str(copy), "--rank", "1", "--tolerance", "0.05"]) == 0
+    assert main(["derive", str(copy), "--rank", "1", "--tolerance", "0.05", "--validate"]) == 0
     printed = capsys.readouterr().out
     saved = json.loads((copy / "derived_rank1.json").read_text())
+    entry = read_hall_of_fame(copy)["hall_of_fame"][0]
+    # the same fitness as the campaign's: the start scores what the run logged, on its stage and on validation
+    assert saved["steps"][0]["fitness"] == pytest.approx(entry["fitness"]["quad"], abs=1e-9)
+    assert saved["validation"]["start"] == pytest.approx(entry["validation"], abs=1e-9)
+    assert "validation (quadratic_noisy):" in printed
     assert saved["stage"] == "quad" and saved["start"] == read_hall_of_fame(copy)["hall_of_fame"][0]["program"]
     assert printed.split("\n\nsaved ")[0].rstrip().endswith(saved["derived"].rstrip())
     assert main(["export", str(copy), "--derived", "-o", str(out)]) == 0

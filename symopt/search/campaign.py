@@ -158,6 +158,14 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
 BACKENDS: dict[str, Backend] = {"serial": serial_backend}
 
 
+def validator(campaign, make: Backend):
+    """The validation evaluator of a campaign configuration: its validation tasks, every seed, the first stage's
+    learning-rate grid (no hurdle); None when it has no validation tasks."""
+    if not campaign.validation:
+        return None
+    return make(campaign.validation, campaign.seeds, None, Grid(campaign.stages[0].lr_factors))
+
+
 def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None = None, seed: int | None = None,
            backend: str | Backend = "serial", run_dir: str | os.PathLike | None = None, resume: bool = False,
            progress: Callable[[evolution.State, int], None] | None = None) -> Campaign:
@@ -189,8 +197,7 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
     try:
         lineage = Lineage(run_path, c.budget)
         evaluators = [make(st.tasks, st.seeds or c.seeds, st.steps or None, st.grid) for st in c.stages]
-        # validation: the first stage's learning-rate grid, every seed (no hurdle)
-        validate = make(c.validation, c.seeds, None, Grid(c.stages[0].lr_factors)) if c.validation else None
+        validate = validator(c, make)
 
         def on_result(stage: str, entry: funnel.Entry, result) -> None:
             log.write(entry.id, None, entry.program, result, stage)

@@ -24,6 +24,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--tolerance", type=float, default=None,
                         help="fitness a step may lose against the start (default: the measured noise)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per task (default: the stage's)")
+    parser.add_argument("--validate", action="store_true", help="also score the start and the derived program on "
+                                                                "the configuration's validation tasks")
     parser.add_argument("--json", action="store_true", help="print the derivation as JSON")
 
 
@@ -58,7 +60,7 @@ def main(args: argparse.Namespace) -> int:
                                                           f"({len(s.program.body)} statements, fitness "
                                                           f"{s.fitness:+.4f}, {s.check})", file=sys.stderr))
         derivation = derive(program, config, stage=_stage(args.stage), tolerance=args.tolerance, steps=args.steps,
-                            progress=progress)
+                            validate=args.validate, progress=progress)
     except (RunError, ProgramError, ValueError) as e:
         print(f"symopt derive: {e}", file=sys.stderr)
         return 1

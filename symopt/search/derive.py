@@ -18,9 +18,11 @@ every step that holds, until none holds:
 
 Within a kind, a candidate that :func:`symopt.symbolic.equivalent` proves to
 compute what the current program computes is taken first and needs no
-training (``exact``); the others are trained, in order, until one holds. At
-the end the trusted simplifier (:func:`symopt.simplify`) rewrites the result
-when that is shorter (exact by construction).
+training (``exact``); the others are trained, in order, until one holds. When
+none holds, the trusted simplifier (:func:`symopt.simplify`) rewrites the
+program if that is shorter (exact by construction), and the steps go on from
+there (its folded constants may round); every step shortens the program or a
+constant, so the derivation ends.
 
 The fitness is the campaign's search-stage fitness: the stage's tasks, seeds,
 steps and learning-rate grid (``stage.grid``), trained by the campaign's
@@ -81,6 +83,8 @@ class Derivation:
     trained: int
     cache_hits: int
     stage: str = ""
+    validation: dict | None = None
+    """With ``validate``: ``{"tasks": [...], "start": fitness, "derived": fitness}`` on the validation tasks."""
 
     @property
     def start(self) -> Step:
@@ -117,6 +121,9 @@ class Derivation:
                 f"derived ({len(self.start.program.body)} -> {len(self.derived.body)} statements, "
                 f"fitness {self.start.fitness:+.4f} -> {self.steps[-1].fitness:+.4f}):", "",
                 str(self.derived).rstrip("\n")]
+        if self.validation:
+            v = self.validation
+            out.insert(-2, f"validation ({', '.join(v['tasks'])}): {v['start']:+.4f} -> {v['derived']:+.4f}")
         return "\n".join(out)
 
     def as_json(self) -> dict:
@@ -124,7 +131,9 @@ class Derivation:
                 "tolerance": self.tolerance, "tolerance_from": self.tolerance_from,
                 "noise": [_finite(f) for f in self.noise], "floor": _finite(self.floor),
                 "steps": [s.as_json() for s in self.steps], "trained": self.trained, "cache_hits": self.cache_hits,
-                "refused": [{"kind": k, "change": c, "fitness": _finite(f)} for k, c, f in self.refused]}
+                "refused": [{"kind": k, "change": c, "fitness": _finite(f)} for k, c, f in self.refused],
+                "validation": self.validation and {k: _finite(v) if k != "tasks" else v
+                                                   for k, v in self.validation.items()}}
 
 
 def _finite(x: float) -> float | None:
@@ -327,8 +336,8 @@ def run(program: Program, fitness: Callable[[Program], float], tolerance: float,
     trimmed = eliminate_dead_code(program)
     if trimmed != program:
         take("remove", "remove dead code: " + _dead(program), trimmed, start, "exact")
-    current = steps[-1]
     while True:
+        current = steps[-1]
         for kind in kinds:
             found = list(candidates(current.program, kind))
             exact = next(((c, ch) for c, ch in found if equivalent(current.program, c)), None)
@@ -348,17 +357,16 @@ def run(program: Program, fitness: Callable[[Program], float], tolerance: float,
             if held is not None:
                 take(kind, held[1], held[0], held[2], "trained")
                 break
-        else:
-            break
-        current = steps[-1]
-    simplified = simplify(current.program, simplify_timeout)
-    if (len(simplified.body), size(simplified)) < (len(current.program.body), size(current.program)):
-        take("simplify", "simplified (SymPy)", simplified, current.fitness, "exact")
+        else:  # no step holds: simplify exactly, and go on from there if that is shorter (its constants may round)
+            simplified = simplify(current.program, simplify_timeout)
+            if (len(simplified.body), size(simplified)) >= (len(current.program.body), size(current.program)):
+                break
+            take("simplify", "simplified (SymPy)", simplified, current.fitness, "exact")
     return steps, refused
 
 
 def derive(program: Program | str, config="quick", *, stage: int | str = 0, tolerance: float | None = None,
-           noise_sets: int = NOISE_SETS, steps: int | None = None, backend="serial",
+           noise_sets: int = NOISE_SETS, steps: int | None = None, backend="serial", validate: bool = False,
            progress: Callable[[Step], None] | None = None) -> Derivation:
     """Shorten ``program`` by steps that keep its fitness on ``config``'s stage ``stage``; see the module docstring.
 
@@ -370,6 +378,8 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         noise_sets: further seed sets the start trains on to measure the noise.
         steps: training steps per task, overriding the stage's (cheap checks).
         backend: ``"serial"`` or a campaign backend ``backend(tasks, seeds, steps, grid) -> evaluate_fn``.
+        validate: also train the start and the derived program on the config's validation tasks, as the
+            campaign does (:func:`symopt.search.campaign.validator`).
     """
     from symopt.programs.parse import parse
     from symopt.search.campaign import BACKENDS
@@ -407,5 +417,15 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         tolerance = max(finite) - min(finite)
     held, refused = run(program, fitness, tolerance, start_fitness=start, simplify_timeout=c.simplify_timeout,
                         progress=progress)
-    return Derivation(held, tolerance, "noise" if noise else "given", noise, refused, fitness.trained, fitness.hits,
-                      names[stage])
+    derivation = Derivation(held, tolerance, "noise" if noise else "given", noise, refused, fitness.trained,
+                            fitness.hits, names[stage])
+    if validate:
+        if not c.validation:
+            raise ValueError(f"{cfg.name!r} has no validation tasks (campaign.validation); drop validate")
+        from symopt.search.campaign import validator
+        from symopt.search.evolution import fitness_of
+
+        scores = validator(c, make)([program, derivation.derived])
+        derivation.validation = {"tasks": list(c.validation), "start": fitness_of(scores[0]),
+                                 "derived": fitness_of(scores[1])}
+    return derivation
