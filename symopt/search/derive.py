@@ -16,9 +16,9 @@ every step that holds, until none holds:
    ``x / abs(x)`` -> ``sign(x)`` (seen through intermediate names); with the
    language's guarded division these are not exact near 0, so they are trained.
 
-Within a kind, a candidate that :func:`symopt.symbolic.equivalent` proves to
-compute what the current program computes is taken first and needs no
-training (``exact``); the others are trained, in order, until one holds. When
+Within a kind, candidates are tried in order until one holds: one that
+:func:`symopt.symbolic.equivalent` proves to compute what the current program
+computes holds without training (``exact``); the others are trained. When
 none holds, the trusted simplifier (:func:`symopt.simplify`) rewrites the
 program if that is shorter (exact by construction), and the steps go on from
 there (its folded constants may round); every step shortens the program or a
@@ -328,40 +328,38 @@ def run(program: Program, fitness: Callable[[Program], float], tolerance: float,
     refused: list[tuple[str, str, float]] = []
     tried: set[str] = set()  # candidates refused once are not trained again (the cache would answer anyway)
 
-    def take(kind: str, change: str, candidate: Program, f: float, how: str) -> None:
+    def take(kind: str, candidate: Program, change: str, f: float, how: str) -> None:
         steps.append(Step(len(steps), kind, change, candidate, f, how))
         if progress:
             progress(steps[-1])
 
     trimmed = eliminate_dead_code(program)
     if trimmed != program:
-        take("remove", "remove dead code: " + _dead(program), trimmed, start, "exact")
+        take("remove", trimmed, "remove dead code: " + _dead(program), start, "exact")
     while True:
         current = steps[-1]
         for kind in kinds:
-            found = list(candidates(current.program, kind))
-            exact = next(((c, ch) for c, ch in found if equivalent(current.program, c)), None)
-            if exact is not None:
-                take(kind, exact[1], exact[0], current.fitness, "exact")
-                break
             held = None
-            for candidate, change in found:
+            for candidate, change in candidates(current.program, kind):
                 if str(candidate) in tried:
                     continue
+                if equivalent(current.program, candidate):
+                    held = (candidate, change, current.fitness, "exact")
+                    break
                 f = fitness(candidate)
                 if f >= floor:
-                    held = (candidate, change, f)
+                    held = (candidate, change, f, "trained")
                     break
                 tried.add(str(candidate))
                 refused.append((kind, change, f))
             if held is not None:
-                take(kind, held[1], held[0], held[2], "trained")
+                take(kind, *held)
                 break
         else:  # no step holds: simplify exactly, and go on from there if that is shorter (its constants may round)
             simplified = simplify(current.program, simplify_timeout)
             if (len(simplified.body), size(simplified)) >= (len(current.program.body), size(current.program)):
                 break
-            take("simplify", "simplified (SymPy)", simplified, current.fitness, "exact")
+            take("simplify", simplified, "simplified (SymPy)", current.fitness, "exact")
     return steps, refused
 
 
