@@ -6,10 +6,10 @@ every step that holds, until none holds:
 1. ``remove``: remove one statement (later reads of its name see the previous
    value), then the code that became dead (dead code of the start program
    goes first, in one exact step);
-2. ``replace``: replace a call by one of its (non-constant) arguments: a
+2. ``replace``: replace a library call by one of its non-constant arguments: a
    function acting as an identity on the values seen (a clip that never bites,
-   ``arcsin`` of small numbers, ``max(x, tiny)``), or an operation that does not
-   matter (``update + w * 1e-5`` -> ``update``);
+   ``arcsin`` of small numbers, ``max(x, tiny)``); not an operator (dropping a
+   term or a factor is a removal's job, and ``c * c -> c`` is no identity);
 3. ``round``: round a constant to fewer significant digits, coarsest first
    (0.899 -> 0.9, 0.6882 -> 0.7 before 0.69 before 0.688);
 4. ``rewrite``: known rewrites: ``x / sqrt(x * x)``, ``x / sqrt(square(x))`` and
@@ -50,6 +50,7 @@ from symopt.symbolic.equivalence import equivalent
 KINDS = ("remove", "replace", "round", "rewrite")
 """The derivation steps, in the order they are tried."""
 OPERATORS = frozenset({"+", "-", "*", "/", "neg"})
+"""Calls that ``replace`` leaves alone."""
 NOISE_SETS = 2
 """Further seed sets the start program trains on to measure the fitness noise."""
 NOISE_SEED_OFFSET = 1000
