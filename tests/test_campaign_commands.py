@@ -141,6 +141,10 @@ def test_derive_a_rank_then_export_the_derived_form(run_dir, tmp_path, capsys):
     (copy / "derived_rank1.json").write_text(json.dumps(saved))
     assert main(["export", str(copy), "--derived", "-o", str(out)]) == 1
     assert "derives another program" in capsys.readouterr().err
+    (copy / "derived_rank1.json").write_text('{"start": ')
+    assert main(["export", str(copy), "--derived", "-o", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and "derived_rank1.json" in err and "symopt derive" in err
 
 
 def test_scaled_program_trains_like_to_optax_at_that_lr():
