@@ -99,6 +99,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local "
                                                    "Ray instance)")
     s.add_argument("--serial", action="store_true", help="train in this process, without Ray")
+    from symopt.campaigns.cluster import INSECURE_HELP
+
+    s.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     s.set_defaults(func=_search)
 
     simp = sub.add_parser("simplify", help="print a program file simplified (dead code removed, SymPy)")

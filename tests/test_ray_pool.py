@@ -47,10 +47,35 @@ def pool(ray_session):
     p.shutdown()
 
 
-def test_connect_keeps_token_auth(ray_session):
+CLIENT = """
+import sys, ray
+try:
+    ray.init(address=sys.argv[1], logging_level="ERROR")
+except ConnectionError as e:
+    cause = e.__cause__
+    print("refused", "InvalidAuthToken" in str(cause) or "Authentication" in str(cause))
+else:
+    print("accepted", ray.cluster_resources().get("CPU"))
+"""
+
+
+def _client(address: str, **env) -> str:
+    """A separate process connecting to ``address`` with the given auth settings only: what it got."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
+    clean["RAY_gcs_server_port_wait_time_s"] = "1"  # one connection attempt (Ray retries for 20 s by default)
+    proc = subprocess.run([sys.executable, "-c", CLIENT, address], env={**clean, **env}, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    return proc.stdout.strip().splitlines()[-1]
+
+
+def test_a_client_without_the_token_is_refused(ray_session):
+    """The session's instance (started by connect) turns away clients that lack its token, and only those."""
     assert ray_session["auth_mode"] == "token"
-    assert ray_session["cpus"] >= 2
-    assert os.environ["RAY_AUTH_MODE"] == "token"
+    address = ray_session["address"]
+    assert _client(address, RAY_AUTH_MODE="disabled") == "refused True"  # no token sent
+    assert _client(address, RAY_AUTH_MODE="token", RAY_AUTH_TOKEN="0" * 64) == "refused True"  # a wrong one
+    assert _client(address, RAY_AUTH_MODE="token") == f"accepted {ray_session['cpus']}"  # the token connect made
 
 
 def test_actors_are_pinned_to_one_core_and_one_thread(pool):

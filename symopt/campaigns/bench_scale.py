@@ -52,6 +52,7 @@ import json
 import math
 import os
 import statistics
+import sys
 import time
 from typing import Any
 
@@ -136,13 +137,25 @@ def timed_round(pool, texts: list[str], tag) -> tuple[float, list[float]]:
     return elapsed, [ev.seconds for ev in got]
 
 
+def _connect(address: str | None, insecure: bool) -> dict:
+    """Start or join Ray; the loud line on stderr when the cluster has no token authentication."""
+    from symopt.campaigns.cluster import connect, open_cluster_warning
+
+    cluster = connect(address, insecure=insecure)
+    warning = open_cluster_warning(cluster)
+    if warning:
+        print(f"symopt bench scale: {warning}", file=sys.stderr)
+    return cluster
+
+
 def run(workers: int | None = None, n_candidates: int = DEFAULT_CANDIDATES, task: str = DEFAULT_TASK,
         steps: int | None = None, seeds=(0,), repeats: int = 5, address: str | None = None,
-        max_in_flight: int = 2, pin: bool = True) -> dict:
+        max_in_flight: int = 2, pin: bool = True, insecure: bool = False) -> dict:
     """Measure; returns the figures as a dict (see the module docstring)."""
-    from symopt.campaigns.ray_pool import EvaluatorPool, connect, describe
+    from symopt.campaigns.cluster import describe
+    from symopt.campaigns.ray_pool import EvaluatorPool
 
-    cluster = connect(address)  # before anything computes with JAX here
+    cluster = _connect(address, insecure)  # before anything computes with JAX here
     n = int(workers or cluster["free_cpus"] or 1)
     texts = candidates(n_candidates)
     out: dict = {"task": task, "steps": steps, "seeds": list(seeds), "candidates": len(texts), "workers": n,
@@ -349,11 +362,12 @@ def measure_campaign(pool, config, budget: int | None = None, seed: int | None =
 
 def run_campaign(config, workers: int | None = None, budget: int | None = None, seed: int = 0, repeats: int = 1,
                  address: str | None = None, pin: bool = True, steps: int | None = None,
-                 warmup_budget: int | None = None, max_in_flight: int = 2) -> dict:
+                 warmup_budget: int | None = None, max_in_flight: int = 2, insecure: bool = False) -> dict:
     """Start or join Ray, then :func:`measure_campaign` on a pool of ``workers`` actors."""
-    from symopt.campaigns.ray_pool import EvaluatorPool, connect, describe
+    from symopt.campaigns.cluster import describe
+    from symopt.campaigns.ray_pool import EvaluatorPool
 
-    cluster = connect(address)  # before anything computes with JAX here
+    cluster = _connect(address, insecure)  # before anything computes with JAX here
     n = int(workers or cluster["free_cpus"] or 1)
     cfg = first_stage(config, budget, seed, steps)
     stage = cfg.campaign.stages[0]
@@ -403,6 +417,8 @@ def json_safe(x):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
+    from symopt.campaigns.cluster import INSECURE_HELP
+
     parser.add_argument("--workers", type=int, default=None, help="N (default: the cluster's free CPUs)")
     parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                         help=f"candidates per round (default: {DEFAULT_CANDIDATES})")
@@ -411,6 +427,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--repeats", type=int, default=None,
                         help="timed rounds per size (default: 5), or campaigns per size with --campaign (default: 1)")
     parser.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else local)")
+    parser.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
     parser.add_argument("--no-pin", action="store_true", help="do not pin each worker to one core")
     parser.add_argument("--json", action="store_true", help="print one JSON object")
     campaign = parser.add_argument_group("campaign mode", "time the search stage of a campaign instead of rounds "
@@ -426,14 +443,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    if getattr(args, "campaign", None):
-        r = run_campaign(args.campaign, args.workers, args.budget, args.seed, repeats=args.repeats or 1,
-                         address=args.address, pin=not args.no_pin, steps=args.steps,
-                         warmup_budget=args.warmup_budget)
-        print(json.dumps(json_safe(r)) if args.json else report_campaign(r))
-        return 0
-    r = run(args.workers, args.candidates, args.task, args.steps, repeats=args.repeats or 5, address=args.address,
-            pin=not args.no_pin)
+    from symopt.campaigns.cluster import ClusterAuthError
+
+    insecure = bool(getattr(args, "insecure", False))
+    try:
+        if getattr(args, "campaign", None):
+            r = run_campaign(args.campaign, args.workers, args.budget, args.seed, repeats=args.repeats or 1,
+                             address=args.address, pin=not args.no_pin, steps=args.steps,
+                             warmup_budget=args.warmup_budget, insecure=insecure)
+            print(json.dumps(json_safe(r)) if args.json else report_campaign(r))
+            return 0
+        r = run(args.workers, args.candidates, args.task, args.steps, repeats=args.repeats or 5,
+                address=args.address, pin=not args.no_pin, insecure=insecure)
+    except ClusterAuthError as e:
+        print(f"symopt bench scale: {e}", file=sys.stderr)
+        return 1
     print(json.dumps(r) if args.json else report(r))
     return 0
 

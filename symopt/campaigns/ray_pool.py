@@ -2,7 +2,7 @@
 
     from symopt.campaigns import EvaluatorPool, connect
 
-    connect()                                   # local Ray, or join RAY_ADDRESS / address=
+    connect()                                   # local Ray, or join RAY_ADDRESS / address= (cluster.py)
     with EvaluatorPool("mlp_digits", seeds=(0,)) as pool:     # one actor per free CPU
         for i, text in enumerate(program_texts):
             pool.submit(i, text)
@@ -31,9 +31,9 @@ data (a dict of floats, strings and lists), which the driver wraps in an
 So an actor gets ``NPROC=1`` and ``PJRT_NPROC=1`` in its ``runtime_env`` ``env_vars``
 (merged with the job's runtime_env), and, with ``pin=True``, pins every thread of its
 process to one core before JAX starts: core ``slot % n`` of the cores it may use,
-or the next one that no other symopt actor on the machine holds (a ``flock`` on
-``$TMPDIR/symopt-cores-UID/cpuK.lock``, released by the kernel when the process
-dies, even by SIGKILL, so a replacement takes its predecessor's core).
+or the next one that no other symopt actor on the machine holds (a ``flock`` per
+core in a private directory, released by the kernel when the process dies, even by
+SIGKILL, so a replacement takes its predecessor's core: :mod:`symopt.campaigns.cores`).
 
 **Steady-state dispatch.** :meth:`EvaluatorPool.submit` queues a candidate and
 hands it to the least loaded ready actor when one has fewer than ``max_in_flight``
@@ -64,45 +64,23 @@ An exception inside the evaluation itself (a bad program text, say) is not a
 failure of the worker: it comes back as an :class:`Evaluation` with ``error`` set
 and ``fitness`` NaN (which symopt.search counts as the worst).
 
-**Ray start-up and authentication** (:func:`connect`). Ray 2.60 turns token
-authentication on by default for a cluster that ``ray.init()`` starts: it generates
-``~/.ray/auth_token`` if missing and sets ``RAY_AUTH_MODE=token`` for itself and its
-children (and warns). :func:`connect` keeps it on and says so explicitly
-(``RAY_AUTH_MODE=token`` unless the user set a mode), which also silences the
-warning. Joining an *explicit* address (``address=`` or ``RAY_ADDRESS``) does not
-turn auth on in Ray: a client without it fails to connect to a token cluster after
-about 20 s with a bare ``ConnectionError``. So when no mode is set and a token is
-available (``RAY_AUTH_TOKEN``, ``RAY_AUTH_TOKEN_PATH`` or ``~/.ray/auth_token``),
-:func:`connect` sets ``RAY_AUTH_MODE=token`` (harmless against a cluster without
-auth: the token is then simply not checked). An env change after ``import ray``
-needs Ray's cached config refreshed (``ray._raylet.Config.initialize("")``, as Ray
-itself does), or the driver talks to its own token cluster without a token.
-``ray.cluster_utils.Cluster`` never turns auth on by itself: set
-``RAY_AUTH_MODE=token`` (and have a token: ``~/.ray/auth_token`` or ``RAY_AUTH_TOKEN``)
-before creating it, as the tests do; its nodes then require the token.
-
-**Shipping the code.** Joining a cluster ships this checkout's ``symopt`` and
-``proxy_tasks`` as ``py_modules`` (:func:`ship_runtime_env`; the per-actor
-``env_vars`` are merged with it). Ray also puts the driver's directory on the
-workers' path, so on the driver's own machine a checkout there is imported first;
-other machines use the shipped copy. A local instance ships nothing (its workers
-import what the driver imports).
+**Connecting** (start or join Ray, token authentication or not at all, the code
+shipped to a cluster) is :mod:`symopt.campaigns.cluster`'s job; pinning to a core
+is :mod:`symopt.campaigns.cores`'.
 """
 
 from __future__ import annotations
 
 import collections
 import dataclasses
-import fcntl
 import logging
 import math
 import os
-import pathlib
-import tempfile
 import time
 import traceback
-import warnings
-from typing import TYPE_CHECKING, Any, Hashable, Iterable, Iterator, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping, Sequence
+
+from symopt.campaigns.cores import pin_to_core
 
 if TYPE_CHECKING:
     from symopt.evaluation.fitness import Grid
@@ -111,9 +89,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_IN_FLIGHT = 2
 DEFAULT_MAX_ATTEMPTS = 3
-DEFAULT_OBJECT_STORE = 256 * 1024 * 1024
-"""Object store of a local instance: results are a few KB, so 256 MiB instead of 30% of RAM."""
-SHIP_EXCLUDES = ["__pycache__", "*.pyc", ".git", ".pytest_cache", ".hypothesis", "runs", "*.egg-info"]
 LOST_WORKERS = "lost workers:"
 """How the error of a candidate that killed ``max_attempts`` workers begins."""
 THREAD_ENV = {"NPROC": "1", "PJRT_NPROC": "1"}
@@ -129,164 +104,7 @@ POOL_DEFAULT: Any = _PoolDefault()
 """Default of the per-candidate settings: the pool's own (``steps=None`` means the task's)."""
 
 
-# -- connecting ---------------------------------------------------------------------------------
-
-
-def _token_available() -> bool:
-    if os.environ.get("RAY_AUTH_TOKEN"):
-        return True
-    path = os.environ.get("RAY_AUTH_TOKEN_PATH")
-    if path:
-        return pathlib.Path(path).expanduser().is_file()
-    return (pathlib.Path.home() / ".ray" / "auth_token").is_file()
-
-
-def _set_auth_mode(mode: str) -> None:
-    os.environ["RAY_AUTH_MODE"] = mode
-    try:  # Ray caches its config (auth mode included) at import; refresh it as ray.init does
-        from ray._raylet import Config
-
-        Config.initialize("")
-    except Exception:  # pragma: no cover - a Ray without this private hook reads the env anyway
-        pass
-
-
-def _jax_started() -> bool:
-    import sys
-
-    if "jax" not in sys.modules:
-        return False
-    try:
-        from jax._src import xla_bridge
-
-        return bool(xla_bridge.backends_are_initialized())
-    except Exception:  # pragma: no cover - private API moved
-        return False
-
-
-def ship_runtime_env(extra: Mapping | None = None) -> dict:
-    """A runtime_env that ships this checkout's ``symopt`` and ``proxy_tasks`` packages to the workers.
-
-    ``py_modules`` (not ``working_dir``) so that it works whether symopt runs from a
-    checkout or an install; the proxy tasks' data files live inside their package
-    and travel with it. ``extra`` is merged in (its ``env_vars`` and ``py_modules`` added).
-    """
-    import proxy_tasks
-    import symopt
-
-    env: dict[str, Any] = {
-        "py_modules": [str(pathlib.Path(symopt.__file__).parent), str(pathlib.Path(proxy_tasks.__file__).parent)],
-        "excludes": list(SHIP_EXCLUDES),
-    }
-    for key, value in dict(extra or {}).items():
-        if key in ("py_modules", "excludes"):
-            env[key] = env[key] + [v for v in value if v not in env[key]]
-        elif key == "env_vars":
-            env["env_vars"] = {**env.get("env_vars", {}), **value}
-        else:
-            env[key] = value
-    return env
-
-
-def connect(address: str | None = None, *, num_cpus: int | None = None, ship: bool | None = None,
-            runtime_env: Mapping | None = None, namespace: str | None = None, quiet: bool = True,
-            object_store_memory: int | None = DEFAULT_OBJECT_STORE, **init_kwargs) -> dict:
-    """Start or join Ray for an evaluation pool; returns a small description of the cluster.
-
-    With no ``address`` and no ``RAY_ADDRESS``, starts a local instance with
-    ``num_cpus`` CPUs (default: the cores this process may run on), no dashboard,
-    a small object store and (``quiet``) warnings only, worker output not echoed.
-    With an address, joins that cluster; ``ship`` (default: True when joining)
-    sends this checkout's symopt and proxy_tasks along (:func:`ship_runtime_env`).
-    Token authentication stays on (see the module docstring). A no-op returning the
-    same description when Ray is already initialised. Call it before any JAX
-    computation in the driver: it warns otherwise (a local start runs Ray's processes
-    through ``subprocess.Popen(preexec_fn=...)``, a Python-level ``fork`` of this
-    process; once JAX's threads run, JAX warns that a fork may deadlock).
-    """
-    import ray
-
-    if ray.is_initialized():
-        return describe()
-    if _jax_started():
-        warnings.warn("JAX computed in this process before Ray started; start Ray first (symopt.campaigns.connect): "
-                      "starting Ray forks this process", RuntimeWarning, stacklevel=2)
-    address = address or os.environ.get("RAY_ADDRESS") or None
-    if address == "local":  # Ray's spelling of "start a new local instance"
-        address = None
-    joining = address is not None
-    if "RAY_AUTH_MODE" not in os.environ:
-        if not joining:
-            _set_auth_mode("token")  # Ray's default for a new local cluster, said explicitly (no warning)
-        elif _token_available():
-            _set_auth_mode("token")  # Ray does not send a token to an explicit address on its own
-    ship = joining if ship is None else ship
-    env = ship_runtime_env(runtime_env) if ship else (dict(runtime_env) if runtime_env else None)
-    kwargs: dict[str, Any] = dict(namespace=namespace, runtime_env=env, log_to_driver=not quiet,
-                                  logging_level=logging.WARNING if quiet else logging.INFO)
-    if not joining:
-        kwargs.update(num_cpus=num_cpus or len(os.sched_getaffinity(0)), include_dashboard=False,
-                      object_store_memory=object_store_memory)
-    kwargs.update(init_kwargs)
-    # "local": a new instance of our own even when another one runs on this machine (plain
-    # ray.init() would join the latest of them, and refuse num_cpus)
-    ray.init(address=address if joining else "local", **kwargs)
-    return describe()
-
-
-def describe() -> dict:
-    """The connected cluster: address, CPUs (total and free), alive nodes, auth mode."""
-    import ray
-
-    ctx = ray.get_runtime_context()
-    nodes = [n for n in ray.nodes() if n.get("Alive")]
-    return {"address": ray.get_runtime_context().gcs_address, "namespace": ctx.namespace,
-            "cpus": ray.cluster_resources().get("CPU", 0.0), "free_cpus": ray.available_resources().get("CPU", 0.0),
-            "nodes": len(nodes), "auth_mode": os.environ.get("RAY_AUTH_MODE", "disabled")}
-
-
-def disconnect() -> None:
-    """``ray.shutdown()`` (stops a local instance that :func:`connect` started)."""
-    import ray
-
-    ray.shutdown()
-
-
 # -- the actor ---------------------------------------------------------------------------------------
-
-_core_lock = None  # the open lock file of the core this process holds (released at exit)
-
-
-def pin_to_core(slot: int, cores: Iterable[int] | None = None) -> int:
-    """Pin every thread of this process to one core; returns it. See the module docstring."""
-    global _core_lock
-    cores = sorted(cores if cores is not None else os.sched_getaffinity(0))
-    start = slot % len(cores)
-    order = cores[start:] + cores[:start]
-    chosen = None
-    lock_dir = pathlib.Path(tempfile.gettempdir()) / f"symopt-cores-{os.getuid()}"
-    try:
-        lock_dir.mkdir(exist_ok=True)
-        for core in order:
-            f = open(lock_dir / f"cpu{core}.lock", "w")
-            try:
-                fcntl.flock(f, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except OSError:
-                f.close()
-                continue
-            _core_lock, chosen = f, core
-            break
-    except OSError:  # no usable temp dir: fall back to the slot's core
-        pass
-    if chosen is None:
-        chosen = order[0]
-    for tid in os.listdir("/proc/self/task"):  # threads that exist now; later ones inherit the mask
-        try:
-            os.sched_setaffinity(int(tid), {chosen})
-        except OSError:
-            pass
-    return chosen
-
 
 def _run_summary(run, curves: bool) -> dict:
     return {"task": run.task, "seed": int(run.seed), "factor": float(run.factor), "steps": int(run.steps),
@@ -334,7 +152,7 @@ class Evaluator:
     def __init__(self, slot: int, pin: bool = True):
         # Pin before anything starts JAX's thread pools (sized from the affinity mask).
         self.slot = slot
-        self.core = pin_to_core(slot) if pin else None
+        self.core, self.core_lock = pin_to_core(slot) if pin else (None, None)
         self.count = 0
         self.started = time.time()
 
@@ -347,7 +165,8 @@ class Evaluator:
 
         return {"slot": self.slot, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
                 "host": socket.gethostname(), "core": self.core, "affinity": sorted(os.sched_getaffinity(0)),
-                "nproc": os.environ.get("NPROC"), "symopt": symopt.__file__, "evaluated": self.count}
+                "nproc": os.environ.get("NPROC"), "symopt": symopt.__file__, "evaluated": self.count,
+                "core_lock": self.core_lock}
 
     def evaluate(self, program: str, tasks: Sequence[str], seeds: Sequence[int], steps: int | None = None,
                  time_limit: float | None = None, curves: bool = False, grid: Mapping | None = None) -> dict:
@@ -563,6 +382,7 @@ class EvaluatorPool:
         self._ready: collections.deque[Evaluation] = collections.deque()  # delivered, not yet handed out
         self._closed = False
         self._last_warning = 0.0
+        self._said: set[str] = set()  # warnings already given
         self._losses_in_a_row = 0  # workers lost with no evaluation delivered in between
         for slot in self._slots:
             self._start(slot)
@@ -844,6 +664,10 @@ class EvaluatorPool:
             try:
                 slot.info = ray.get(ref)
                 slot.start_failures = 0
+                problem = slot.info.get("core_lock")
+                if problem and problem not in self._said:  # once per pool, not once per actor
+                    self._said.add(problem)
+                    logger.warning("evaluators pinned without a core lock: %s", problem)
             except Exception as e:
                 if not _is_worker_loss(e) and not isinstance(e, _ray().exceptions.RayError):
                     raise

@@ -6,7 +6,9 @@ with one actor per core (``--workers N`` for N), or the cluster at ``--address``
 is steady-state (:mod:`symopt.search.steady`): a child is proposed whenever an
 actor is free. ``--serial`` trains in this process instead (no Ray; what tests and
 small debugging runs want). ``--resume`` continues the run logged in
-``--run-dir`` (replay, see :mod:`symopt.search.run_dir`), on any backend. On a
+``--run-dir`` (replay, see :mod:`symopt.search.run_dir`), on any backend. Ray runs
+with token authentication or not at all (:mod:`symopt.campaigns.cluster`):
+``--insecure`` allows it without, and says so on stderr. On a
 terminal a one-line progress display is refreshed in place; otherwise nothing is
 printed until the summary.
 """
@@ -56,10 +58,12 @@ def main_search(args: argparse.Namespace) -> int:
     workers = getattr(args, "workers", None)
     address = getattr(args, "address", None) or os.environ.get("RAY_ADDRESS") or None
     serial = bool(getattr(args, "serial", False))
+    insecure = bool(getattr(args, "insecure", False))
     if workers is not None and workers < 1:
         return _fail(f"--workers must be at least 1, got {workers}")
-    if serial and (workers is not None or getattr(args, "address", None)):
-        return _fail("--serial trains in this process; leave out --workers and --address (or drop --serial)")
+    if serial and (workers is not None or getattr(args, "address", None) or insecure):
+        return _fail("--serial trains in this process; leave out --workers, --address and --insecure "
+                     "(or drop --serial)")
 
     from symopt.search.durable import Busy, DirLock, WriteError
     from symopt.search.space import load
@@ -81,9 +85,15 @@ def main_search(args: argparse.Namespace) -> int:
 def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, workers, address) -> int:
     """The campaign on its backend, with the run directory locked; prints the summary."""
     if not serial:  # before any JAX work in this process: starting Ray forks it
-        from symopt.campaigns import connect
+        from symopt.campaigns.cluster import ClusterAuthError, connect, open_cluster_warning
 
-        connect(address, num_cpus=workers)  # num_cpus: a local instance only
+        try:
+            cluster = connect(address, num_cpus=workers, insecure=insecure)  # num_cpus: a local instance only
+        except ClusterAuthError as e:
+            return _fail(str(e))
+        warning = open_cluster_warning(cluster)
+        if warning:
+            print(f"symopt search: {warning}", file=sys.stderr)
 
     from symopt.search.campaign import search
 
