@@ -19,7 +19,7 @@ from symopt.programs.functions import ShapeError
 from symopt.programs.parse import MAX_DEPTH
 from symopt.programs.program import ROLE_NAMES, Assign, Call, Const, Var
 
-FUZZ = settings(deadline=2000, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 
 
 def _event(what: str) -> None:
@@ -86,7 +86,7 @@ def test_program_shaped_token_soup(text):
     parses_or_program_error(text)
 
 
-@settings(deadline=2000, max_examples=30)
+@settings(deadline=None, max_examples=30)
 @given(st.sampled_from(["(", "-", "sqrt(", "[", "not ", "+", "lambda: ", "{'a': "]),
        st.integers(min_value=10, max_value=3000))
 def test_deep_nesting_never_crashes(opener, depth):
@@ -247,7 +247,7 @@ def programs(draw):
     return program
 
 
-@settings(deadline=2000, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
+@settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_generated_programs_print_and_parse_back_equal(program):
     text = str(program)
