@@ -48,6 +48,12 @@ def _bench_simplify(args: argparse.Namespace) -> int:
     return bench_simplify(args)
 
 
+def _bench_fuzz(args: argparse.Namespace) -> int:
+    from symopt.campaigns.bench_fuzz import main as bench_fuzz
+
+    return bench_fuzz(args)
+
+
 def _inspect(args: argparse.Namespace) -> int:
     from symopt.campaigns.inspect_run import main as inspect_run
 
@@ -159,6 +165,12 @@ def build_parser() -> argparse.ArgumentParser:
 
     _bench_simplify_arguments(bench_simplify)
     bench_simplify.set_defaults(func=_bench_simplify)
+    bench_fuzz = bench.add_parser("fuzz", help="generated program texts through parse, check, lowering and simplify: "
+                                               "crashes other than ProgramError, and code run (none allowed)")
+    from symopt.campaigns.bench_fuzz import add_arguments as _bench_fuzz_arguments
+
+    _bench_fuzz_arguments(bench_fuzz)
+    bench_fuzz.set_defaults(func=_bench_fuzz)
     return parser
 
 

@@ -1,7 +1,9 @@
-"""Fuzzing the parser: any text gives a Program that round-trips or a ProgramError, quickly.
+"""Fuzzing the parser: any text gives a Program that round-trips or a ProgramError.
 
 Three sources of input: arbitrary text, mutations of valid programs, and valid
 programs generated from the library (which must print and parse back equal).
+The long run through lowering and simplify too is ``symopt bench fuzz``
+(:mod:`symopt.campaigns.bench_fuzz`), whose tokens and text edits these tests share.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 from symopt import Program, ProgramError, parse
+from symopt.campaigns.bench_fuzz import INSERTS, TOKENS, edit
 from symopt.programs import FUNCTIONS, Kind, check
 from symopt.programs.functions import ShapeError
 from symopt.programs.parse import MAX_DEPTH
@@ -47,16 +50,6 @@ def parses_or_program_error(text: str) -> Program | None:
 
 
 # -- (a) arbitrary text ---------------------------------------------------------------------
-
-TOKENS = [
-    "def", "train", "(", ")", ":", "\n", "\n  ", "\n    ", "  ", " ", "\t", ",", "=", "return", "return ",
-    "+", "-", "*", "/", "**", "//", "%", "@", "~", "+=", ".", "[", "]", "{", "}", "#", "\\", ";",
-    "g", "w", "m", "v", "lr", "t", "x", "update", "__x", "__import__", "os", "'s'", "b''", "None", "True",
-    "1j", "0.1", "1e-8", "-1", "2", "1e400", "0x10", "1_0", "...", "lambda", "import", "for", "in", "if",
-    "else", "while", "yield", "await", "global", "del", "pass", "class", "@", ":=",
-    "sqrt", "square", "interpolate", "norm", "dot", "global_norm", "clip_by_global_norm", "sign",
-    "get_pi", "power", "max", "cbrt", "invert", "sqr",
-]
 
 python_ish = st.lists(st.sampled_from(TOKENS), max_size=40).map("".join)
 program_ish = st.builds(
@@ -135,7 +128,7 @@ def sgd(g):
 
 mutation = st.one_of(
     st.tuples(st.just("delete"), st.integers(0, 10**6), st.integers(1, 5)),
-    st.tuples(st.just("insert"), st.integers(0, 10**6), st.sampled_from(TOKENS + list("()=,:+-*/.\n 0123456789e"))),
+    st.tuples(st.just("insert"), st.integers(0, 10**6), st.sampled_from(INSERTS)),
     st.tuples(st.just("replace"), st.integers(0, 10**6), st.characters(codec="utf-8")),
     st.tuples(st.just("swap_lines"), st.integers(0, 10**6), st.integers(0, 10**6)),
     st.tuples(st.just("duplicate_token"), st.integers(0, 10**6), st.just(None)),
@@ -143,36 +136,12 @@ mutation = st.one_of(
 )
 
 
-def mutate(text: str, op) -> str:
-    kind, a, b = op
-    if not text:
-        return text
-    i = a % len(text)
-    if kind == "delete":
-        return text[:i] + text[i + b:]
-    if kind == "insert":
-        return text[:i] + b + text[i:]
-    if kind == "replace":
-        return text[:i] + b + text[i + 1:]
-    lines = text.split("\n")
-    if kind == "swap_lines":
-        j, k = a % len(lines), b % len(lines)
-        lines[j], lines[k] = lines[k], lines[j]
-        return "\n".join(lines)
-    if kind == "duplicate_line":
-        j = a % len(lines)
-        return "\n".join(lines[:j + 1] + lines[j:])
-    tokens = text.split(" ")
-    j = a % len(tokens)
-    return " ".join(tokens[:j + 1] + tokens[j:])
-
-
 @FUZZ
 @given(st.sampled_from(SEEDS), st.lists(mutation, min_size=1, max_size=4))
 def test_mutated_valid_programs(seed, ops):
     text = seed
     for op in ops:
-        text = mutate(text, op)
+        text = edit(text, op)
     parses_or_program_error(text)
 
 
@@ -187,7 +156,7 @@ def test_mutated_generated_programs(data):
     program = data.draw(programs())
     text = str(program)
     for op in data.draw(st.lists(mutation, min_size=1, max_size=3)):
-        text = mutate(text, op)
+        text = edit(text, op)
     parses_or_program_error(text)
 
 
