@@ -23,9 +23,12 @@ are processed, every event that runs a code object or reaches the system
 (``exec`` for exec/eval, ``os.system``, ``subprocess.Popen``, ``os.exec``,
 ``os.posix_spawn``, ``os.fork``, ``socket.connect``, ``ctypes.dlopen``, unpickling,
 files opened for writing); the hook is checked to see an ``exec`` before the run,
-and the sentinel file must not exist after it. A hook cannot be removed, so run
-this in a process of its own (the command does). Exit status 1 on any crash,
-round-trip failure or event.
+and the sentinel file must not exist after it. Two kinds of ``exec`` run library
+code, not a program, and are counted apart: a module's own code while it is
+imported (SymPy loads some modules lazily; one of them sympifies unit names as
+it loads), and SymPy's monomial arithmetic, which it builds from string
+templates of its own. A hook cannot be removed, so run this in a process of its
+own (the command does). Exit status 1 on any crash, round-trip failure or event.
 
 Not part of the test suite (tests/test_fuzz.py is its quick, hypothesis-driven
 sibling); it takes minutes, mostly SymPy's.
@@ -203,9 +206,21 @@ class Generator:
 WATCHED = ("exec", "os.system", "subprocess.Popen", "os.exec", "os.posix_spawn", "os.spawn", "os.fork",
            "os.forkpty", "pty.spawn", "socket.connect", "ctypes.dlopen", "pickle.find_class", "marshal.loads",
            "builtins.input", "builtins.breakpoint")
-ALLOWED_CALLERS = {"<frozen importlib.": "imports (a module's own code)",
-                   "sympy/polys/monomials.py": "SymPy's monomial arithmetic, generated from its own templates"}
-"""Callers whose ``exec`` (and ``marshal.loads``) is not a program's text: counted apart, not as code run."""
+IMPORTING = "<frozen importlib."
+SYMPY_TEMPLATES = "sympy/polys/monomials.py"
+"""The caller of the one ``exec`` of library code that is not an import: SymPy builds its monomial arithmetic from
+its own string templates."""
+
+
+def _not_program_code(frame) -> str | None:
+    """Why an ``exec``/``marshal.loads`` asked for by ``frame`` runs library code, not a program (None: it may not)."""
+    if frame.f_code.co_filename.endswith(SYMPY_TEMPLATES):
+        return "SymPy's monomial arithmetic, built from its own templates"
+    while frame is not None:
+        if frame.f_code.co_filename.startswith(IMPORTING):
+            return "a module's own code, run while it is imported"
+        frame = frame.f_back
+    return None
 
 
 class Watch:
@@ -229,13 +244,13 @@ class Watch:
                 return
         elif event not in WATCHED:
             return
-        caller = sys._getframe(1).f_code.co_filename  # the Python code that asked for it
-        for prefix, what in ALLOWED_CALLERS.items():
-            if event in ("exec", "marshal.loads") and (caller.startswith(prefix) or caller.endswith(prefix)):
-                self.allowed[what] += 1
-                return
+        frame = sys._getframe(1)  # the Python code that asked for it
+        why = _not_program_code(frame) if event in ("exec", "marshal.loads") else None
+        if why:
+            self.allowed[why] += 1
+            return
         self.events[event] += 1
-        self.examples.setdefault(event, f"{repr(args)[:200]} from {caller}")
+        self.examples.setdefault(event, f"{repr(args)[:200]} from {frame.f_code.co_filename}")
 
     def calibrate(self) -> bool:
         """Whether the hook sees a deliberate ``exec`` (so that seeing none later means something)."""
@@ -344,7 +359,7 @@ def report(r: dict, show: int = 5) -> str:
              + f", sentinel file {'CREATED' if r['sentinel_created'] else 'absent'}, hook "
              + ("calibrated" if r["hook_calibrated"] else "NOT calibrated (sees no exec)")
              + "".join(f"\n  {k}: {v}" for k, v in r["code_event_examples"].items())
-             + (f"\n  not program code: " + "; ".join(f"{v} exec by {k}" for k, v in r["allowed_events"].items())
+             + ("\n  not program code: " + "; ".join(f"{v} x {k}" for k, v in r["allowed_events"].items())
                 if r["allowed_events"] else ""),
              "by kind: " + "; ".join(f"{k} " + ", ".join(f"{s} {n}" for s, n in sorted(v.items()))
                                      for k, v in r["outcomes"].items())]
