@@ -99,6 +99,6 @@ def test_cli_search(tmp_path, capsys):
     assert main(["search", str(config), "--serial"]) == 1
     assert "tiny.toml: campaign.populaton: unknown key (did you mean 'population'?)" in capsys.readouterr().err
     assert main(["search", str(config), "--serial", "--workers", "2"]) == 1
-    assert "--serial trains in this process; leave out --workers and --address" in capsys.readouterr().err
+    assert "--serial trains in this process; leave out --workers, --address and --insecure" in capsys.readouterr().err
     assert main(["search", str(config), "--workers", "0"]) == 1
     assert "--workers must be at least 1, got 0" in capsys.readouterr().err
