@@ -4,14 +4,17 @@
     connect()                          # a local instance; or join address= / RAY_ADDRESS
 
 **What the cluster accepts.** A Ray instance runs whatever code its clients send,
-as the user who started it. Ray's token authentication (Ray >= 2.52) makes every
+as the user who started it. Ray's token authentication (first in Ray 2.52, the
+lowest version pyproject.toml allows) makes every
 client present a shared secret; without it any local process (and anything that
 can reach its ports) can use the cluster. So :func:`connect` runs Ray with
 ``RAY_AUTH_MODE=token`` and refuses (:class:`ClusterAuthError`, one line with the
 fix) to start or join one without it: when ``RAY_AUTH_MODE`` is set to anything
 else (``disabled``), or when it joins an address with no token to present.
 ``insecure=True`` (``symopt search --insecure``) lifts the refusal; the command
-line then says loudly that the cluster is open.
+line then says loudly that the cluster is open. A client cannot see whether a
+remote cluster checks the token it sends: start remote clusters with
+``RAY_AUTH_MODE=token``.
 
 **The token.** Ray reads it from ``RAY_AUTH_TOKEN``, else the file at
 ``RAY_AUTH_TOKEN_PATH``, else ``~/.ray/auth_token``. Ray itself would create that
