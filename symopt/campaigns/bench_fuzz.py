@@ -26,8 +26,9 @@ files opened for writing); the hook is checked to see an ``exec`` before the run
 and the sentinel file must not exist after it. Two kinds of ``exec`` run library
 code, not a program, and are counted apart: a module's own code while it is
 imported (SymPy loads some modules lazily; one of them sympifies unit names as
-it loads), and SymPy's monomial arithmetic, which it builds from string
-templates of its own. A hook cannot be removed, so run this in a process of its
+it loads), and strings SymPy writes and evaluates itself: its monomial
+arithmetic, built from templates, and ``nsimplify``, which reads back a number
+that mpmath wrote as a formula (``LIBRARY_STRINGS``). A hook cannot be removed, so run this in a process of its
 own (the command does). Exit status 1 on any crash, round-trip failure or event.
 
 Not part of the test suite (tests/test_fuzz.py is its quick, hypothesis-driven
@@ -207,18 +208,23 @@ WATCHED = ("exec", "os.system", "subprocess.Popen", "os.exec", "os.posix_spawn",
            "os.forkpty", "pty.spawn", "socket.connect", "ctypes.dlopen", "pickle.find_class", "marshal.loads",
            "builtins.input", "builtins.breakpoint")
 IMPORTING = "<frozen importlib."
-SYMPY_TEMPLATES = "sympy/polys/monomials.py"
-"""The caller of the one ``exec`` of library code that is not an import: SymPy builds its monomial arithmetic from
-its own string templates."""
+LIBRARY_STRINGS = {
+    ("sympy/polys/monomials.py", "_build"): "SymPy's monomial arithmetic, built from its own templates",
+    ("sympy/simplify/simplify.py", "nsimplify_real"): "SymPy's nsimplify, reading back a number that mpmath.identify "
+                                                      "wrote as a formula ('(9/10)')",
+}
+"""(file, function) on the stack of an ``exec`` of a string that the library wrote itself, not a program's text."""
 
 
 def _not_program_code(frame) -> str | None:
     """Why an ``exec``/``marshal.loads`` asked for by ``frame`` runs library code, not a program (None: it may not)."""
-    if frame.f_code.co_filename.endswith(SYMPY_TEMPLATES):
-        return "SymPy's monomial arithmetic, built from its own templates"
     while frame is not None:
-        if frame.f_code.co_filename.startswith(IMPORTING):
+        code = frame.f_code
+        if code.co_filename.startswith(IMPORTING):
             return "a module's own code, run while it is imported"
+        for (path, function), why in LIBRARY_STRINGS.items():
+            if code.co_name == function and code.co_filename.endswith(path):
+                return why
         frame = frame.f_back
     return None
 
