@@ -106,6 +106,7 @@ POOL_DEFAULT: Any = _PoolDefault()
 
 # -- the actor ---------------------------------------------------------------------------------------
 
+
 def _run_summary(run, curves: bool) -> dict:
     return {"task": run.task, "seed": int(run.seed), "factor": float(run.factor), "steps": int(run.steps),
             "steps_run": int(run.steps_run),

@@ -73,6 +73,13 @@ def main_search(args: argparse.Namespace) -> int:
             **{k: v for k in ("budget", "seed") if (v := getattr(args, k, None)) is not None})
     except ValueError as e:
         return _fail(str(e))
+    if not serial:  # token authentication or no Ray: refused before anything is created
+        from symopt.campaigns.cluster import ClusterAuthError, auth_mode
+
+        try:
+            auth_mode(address, insecure)
+        except ClusterAuthError as e:
+            return _fail(str(e))
     run_dir = pathlib.Path(getattr(args, "run_dir", None) or pathlib.Path("runs", config.name))
     try:
         # one writer: the lock is taken before Ray starts, and held (re-entered by the campaign) to the end
@@ -87,8 +94,8 @@ def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, 
     if not serial:  # before any JAX work in this process: starting Ray forks it
         from symopt.campaigns.cluster import ClusterAuthError, connect, open_cluster_warning
 
-        try:
-            cluster = connect(address, num_cpus=workers, insecure=insecure)  # num_cpus: a local instance only
+        try:  # num_cpus: a local instance only
+            cluster = connect(address, num_cpus=workers, insecure=bool(getattr(args, "insecure", False)))
         except ClusterAuthError as e:
             return _fail(str(e))
         warning = open_cluster_warning(cluster)
