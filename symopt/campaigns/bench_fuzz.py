@@ -13,9 +13,10 @@ turn): ``soup`` (tokens of Python and of the language in any order), ``shaped``
 (``def train(...)`` around token soup), ``edited`` (baseline programs with
 characters, tokens and lines deleted, inserted, replaced, swapped, repeated),
 ``mutated`` (baselines after 1 to 20 of the search's own mutation operators over
-the whole library, one step in ten kept even when it leaves the program invalid) and ``built`` (random well-shaped programs over
-the whole library, constants from 5e-324 to 1.8e308). About one in five texts
-carries a payload (``__import__('os').system(...)``, ``open(...)``, ``exec(...)``,
+the whole library, one step in ten kept even when it leaves the program invalid)
+and ``built`` (:func:`symopt.programs.generate.random_program`, with one constant
+in five replaced by an extreme of float64, 5e-324 to 1.8e308). About one in five
+texts carries a payload (``__import__('os').system(...)``, ``open(...)``, ``exec(...)``,
 dunder walks) that would touch a sentinel file if it ever ran.
 
 *No code is run*: an audit hook (``sys.addaudithook``) counts, while the texts
@@ -43,6 +44,7 @@ import dataclasses
 import json
 import os
 import random
+import re
 import shutil
 import sys
 import tempfile
@@ -68,6 +70,10 @@ TOKENS = [
 
 INSERTS = TOKENS + list("()=,:+-*/.\n 0123456789e")
 """What an ``insert`` edit inserts."""
+NUMBER = re.compile(r"(?<![\w.])\d+(?:\.\d*)?(?:e[+-]?\d+)?")
+"""A numeric literal in a printed program."""
+EXTREMES = ("5e-324", "2.5e-310", "1.7976931348623157e+308", "1e+300", "0.0", "1e-300")
+"""Constants at the ends of float64, put in place of some of a built program's constants."""
 EDITS = ("delete", "insert", "replace", "swap_lines", "duplicate_token", "duplicate_line")
 
 
@@ -112,12 +118,11 @@ class Generator:
     """Program texts of the five kinds, reproducible from a seed."""
 
     def __init__(self, seed: int, sentinel: str):
-        from symopt.programs import FUNCTIONS, baselines
+        from symopt.programs import baselines
 
         self.rng = random.Random(seed)
         self.np_rng = np.random.default_rng(seed)
         self.payloads = _payloads(sentinel)
-        self.functions = sorted(n for n in FUNCTIONS if n != "neg")
         self.seeds = [baselines.get(n) for n in baselines.names() if baselines.is_program(n)]
         self.seed_texts = [str(p) for p in self.seeds]
         self._space = None
@@ -157,7 +162,9 @@ class Generator:
             from symopt.search.space import load
 
             hero = load("hero").space
-            self._space = dataclasses.replace(hero, functions=tuple(self.functions), max_length=40)
+            from symopt.programs.generate import CALLABLE
+
+            self._space = dataclasses.replace(hero, functions=CALLABLE, max_length=40)
         program = self.rng.choice(self.seeds)
         for _ in range(1 + self.rng.randrange(20)):
             _, child = mutate_once(program, self._space, self.np_rng)
@@ -166,34 +173,10 @@ class Generator:
         return str(program)
 
     def _built(self) -> str:
-        from symopt.programs import FUNCTIONS
-        from symopt.programs.program import ROLE_NAMES, Assign, Program, Var
+        from symopt.programs.generate import random_program
 
-        r = self.rng
-        args = [r.choice(aliases) for role, aliases in ROLE_NAMES.items() if role == "grad" or r.random() < 0.5]
-        states = r.sample(["m", "v", "mom", "acc"], r.randrange(4))
-        args = r.sample(args + states, len(args) + len(states))
-        names = list(args)
-        body = []
-        for _ in range(r.randrange(8)):
-            target = r.choice(["x", "y", "u", "m_hat", "a1", "décay"] + states)
-            body.append(Assign(target, self._expr(names, FUNCTIONS, 0)))
-            names.append(target)
-        returns = tuple(self._expr(names, FUNCTIONS, 0) for _ in range(1 + len(states)))
-        return str(Program(tuple(args), tuple(body), returns, r.choice(["train", "f", "opt2"])))
-
-    def _expr(self, names, functions, depth: int):
-        from symopt.programs.program import Call, Const, Var
-
-        r = self.rng
-        if depth >= 4 or r.random() < 0.3:
-            if names and r.random() < 0.6:
-                return Var(r.choice(names))
-            return Const(r.choice([0.0, 1.0, -1.0, 0.1, -0.9, 1e-8, 1e16, -1e16, 5e-324, 1.7976931348623157e308,
-                                   -1.7976931348623157e308, 2.5e-310, 1e-3, r.uniform(-10, 10),
-                                   r.lognormvariate(0, 20)]))
-        fn = r.choice(["+", "-", "*", "/"] if r.random() < 0.5 else self.functions)
-        return Call(fn, tuple(self._expr(names, functions, depth + 1) for _ in range(functions[fn].arity)))
+        text = str(random_program(lambda n: self.rng.randrange(n), max_statements=8, max_depth=4))
+        return NUMBER.sub(lambda m: self.rng.choice(EXTREMES) if self.rng.random() < 0.2 else m.group(0), text)
 
     def _with_payload(self, text: str) -> str:
         payload = self.rng.choice(self.payloads)
