@@ -14,8 +14,7 @@ import pytest
 
 import proxy_tasks
 from proxy_tasks.task import adamw, training_run
-from symopt.evaluation import (WORST_FITNESS, Bucket, Result, chunk_plan, evaluate, lower,
-                               reference)
+from symopt.evaluation import WORST_FITNESS, Bucket, Result, chunk_plan, evaluate, lower
 from symopt.evaluation.compiles import count_compiles
 from symopt.campaigns.compare import scale_lr
 from symopt.evaluation.evaluate import initial_eval_loss

@@ -419,7 +419,7 @@ def _module(program, name, state_name, fields, defaults, as_written, hp_dict, bo
     out += ["", f"__all__ = [{name!r}, {state_name!r}]", "", "tree_map = jax.tree_util.tree_map", "", ""]
     if plain:
         out.append(f"class {state_name}(NamedTuple):")
-        out.append(f'    """The step count and one tree per state slot of the program."""\n')
+        out.append('    """The step count and one tree per state slot of the program."""\n')
         out.append("    count: jax.Array")
         out += [f"    {f}: optax.Updates" for f in fields[1:]]
     else:
