@@ -68,7 +68,7 @@ def test_dict_config_and_defaults():
     ({"campaign": {"stages": [{"tasks": ["toy_quadratic"], "gates": ["toy_quadratic"]}]}},
      r"campaign.stages\[0\].gates", "at least one task must count"),
     ({"campaign": {"stages": [{"tasks": ["toy_quadratic", "toy_quadratic_noisy"], "gates": ["toy_quadratic"],
-                               "gate": 2.0}]}}, r"campaign.stages\[0\].gate", "-1.0 .. 1"),
+                               "gate": 2.0}]}}, r"campaign.stages\[0\].gate", "a number >= -1 and <= 1"),
 ])
 def test_bad_config_names_file_key_and_allowed(table, where, allowed):
     with pytest.raises(ValueError, match=f"^bad.toml: {where}: .*{allowed}"):

@@ -23,7 +23,7 @@ import tomllib
 import typing
 from typing import Any, Mapping
 
-from symopt.evaluation.fitness import DEFAULT_FACTORS, DEFAULT_GATE, WORST_FITNESS, Grid
+from symopt.evaluation.fitness import BEST_SCORE, DEFAULT_FACTORS, DEFAULT_GATE, WORST_FITNESS, Grid
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
@@ -131,7 +131,7 @@ class Stage:
     gates: tuple[str, ...] = _field((), "tasks of this stage that only gate the fitness: left out of its mean, "
                                         "a score below `gate` on one fails the candidate", tasks=True)
     gate: float = _field(DEFAULT_GATE, "the lowest passing score of a gate task (-1: no progress, 0: AdamW's)",
-                         range=Range(-1e6, 1e6))
+                         range=Range(WORST_FITNESS, BEST_SCORE))
 
     @property
     def grid(self) -> Grid:
@@ -465,9 +465,6 @@ def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -
         if set(stage.tasks) <= set(stage.gates):
             raise _error(source, f"campaign.stages[{i}].gates", "gates every task: at least one task must count "
                          "towards the fitness")
-        if not WORST_FITNESS <= stage.gate <= 1.0:
-            raise _error(source, f"campaign.stages[{i}].gate", f"{stage.gate} is out of range; allowed: "
-                         f"{WORST_FITNESS} .. 1 (a task score)")
         try:
             stage.grid
         except ValueError as e:
