@@ -69,10 +69,10 @@ def main(args: argparse.Namespace) -> int:
         return 1
     data = derivation.as_json()
     if saved is not None:
-        from symopt.search.durable import atomic_write
+        from symopt.search.run_dir import write_derived
 
         try:
-            atomic_write(saved, json.dumps(dict(data, rank=args.rank), indent=1) + "\n")
+            write_derived(source, args.rank, data)
         except OSError as e:
             print(f"symopt derive: {e}", file=sys.stderr)
             return 1

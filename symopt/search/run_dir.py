@@ -34,7 +34,7 @@ import os
 import pathlib
 import warnings
 from collections import deque
-from typing import Any, Callable
+from typing import Any, Callable, Mapping
 
 from symopt.programs.errors import ProgramError
 from symopt.programs.parse import parse
@@ -515,6 +515,13 @@ def read_hall_of_fame(run: str | os.PathLike) -> dict:
 def derived_path(run: str | os.PathLike, rank: int) -> pathlib.Path:
     """Where ``symopt derive RUN --rank N`` keeps its derivation."""
     return pathlib.Path(run) / DERIVED_NAME.format(rank=rank)
+
+
+def write_derived(run: str | os.PathLike, rank: int, derivation: Mapping[str, Any]) -> pathlib.Path:
+    """derived_rankN.json: a derivation's JSON (:meth:`symopt.search.derive.Derivation.as_json`) and its rank."""
+    path = derived_path(run, rank)
+    atomic_write(path, json.dumps(dict(derivation, rank=rank), indent=1) + "\n")
+    return path
 
 
 def read_derived(run: str | os.PathLike, rank: int) -> dict:
