@@ -84,18 +84,19 @@ def main_search(args: argparse.Namespace) -> int:
     try:
         # one writer: the lock is taken before Ray starts, and held (re-entered by the campaign) to the end
         with DirLock(run_dir):
-            return _run(args, config, run_dir, serial, workers, address)
+            return _run(args, config, run_dir, serial, workers, address, insecure)
     except (Busy, WriteError, FileExistsError, ValueError) as e:
         return _fail(str(e))
 
 
-def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, workers, address) -> int:
+def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, workers, address,
+         insecure: bool) -> int:
     """The campaign on its backend, with the run directory locked; prints the summary."""
     if not serial:  # before any JAX work in this process: starting Ray forks it
         from symopt.campaigns.cluster import ClusterAuthError, connect, open_cluster_warning
 
         try:  # num_cpus: a local instance only
-            cluster = connect(address, num_cpus=workers, insecure=bool(getattr(args, "insecure", False)))
+            cluster = connect(address, num_cpus=workers, insecure=insecure)
         except ClusterAuthError as e:
             return _fail(str(e))
         warning = open_cluster_warning(cluster)
