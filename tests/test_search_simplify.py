@@ -95,6 +95,14 @@ def test_constants_folded():
     same_numbers(program("x1 = 2.0 * 3.0\nx2 = x1 - 1.0\nupdate = g * x2 * lr"), s)
 
 
+def test_a_constant_name_rebound_from_itself():
+    # v holds a folded constant, then v = interpolate(v, g, c) reads it: the old value, not a missing name
+    p = program("v = max(0.02803, 0.005325)\nv = interpolate(v, g, 0.2974)\nupdate = v * lr")
+    s = simplify(p)
+    assert "interpolate" not in str(s) and "v" not in live_states(s)
+    same_numbers(p, s)
+
+
 def test_sign_is_not_an_exact_rewrite():
     # m / sqrt(m * m) is m / (|m| + 1e-8): 0.5 at m = 1e-8, 0 at m = 0. sign(m) is an approximation
     # (a derivation step checked by training), not a simplification.

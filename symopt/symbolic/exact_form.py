@@ -96,9 +96,9 @@ def to_sympy_outputs(program: Program) -> dict[str, sp.Expr]:
     known: dict[str, np.floating] = {}  # names that hold a constant, as the program computes it
     for stmt in program.body:
         value = _fold(stmt.value, known)
-        known.pop(stmt.target, None)
-        if value is None:
+        if value is None:  # read before the name is rebound: x = 2.0; x = x * g reads the constant
             env[stmt.target] = _sym(stmt.value, env, known)
+            known.pop(stmt.target, None)
         else:
             known[stmt.target] = value
             env.pop(stmt.target, None)
