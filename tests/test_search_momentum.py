@@ -25,3 +25,20 @@ def test_ema_of_the_gradient():
     assert ema_slots(baselines.get("rmsprop")) == []  # an EMA of g * g is not one of g
     accumulator = parse("def f(g, m):\n    m = m - g\n    update = g * max(0.5, m)\n    return update, m\n")
     assert has_momentum(accumulator) and not momentum_found(accumulator)  # a running sum, not an EMA
+
+
+def test_a_max_sympy_cannot_compare_is_no_ema_and_no_error():
+    # SymPy's simplify of this program's new m meets Max(nan, ...) and raised "not comparable"
+    program = parse("""def train(w, g, m, v, lr, t):
+    v = interpolate(v, v, 0.01275)
+    m = interpolate(m, v, 0.564)
+    v = interpolate(v, m, 0.8991)
+    v = sign(v)
+    v = interpolate(v, v, 0.0142)
+    v = max(v, m)
+    m = interpolate(m, g, 0.1399)
+    v = interpolate(v, v, 0.02994)
+    update = min(m, lr)
+    return update, m, v
+""")
+    assert ema_slots(program) == []

@@ -64,10 +64,22 @@ def ema_slots(program: Program) -> list[str]:
         expr = sp.expand(outputs[slot])
         s, g = sp.Symbol(slot, real=True), sp.Symbol(grad, real=True)
         a, b = expr.coeff(s), expr.coeff(g)
-        if (a.is_number and b.is_number and sp.simplify(expr - a * s - b * g) == 0
-                and 0 < float(a) < 1 and float(b) != 0):
+        if a.is_number and b.is_number and 0 < float(a) < 1 and float(b) != 0 and _zero(expr - a * s - b * g):
             found.append(slot)
     return found
+
+
+def _zero(expr) -> bool:
+    """Whether SymPy shows ``expr`` to be 0 (expansion first; simplify, which can raise on Max(nan, ...), second)."""
+    import sympy as sp
+
+    rest = sp.expand(expr)
+    if rest == 0:
+        return True
+    try:
+        return sp.simplify(rest) == 0
+    except (ValueError, TypeError):  # "The argument 'nan' is not comparable", from Max/Min
+        return False
 
 
 def momentum_found(program: Program) -> bool:
