@@ -3,7 +3,7 @@
 import pytest
 
 from symopt.programs import baselines, parse
-from symopt.search.momentum import ema_slots, has_momentum, momentum_found
+from symopt.search.momentum import ema_slots, has_momentum, leaky_slots, momentum_found
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -42,3 +42,29 @@ def test_a_max_sympy_cannot_compare_is_no_ema_and_no_error():
     return update, m, v
 """)
     assert ema_slots(program) == []
+
+
+H = "def train(w, g, m, v, lr, t):\n"
+
+
+@pytest.mark.parametrize("body, ema, leaky, found", [
+    # plain EMA, dampened (optax.trace is undampened: the baselines above)
+    ("m = interpolate(m, g, 0.1)\n    update = m * lr", ["m"], ["m"], True),
+    # a clipped gradient into a leaky slot, read with the gradient (quasi-hyperbolic): found by study part d
+    ("x1 = min(1.094, g)\n    update = 0.2 * x1 + 1.59 * v\n    v = 0.00022 * lr + 0.97 * v + 0.029 * x1",
+     [], ["v"], True),
+    # an EMA of the gradient times a scale held in another slot
+    ("m = 28.6 * lr - 0.35 * m - 0.13\n    v = interpolate(v, g * m, 0.13)\n    update = v", [], ["v"], True),
+    # leaky, but of g * g: RMSProp's second moment carries no direction
+    ("v = interpolate(v, square(g), 0.1)\n    update = g / (sqrt(v) + 1e-8) * lr", [], ["v"], False),
+    # a running sum does not forget (a = 1); a slot that oscillates (a < 0) does not trace g
+    ("m = m + g\n    update = m * lr", [], [], False),
+    ("m = 0.6 * tanh(g) - 0.6 * m\n    update = sign(g + m) * lr", [], [], False),
+    # the input reads the slot itself: not of the form a * s + f(g)
+    ("v = 0.6 * g + 0.6 * v + 0.4 * tanh(v)\n    update = v * lr", [], [], False),
+])
+def test_slots_that_trace_the_gradient(body, ema, leaky, found):
+    program = parse(H + "    " + body + "\n    return update, m, v\n")
+    assert ema_slots(program) == ema
+    assert leaky_slots(program) == leaky
+    assert momentum_found(program) is found

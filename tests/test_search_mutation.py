@@ -5,7 +5,7 @@ import pytest
 
 from symopt.programs import parse
 from symopt.programs.check import check
-from symopt.programs.program import Call, Const, walk
+from symopt.programs.program import Call, Const, Var, walk
 from symopt.search import mutation
 from symopt.search.dedup import behaviour
 from symopt.search.space import HERO_ADAMW, Constants, SearchSpace, load
@@ -125,8 +125,9 @@ def test_constants_only_control_changes_constants_and_nothing_else():
     from symopt.search.space import start_program
 
     quick = load("quick")
-    space = dataclasses.replace(quick.space, mutation=dataclasses.replace(
-        quick.space.mutation, insert=0.0, delete=0.0, modify=0.0, constant=1.0))
+    from symopt.campaigns.study import control
+
+    space = control(quick).space
     start = start_program("adamw", space)
     rng = np.random.default_rng(0)
     changed = 0
@@ -135,3 +136,67 @@ def test_constants_only_control_changes_constants_and_nothing_else():
         assert child is not None and _shape(child.program) == _shape(start)
         changed += child.program != start
     assert changed == 20
+
+
+def _accumulating(space):
+    import dataclasses
+
+    weights = dataclasses.replace(space.mutation, insert=0.0, delete=0.0, modify=0.0, accumulate=1.0)
+    return dataclasses.replace(space, mutation=weights)
+
+
+def test_accumulate_writes_a_running_average_read_in_place_of_the_name():
+    from symopt.programs.execute import run
+    from symopt.programs.functions import FlatSpace
+    from symopt.search.space import start_program
+
+    space = _accumulating(load("quick").space)
+    sgd = start_program("sgd", space)  # update = g * lr
+    children = [mutation.accumulate(sgd, space, np.random.default_rng(s)) for s in range(40)]
+    for child in children:
+        check(child)
+        assert parse(str(child)) == child and len(child.body) == len(sgd.body) + 1
+        (average,) = [s for s in child.body if isinstance(s.value, Call) and s.value.fn == "interpolate"]
+        slot, (old, name, rate) = average.target, average.value.args
+        assert slot in sgd.state_args and old.name == slot and name.name in ("g", "lr", "update")
+        assert 0.01 <= rate.value <= 1.0
+    # one of them is momentum: m = (1 - c) m + c g, and the update reads m where it read g
+    ema = next(c for c in children if c.body[0].target == "m" and c.body[0].value.fn == "interpolate"
+               and c.body[0].value.args[1] == Var("g"))
+    c = ema.body[0].value.args[2].value
+    g1, g2, lr = np.array([1.0, -2.0]), np.array([3.0, 0.5]), 0.1
+    m = np.zeros(2)
+    inputs = {"w": np.zeros(2), "m": m, "v": np.zeros(2), "lr": lr, "t": 1.0}
+    update, m1, _ = run(ema, FlatSpace(np), {**inputs, "g": g1})
+    update, m2, _ = run(ema, FlatSpace(np), {**inputs, "g": g2, "m": m1, "t": 2.0})
+    assert np.allclose(m2, (1 - c) * c * g1 + c * g2) and np.allclose(update, lr * m2)
+
+
+def test_accumulate_finds_momentum_from_sgd_in_one_mutation():
+    from symopt.search.momentum import momentum_found
+    from symopt.search.space import start_program
+
+    space = load("quick").space
+    sgd = start_program("sgd", space)
+    alone = _accumulating(space)
+    found = [momentum_found(mutation.mutate(sgd, alone, np.random.default_rng(s)).child.program) for s in range(12)]
+    assert sum(found) >= 3
+    # hero's three operators alone: one mutation of SGD never holds momentum
+    hero = [momentum_found(mutation.mutate(sgd, HERO, np.random.default_rng(s)).child.program) for s in range(12)]
+    assert not any(hero)
+
+
+def test_accumulate_has_nothing_to_do_without_reads_or_state():
+    space = _accumulating(load("quick").space)
+    stateless = parse("def f(w, g, lr):\n    return g\n")
+    assert mutation.accumulate(stateless, space, np.random.default_rng(0)) is None
+
+
+def test_accumulate_writes_into_a_free_slot_where_there_is_one():
+    from symopt.search.space import start_program
+
+    space = _accumulating(load("quick").space)
+    momentum = start_program("momentum", space)  # m is in use, v is free
+    targets = {next(s.target for s in mutation.accumulate(momentum, space, np.random.default_rng(k)).body
+                    if isinstance(s.value, Call) and s.value.fn == "interpolate") for k in range(20)}
+    assert targets == {"v"}

@@ -69,6 +69,10 @@ def test_dict_config_and_defaults():
      r"campaign.stages\[0\].gates", "at least one task must count"),
     ({"campaign": {"stages": [{"tasks": ["toy_quadratic", "toy_quadratic_noisy"], "gates": ["toy_quadratic"],
                                "gate": 2.0}]}}, r"campaign.stages\[0\].gate", "a number >= -1 and <= 1"),
+    ({"space": {"arguments": ["w", "g", "lr"], "mutation": {"accumulate": 0.5}}, "campaign": TOY_STAGES},
+     "space.mutation.accumulate", "needs a state slot"),
+    ({"space": {"functions": ["+", "*"], "mutation": {"accumulate": 0.5}}, "campaign": TOY_STAGES},
+     "space.mutation.accumulate", "add interpolate to space.functions"),
 ])
 def test_bad_config_names_file_key_and_allowed(table, where, allowed):
     with pytest.raises(ValueError, match=f"^bad.toml: {where}: .*{allowed}"):

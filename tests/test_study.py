@@ -28,7 +28,8 @@ def test_panel_holds_every_baseline_program_at_three_factors_and_mutants():
 def test_control_mutates_constants_only():
     config = load("quick")
     m = control(config).space.mutation
-    assert (m.insert, m.delete, m.modify, m.constant) == (0.0, 0.0, 0.0, 1.0)
+    assert config.space.mutation.accumulate > 0  # every structural operator is off in the control, this one too
+    assert (m.insert, m.delete, m.modify, m.accumulate, m.constant) == (0.0, 0.0, 0.0, 0.0, 1.0)
     assert control(config).campaign == config.campaign
 
 

@@ -1,16 +1,19 @@
 """Does a program hold momentum? The detector of the study's part (d) (``symopt study --parts d``).
 
-Momentum (:func:`momentum_found`) is an EMA of the gradient in a state slot,
-``s <- a * s + b * g`` with 0 < a < 1 (:func:`ema_slots`, on the SymPy form),
-that moves the update along the gradient. The second part is judged by
-behaviour, not by text: :func:`has_momentum` runs the
+Momentum, as the issue puts it, is "a state slot tracing g that reaches the
+update" (:func:`momentum_found`). Tracing g: a *leaky* slot (:func:`leaky_slots`,
+on the SymPy form), ``s <- a * s + f(g, ...)`` with a constant 0 < a < 1 and
+an input ``f`` that reads g and not s: the slot forgets geometrically and takes
+in the gradient, plain (an EMA, :func:`ema_slots`: ``f = b * g``), clipped,
+scaled by a schedule or mixed with other values. Reaching the update is judged
+by behaviour, not by text: :func:`has_momentum` runs the
 program two steps from a zero state with gradients ``+d`` then ``g2`` and
 ``-d`` then ``g2``; the update of the second step moves with ``d`` (positive
 correlation) only if a state slot carried the first gradient into it. A
-second-moment accumulator alone (``v`` from ``g * g``) cannot do that, as
-``(+d)^2 = (-d)^2``. "Moves with" means a correlation above 0.1 between the
-change of the update and ``d`` over 4,096 entries (Lion's sign of a 0.99-EMA
-passes with about 0.3; chance correlations are about 0.016).
+second-moment accumulator alone (``v`` from ``g * g``, leaky in RMSProp) cannot
+do that, as ``(+d)^2 = (-d)^2``. "Moves with" means a correlation above 0.1
+between the change of the update and ``d`` over 4,096 entries (Lion's sign of
+a 0.99-EMA passes with about 0.3; chance correlations are about 0.016).
 """
 
 from __future__ import annotations
@@ -49,8 +52,8 @@ def has_momentum(program: Program, threshold: float = 0.1) -> bool:
     return float(diff @ d / (np.linalg.norm(diff) * np.linalg.norm(d))) > threshold
 
 
-def ema_slots(program: Program) -> list[str]:
-    """Live state slots that hold an EMA of the gradient: ``s <- a * s + b * g``, constants 0 < a < 1, b != 0."""
+def _slot_forms(program: Program):
+    """(slot symbol, gradient symbol, expanded new value) for each live state slot."""
     import sympy as sp
 
     from symopt.symbolic.simplify import live_states, to_sympy_outputs
@@ -59,14 +62,37 @@ def ema_slots(program: Program) -> list[str]:
     if grad is None:
         return []
     outputs = to_sympy_outputs(program)
+    g = sp.Symbol(grad, real=True)
+    return [(sp.Symbol(slot, real=True), g, sp.expand(outputs[slot])) for slot in live_states(program)]
+
+
+def ema_slots(program: Program) -> list[str]:
+    """Live state slots that hold an EMA of the gradient: ``s <- a * s + b * g``, constants 0 < a < 1, b != 0."""
     found = []
-    for slot in live_states(program):
-        expr = sp.expand(outputs[slot])
-        s, g = sp.Symbol(slot, real=True), sp.Symbol(grad, real=True)
+    for s, g, expr in _slot_forms(program):
         a, b = expr.coeff(s), expr.coeff(g)
         if a.is_number and b.is_number and 0 < float(a) < 1 and float(b) != 0 and _zero(expr - a * s - b * g):
-            found.append(slot)
+            found.append(s.name)
     return found
+
+
+def leaky_slots(program: Program) -> list[str]:
+    """Live state slots that trace the gradient: ``s <- a * s + f``, constant 0 < a < 1, ``f`` reads g and not s."""
+    found = []
+    for s, g, expr in _slot_forms(program):
+        a = expr.coeff(s)
+        if not (a.is_number and 0 < float(a) < 1):
+            continue
+        rest = expr - a * s
+        if s not in rest.free_symbols and g in rest.free_symbols:
+            found.append(s.name)
+    return found
+
+
+def momentum_found(program: Program) -> bool:
+    """Momentum as the issue means it: a state slot tracing g (:func:`leaky_slots`) and an update that moves
+    with the previous gradient (:func:`has_momentum`)."""
+    return bool(leaky_slots(program)) and has_momentum(program)
 
 
 def _zero(expr) -> bool:
@@ -80,9 +106,3 @@ def _zero(expr) -> bool:
         return sp.simplify(rest) == 0
     except (ValueError, TypeError):  # "The argument 'nan' is not comparable", from Max/Min
         return False
-
-
-def momentum_found(program: Program) -> bool:
-    """Momentum as the issue means it: an EMA of the gradient (:func:`ema_slots`) that moves the update
-    in the gradient's direction (:func:`has_momentum`)."""
-    return bool(ema_slots(program)) and has_momentum(program)

@@ -8,7 +8,14 @@
   in-scope name (or a new constant), a constant is multiplied by 2^N(0, 1);
 * constant: one of the program's constants, chosen at random, is multiplied by
   2^N(0, 1) and nothing else changes. Alone (the other weights 0) it is the Lion
-  paper's control: the same budget spent tuning the start program's constants.
+  paper's control: the same budget spent tuning the start program's constants;
+* accumulate (not in hero): a read of a name ``x`` is chosen at random, a
+  running average ``s = interpolate(s, x, c)`` of ``x`` into a state slot
+  ``s`` (a free one, not live, where there is one) is inserted at a random
+  place before it, and that read becomes a read of ``s``. Momentum is two hero steps (an insertion that is dead code
+  until a modification reads it) and almost never arises from SGD in a
+  3,000-training search; this writes it, or a running average of any other
+  value, in one. ``c`` is log-uniform in [0.01, 1]: memories of 1 to 100 steps.
 
 :func:`mutate` applies operators until the result is a valid program that
 behaves differently from the parent (its fingerprint differs), as hero's
@@ -34,7 +41,7 @@ from symopt.programs.functions import FUNCTIONS
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
 from symopt.search.dedup import Behaviour, behaviour, canonical_hash
 from symopt.search.space import SearchSpace
-from symopt.symbolic.simplify import inputs_read
+from symopt.symbolic.simplify import inputs_read, live_states
 
 CONST_DIGITS = 4
 """New and mutated constants keep this many significant digits, so programs stay readable."""
@@ -190,20 +197,56 @@ def constant(program: Program, space: SearchSpace, rng: np.random.Generator) -> 
     return dataclasses.replace(program, body=tuple(body))
 
 
-OPERATORS = {"insert": insert, "delete": delete, "modify": modify, "constant": constant}
+ACCUMULATE_RATES = (0.01, 1.0)
+"""Range of ``c`` in ``s = interpolate(s, x, c)`` (log-uniform): a memory of 1/c steps."""
+
+
+def _reads(program: Program) -> list[tuple[int, tuple[int, ...], str]]:
+    """Every read of a name as (statement index, path in its value, name); index len(body) is the update returned."""
+    exprs = [stmt.value for stmt in program.body] + [program.returns[0]]
+    return [(i, path, node.name) for i, expr in enumerate(exprs) for path, node in _sites(expr) if isinstance(node, Var)]
+
+
+def accumulate(program: Program, space: SearchSpace, rng: np.random.Generator) -> Program | None:
+    """A running average of a read name into a state slot, read in its place (None without reads or slots)."""
+    reads, slots = _reads(program), program.state_args
+    if not reads or not slots:
+        return None
+    index, path, name = reads[rng.integers(len(reads))]
+    free = [s for s in slots if s not in live_states(program)] or slots  # keep the memories in use
+    slot = free[rng.integers(len(free))]
+    # the average can go anywhere after the name is written (or anywhere, for an argument) and before the read
+    written = [i for i, stmt in enumerate(program.body[:index]) if stmt.target == name]
+    at = int(rng.integers(written[-1] + 1 if written else 0, index + 1))
+    rate = _round(10.0 ** rng.uniform(*np.log10(ACCUMULATE_RATES)))
+    average = Assign(slot, Call("interpolate", (Var(slot), Var(name), Const(rate))))
+    body = list(program.body)
+    returns = program.returns
+    if index < len(body):
+        body[index] = Assign(body[index].target, _replace(body[index].value, path, Var(slot)))
+    else:
+        returns = (_replace(returns[0], path, Var(slot)),) + returns[1:]
+    body.insert(at, average)
+    return dataclasses.replace(program, body=tuple(body), returns=returns)
+
+
+OPERATORS = {"insert": insert, "delete": delete, "modify": modify, "constant": constant, "accumulate": accumulate}
 
 
 def mutate_once(program: Program, space: SearchSpace, rng: np.random.Generator) -> tuple[str, Program | None]:
     """One operator, chosen by the space's weights (no insertion at the maximum length)."""
     m = space.mutation
-    # "constant" last: with its weight 0 the draw is the one of the three structural operators alone
-    weights = np.array([m.insert if len(program.body) < space.max_length else 0.0,
+    # the operators hero lacks come last: with their weights 0 the draw is hero's
+    short = len(program.body) < space.max_length
+    weights = np.array([m.insert if short else 0.0,
                         m.delete if program.body else 0.0,
                         m.modify if program.body else 0.0,
-                        m.constant if program.body else 0.0])
+                        m.constant if program.body else 0.0,
+                        m.accumulate if short else 0.0])
     if weights.sum() <= 0:
-        weights = np.array([1.0, 0.0, 0.0, 0.0])
-    name = ("insert", "delete", "modify", "constant")[int(rng.choice(4, p=weights / weights.sum()))]
+        weights = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
+    names = tuple(OPERATORS)
+    name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
     return name, OPERATORS[name](program, space, rng)
 
 

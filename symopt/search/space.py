@@ -85,13 +85,16 @@ class Constants:
 
 @dataclasses.dataclass(frozen=True)
 class MutationWeights:
-    """Relative weights of the three mutation operators, and how often to retry."""
+    """Relative weights of the mutation operators, and how often to retry."""
 
     insert: float = _field(1.0, "weight of inserting a statement", range=WEIGHT)
     delete: float = _field(1.0, "weight of deleting a statement", range=WEIGHT)
     modify: float = _field(1.0, "weight of modifying a statement", range=WEIGHT)
     constant: float = _field(0.0, "weight of mutating one constant alone (the constants-only control: "
                                   "insert = delete = modify = 0)", range=WEIGHT)
+    accumulate: float = _field(0.0, "weight of inserting a running average `s = interpolate(s, x, c)` of a "
+                                    "name x into a state slot s that a later read of x then reads instead",
+                               range=WEIGHT)
     max_tries: int = _field(50, "mutation steps before giving up on a child that is valid and behaves "
                                 "differently from its parent", range=Range(1, 10_000))
 
@@ -441,8 +444,15 @@ def _check_space(space: SearchSpace, source: str) -> None:
     if c.low > c.high:
         raise _error(source, "space.constants.low", f"{c.low} is above space.constants.high = {c.high}")
     m = space.mutation
-    if m.insert + m.delete + m.modify + m.constant <= 0:
-        raise _error(source, "space.mutation", "the weights insert, delete, modify and constant must not all be 0")
+    if m.insert + m.delete + m.modify + m.constant + m.accumulate <= 0:
+        raise _error(source, "space.mutation",
+                     "the weights insert, delete, modify, constant and accumulate must not all be 0")
+    if m.accumulate > 0 and not space.state_args:
+        raise _error(source, "space.mutation.accumulate",
+                     "needs a state slot: add one to space.arguments (m, say) or set the weight to 0")
+    if m.accumulate > 0 and "interpolate" not in space.functions:
+        raise _error(source, "space.mutation.accumulate",
+                     "writes interpolate(s, x, c): add interpolate to space.functions or set the weight to 0")
 
 
 def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -> None:
