@@ -23,6 +23,7 @@ import tomllib
 import typing
 from typing import Any, Mapping
 
+import search_spaces
 from symopt.evaluation.fitness import BEST_SCORE, DEFAULT_FACTORS, DEFAULT_GATE, WORST_FITNESS, Grid
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
@@ -30,7 +31,7 @@ from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
 from symopt.programs.parse import MAX_STATEMENTS, parse, read_text
 from symopt.programs.program import Assign, Call, Program, Var, names_in
 
-SPACES_DIR = pathlib.Path(__file__).resolve().parents[2] / "search_spaces"
+SPACES_DIR = pathlib.Path(search_spaces.__file__).parent
 
 
 def _field(default, doc: str, **kw):
