@@ -187,6 +187,11 @@ def test_lookahead_slow_weights_match_optax(defaults):
 
 # --- PowerSign and AddSign against a direct NumPy reimplementation -------------------------------
 
+TWIN_TOL = 5e-5
+"""NumPy twins round as XLA did when they were written (:func:`_fma32`); jaxlib 0.12 (Python 3.12, 3.13) contracts
+fewer multiply-adds, a float32 rounding that compounds to 2e-5 over the run. A wrong rule is off by far more."""
+
+
 def _fma32(x, y, z):
     """float32 ``x * y + z`` rounded once, as XLA on CPU computes ``x * y + z`` (it contracts
     a multiply feeding an add into one fused multiply-add; float64 holds the product exactly)."""
@@ -224,8 +229,8 @@ def test_sign_rules_match_numpy(name, defaults):
     stack = lambda trees: jax.tree.map(lambda *xs: np.stack(xs), *trees)  # noqa: E731
     diff = max_rel_diff(ours, stack(steps))
     print(f"{name}: max relative difference to NumPy {diff:.3g}")
-    assert diff <= TOL
-    assert max_rel_diff(states.m, stack(moments)) <= TOL
+    assert diff <= TWIN_TOL
+    assert max_rel_diff(states.m, stack(moments)) <= TWIN_TOL
 
 
 # --- hyperparameter overrides move the trajectory as optax's arguments do ------------------------
