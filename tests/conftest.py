@@ -9,11 +9,11 @@ import pytest
 def ray_session():
     """One local Ray instance for the whole test session (token auth on), started by the first test that asks.
 
-    Yields :func:`symopt.campaigns.describe`'s dict; shut down at the end of the session.
+    Yields :func:`symopt.distributed.describe`'s dict; shut down at the end of the session.
     """
     import warnings
 
-    from symopt.campaigns import connect, disconnect
+    from symopt.distributed import connect, disconnect
 
     # Other test files may have run JAX in this process already; then connect() warns, and so
     # does JAX when Ray's process start-up forks (subprocess.Popen with a preexec_fn, exec'd at

@@ -6,7 +6,7 @@ import json
 import math
 
 from symopt.cli import main
-from symopt.evaluation.bench import report
+from symopt.cli.bench_eval import report
 
 SECONDS = ("interpreter_s", "batched_s", "jit_per_candidate_s", "native_s", "jit_compile_s", "interpreter_compile_s",
            "batched_compile_s", "reference_s")

@@ -13,8 +13,8 @@ BUDGET = 24
 
 @pytest.fixture(scope="module")
 def measured(ray_session):
-    from symopt.campaigns import EvaluatorPool
-    from symopt.campaigns.bench_scale import measure_campaign
+    from symopt.distributed import EvaluatorPool
+    from symopt.cli.bench_scale import measure_campaign
 
     config = toy.campaign(budget=BUDGET)
     config["campaign"]["stages"][0]["steps"] = 400  # a few ms per candidate: the pool, not the driver, is busy
@@ -38,7 +38,7 @@ def test_one_worker_uses_slot_0_and_n_workers_use_both(measured):
 
 
 def test_figures_and_json(measured):
-    from symopt.campaigns.bench_scale import json_safe, report_campaign
+    from symopt.cli.bench_scale import json_safe, report_campaign
 
     r = json.loads(json.dumps(json_safe(measured), allow_nan=False))
     for key in ("trainings_per_s_1", "trainings_per_s_n", "speedup", "speedup_median", "efficiency",
@@ -53,7 +53,7 @@ def test_figures_and_json(measured):
 
 
 def test_first_stage_cuts_the_funnel():
-    from symopt.campaigns.bench_scale import first_stage
+    from symopt.cli.bench_scale import first_stage
 
     cfg = first_stage(toy.campaign(budget=50), budget=30, seed=4, steps=100)
     c = cfg.campaign

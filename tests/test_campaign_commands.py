@@ -11,14 +11,14 @@ import optax
 import pytest
 
 import proxy_tasks
-from symopt.campaigns import compare as compare_mod
+from symopt.search import compare as compare_mod
 from symopt.search.run_dir import read_hall_of_fame
 from symopt.cli import main
 from symopt.export import to_optax
 from symopt.programs import parse
 from symopt.programs.program import Call, Const, Program
 from symopt.search.run_dir import ancestry, read_lineage
-from symopt.symbolic.simplify import live_states
+from symopt.programs.liveness import live_states
 
 TINY = """name = "tiny"
 [space]

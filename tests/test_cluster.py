@@ -15,8 +15,8 @@ import sys
 
 import pytest
 
-from symopt.campaigns import cluster, cores
-from symopt.campaigns.cluster import ClusterAuthError, auth_mode
+from symopt.distributed import cluster, cores
+from symopt.distributed.cluster import ClusterAuthError, auth_mode
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TOY_TOML = """name = "open"
@@ -125,18 +125,18 @@ def _args(tmp_path, **kw):
 
 
 def test_search_refuses_ray_without_auth(home, tmp_path, monkeypatch, capsys):
-    from symopt.search.cli_search import main_search
+    from symopt.cli.search import main
 
     monkeypatch.setenv("RAY_AUTH_MODE", "disabled")
-    assert main_search(_args(tmp_path)) == 1
+    assert main(_args(tmp_path)) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and err.startswith("symopt search: RAY_AUTH_MODE=disabled would start a Ray instance")
     assert not (tmp_path / "run").exists()
     monkeypatch.delenv("RAY_AUTH_MODE")
-    assert main_search(_args(tmp_path, address="10.0.0.1:6379")) == 1
+    assert main(_args(tmp_path, address="10.0.0.1:6379")) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "no token to join 10.0.0.1:6379" in err
-    assert main_search(_args(tmp_path, serial=True, workers=None, insecure=True)) == 1
+    assert main(_args(tmp_path, serial=True, workers=None, insecure=True)) == 1
     assert "leave out --workers, --address and --insecure" in capsys.readouterr().err
 
 
@@ -202,7 +202,7 @@ def test_lock_files_are_never_opened_through_a_link(tmp_path):
         assert victim.read_text() == "precious"
         held = cores.try_lock(fd, 4)
         assert held is not None and _mode(path / "cpu4.lock") == 0o600
-        again = subprocess.run([sys.executable, "-c", "import os, sys; from symopt.campaigns import cores; "
+        again = subprocess.run([sys.executable, "-c", "import os, sys; from symopt.distributed import cores; "
                                 f"fd = os.open({str(path)!r}, os.O_RDONLY); print(cores.try_lock(fd, 4))"],
                                capture_output=True, text=True, timeout=60, cwd=ROOT)
         assert again.stdout.strip() == "None", again.stderr  # another process cannot take a held core
@@ -214,7 +214,7 @@ def test_lock_files_are_never_opened_through_a_link(tmp_path):
 def test_pin_to_core_falls_back_and_says_why(tmp_path):
     """With an untrusted lock directory a process still pins (to its slot's core) and reports the refusal."""
     (tmp_path / "link").symlink_to(tmp_path)
-    code = ("import os, pathlib, sys; from symopt.campaigns import cores; "
+    code = ("import os, pathlib, sys; from symopt.distributed import cores; "
             f"cores.lock_dir_path = lambda: pathlib.Path({str(tmp_path / 'link')!r}); "
             "core, why = cores.pin_to_core(0); print(core, sorted(os.sched_getaffinity(0))); print(why)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60, cwd=ROOT)

@@ -16,7 +16,7 @@ import proxy_tasks
 from proxy_tasks.task import adamw, training_run
 from symopt.evaluation import WORST_FITNESS, Bucket, Result, chunk_plan, evaluate, lower
 from symopt.evaluation.compiles import count_compiles
-from symopt.campaigns.compare import scale_lr
+from symopt.search.compare import scale_lr
 from symopt.evaluation.evaluate import initial_eval_loss
 from symopt.evaluation.fitness import BEST_SCORE, LOSS_FLOOR, Grid, score, task_score
 from symopt.evaluation.opcodes import OPCODES

@@ -261,7 +261,7 @@ def test_every_hall_of_fame_entry_exports_a_module_that_trains_like_the_program_
     """A real campaign (serial, tiny budget, all 45 functions): what export writes is what was found and scored."""
     import proxy_tasks
     from symopt.search import search
-    from symopt.symbolic.simplify import size
+    from symopt.programs.liveness import size
 
     config = {"space": {"functions": "hero", "max_length": 10},
               "campaign": {"population": 6, "tournament": 2, "budget": 6, "batch": 4, "hall_of_fame": 3,

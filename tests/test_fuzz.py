@@ -3,7 +3,7 @@
 Three sources of input: arbitrary text, mutations of valid programs, and valid
 programs generated from the library (which must print and parse back equal).
 The long run through lowering and simplify too is ``symopt bench fuzz``
-(:mod:`symopt.campaigns.bench_fuzz`), whose tokens and text edits these tests share.
+(:mod:`symopt.cli.bench_fuzz`), whose tokens and text edits these tests share.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, currently_in_test_context, event, given, set
 from hypothesis import strategies as st
 
 from symopt import Program, ProgramError, parse
-from symopt.campaigns.bench_fuzz import INSERTS, TOKENS, edit
+from symopt.cli.bench_fuzz import INSERTS, TOKENS, edit
 from symopt.programs import FUNCTIONS, Kind, check
 from symopt.programs.functions import ShapeError
 from symopt.programs.parse import MAX_DEPTH

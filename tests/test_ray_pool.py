@@ -39,7 +39,7 @@ def _texts(names=NAMES):
 
 @pytest.fixture(scope="module")
 def pool(ray_session):
-    from symopt.campaigns import EvaluatorPool
+    from symopt.distributed import EvaluatorPool
 
     p = EvaluatorPool(TASK, steps=STEPS, workers=2, max_in_flight=2)
     p.wait_ready(timeout=120)
@@ -194,7 +194,7 @@ def test_a_campaign_runs_steady_state_on_the_pool(pool, tmp_path):
 
 
 def test_bench_rounds_on_one_and_on_all_workers(pool):
-    from symopt.campaigns.bench_scale import candidates, timed_round
+    from symopt.cli.bench_scale import candidates, timed_round
 
     texts = candidates(8)
     assert len(set(texts)) == 8
@@ -253,7 +253,7 @@ def _multinode(run_dir: str) -> dict:
     import ray
     from ray.cluster_utils import Cluster
 
-    from symopt.campaigns import EvaluatorPool, connect, describe
+    from symopt.distributed import EvaluatorPool, connect, describe
     from symopt.search import search, toy
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})

@@ -7,7 +7,9 @@ import matplotlib.image
 import numpy as np
 import pytest
 
-from symopt.campaigns import report
+from symopt.cli import report as report_command
+from symopt.search import report
+from symopt.search.inspect_run import entry_program
 from symopt.search import toy
 from symopt.search.campaign import search
 from symopt.search.run_dir import read_log
@@ -17,8 +19,8 @@ PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
 def run_report(*argv: str) -> int:
     parser = argparse.ArgumentParser()
-    report.add_arguments(parser)
-    return report.main(parser.parse_args(list(argv)))
+    report_command.add_arguments(parser)
+    return report_command.main(parser.parse_args(list(argv)))
 
 
 def assert_png(path):
@@ -87,7 +89,7 @@ def test_loss_curves_on_proxy_tasks(toy_run, tmp_path, capsys):
 
 def test_loss_curves_data(toy_run):
     run = report.read_run(toy_run[0])
-    winner = report.entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
+    winner = entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
     curves = report.loss_curves(winner, ["quadratic_illcond"], steps=50)
     runs = curves["quadratic_illcond"]
     assert list(runs) == ["winner", "adamw", "lion"]
@@ -97,12 +99,12 @@ def test_loss_curves_data(toy_run):
 
 
 def test_loss_curves_keep_each_optimizers_best_learning_rate(toy_run):
-    from symopt.campaigns.compare import scale_lr
+    from symopt.search.compare import scale_lr
     from symopt.evaluation import evaluate
     from symopt.programs import baselines
 
     run = report.read_run(toy_run[0])
-    winner = report.entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
+    winner = entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
     lrs = (0.1, 1.0, 10.0)
     curves = report.loss_curves(winner, ["quadratic_illcond"], steps=30, lrs=lrs)["quadratic_illcond"]
     for label, program in (("winner", winner), ("lion", baselines.get("lion"))):

@@ -13,6 +13,7 @@ import time
 
 import pytest
 
+from doubles import Shuffled
 from symopt.search import search, toy
 from symopt.search.run_dir import read_log
 
@@ -183,7 +184,7 @@ def test_cli_search_on_the_ray_pool_logs_each_candidate_once(ray_session, tmp_pa
     """The ``--workers 2`` path (in process, on the session's Ray): steady-state, each id once, resumable."""
     import argparse
 
-    from symopt.search.cli_search import main_search
+    from symopt.cli.search import main
 
     config = tmp_path / "ray.toml"
     config.write_text('name = "ray"\n[space]\nfunctions = ["+", "-", "*", "/", "sqrt", "square", "sign", '
@@ -192,13 +193,13 @@ def test_cli_search_on_the_ray_pool_logs_each_candidate_once(ray_session, tmp_pa
     run_dir = tmp_path / "run"
     args = argparse.Namespace(config=str(config), budget=None, seed=0, run_dir=str(run_dir), resume=False,
                               workers=2, address=None, serial=False)
-    assert main_search(args) == 0
+    assert main(args) == 0
     out = capsys.readouterr().out
     assert "campaign ray: 16 trained" in out and "ray: 2 workers, 0 lost" in out
     records, _ = read_log(run_dir / "evaluations.jsonl")
     assert len(records) == 16 and len({r["id"] for r in records}) == 16
     args.resume = True  # a finished run resumed on the pool replays everything and trains nothing
-    assert main_search(args) == 0
+    assert main(args) == 0
     assert json.loads((run_dir / "hall_of_fame.json").read_text())["replayed"] == 16
     assert read_log(run_dir / "evaluations.jsonl")[0] == records
 
@@ -267,7 +268,7 @@ def test_resume_mid_batch_ends_in_the_uninterrupted_state(tmp_path):
 
 def test_an_out_of_order_run_resumes_on_another_backend(tmp_path):
     """Results that came back in any order replay exactly; the rest is trained once, on the serial backend."""
-    backend = lambda tasks, seeds, steps, grid: toy.Shuffled(tasks, seeds, steps)  # noqa: E731
+    backend = lambda tasks, seeds, steps, grid: Shuffled(tasks, seeds, steps)  # noqa: E731
     ref = search(TOY, seed=1, backend=backend, run_dir=tmp_path / "ref")
     lines = _lines(tmp_path / "ref")
     search_lines = [json.loads(x) for x in lines if json.loads(x)["stage"] == "small"]

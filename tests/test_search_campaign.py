@@ -6,7 +6,7 @@ import pytest
 
 from symopt.search import search, toy
 from symopt.programs import parse
-from symopt.symbolic.simplify import equivalent
+from symopt.symbolic.equivalence import equivalent
 
 TOY = toy.campaign()
 

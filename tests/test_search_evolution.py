@@ -65,7 +65,7 @@ def test_trains_dead_code_free_programs():
 
     p = evolution.Params(SPACE, population=5, tournament=2)
     evolution.run(evolution.init(SGD, p, evaluate, 0), p, evaluate, 20)
-    from symopt.symbolic.simplify import dead_statements
+    from symopt.programs.liveness import dead_statements
     assert len(seen) == 20 and all(dead_statements(q) == 0 for q in seen)
 
 

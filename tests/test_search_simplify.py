@@ -13,11 +13,12 @@ from symopt.programs.execute import run
 from symopt.programs.functions import FlatSpace
 from symopt.programs.generate import random_program
 from symopt.programs.program import Call, walk
-from symopt.search.cli_simplify import main_simplify
+from symopt.cli.simplify import main
 from symopt.search.space import HERO_ADAMW
-from symopt.symbolic.bench_simplify import JUDGE_SEED
-from symopt.symbolic.simplify import (dead_statements, eliminate_dead_code, equivalent, live_states, mismatch,
-                                      simplify, size)
+from symopt.cli.bench_simplify import JUDGE_SEED
+from symopt.programs.liveness import dead_statements, eliminate_dead_code, live_states, size
+from symopt.symbolic.equivalence import equivalent, mismatch
+from symopt.symbolic.simplify import simplify
 
 
 def program(body: str, args: str = "w, g, m, v, lr", returns: str = "update, m, v"):
@@ -316,11 +317,11 @@ def test_the_time_limit_interrupts_work_that_would_not_end(where):
 def test_cli_simplify(tmp_path, capsys):
     f = tmp_path / "p.py"
     f.write_text("def train(w, g, m, v, lr):\n    x = 2.0 * 3.0\n    y = exp(w)\n    return g * x * lr, m, v\n")
-    assert main_simplify(argparse.Namespace(file=str(f), timeout=5.0)) == 0
+    assert main(argparse.Namespace(file=str(f), timeout=5.0)) == 0
     assert capsys.readouterr().out == "def train(w, g, m, v, lr):\n    update = 6.0 * g * lr\n    return update, m, v\n"
     f.write_text("def train(w, g, m, v, lr):\n    x = sqr(g)\n    return x, m, v\n")
-    assert main_simplify(argparse.Namespace(file=str(f), timeout=5.0)) == 1
+    assert main(argparse.Namespace(file=str(f), timeout=5.0)) == 1
     err = capsys.readouterr().err
     assert f"{f}, line 2, column 9: unknown function 'sqr'" in err
-    assert main_simplify(argparse.Namespace(file=str(tmp_path / "none.py"), timeout=5.0)) == 1
+    assert main(argparse.Namespace(file=str(tmp_path / "none.py"), timeout=5.0)) == 1
     assert "none.py: cannot read" in capsys.readouterr().err

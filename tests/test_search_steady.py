@@ -4,6 +4,7 @@ import functools
 
 import pytest
 
+from doubles import Shuffled
 from symopt.programs import parse
 from symopt.search import evolution, steady, toy
 from symopt.search.space import SearchSpace, conform
@@ -15,9 +16,9 @@ PARAMS = evolution.Params(SPACE, population=10, tournament=3, batch=3)
 BUDGET = 45
 
 
-def shuffled(width: int, seed: int = 0) -> toy.Shuffled:
+def shuffled(width: int, seed: int = 0) -> Shuffled:
     """Toy training finishing its in-flight candidates in a seeded random order (as a cluster would)."""
-    return toy.Shuffled(["toy_quadratic"], width=width, seed=seed)
+    return Shuffled(["toy_quadratic"], width=width, seed=seed)
 
 
 def history(state):

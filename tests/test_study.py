@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from symopt.campaigns.study import control, panel, spearman, with_factors
+from symopt.cli.study import control, panel, spearman, with_factors
 from symopt.programs import baselines
 from symopt.search.space import load
 

@@ -6,7 +6,7 @@
 * :mod:`~symopt.evaluation.fitness`: scores against the AdamW reference;
 * :mod:`~symopt.evaluation.evaluate`: :func:`evaluate` and :class:`Result` (the public API);
 * :mod:`~symopt.evaluation.compiles`: counting XLA compilations;
-* :mod:`~symopt.evaluation.bench`: ``symopt bench eval``.
+* :mod:`~symopt.cli.bench_eval`: ``symopt bench eval``.
 """
 
 from symopt.evaluation.evaluate import Result, Run, chunk_plan, clear_caches, evaluate, reference, reference_program

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from symopt.programs.check import check
-from symopt.programs.execute import check_overrides, run
+from symopt.programs.execute import bind, check_overrides, run
 from symopt.programs.functions import TreeSpace
 from symopt.programs.program import Const, Program
 
@@ -59,7 +59,7 @@ def to_optax(program: Program, learning_rate: ScalarOrSchedule = 1e-3,
     check_overrides(program, constant_overrides)
     State = state_type(program)
     slots = program.state_args
-    weight, grad, lr_arg, step = (program.arg_for(r) for r in ("weight", "grad", "lr", "step"))
+    weight, lr_arg, step = (program.arg_for(r) for r in ("weight", "lr", "step"))
 
     def init(params):
         zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
@@ -69,21 +69,13 @@ def to_optax(program: Program, learning_rate: ScalarOrSchedule = 1e-3,
         del extra_args
         leaves, treedef = jax.tree_util.tree_flatten(updates)
         lr = learning_rate(state.count) if callable(learning_rate) else learning_rate
-        inputs: dict[str, Any] = {}
-        if grad:
-            inputs[grad] = leaves
-        if weight:
-            if params is None:
-                raise ValueError(f"program {program.name!r} reads the weights ({weight!r}): "
-                                 "call update(grads, state, params)")
-            inputs[weight] = treedef.flatten_up_to(params)
-        if lr_arg:
-            inputs[lr_arg] = lr
-        if step:
-            inputs[step] = (state.count + 1).astype(jnp.float32)
+        if weight and params is None:
+            raise ValueError(f"program {program.name!r} reads the weights ({weight!r}): "
+                             "call update(grads, state, params)")
         slot_trees = state[1:]
-        for name, tree in zip(slots, slot_trees):
-            inputs[name] = treedef.flatten_up_to(tree)
+        inputs = bind(program, {name: treedef.flatten_up_to(tree) for name, tree in zip(slots, slot_trees)},
+                      weight=treedef.flatten_up_to(params) if weight else None, grad=leaves, lr=lr,
+                      step=(state.count + 1).astype(jnp.float32) if step else None)
         space = TreeSpace(jnp)
         direction, *new_slots = run(program, space, inputs, constant_overrides)
         if not lr_arg:

@@ -78,7 +78,6 @@ AddSign); Zhang et al. 2019 (Lookahead); Shazeer & Stern 2018 (Adafactor).
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import functools
 import inspect
 import textwrap
@@ -86,6 +85,7 @@ import types
 from typing import Any, Callable, Mapping
 
 from symopt.programs.execute import hyperparameters as _program_hyperparameters
+from symopt.programs.hints import did_you_mean
 from symopt.programs.parse import parse
 from symopt.programs.program import Program
 
@@ -488,9 +488,7 @@ def _canonical(name: str) -> str:
         raise TypeError(f"a baseline name must be a str, got {type(name).__name__}")
     key = name.strip().lower()
     if key not in _NAMES:
-        close = difflib.get_close_matches(key, _NAMES, n=2, cutoff=0.6)
-        hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
-        raise ValueError(f"unknown baseline {name!r}{hint}; the baselines are: {', '.join(_NAMES)}")
+        raise ValueError(f"unknown baseline {name!r}{did_you_mean(key, _NAMES)}; the baselines are: {', '.join(_NAMES)}")
     return key
 
 

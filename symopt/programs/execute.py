@@ -32,6 +32,29 @@ def check_overrides(program: Program, overrides: Mapping[str, Any]) -> None:
                          f"its hyperparameters (names assigned a constant) are: {listing}")
 
 
+ROLES = ("weight", "grad", "lr", "step")
+"""The argument roles that are inputs of a step; every other argument is a state slot."""
+
+
+def bind(program: Program, state: Mapping[str, Any], **roles: Any) -> dict[str, Any]:
+    r"""The inputs of :func:`run`: ``state`` (slot -> value) and each role's value (``weight=``, ``grad=``,
+    ``lr=``, ``step=``) under the argument that plays it; roles the program has no argument for are dropped.
+
+    >>> from symopt.programs.parse import parse
+    >>> bind(parse("def f(params, g, m):\n    return g, m"), {"m": 0.0}, weight=1.0, grad=2.0, lr=0.1)
+    {'m': 0.0, 'params': 1.0, 'g': 2.0}
+    """
+    unknown = set(roles) - set(ROLES)
+    if unknown:
+        raise TypeError(f"unknown roles {sorted(unknown)}; the roles are {', '.join(ROLES)}")
+    inputs = dict(state)
+    for role in ROLES:
+        arg = program.arg_for(role)
+        if arg is not None and role in roles:
+            inputs[arg] = roles[role]
+    return inputs
+
+
 def run(program: Program, space: Space, inputs: Mapping[str, Any],
         overrides: Mapping[str, Any] | None = None) -> tuple:
     """The program's returned values, ``(update, *new_state)``, for the given argument values.

@@ -23,7 +23,6 @@ Domains follow hero (google/automl, hero/fn_lib.py), with two repairs:
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import enum
 import math
 from typing import Any, Callable
@@ -31,6 +30,8 @@ from typing import Any, Callable
 import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import expm1 as _sp_expm1, log2 as _sp_log2, log10 as _sp_log10
+
+from symopt.programs.hints import did_you_mean
 
 DIV_EPS = 1e-8
 
@@ -391,8 +392,4 @@ def get(name: str) -> Function:
 
 def suggest(name: str, candidates=None) -> str:
     """' (did you mean ...?)' for names close to ``name``, or ''."""
-    pool = [n for n in (candidates if candidates is not None else FUNCTIONS) if n not in OPERATORS]
-    close = difflib.get_close_matches(name, pool, n=2, cutoff=0.6)
-    if not close:
-        return ""
-    return " (did you mean " + " or ".join(repr(c) for c in close) + "?)"
+    return did_you_mean(name, [n for n in (candidates if candidates is not None else FUNCTIONS) if n not in OPERATORS])

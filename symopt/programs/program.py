@@ -12,7 +12,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import math
-from typing import Iterator, Union
+from typing import Iterator, Mapping, Union
 
 Pos = tuple[int, int] | None
 
@@ -151,6 +151,19 @@ def names_in(expr: Expr) -> set[str]:
         names = frozenset(e.name for e in walk(expr) if isinstance(e, Var))
         object.__setattr__(expr, "_names", names)
     return set(names)
+
+
+def rename(expr: Expr, mapping: Mapping[str, str]) -> Expr:
+    """``expr`` with each variable named in ``mapping`` renamed (the same node where nothing changes).
+
+    >>> format_expr(rename(Call("+", (Var("m"), Var("g"))), {"m": "m1"}))
+    'm1 + g'
+    """
+    if isinstance(expr, Var):
+        return Var(mapping[expr.name]) if expr.name in mapping else expr
+    if isinstance(expr, Call):
+        return Call(expr.fn, tuple(rename(a, mapping) for a in expr.args))
+    return expr
 
 
 # -- printing --------------------------------------------------------------------------

@@ -18,7 +18,7 @@ evaluate_fn`` (``grid``: the stage's learning-rate factors and hurdle), where ``
 an object with ``.fitness``) per program. The search stage runs steady-state
 (:mod:`symopt.search.steady`): an ``evaluate_fn`` that is also an asynchronous
 evaluator (``capacity``, ``submit``, ``next_result``; the Ray pool's
-:meth:`~symopt.campaigns.EvaluatorPool.backend`) gets a child whenever it has
+:meth:`~symopt.distributed.EvaluatorPool.backend`) gets a child whenever it has
 room; a plain one trains ``batch`` children at a time.
 
 With ``run_dir``, the campaign keeps its log, lineage, population snapshots and
@@ -51,7 +51,8 @@ from symopt.search import evolution, funnel, steady, toy
 from symopt.search.dedup import Stats
 from symopt.search.run_dir import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
 from symopt.search.space import Config, load, stage_name, start_program
-from symopt.symbolic.simplify import eliminate_dead_code, simplify
+from symopt.programs.liveness import eliminate_dead_code
+from symopt.symbolic.simplify import simplify
 
 Backend = Callable[[Sequence[str], Sequence[int], int | None, Grid], Callable[[Sequence[Program]], Sequence[Any]]]
 
@@ -131,13 +132,10 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
     """Train in this process: the toy tasks with NumPy, the proxy tasks with symopt.evaluation (on the
     learning-rate grid)."""
     tasks, seeds = list(tasks), tuple(seeds)
-    is_toy = [t in toy.TASKS for t in tasks]
-    if all(is_toy):
+    if toy.all_toy(tasks):
         if grid.gates:
             raise ValueError(f"tasks {tasks}: the NumPy toy tasks score no gates; remove gates from the stage")
         return lambda programs: toy.evaluate(programs, tasks, seeds, steps)
-    if any(is_toy):
-        raise ValueError(f"tasks {tasks}: a stage cannot mix toy_* tasks with proxy tasks")
     from symopt.evaluation import evaluate
 
     kwargs = {}

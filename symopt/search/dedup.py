@@ -32,10 +32,10 @@ from typing import Any
 
 import numpy as np
 
-from symopt.programs.execute import run
+from symopt.programs.execute import ROLES, bind, run
 from symopt.programs.functions import Space
 from symopt.programs.program import Const, Expr, Program, Var
-from symopt.symbolic.simplify import eliminate_dead_code, live_states
+from symopt.programs.liveness import eliminate_dead_code, live_states
 
 # --- canonical hash ------------------------------------------------------------------------------
 
@@ -202,16 +202,12 @@ def behaviour(program: Program) -> Behaviour:
     rows, n = probes.state.shape[1:]
     live = live_states(program)
     slots = program.state_args
-    roles = {r: program.arg_for(r) for r in ("weight", "grad", "lr", "step")}
     state = {s: probes.state[i % len(probes.state)] for i, s in enumerate(slots)}
     h = hashlib.sha256(",".join(program.role(a) for a in program.args).encode())
     depends = False
     with np.errstate(all="ignore"):
         for step in probes.steps:
-            inputs = dict(state)
-            for role, arg in roles.items():
-                if arg:
-                    inputs[arg] = step[role]
+            inputs = bind(program, state, **{role: step[role] for role in ROLES})
             update, *new = run(program, space, inputs)
             if not program.has_lr:
                 update = update * step["lr"]

@@ -44,7 +44,7 @@ from typing import Callable, Iterator, Sequence
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr
-from symopt.symbolic.deadcode import eliminate_dead_code
+from symopt.programs.liveness import eliminate_dead_code
 from symopt.symbolic.equivalence import equivalent
 
 KINDS = ("remove", "replace", "round", "rewrite")
@@ -320,7 +320,7 @@ def run(program: Program, fitness: Callable[[Program], float], tolerance: float,
         start_fitness: float | None = None, kinds: Sequence[str] = KINDS, simplify_timeout: float = 5.0,
         progress: Callable[[Step], None] | None = None) -> tuple[list[Step], list[tuple[str, str, float]]]:
     """The derivation loop (see the module docstring) with any fitness: (steps that held, refused candidates)."""
-    from symopt.symbolic.deadcode import size
+    from symopt.programs.liveness import size
     from symopt.symbolic.simplify import simplify
 
     start = fitness(program) if start_fitness is None else start_fitness

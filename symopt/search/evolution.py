@@ -39,7 +39,7 @@ from symopt.programs.program import Program
 from symopt.search.dedup import Cache, CacheEntry, Stats
 from symopt.search.mutation import Candidate, mutate
 from symopt.search.space import CampaignConfig, SearchSpace
-from symopt.symbolic.simplify import dead_statements, eliminate_dead_code
+from symopt.programs.liveness import dead_statements, eliminate_dead_code
 
 EvaluateFn = Callable[[Sequence[Program]], Sequence[Any]]
 

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from symopt.programs.execute import run
+from symopt.programs.execute import bind, run
 from symopt.programs.functions import FlatSpace
 from symopt.programs.program import Program
 
@@ -31,16 +31,12 @@ def has_momentum(program: Program, threshold: float = 0.1) -> bool:
     n = 4096  # many independent entries: a chance correlation is about 1/64, far below the threshold
     d, g2, w = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n)
     space = FlatSpace(np)
-    roles = {r: program.arg_for(r) for r in ("weight", "grad", "lr", "step")}
 
     def second_update(first_grad):
         state = {s: np.zeros(n) for s in program.state_args}
         update = None
         for t, g in ((1.0, first_grad), (2.0, g2)):
-            inputs = dict(state)
-            for role, value in (("weight", w), ("grad", g), ("lr", np.float64(0.01)), ("step", np.float64(t))):
-                if roles[role]:
-                    inputs[roles[role]] = value
+            inputs = bind(program, state, weight=w, grad=g, lr=np.float64(0.01), step=np.float64(t))
             update, *new = run(program, space, inputs)
             state = {s: np.broadcast_to(np.asarray(v, np.float64), (n,)) for s, v in zip(program.state_args, new)}
         return np.broadcast_to(np.asarray(update, np.float64), (n,))
@@ -56,7 +52,8 @@ def _slot_forms(program: Program):
     """(slot symbol, gradient symbol, expanded new value) for each live state slot."""
     import sympy as sp
 
-    from symopt.symbolic.simplify import live_states, to_sympy_outputs
+    from symopt.programs.liveness import live_states
+    from symopt.symbolic.exact_form import to_sympy_outputs
 
     grad = program.arg_for("grad")
     if grad is None:

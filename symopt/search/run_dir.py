@@ -43,7 +43,7 @@ from symopt.search import evolution
 from symopt.search.durable import AppendLog, DirLock, atomic_write, write_error
 from symopt.search.space import Config
 from symopt.search.steady import Logged
-from symopt.symbolic.simplify import eliminate_dead_code
+from symopt.programs.liveness import eliminate_dead_code
 
 LOG_NAME = "evaluations.jsonl"
 CONFIG_NAME = "config.json"

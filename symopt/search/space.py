@@ -15,7 +15,6 @@ allowed.
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import math
 import pathlib
 import re
@@ -28,8 +27,10 @@ from symopt.evaluation.fitness import BEST_SCORE, DEFAULT_FACTORS, DEFAULT_GATE,
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
+from symopt.programs.hints import did_you_mean
 from symopt.programs.parse import MAX_STATEMENTS, parse, read_text
 from symopt.programs.program import Assign, Call, Program, Var, names_in
+from symopt.programs.program import rename as rename_vars
 
 SPACES_DIR = pathlib.Path(search_spaces.__file__).parent
 
@@ -298,8 +299,7 @@ def _build(cls, table, path: str, source: str):
     by_key = {_key(f): f for f in fields}
     for key in table:
         if key not in by_key:
-            close = difflib.get_close_matches(str(key), list(by_key), n=1, cutoff=0.6)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(str(key), by_key, n=1)
             raise _error(source, _join(path, key), f"unknown key{hint}; allowed keys here: {', '.join(by_key)}")
     hints = typing.get_type_hints(cls)
     values = {}
@@ -334,8 +334,7 @@ def _convert(hint, value, path: str, source: str, f: dataclasses.Field):
     out = _scalar(hint, value, path, source)
     choices = meta.get("choices")
     if choices and out not in choices:
-        close = difflib.get_close_matches(str(out), choices, n=1)
-        hint_ = f" (did you mean {close[0]!r}?)" if close else ""
+        hint_ = did_you_mean(str(out), choices, n=1)
         raise _error(source, path, f"{out!r} is not allowed{hint_}; use one of: {', '.join(map(repr, choices))}")
     if meta.get("plain") and not NAME.fullmatch(out):
         raise _error(source, path, f"{out!r} is not a plain name; allowed: letters, digits, _ . - (not starting "
@@ -424,8 +423,7 @@ def _check_space(space: SearchSpace, source: str) -> None:
                      f"library functions: {', '.join(HERO_FUNCTIONS)}")
     for i, name in enumerate(space.functions):
         if name not in FUNCTIONS:
-            close = difflib.get_close_matches(name, list(FUNCTIONS), n=2)
-            hint = f" (did you mean {' or '.join(map(repr, close))}?)" if close else ""
+            hint = did_you_mean(name, FUNCTIONS)
             raise _error(source, f"space.functions[{i}]", f"unknown function {name!r}{hint}; allowed: "
                          f"{', '.join(FUNCTIONS)}")
     if len(set(space.functions)) != len(space.functions):
@@ -494,8 +492,7 @@ def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -
 def _check_tasks(tasks, path: str, source: str, known: list[str]) -> None:
     for j, task in enumerate(tasks):
         if task not in known:
-            close = difflib.get_close_matches(task, known, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            hint = did_you_mean(task, known, n=1)
             raise _error(source, f"{path}[{j}]", f"unknown task {task!r}{hint}; allowed: {', '.join(known)}")
 
 
@@ -580,8 +577,8 @@ def conform(program: Program, space: SearchSpace) -> Program:
         elif stmt.target not in rename:
             rename[stmt.target] = target
         taken.add(target)
-        body.append(Assign(target, _rename(stmt.value, rename)))
-    returns = [_rename(e, rename) for e in program.returns]
+        body.append(Assign(target, rename_vars(stmt.value, rename)))
+    returns = [rename_vars(e, rename) for e in program.returns]
     update = returns[0]
     if not program.has_lr and "lr" in role_arg:
         update = Call("*", (update, Var(role_arg["lr"])))
@@ -616,11 +613,3 @@ def _fresh(name: str, taken: set[str]) -> str:
     while f"{name}_{i}" in taken:
         i += 1
     return f"{name}_{i}"
-
-
-def _rename(expr, rename: Mapping[str, str]):
-    if isinstance(expr, Var):
-        return Var(rename.get(expr.name, expr.name))
-    if isinstance(expr, Call):
-        return Call(expr.fn, tuple(_rename(a, rename) for a in expr.args))
-    return expr

@@ -7,7 +7,7 @@ the order they finish, with :func:`symopt.search.evolution.accept`.
 
 An evaluator is anything with ``capacity``, ``submit(key, program)`` and
 ``next_result() -> (key, result)`` (:class:`AsyncEvaluator`): the Ray pool's
-stages are (:meth:`symopt.campaigns.EvaluatorPool.backend`); a plain
+stages are (:meth:`symopt.distributed.EvaluatorPool.backend`); a plain
 ``evaluate_fn(programs) -> results`` becomes one with :class:`Batches`, which
 trains ``batch`` candidates together and then hands their results out in order,
 exactly as :func:`symopt.search.evolution.step` does.

@@ -16,7 +16,7 @@ from typing import Sequence
 
 import numpy as np
 
-from symopt.programs.execute import run
+from symopt.programs.execute import bind, run
 from symopt.programs.functions import FlatSpace
 from symopt.programs.parse import parse
 from symopt.programs.program import Program
@@ -59,6 +59,20 @@ TASKS = {
 }
 
 
+def all_toy(tasks: Sequence[str]) -> bool:
+    """Whether a stage's tasks are all toy tasks (trained here with NumPy) rather than proxy tasks (JAX).
+
+    >>> all_toy(["toy_quadratic"]), all_toy(["mlp_digits"])
+    (True, False)
+
+    Raises ValueError for a stage that mixes the two.
+    """
+    is_toy = [t in TASKS for t in tasks]
+    if any(is_toy) and not all(is_toy):
+        raise ValueError(f"tasks {list(tasks)}: a stage cannot mix toy_* tasks with proxy tasks")
+    return bool(is_toy) and all(is_toy)
+
+
 @dataclasses.dataclass(frozen=True)
 class ToyResult:
     """Fitness (mean log(L_adamw / L)), final loss per (task, seed), and whether any run diverged."""
@@ -83,15 +97,12 @@ def train(program: Program, task: ToyTask, seed: int = 0) -> float:
     segments = np.repeat(np.arange(len(task.segments)), task.segments)
     space = FlatSpace(np, segments, len(task.segments))
     state = {s: np.zeros(task.dim) for s in program.state_args}
-    roles = {r: program.arg_for(r) for r in ("weight", "grad", "lr", "step")}
     start = 0.5 * float(np.sum(curv * (x - x_star) ** 2))
     with np.errstate(all="ignore"):
         for i in range(task.steps):
-            inputs = dict(state)
             grad = curv * (x - x_star - noise[i])
-            for role, value in (("weight", x), ("grad", grad), ("lr", task.learning_rate), ("step", i + 1.0)):
-                if roles[role]:
-                    inputs[roles[role]] = np.float64(value) if np.ndim(value) == 0 else value
+            inputs = bind(program, state, weight=x, grad=grad, lr=np.float64(task.learning_rate),
+                          step=np.float64(i + 1.0))
             update, *new_state = run(program, space, inputs)
             if not program.has_lr:
                 update = update * task.learning_rate
@@ -131,37 +142,6 @@ def evaluate(programs: Sequence[Program], tasks: Sequence[str], seeds: Sequence[
                     scores.append(min(BEST, max(WORST, score)))
         results.append(ToyResult(float(np.mean(scores)), losses, diverged))
     return results
-
-
-class Shuffled:
-    """A toy-task evaluator that finishes its candidates in a seeded random order, as a cluster does.
-
-    An asynchronous evaluator (:class:`symopt.search.steady.AsyncEvaluator`) with
-    ``width`` candidates in flight, and a batch ``evaluate_fn`` (in order) for the
-    funnel stages; ``backend=lambda t, s, n, grid: Shuffled(t, s, n)`` plugs it into a search.
-    """
-
-    def __init__(self, tasks: Sequence[str], seeds: Sequence[int] = (0,), steps: int | None = None,
-                 width: int = 3, seed: int = 0):
-        self.tasks, self.seeds, self.steps, self.width = list(tasks), list(seeds), steps, width
-        self.running: list = []
-        self.most = 0  # the most candidates in flight at once
-        self.rng = np.random.default_rng(seed)
-
-    def __call__(self, programs: Sequence[Program]) -> list[ToyResult]:
-        return evaluate(programs, self.tasks, self.seeds, self.steps)
-
-    @property
-    def capacity(self) -> int:
-        return self.width - len(self.running)
-
-    def submit(self, key, program: Program) -> None:
-        self.running.append((key, program))
-        self.most = max(self.most, len(self.running))
-
-    def next_result(self):
-        key, program = self.running.pop(int(self.rng.integers(len(self.running))))
-        return key, self([program])[0]
 
 
 def campaign(budget: int = 40) -> dict:

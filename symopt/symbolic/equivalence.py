@@ -3,7 +3,7 @@
 :func:`equivalent` says whether a rewritten program (``after``) computes what
 the original (``before``) computes, and :func:`mismatch` says where it does not.
 They compare the update and the new value of every live state slot of
-``before`` (see :mod:`symopt.symbolic.deadcode`) on probes of what optimizers
+``before`` (see :mod:`symopt.programs.liveness`) on probes of what optimizers
 meet:
 
 * entries of ``w``, ``g`` and the state that are exact zeros (dead units,
@@ -42,7 +42,7 @@ import numpy as np
 from symopt.programs.execute import run
 from symopt.programs.functions import FlatSpace
 from symopt.programs.program import Program
-from symopt.symbolic.deadcode import live_states
+from symopt.programs.liveness import live_states
 
 __all__ = ["Mismatch", "equivalent", "mismatch"]
 

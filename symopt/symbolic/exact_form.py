@@ -40,7 +40,7 @@ from symopt.programs.check import check
 from symopt.programs.execute import evaluate
 from symopt.programs.functions import DIV_EPS, FUNCTIONS, SYMPY_REDUCTIONS, FlatSpace
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr, names_in, walk
-from symopt.symbolic.deadcode import live_states
+from symopt.programs.liveness import live_states
 
 __all__ = ["Unprintable", "constant", "from_sympy", "guarded_div", "printed_size", "symbol", "to_sympy_outputs"]
 

@@ -1,6 +1,6 @@
 """Making programs short without changing what they compute: dead code out, then SymPy.
 
-:func:`simplify` removes dead code (:mod:`symopt.symbolic.deadcode`), writes
+:func:`simplify` removes dead code (:mod:`symopt.programs.liveness`), writes
 each live output as a SymPy expression faithful to how the program runs
 (:mod:`symopt.symbolic.exact_form`: hero's guarded division stays whole,
 ``expm1`` stays ``expm1``, constants are their float32 values), lets SymPy
@@ -28,13 +28,11 @@ from typing import Callable
 import sympy as sp
 
 from symopt.programs.program import Program
-from symopt.symbolic.deadcode import (dead_statements, eliminate_dead_code, inputs_read, live_states, size,
-                                      tidy_names)
-from symopt.symbolic.equivalence import equivalent, mismatch
+from symopt.programs.liveness import (eliminate_dead_code, size)
+from symopt.symbolic.equivalence import equivalent
 from symopt.symbolic.exact_form import from_sympy, printed_size, to_sympy_outputs
 
-__all__ = ["dead_statements", "eliminate_dead_code", "equivalent", "inputs_read", "live_states", "mismatch",
-           "simplify", "size", "tidy_names", "to_sympy_outputs", "with_deadline"]
+__all__ = ["SimplifyTimeout", "simplify", "with_deadline"]
 
 # --- time limits ----------------------------------------------------------------------------------
 

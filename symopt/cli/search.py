@@ -7,7 +7,7 @@ is steady-state (:mod:`symopt.search.steady`): a child is proposed whenever an
 actor is free. ``--serial`` trains in this process instead (no Ray; what tests and
 small debugging runs want). ``--resume`` continues the run logged in
 ``--run-dir`` (replay, see :mod:`symopt.search.run_dir`), on any backend. Ray runs
-with token authentication or not at all (:mod:`symopt.campaigns.cluster`):
+with token authentication or not at all (:mod:`symopt.distributed.cluster`):
 ``--insecure`` allows it without, and says so on stderr. On a
 terminal a one-line progress display is refreshed in place; otherwise nothing is
 printed until the summary.
@@ -20,6 +20,8 @@ import os
 import pathlib
 import sys
 import time
+
+from symopt.distributed.cluster import INSECURE_HELP
 
 REFRESH_S = 0.2
 """Seconds between redraws of the progress line."""
@@ -53,7 +55,23 @@ def _fail(message: str) -> int:
     return 1
 
 
-def main_search(args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("config", help="search configuration: a TOML file or a name in search_spaces/ (hero, quick)")
+    parser.add_argument("--budget", type=int, default=None, help="candidates to train (default: the config's)")
+    parser.add_argument("--seed", type=int, default=None, help="seed of the search (default: the config's)")
+    parser.add_argument("--run-dir", default=None, help="where to write evaluations.jsonl and hall_of_fame.json "
+                                                        "(default: runs/NAME)")
+    parser.add_argument("--resume", action="store_true", help="continue the run logged in --run-dir: logged "
+                                                              "candidates take their logged fitness, the rest are "
+                                                              "trained")
+    parser.add_argument("--workers", type=int, default=None, help="Ray evaluator actors (default: one per free CPU)")
+    parser.add_argument("--address", default=None, help="join this Ray cluster (default: RAY_ADDRESS, else a local "
+                                                        "Ray instance)")
+    parser.add_argument("--serial", action="store_true", help="train in this process, without Ray")
+    parser.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+
+
+def main(args: argparse.Namespace) -> int:
     """Run the campaign of ``args.config``; print the summary; the run directory holds the rest."""
     workers = getattr(args, "workers", None)
     address = getattr(args, "address", None) or os.environ.get("RAY_ADDRESS") or None
@@ -74,7 +92,7 @@ def main_search(args: argparse.Namespace) -> int:
     except ValueError as e:
         return _fail(str(e))
     if not serial:  # token authentication or no Ray: refused before anything is created
-        from symopt.campaigns.cluster import ClusterAuthError, auth_mode
+        from symopt.distributed.cluster import ClusterAuthError, auth_mode
 
         try:
             auth_mode(address, insecure)
@@ -93,7 +111,7 @@ def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, 
          insecure: bool) -> int:
     """The campaign on its backend, with the run directory locked; prints the summary."""
     if not serial:  # before any JAX work in this process: starting Ray forks it
-        from symopt.campaigns.cluster import ClusterAuthError, connect, open_cluster_warning
+        from symopt.distributed.cluster import ClusterAuthError, connect, open_cluster_warning
 
         try:  # num_cpus: a local instance only
             cluster = connect(address, num_cpus=workers, insecure=insecure)
@@ -107,7 +125,7 @@ def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, 
 
     pool, backend, alive = None, "serial", None
     if not serial:
-        from symopt.campaigns import EvaluatorPool
+        from symopt.distributed import EvaluatorPool
 
         pool = EvaluatorPool(workers=workers)
         backend = pool.backend

@@ -9,16 +9,9 @@ and, from ``RUN/lineage.jsonl``, its ancestry back to the start program.
 
 from __future__ import annotations
 
-import argparse
 import pathlib
-import sys
 
-from symopt.search.run_dir import LINEAGE_NAME, RunError, read_hall_of_fame, read_lineage
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="run directory written by `symopt search` (holds hall_of_fame.json)")
-    parser.add_argument("--brief", action="store_true", help="one line per entry: no program text under the rows")
+from symopt.search.run_dir import RunError
 
 
 def entry_program(data: dict, rank: int, run: str | pathlib.Path = "", simplified: bool = True):
@@ -41,7 +34,7 @@ def state_bytes(program) -> int:
 
     A slot that never influences the update (dead) costs nothing once exported, so it is not counted.
     """
-    from symopt.symbolic.simplify import live_states
+    from symopt.programs.liveness import live_states
 
     return 4 * len(live_states(program))
 
@@ -104,16 +97,3 @@ def table(data: dict, brief: bool = False, lineage: dict[int, dict] | None = Non
     return "\n".join(out).rstrip("\n") + "\n\n" + note
 
 
-def main(args: argparse.Namespace) -> int:
-    try:
-        data = read_hall_of_fame(args.run)
-        if not data["hall_of_fame"]:
-            print(f"run {args.run}: the hall of fame is empty")
-            return 0
-        lineage = read_lineage(args.run) if (pathlib.Path(args.run) / LINEAGE_NAME).is_file() else None
-        print(f"hall of fame of {args.run} ({len(data['hall_of_fame'])} entries)\n")
-        print(table(data, brief=getattr(args, "brief", False), lineage=lineage))
-    except RunError as e:
-        print(f"symopt inspect: {e}", file=sys.stderr)
-        return 1
-    return 0

@@ -7,12 +7,18 @@ import sys
 
 from symopt.programs.errors import ProgramError
 from symopt.programs.parse import parse, read_text
+from symopt.programs.liveness import eliminate_dead_code
+from symopt.symbolic.simplify import simplify
 
 
-def main_simplify(args: argparse.Namespace) -> int:
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("file", help="program file (def train(...): ... return update, ...), or - for stdin")
+    parser.add_argument("--timeout", type=float, default=10.0, help="seconds of SymPy (default: 10)")
+    parser.add_argument("--dead-code-only", action="store_true", help="only remove dead statements")
+
+
+def main(args: argparse.Namespace) -> int:
     """Read ``args.file``, print the simplified program; errors name the file and line (exit status 1)."""
-    from symopt.symbolic.simplify import eliminate_dead_code, simplify
-
     name = args.file
     try:
         text = sys.stdin.read() if name == "-" else read_text(name)

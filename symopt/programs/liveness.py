@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import re
 
-from symopt.programs.program import Assign, Call, Expr, Program, Var, names_in, walk
+from symopt.programs.program import Assign, Program, Var, names_in, rename, walk
 
 TEMP = re.compile(r"^x\d+$")
 
@@ -95,17 +95,9 @@ def tidy_names(program: Program) -> Program:
     mapping = {old: f"x{i}" for i, old in enumerate(order, 1)}
     if all(k == v for k, v in mapping.items()):
         return program
-    return Program(program.args, tuple(Assign(mapping.get(s.target, s.target), _rename(s.value, mapping))
+    return Program(program.args, tuple(Assign(mapping.get(s.target, s.target), rename(s.value, mapping))
                                        for s in program.body),
-                   tuple(_rename(e, mapping) for e in program.returns), program.name)
-
-
-def _rename(expr: Expr, mapping: dict[str, str]) -> Expr:
-    if isinstance(expr, Var):
-        return Var(mapping.get(expr.name, expr.name)) if expr.name in mapping else expr
-    if isinstance(expr, Call):
-        return Call(expr.fn, tuple(_rename(a, mapping) for a in expr.args))
-    return expr
+                   tuple(rename(e, mapping) for e in program.returns), program.name)
 
 
 def size(program: Program) -> int:

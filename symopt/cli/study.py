@@ -57,7 +57,7 @@ def spearman(x, y) -> float:
 
 def panel(config, mutants: int = 12, seed: int = 0) -> list[tuple[str, object]]:
     """(label, program) pairs: the baseline programs at lr factors 1/3, 1, 3, and mutants of AdamW."""
-    from symopt.campaigns.compare import scale_lr
+    from symopt.search.compare import scale_lr
     from symopt.programs import baselines
     from symopt.search.mutation import mutate
     from symopt.search.space import start_program
@@ -103,7 +103,7 @@ def part_a(config, out: dict) -> list[str]:
 
 
 def part_b(config, out: dict) -> list[str]:
-    from symopt.campaigns.compare import scale_lr
+    from symopt.search.compare import scale_lr
     from symopt.programs import baselines
     from symopt.search.space import start_program
 

@@ -30,7 +30,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _trusted(simplified, found, rank: int):
     """``simplified`` when it computes what ``found`` computes, else ``found`` simplified anew (with a note)."""
-    from symopt.symbolic.simplify import mismatch, simplify
+    from symopt.symbolic.equivalence import mismatch
+    from symopt.symbolic.simplify import simplify
 
     differs = mismatch(found, simplified) if simplified.args == found.args else "other arguments"
     if differs is None:
@@ -53,7 +54,7 @@ def _derived(run: str, rank: int, found):
 
 
 def main(args: argparse.Namespace) -> int:
-    from symopt.campaigns.inspect_run import entry_program
+    from symopt.search.inspect_run import entry_program
     from symopt.export import export_source
     from symopt.search.run_dir import RunError, read_hall_of_fame
 

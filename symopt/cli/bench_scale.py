@@ -3,7 +3,7 @@
     symopt bench scale --workers 2 --candidates 96 --task mlp_digits
 
 Starts (or joins, ``--address`` / ``RAY_ADDRESS``) Ray first, before any JAX in
-this process, then one :class:`~symopt.campaigns.EvaluatorPool` of N actors,
+this process, then one :class:`~symopt.distributed.EvaluatorPool` of N actors,
 started and warmed (every actor evaluates every candidate once, so every
 program-size bucket is compiled and the AdamW reference cached). Then ``repeats``
 pairs of timed rounds, interleaved: the pool restricted to 1 actor
@@ -27,7 +27,7 @@ for both measurements.
 Only the search stage is timed: the configuration is cut to its first stage, no
 validation tasks, a hall of fame of 1 (:func:`first_stage`), so the funnel adds
 nothing. On one pool of N actors, first an untimed warm-up campaign with another
-seed on all N, then :meth:`~symopt.campaigns.EvaluatorPool.warm` with one program
+seed on all N, then :meth:`~symopt.distributed.EvaluatorPool.warm` with one program
 of each program-size bucket that the warm-up trained: compilation is excluded
 from the timings. Then ``repeats`` pairs of campaigns, interleaved, with
 ``pool.active = 1`` and ``= N``; same configuration, seed and budget. Each is
@@ -139,7 +139,7 @@ def timed_round(pool, texts: list[str], tag) -> tuple[float, list[float]]:
 
 def _connect(address: str | None, insecure: bool) -> dict:
     """Start or join Ray; the loud line on stderr when the cluster has no token authentication."""
-    from symopt.campaigns.cluster import connect, open_cluster_warning
+    from symopt.distributed.cluster import connect, open_cluster_warning
 
     cluster = connect(address, insecure=insecure)
     warning = open_cluster_warning(cluster)
@@ -152,8 +152,8 @@ def run(workers: int | None = None, n_candidates: int = DEFAULT_CANDIDATES, task
         steps: int | None = None, seeds=(0,), repeats: int = 5, address: str | None = None,
         max_in_flight: int = 2, pin: bool = True, insecure: bool = False) -> dict:
     """Measure; returns the figures as a dict (see the module docstring)."""
-    from symopt.campaigns.cluster import describe
-    from symopt.campaigns.ray_pool import EvaluatorPool
+    from symopt.distributed.cluster import describe
+    from symopt.distributed.pool import EvaluatorPool
 
     cluster = _connect(address, insecure)  # before anything computes with JAX here
     n = int(workers or cluster["free_cpus"] or 1)
@@ -295,7 +295,7 @@ def timed_search(pool, cfg, k: int) -> dict:
 
 def _warm_programs(records) -> list[str]:
     """One trained program per program-size bucket (what an actor compiles once per task), as texts."""
-    from symopt.symbolic.simplify import eliminate_dead_code
+    from symopt.programs.liveness import eliminate_dead_code
 
     programs = [eliminate_dead_code(r.program) for r in records]
     try:
@@ -315,7 +315,7 @@ def measure_campaign(pool, config, budget: int | None = None, seed: int | None =
                      steps: int | None = None) -> dict:
     """Trainings/s of the search stage of ``config`` on 1 and on all actors of ``pool``; see the module docstring.
 
-    ``pool`` is a started :class:`~symopt.campaigns.EvaluatorPool`; ``config`` whatever
+    ``pool`` is a started :class:`~symopt.distributed.EvaluatorPool`; ``config`` whatever
     :func:`symopt.search.space.load` takes. Returns the figures as a dict.
     """
     n = pool.workers
@@ -364,8 +364,8 @@ def run_campaign(config, workers: int | None = None, budget: int | None = None, 
                  address: str | None = None, pin: bool = True, steps: int | None = None,
                  warmup_budget: int | None = None, max_in_flight: int = 2, insecure: bool = False) -> dict:
     """Start or join Ray, then :func:`measure_campaign` on a pool of ``workers`` actors."""
-    from symopt.campaigns.cluster import describe
-    from symopt.campaigns.ray_pool import EvaluatorPool
+    from symopt.distributed.cluster import describe
+    from symopt.distributed.pool import EvaluatorPool
 
     cluster = _connect(address, insecure)  # before anything computes with JAX here
     n = int(workers or cluster["free_cpus"] or 1)
@@ -417,7 +417,7 @@ def json_safe(x):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from symopt.campaigns.cluster import INSECURE_HELP
+    from symopt.distributed.cluster import INSECURE_HELP
 
     parser.add_argument("--workers", type=int, default=None, help="N (default: the cluster's free CPUs)")
     parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
@@ -443,7 +443,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from symopt.campaigns.cluster import ClusterAuthError
+    from symopt.distributed.cluster import ClusterAuthError
 
     insecure = bool(getattr(args, "insecure", False))
     try:
@@ -462,7 +462,7 @@ def main(args: argparse.Namespace) -> int:
     return 0
 
 
-if __name__ == "__main__":  # python -m symopt.campaigns.bench_scale (until the CLI wires it in)
+if __name__ == "__main__":  # python -m symopt.cli.bench_scale (until the CLI wires it in)
     _parser = argparse.ArgumentParser(prog="symopt bench scale", description=__doc__.splitlines()[0])
     add_arguments(_parser)
     raise SystemExit(main(_parser.parse_args()))

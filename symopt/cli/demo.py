@@ -45,6 +45,12 @@ def _train(optimizer: optax.GradientTransformation, steps: int = 100) -> tuple[f
     return float(loss(params)), float(run(params))
 
 
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("baseline", nargs="?", default="adamw", help="baseline name (default: adamw)")
+    parser.add_argument("-o", "--output", default=None, help="where to write the optax module "
+                                                             "(default: runs/demo/NAME.py)")
+
+
 def main(args: argparse.Namespace) -> int:
     program = baselines.get(args.baseline)
     if not hasattr(program, "body"):

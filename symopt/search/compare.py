@@ -19,28 +19,15 @@ factor, against AdamW at the same factor; 0 is as good as AdamW.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import math
 import pathlib
-import sys
 
 DEFAULT_LRS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
 class CompareError(ValueError):
     """A bad optimizer, task or option."""
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("optimizers", nargs="+", metavar="NAME_OR_FILE",
-                        help="baseline names (adam, lion, ...), program files, or RUN:N (rank N of a run)")
-    parser.add_argument("--tasks", nargs="+", required=True, help="proxy tasks (proxy_tasks.names())")
-    parser.add_argument("--steps", type=int, default=None, help="training steps on every task (default: each task's)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, averaged (default: 0)")
-    parser.add_argument("--lrs", type=float, nargs="+", default=list(DEFAULT_LRS),
-                        help="learning-rate grid as factors of each task's AdamW learning rate "
-                             "(default: 0.1 0.3 1 3 10)")
 
 
 @dataclasses.dataclass
@@ -55,7 +42,7 @@ class Cell:
 
 def resolve(spec: str):
     """(label, Program or OptaxBaseline) for a baseline name, program file or RUN:N. Raises CompareError."""
-    from symopt.campaigns.inspect_run import entry_program
+    from symopt.search.inspect_run import entry_program
     from symopt.programs import baselines
     from symopt.programs.errors import ProgramError
     from symopt.programs.parse import parse, read_text
@@ -204,16 +191,3 @@ def table(labels, tasks, cells) -> str:
     return "\n".join(lines)
 
 
-def main(args: argparse.Namespace) -> int:
-    try:
-        labels, tasks, cells = compare(args.optimizers, args.tasks, args.seeds, args.steps, args.lrs)
-    except CompareError as e:
-        print(f"symopt compare: {e}", file=sys.stderr)
-        return 1
-    grid = ", ".join(f"{f:g}" for f in args.lrs)
-    steps = f"{args.steps} steps" if args.steps else "each task's steps"
-    print(f"final eval loss at the best learning rate (grid: task AdamW lr x {{{grid}}}; {steps}; "
-          f"seeds {' '.join(map(str, args.seeds))})\n")
-    print(table(labels, tasks, cells))
-    print("\nlast column: mean log(L_AdamW / L) at the chosen lr, AdamW at the same lr (0 = AdamW, higher is better)")
-    return 0

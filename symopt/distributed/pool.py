@@ -1,6 +1,6 @@
-"""Distributed evaluation on Ray: evaluator actors, one per core, fed candidates as they finish.
+"""The evaluator pool: actors (:mod:`symopt.distributed.worker`) fed candidates as they finish.
 
-    from symopt.campaigns import EvaluatorPool, connect
+    from symopt.distributed import EvaluatorPool, connect
 
     connect()                                   # local Ray, or join RAY_ADDRESS / address= (cluster.py)
     with EvaluatorPool("mlp_digits", seeds=(0,)) as pool:     # one actor per free CPU
@@ -8,32 +8,6 @@
             pool.submit(i, text)
         for ev in pool.results():               # in completion order, each id exactly once
             print(ev.id, ev.fitness)
-
-**Actors.** Each :class:`Evaluator` is a long-lived Ray actor (``num_cpus=1``) that
-imports symopt, parses the program *text* it is sent (programs never travel as
-pickled objects) and calls :func:`symopt.evaluation.evaluate`; the compiled
-interpreters and AdamW references stay cached in its process, so only its first
-candidate per task and program-size bucket pays for compilation. It returns plain
-data (a dict of floats, strings and lists), which the driver wraps in an
-:class:`Evaluation`.
-
-**One thread per actor.** Measured on this JAX (0.10.2, CPU thunk runtime) with a
-1024x1024 matmul, ``cpu_time / wall_time`` of a process on 2 idle cores:
-
-* default: 1.9-2.0 (XLA's intra-op pool has one thread per schedulable core);
-* ``XLA_FLAGS=--xla_cpu_multi_thread_eigen=false``: still 1.9 (no effect on this
-  runtime), and ``intra_op_parallelism_threads=1`` in ``XLA_FLAGS`` is silently
-  ignored (a token without ``--`` after a flag) -- it is a TensorFlow option;
-* ``NPROC=1`` (PJRT's ``DefaultThreadPoolSize`` reads ``PJRT_NPROC``, then ``NPROC``): 1.0;
-* ``os.sched_setaffinity`` to one core before the backend starts: 1.0 (the pool is
-  sized from the affinity mask), and the process stays on that core.
-
-So an actor gets ``NPROC=1`` and ``PJRT_NPROC=1`` in its ``runtime_env`` ``env_vars``
-(merged with the job's runtime_env), and, with ``pin=True``, pins every thread of its
-process to one core before JAX starts: core ``slot % n`` of the cores it may use,
-or the next one that no other symopt actor on the machine holds (a ``flock`` per
-core in a private directory, released by the kernel when the process dies, even by
-SIGKILL, so a replacement takes its predecessor's core: :mod:`symopt.campaigns.cores`).
 
 **Steady-state dispatch.** :meth:`EvaluatorPool.submit` queues a candidate and
 hands it to the least loaded ready actor when one has fewer than ``max_in_flight``
@@ -63,24 +37,21 @@ delivered only while its id is pending, and a candidate that has killed
 An exception inside the evaluation itself (a bad program text, say) is not a
 failure of the worker: it comes back as an :class:`Evaluation` with ``error`` set
 and ``fitness`` NaN (which symopt.search counts as the worst).
-
-**Connecting** (start or join Ray, token authentication or not at all, the code
-shipped to a cluster) is :mod:`symopt.campaigns.cluster`'s job; pinning to a core
-is :mod:`symopt.campaigns.cores`'.
 """
 
 from __future__ import annotations
 
 import collections
-import dataclasses
 import logging
 import math
-import os
 import time
-import traceback
 from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping, Sequence
 
-from symopt.campaigns.cores import pin_to_core
+from symopt.distributed.jobs import (POOL_DEFAULT, Job, PoolStats, Slot, is_worker_loss, seed_tuple,
+                                    task_names)
+from symopt.distributed.results import LOST_WORKERS, Evaluation, evaluation
+from symopt.distributed.stage import PoolStage, program_text
+from symopt.distributed.worker import THREAD_ENV, actor_class
 
 if TYPE_CHECKING:
     from symopt.evaluation.fitness import Grid
@@ -89,237 +60,6 @@ logger = logging.getLogger(__name__)
 
 DEFAULT_MAX_IN_FLIGHT = 2
 DEFAULT_MAX_ATTEMPTS = 3
-LOST_WORKERS = "lost workers:"
-"""How the error of a candidate that killed ``max_attempts`` workers begins."""
-THREAD_ENV = {"NPROC": "1", "PJRT_NPROC": "1"}
-"""Sizes XLA's CPU intra-op thread pool to one thread (see the module docstring)."""
-
-
-class _PoolDefault:
-    def __repr__(self) -> str:
-        return "POOL_DEFAULT"
-
-
-POOL_DEFAULT: Any = _PoolDefault()
-"""Default of the per-candidate settings: the pool's own (``steps=None`` means the task's)."""
-
-
-# -- the actor ---------------------------------------------------------------------------------------
-
-
-def _run_summary(run, curves: bool) -> dict:
-    return {"task": run.task, "seed": int(run.seed), "factor": float(run.factor), "steps": int(run.steps),
-            "steps_run": int(run.steps_run),
-            "eval_loss": float(run.eval_loss), "reference_eval_loss": float(run.reference_eval_loss),
-            "score": float(run.score), "diverged": bool(run.diverged), "timed_out": bool(run.timed_out),
-            "losses": [float(x) for x in run.losses] if curves else None}
-
-
-def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], steps: int | None = None,
-                  time_limit: float | None = None, curves: bool = False, grid: Mapping | None = None) -> dict:
-    """Evaluate one program text in this process; plain data out (what an actor returns).
-
-    Proxy tasks go through :func:`symopt.evaluation.evaluate` (on ``grid``, a
-    :class:`~symopt.evaluation.fitness.Grid` as JSON: factors and hurdle); ``toy_*``
-    tasks through :func:`symopt.search.toy.evaluate`, as the serial backend does.
-    """
-    from symopt.programs.parse import parse
-
-    if not isinstance(program, str):
-        raise TypeError(f"programs travel as text, got {type(program).__name__}")
-    parsed = parse(program)
-    tasks, seeds = [str(t) for t in tasks], tuple(int(s) for s in seeds)
-    if tasks and all(t.startswith("toy_") for t in tasks):
-        from symopt.search import toy
-
-        (r,) = toy.evaluate([parsed], tasks, seeds, steps)
-        runs = [{"task": t, "seed": s, "factor": 1.0, "steps": steps, "steps_run": None, "eval_loss": float(loss),
-                 "reference_eval_loss": math.nan, "score": math.nan, "diverged": not math.isfinite(loss),
-                 "timed_out": False, "losses": None} for (t, s), loss in r.losses.items()]
-        return {"program": str(parsed), "fitness": float(r.fitness), "seconds": math.nan, "runs": runs}
-    from symopt.evaluation import Grid, evaluate
-
-    (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit, grid=Grid(**(grid or {})))
-    return {"program": str(r.program), "fitness": float(r.fitness), "seconds": float(r.seconds),
-            "runs": [_run_summary(run, curves) for run in r.runs], "scores": dict(r.scores)}
-
-
-class Evaluator:
-    """The evaluator actor's class (``ray.remote`` is applied by the pool): one per core.
-
-    Everything in and out is plain data; programs arrive as text.
-    """
-
-    def __init__(self, slot: int, pin: bool = True):
-        # Pin before anything starts JAX's thread pools (sized from the affinity mask).
-        self.slot = slot
-        self.core, self.core_lock = pin_to_core(slot) if pin else (None, None)
-        self.count = 0
-        self.started = time.time()
-
-    def info(self) -> dict:
-        """Where and how this actor runs: slot, pid, node, core, threads' settings."""
-        import socket
-
-        import ray
-        import symopt
-
-        return {"slot": self.slot, "pid": os.getpid(), "node": ray.get_runtime_context().get_node_id(),
-                "host": socket.gethostname(), "core": self.core, "affinity": sorted(os.sched_getaffinity(0)),
-                "nproc": os.environ.get("NPROC"), "symopt": symopt.__file__, "evaluated": self.count,
-                "core_lock": self.core_lock}
-
-    def evaluate(self, program: str, tasks: Sequence[str], seeds: Sequence[int], steps: int | None = None,
-                 time_limit: float | None = None, curves: bool = False, grid: Mapping | None = None) -> dict:
-        """One candidate; an exception in the evaluation comes back as ``error`` (the actor lives on)."""
-        t0 = time.perf_counter()
-        try:
-            out = evaluate_text(program, tasks, seeds, steps, time_limit, curves, grid)
-            out["error"] = None
-        except Exception as e:  # noqa: BLE001 - a bad candidate must not take the worker down
-            out = {"program": program, "fitness": math.nan, "seconds": math.nan, "runs": [],
-                   "error": f"{type(e).__name__}: {e}\n{traceback.format_exc(limit=5)}"}
-        self.count += 1
-        out.update(wall_s=time.perf_counter() - t0, pid=os.getpid(), slot=self.slot)
-        return out
-
-
-_remote_class = None
-
-
-def _actor_class():
-    global _remote_class
-    if _remote_class is None:
-        import ray
-
-        _remote_class = ray.remote(Evaluator)
-    return _remote_class
-
-
-# -- results -----------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class RunSummary:
-    """One (task, seed, lr factor) run of a candidate: plain numbers (loss curve only with ``curves=True``)."""
-
-    task: str
-    seed: int
-    factor: float
-    steps: int | None
-    steps_run: int | None
-    eval_loss: float
-    reference_eval_loss: float
-    score: float
-    diverged: bool
-    timed_out: bool
-    losses: tuple[float, ...] | None = None
-
-
-@dataclasses.dataclass(frozen=True)
-class Evaluation:
-    """A candidate's result as delivered by the pool (``.fitness`` as symopt.search expects).
-
-    ``program`` is the canonical text; ``seconds`` the training time on the worker
-    (compilation excluded), ``wall_s`` the worker's whole call; ``attempts`` how many
-    workers it was sent to (more than 1 after a worker died); ``error`` is set (and
-    ``fitness`` NaN) when the evaluation raised or the candidate killed
-    ``max_attempts`` workers.
-    """
-
-    id: Hashable
-    program: str
-    fitness: float
-    runs: tuple[RunSummary, ...]
-    seconds: float
-    wall_s: float
-    attempts: int
-    worker: int | None
-    pid: int | None
-    error: str | None = None
-    scores: dict = dataclasses.field(default_factory=dict)  # task -> score
-
-    @property
-    def ok(self) -> bool:
-        return self.error is None
-
-    @property
-    def diverged(self) -> bool:
-        return any(r.diverged for r in self.runs)
-
-    @property
-    def timed_out(self) -> bool:
-        return any(r.timed_out for r in self.runs)
-
-    def as_json(self) -> dict:
-        d = dataclasses.asdict(self)
-        d["fitness"] = self.fitness if math.isfinite(self.fitness) else None
-        return d
-
-
-def _evaluation(job: "_Job", out: Mapping) -> Evaluation:
-    runs = tuple(RunSummary(**{**r, "losses": tuple(r["losses"]) if r.get("losses") is not None else None})
-                 for r in out.get("runs", ()))
-    return Evaluation(id=job.id, program=out.get("program", job.program), fitness=float(out["fitness"]), runs=runs,
-                      seconds=float(out.get("seconds", math.nan)), wall_s=float(out.get("wall_s", math.nan)),
-                      attempts=job.attempts, worker=out.get("slot"), pid=out.get("pid"), error=out.get("error"),
-                      scores=dict(out.get("scores") or {}))
-
-
-# -- the pool ----------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass
-class _Job:
-    id: Hashable
-    program: str
-    tasks: tuple[str, ...]
-    seeds: tuple[int, ...]
-    steps: int | None
-    time_limit: float | None
-    grid: dict | None = None  # Grid.as_json(): learning-rate factors and hurdle
-    attempts: int = 0  # workers it has been sent to
-
-    def args(self, curves: bool) -> tuple:
-        return (self.program, self.tasks, self.seeds, self.steps, self.time_limit, curves, self.grid)
-
-
-@dataclasses.dataclass
-class _Slot:
-    index: int
-    actor: Any = None
-    ready_ref: Any = None  # the info() call of a starting actor
-    info: dict | None = None
-    inflight: dict = dataclasses.field(default_factory=dict)  # ref -> _Job
-    started_at: float = 0.0
-    generation: int = 0
-    start_failures: int = 0
-
-    @property
-    def ready(self) -> bool:
-        return self.actor is not None and self.info is not None
-
-
-@dataclasses.dataclass
-class PoolStats:
-    """Counters: candidates submitted and delivered, workers lost and started, candidates re-sent."""
-
-    submitted: int = 0
-    delivered: int = 0
-    errors: int = 0
-    worker_deaths: int = 0
-    workers_started: int = 0
-    resubmitted: int = 0
-    duplicates_dropped: int = 0
-    recovered: int = 0  # finished on a worker that then died, delivered without re-running
-
-
-def _is_worker_loss(exc: BaseException) -> bool:
-    from ray import exceptions as rx
-
-    lost = (rx.RayActorError, rx.WorkerCrashedError, rx.NodeDiedError, rx.ObjectLostError, rx.OutOfMemoryError,
-            rx.ActorPlacementGroupRemoved)
-    return isinstance(exc, lost)
 
 
 class EvaluatorPool:
@@ -353,9 +93,9 @@ class EvaluatorPool:
         import ray
 
         if not ray.is_initialized():
-            raise RuntimeError("Ray is not connected: call symopt.campaigns.connect() first")
-        self.tasks = _names(tasks)
-        self.seeds = _seeds(seeds)
+            raise RuntimeError("Ray is not connected: call symopt.distributed.connect() first")
+        self.tasks = task_names(tasks)
+        self.seeds = seed_tuple(seeds)
         self.steps = None if steps is None else int(steps)
         self.time_limit = time_limit
         self.curves = curves
@@ -374,11 +114,11 @@ class EvaluatorPool:
         env["env_vars"] = {**THREAD_ENV, **env.get("env_vars", {})}
         self._options = {"num_cpus": 1, "max_restarts": 0, "max_task_retries": 0, "runtime_env": env, **options}
         self.stats = PoolStats()
-        self._slots = [_Slot(i) for i in range(int(workers))]
+        self._slots = [Slot(i) for i in range(int(workers))]
         self._active = len(self._slots)
         self._refs: dict[Any, tuple[str, int]] = {}  # ref -> ("ready" | "eval", slot)
-        self._queue: collections.deque[_Job] = collections.deque()
-        self._pending: dict[Hashable, _Job] = {}
+        self._queue: collections.deque[Job] = collections.deque()
+        self._pending: dict[Hashable, Job] = {}
         self._delivered: set = set()
         self._ready: collections.deque[Evaluation] = collections.deque()  # delivered, not yet handed out
         self._closed = False
@@ -433,7 +173,7 @@ class EvaluatorPool:
         self._check_open()
         if candidate_id in self._pending or candidate_id in self._delivered:
             raise ValueError(f"candidate id {candidate_id!r} was already submitted to this pool")
-        job = self._job(candidate_id, _program_text(program), tasks, seeds, steps, time_limit)
+        job = self._job(candidate_id, program_text(program), tasks, seeds, steps, time_limit)
         job.grid = grid.as_json() if grid is not None else None
         self._pending[candidate_id] = job
         self._queue.append(job)
@@ -491,7 +231,7 @@ class EvaluatorPool:
         ids = []
         for p in programs:
             self._batch += 1
-            cid = ("symopt.campaigns.batch", self._batch)
+            cid = ("symopt.distributed.batch", self._batch)
             self.submit(cid, p, tasks=tasks, seeds=seeds, steps=steps, grid=grid)
             ids.append(cid)
         wanted, got, others = set(ids), {}, []
@@ -514,7 +254,7 @@ class EvaluatorPool:
                 grid: Grid | None = None) -> "PoolStage":
         """A ``symopt.search`` backend: ``search(config, backend=pool.backend)`` trains every stage on the pool."""
         self._stages += 1
-        return PoolStage(self, self._stages, _names(tasks), _seeds(seeds), None if steps is None else int(steps),
+        return PoolStage(self, self._stages, task_names(tasks), seed_tuple(seeds), None if steps is None else int(steps),
                          grid)
 
     _stages = 0
@@ -549,7 +289,7 @@ class EvaluatorPool:
             from symopt.programs import baselines
 
             programs = [baselines.get("adamw")]
-        texts = [_program_text(p) for p in programs]
+        texts = [program_text(p) for p in programs]
         job = self._job(None, "", tasks, seeds, steps, None)
         refs = [s.actor.evaluate.remote(t, job.tasks, job.seeds, job.steps, None, False, job.grid)
                 for s in self._slots if s.ready for t in texts]
@@ -557,7 +297,7 @@ class EvaluatorPool:
             try:
                 _ray().get(ref)
             except Exception as e:  # a dead actor shows up on its next real task too
-                if not _is_worker_loss(e):
+                if not is_worker_loss(e):
                     raise
         return time.monotonic() - t0
 
@@ -604,10 +344,10 @@ class EvaluatorPool:
 
     # -- internals -------------------------------------------------------------------------------------
 
-    def _job(self, cid, text, tasks, seeds, steps, time_limit) -> _Job:
+    def _job(self, cid, text, tasks, seeds, steps, time_limit) -> Job:
         """A job with the pool's settings where the caller left POOL_DEFAULT."""
-        job = _Job(cid, text, self.tasks if tasks is POOL_DEFAULT else _names(tasks),
-                   self.seeds if seeds is POOL_DEFAULT else _seeds(seeds),
+        job = Job(cid, text, self.tasks if tasks is POOL_DEFAULT else task_names(tasks),
+                   self.seeds if seeds is POOL_DEFAULT else seed_tuple(seeds),
                    self.steps if steps is POOL_DEFAULT else (None if steps is None else int(steps)),
                    self.time_limit if time_limit is POOL_DEFAULT else time_limit)
         if not job.tasks:
@@ -618,8 +358,8 @@ class EvaluatorPool:
         if self._closed:
             raise RuntimeError("the pool is shut down")
 
-    def _start(self, slot: _Slot) -> None:
-        actor = _actor_class().options(**self._options).remote(slot.index, self.pin)
+    def _start(self, slot: Slot) -> None:
+        actor = actor_class().options(**self._options).remote(slot.index, self.pin)
         slot.actor, slot.info, slot.generation = actor, None, slot.generation + 1
         slot.ready_ref = actor.info.remote()
         slot.started_at = time.monotonic()
@@ -670,7 +410,7 @@ class EvaluatorPool:
                     self._said.add(problem)
                     logger.warning("evaluators pinned without a core lock: %s", problem)
             except Exception as e:
-                if not _is_worker_loss(e) and not isinstance(e, _ray().exceptions.RayError):
+                if not is_worker_loss(e) and not isinstance(e, _ray().exceptions.RayError):
                     raise
                 slot.start_failures += 1
                 logger.warning("evaluator %d failed to start (%d): %s", index, slot.start_failures, e)
@@ -682,7 +422,7 @@ class EvaluatorPool:
         try:
             out = ray.get(ref)
         except Exception as e:
-            if not _is_worker_loss(e):
+            if not is_worker_loss(e):
                 # The actor method itself raised (it catches evaluation errors): a bug; report it as the result.
                 self._deliver(job, {"program": job.program, "fitness": math.nan, "runs": [],
                                     "error": f"{type(e).__name__}: {e}"})
@@ -692,7 +432,7 @@ class EvaluatorPool:
             return
         self._deliver(job, out)
 
-    def _lose(self, slot: _Slot, exc: BaseException) -> None:
+    def _lose(self, slot: Slot, exc: BaseException) -> None:
         """The slot's actor is gone: rescue finished siblings, requeue the rest, start a replacement."""
         ray = _ray()
         self.stats.worker_deaths += 1
@@ -737,60 +477,18 @@ class EvaluatorPool:
             raise RuntimeError(f"{self._losses_in_a_row} evaluator actors lost in a row without one finished "
                                f"candidate; the last: {exc!r}") from exc
 
-    def _deliver(self, job: _Job, out: Mapping) -> None:
+    def _deliver(self, job: Job, out: Mapping) -> None:
         if job.id in self._delivered or job.id not in self._pending:
             self.stats.duplicates_dropped += 1
             return
         del self._pending[job.id]
         self._delivered.add(job.id)
-        ev = _evaluation(job, out)
+        ev = evaluation(job, out)
         self.stats.delivered += 1
         self.stats.errors += ev.error is not None
         if "pid" in out:  # a worker finished it
             self._losses_in_a_row = 0
         self._ready.append(ev)
-
-
-class PoolStage:
-    """One campaign stage on the pool: a batch ``evaluate_fn`` and a steady-state evaluator in one.
-
-    ``stage(programs)`` trains a batch and returns its results in order (the funnel
-    stages); ``capacity``/``submit``/``next_result`` are the asynchronous interface of
-    :mod:`symopt.search.steady` (the search stage). ``steps=None`` means each task's
-    own steps, never the pool's. A candidate that raised comes back as an error
-    (RuntimeError, as the serial backend would raise); one that killed
-    ``max_attempts`` workers is scored as diverged (NaN fitness), with a warning.
-    """
-
-    def __init__(self, pool: EvaluatorPool, tag: int, tasks: tuple[str, ...], seeds: tuple[int, ...],
-                 steps: int | None, grid: Grid | None = None):
-        self.pool, self.tag, self.tasks, self.seeds, self.steps, self.grid = pool, tag, tasks, seeds, steps, grid
-
-    def __call__(self, programs: Sequence[Any]) -> list[Evaluation]:
-        return self.pool.evaluate([_program_text(p) for p in programs], self.tasks, self.seeds, self.steps,
-                                  grid=self.grid)
-
-    @property
-    def capacity(self) -> int:
-        return self.pool.capacity
-
-    def submit(self, key: Hashable, program: Any) -> None:
-        self.pool.submit(("symopt.campaigns.stage", self.tag, key), program, tasks=self.tasks, seeds=self.seeds,
-                         steps=self.steps, grid=self.grid)
-
-    def next_result(self) -> tuple[Hashable, Evaluation]:
-        ev = self.pool.next_result()
-        if ev is None:
-            raise RuntimeError("next_result() with nothing submitted to the pool")
-        kind, tag, key = ev.id if isinstance(ev.id, tuple) and len(ev.id) == 3 else (None, None, ev.id)
-        if (kind, tag) != ("symopt.campaigns.stage", self.tag):
-            raise RuntimeError(f"the pool delivered {ev.id!r}, which this stage did not submit; run one stage "
-                               f"at a time on a pool")
-        if ev.error is not None:
-            if not ev.error.startswith(LOST_WORKERS):
-                raise RuntimeError(f"evaluation of candidate {key!r} failed:\n{ev.error}")
-            logger.warning("candidate %r: %s; scored as diverged", key, ev.error)
-        return key, ev
 
 
 def _ray():
@@ -799,29 +497,3 @@ def _ray():
     return ray
 
 
-def _program_text(program: Any) -> str:
-    from symopt.programs.program import Program
-
-    if isinstance(program, Program):
-        return str(program)
-    if isinstance(program, str):
-        return program
-    raise TypeError(f"a program is a Program or its text, got {type(program).__name__}")
-
-
-def _names(tasks) -> tuple[str, ...]:
-    if isinstance(tasks, str):
-        return (tasks,)
-    out = tuple(tasks)
-    if not all(isinstance(t, str) for t in out):
-        raise TypeError("tasks travel by name: give proxy-task names")
-    return out
-
-
-def _seeds(seeds) -> tuple[int, ...]:
-    if isinstance(seeds, int):
-        return (seeds,)
-    out = tuple(int(s) for s in seeds)
-    if not out:
-        raise ValueError("no seeds")
-    return out

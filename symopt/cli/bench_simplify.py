@@ -17,7 +17,7 @@ import time
 import numpy as np
 
 from symopt.programs.generate import numpy_chooser, random_program
-from symopt.symbolic.deadcode import eliminate_dead_code, size
+from symopt.programs.liveness import eliminate_dead_code, size
 from symopt.symbolic.equivalence import mismatch
 from symopt.symbolic.simplify import simplify
 

@@ -48,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
         if args.steps is not None and args.steps < 1:
             raise ValueError(f"--steps {args.steps}: give a positive number of training steps")
         if source.is_dir():
-            from symopt.campaigns.inspect_run import entry_program
+            from symopt.search.inspect_run import entry_program
 
             program = entry_program(read_hall_of_fame(source), args.rank, source, simplified=False)
             config = args.config or from_fields(read_config(source), str(source / CONFIG_NAME))

@@ -24,18 +24,15 @@ gets ``fitness.png`` and ``pareto.png``; the curves are skipped with a note.
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import functools
 import math
 import pathlib
-import sys
 from typing import Sequence
 
 import numpy as np
 
-from symopt.campaigns.compare import DEFAULT_LRS
-from symopt.campaigns.inspect_run import entry_program, state_bytes as _program_state_bytes
+from symopt.search.inspect_run import state_bytes as _program_state_bytes
 from symopt.search.run_dir import (CONFIG_NAME, HALL_OF_FAME_NAME, LOG_NAME, META_VALIDATION_NAME, RunError,
                                    read_config, read_hall_of_fame, read_log, read_meta_validation, run_file)
 
@@ -44,20 +41,6 @@ WORST = -10.0
 
 BASELINES = ("adamw", "lion")
 """The baselines drawn next to the winner on the loss curves."""
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("run", help="run directory written by `symopt search` (holds evaluations.jsonl)")
-    parser.add_argument("-o", "--out", metavar="DIR",
-                        help="where to write the PNGs and report.md (default: RUN/report)")
-    parser.add_argument("--tasks", nargs="+", metavar="T",
-                        help="proxy tasks for the loss curves (default: the run's validation tasks)")
-    parser.add_argument("--rank", type=int, default=1, help="hall-of-fame entry whose loss curves to plot (default 1)")
-    parser.add_argument("--steps", type=int, help="training steps for the loss curves (default: each task's own)")
-    parser.add_argument("--seed", type=int, default=0, help="seed of the loss-curve training runs (default 0)")
-    parser.add_argument("--lrs", type=float, nargs="+", default=list(DEFAULT_LRS),
-                        help="learning-rate grid for the loss curves, as factors of each task's AdamW rate; each "
-                             "optimizer is drawn at its best (default: 0.1 0.3 1 3 10; --lrs 1: no tuning)")
-
 
 # -- data --------------------------------------------------------------------------------------------
 
@@ -173,7 +156,7 @@ def loss_curves(winner, tasks: Sequence[str], steps: int | None = None, seed: in
     ``{task: {label: Curve}}``; a factor scales the task's AdamW learning rate (as in
     ``symopt compare``), so ``lrs=(1.0,)`` trains everything at that rate.
     """
-    from symopt.campaigns.compare import scale_lr
+    from symopt.search.compare import scale_lr
     from symopt.evaluation import evaluate
     from symopt.programs import baselines
 
@@ -358,70 +341,3 @@ def summary(written: Sequence[pathlib.Path], winner_text: str | None, rank: int,
     return "\n".join(lines) + "\n"
 
 
-def _hall_points(hof: dict | None, pts: Sequence[Point]) -> list[Point]:
-    by_id = {p.id: p for p in pts}
-    return [by_id[e["id"]] for e in (hof or {}).get("hall_of_fame", []) if e.get("id") in by_id]
-
-
-def main(args: argparse.Namespace) -> int:
-    try:
-        run = read_run(args.run)
-        rank = getattr(args, "rank", 1)
-        entries = (run.hall_of_fame or {}).get("hall_of_fame") or []
-        winner = entry_program(run.hall_of_fame, rank, args.run, simplified=False) if entries else None
-        stage = first_stage(run)
-        records = search_records(run.records, stage)
-        if not records:
-            raise RunError(f"{run.path / LOG_NAME}: no record of the search stage {stage!r} "
-                           f"(the first stage in config.json); was the run's config.json replaced?")
-        steps = getattr(args, "steps", None)
-        if steps is not None and steps < 1:
-            raise ValueError(f"--steps must be positive, got {steps}")
-        tasks = getattr(args, "tasks", None) or ((run.config or {}).get("campaign") or {}).get("validation") or []
-        proxy, toys = curve_tasks(tasks)
-    except (RunError, ValueError) as e:
-        print(f"symopt report: {e}", file=sys.stderr)
-        return 1
-    out = pathlib.Path(getattr(args, "out", None) or run.path / "report")
-    out.mkdir(parents=True, exist_ok=True)
-    notes, written = [], []
-
-    plot_fitness(records, stage, out / "fitness.png")
-    written.append(out / "fitness.png")
-    if run.meta_validation:
-        stages = [k for k in run.meta_validation[-1]
-                  if k not in ("trained", "pick", "pick_validation", "best_validation")]
-        plot_meta_validation(run.meta_validation, stages, out / "meta_validation.png")
-        written.append(out / "meta_validation.png")
-
-    if run.hall_of_fame is None:
-        notes.append(f"no hall_of_fame.json in {run.path} (written by `symopt search --run-dir`): "
-                     "loss curves skipped")
-    elif winner is None:
-        notes.append("the hall of fame is empty: loss curves skipped")
-    elif toys:
-        notes.append(f"toy tasks have no loss curves: skipped {', '.join(toys)}")
-    if winner is not None and not proxy:
-        notes.append("no proxy task to train on: loss curves skipped (pass --tasks, e.g. --tasks quadratic_illcond)")
-    if winner is not None and proxy:
-        print(f"training rank {rank}, AdamW and Lion on {', '.join(proxy)} ...", flush=True)
-        lrs = tuple(getattr(args, "lrs", None) or DEFAULT_LRS)
-        curves = loss_curves(winner, proxy, steps, getattr(args, "seed", 0), lrs)
-        plot_curves(curves, rank, out / "curves.png", tuned=len(lrs) > 1)
-        written.append(out / "curves.png")
-
-    pts = points(records)  # not empty: the search stage has records
-    front = pareto_front(pts)
-    plot_pareto(pts, front, _hall_points(run.hall_of_fame, pts), stage, out / "pareto.png")
-    written.append(out / "pareto.png")
-
-    winner_text = None
-    if winner is not None:
-        entry = entries[rank - 1]
-        winner_text = entry.get("simplified") or entry["program"]
-    (out / "report.md").write_text(summary(written, winner_text, rank, front, notes), encoding="utf-8")
-    for n in notes:
-        print(f"note: {n}")
-    for p in written + [out / "report.md"]:
-        print(f"wrote {p}")
-    return 0

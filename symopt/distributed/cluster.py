@@ -1,6 +1,6 @@
 """Starting or joining Ray for symopt: with token authentication, or not at all.
 
-    from symopt.campaigns import connect
+    from symopt.distributed import connect
     connect()                          # a local instance; or join address= / RAY_ADDRESS
 
 **What the cluster accepts.** A Ray instance runs whatever code its clients send,
@@ -243,7 +243,7 @@ def connect(address: str | None = None, *, insecure: bool = False, num_cpus: int
     if ray.is_initialized():
         return describe()
     if _jax_started():
-        warnings.warn("JAX computed in this process before Ray started; start Ray first (symopt.campaigns.connect): "
+        warnings.warn("JAX computed in this process before Ray started; start Ray first (symopt.distributed.connect): "
                       "starting Ray forks this process", RuntimeWarning, stacklevel=2)
     if mode == "token":
         prepare_token(address)

@@ -1,0 +1,30 @@
+"""``symopt inspect RUN``: a run directory's hall of fame as a plain-text table (:mod:`symopt.search.inspect_run`)."""
+
+from __future__ import annotations
+
+import argparse
+import pathlib
+import sys
+
+from symopt.search.inspect_run import table
+from symopt.search.run_dir import LINEAGE_NAME, RunError, read_hall_of_fame, read_lineage
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("run", help="run directory written by `symopt search` (holds hall_of_fame.json)")
+    parser.add_argument("--brief", action="store_true", help="one line per entry: no program text under the rows")
+
+
+def main(args: argparse.Namespace) -> int:
+    try:
+        data = read_hall_of_fame(args.run)
+        if not data["hall_of_fame"]:
+            print(f"run {args.run}: the hall of fame is empty")
+            return 0
+        lineage = read_lineage(args.run) if (pathlib.Path(args.run) / LINEAGE_NAME).is_file() else None
+        print(f"hall of fame of {args.run} ({len(data['hall_of_fame'])} entries)\n")
+        print(table(data, brief=getattr(args, "brief", False), lineage=lineage))
+    except RunError as e:
+        print(f"symopt inspect: {e}", file=sys.stderr)
+        return 1
+    return 0
