@@ -16,5 +16,5 @@ from symopt.search.derive import derive
 from symopt.symbolic import latex, to_sympy
 from symopt.symbolic.simplify import simplify
 
-__all__ = ["Program", "ProgramError", "Result", "baselines", "derive", "evaluate", "export_source", "latex", "optimizer_factory",
-           "parse", "search", "simplify", "to_optax", "to_sympy"]
+__all__ = ["Program", "ProgramError", "Result", "baselines", "derive", "evaluate", "export_source", "latex",
+           "optimizer_factory", "parse", "search", "simplify", "to_optax", "to_sympy"]

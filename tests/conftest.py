@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import inspect
+
 import pytest
 
 
@@ -24,3 +26,18 @@ def ray_session():
         info = connect(num_cpus=2)
     yield info
     disconnect()
+
+
+def _starts_a_process(item) -> bool:
+    try:
+        source = inspect.getsource(item.function)
+    except (AttributeError, OSError, TypeError):
+        return False
+    return "subprocess" in source or "sys.executable" in source
+
+
+def pytest_collection_modifyitems(items):
+    """Mark ``slow`` every test that starts Ray or another process: the fast tier (``-m "not slow"``) runs none."""
+    for item in items:
+        if "ray_session" in getattr(item, "fixturenames", ()) or _starts_a_process(item):
+            item.add_marker(pytest.mark.slow)

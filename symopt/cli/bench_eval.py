@@ -26,6 +26,13 @@ import os
 import statistics
 import time
 
+import proxy_tasks
+from proxy_tasks.task import training_run
+from symopt.evaluation.compiles import count_compiles
+from symopt.evaluation.evaluate import evaluate, reference
+from symopt.export.optax_export import to_optax
+from symopt.programs import baselines
+
 DEFAULT_TASK = "mlp_digits"
 DEFAULT_PROGRAMS = ("adam", "adamw", "lion", "momentum", "rmsprop")
 
@@ -33,13 +40,6 @@ DEFAULT_PROGRAMS = ("adam", "adamw", "lion", "momentum", "rmsprop")
 def run(task_name: str = DEFAULT_TASK, program_names=DEFAULT_PROGRAMS, repeats: int = 5) -> dict:
     """Measure (a)-(d); returns the figures as a dict (see the module docstring)."""
     import jax
-
-    import proxy_tasks
-    from proxy_tasks.task import training_run
-    from symopt.evaluation.evaluate import evaluate, reference
-    from symopt.evaluation.compiles import count_compiles
-    from symopt.export.optax_export import to_optax
-    from symopt.programs import baselines
 
     task = proxy_tasks.get(task_name)
     programs = [baselines.get(n) for n in program_names]

@@ -56,6 +56,14 @@ import sys
 import time
 from typing import Any
 
+from symopt.distributed.cluster import INSECURE_HELP, ClusterAuthError, connect, describe, open_cluster_warning
+from symopt.distributed.pool import EvaluatorPool
+from symopt.programs import baselines
+from symopt.programs.liveness import eliminate_dead_code
+from symopt.programs.program import Assign, Call, Const
+from symopt.search.campaign import search
+from symopt.search.space import load
+
 DEFAULT_TASK = "mlp_digits"
 DEFAULT_CANDIDATES = 96
 TARGET_EFFICIENCY = 0.9
@@ -77,9 +85,6 @@ def _scaling(out: dict, rate: str, n: int) -> None:
 def candidates(k: int) -> list[str]:
     """K distinct program texts: baselines with their constants in (0, 1) scaled by 1 - 0.002 j."""
     import dataclasses
-
-    from symopt.programs import baselines
-    from symopt.programs.program import Assign, Call, Const
 
     def scale(e, f):
         if isinstance(e, Const):
@@ -139,8 +144,6 @@ def timed_round(pool, texts: list[str], tag) -> tuple[float, list[float]]:
 
 def _connect(address: str | None, insecure: bool) -> dict:
     """Start or join Ray; the loud line on stderr when the cluster has no token authentication."""
-    from symopt.distributed.cluster import connect, open_cluster_warning
-
     cluster = connect(address, insecure=insecure)
     warning = open_cluster_warning(cluster)
     if warning:
@@ -152,9 +155,6 @@ def run(workers: int | None = None, n_candidates: int = DEFAULT_CANDIDATES, task
         steps: int | None = None, seeds=(0,), repeats: int = 5, address: str | None = None,
         max_in_flight: int = 2, pin: bool = True, insecure: bool = False) -> dict:
     """Measure; returns the figures as a dict (see the module docstring)."""
-    from symopt.distributed.cluster import describe
-    from symopt.distributed.pool import EvaluatorPool
-
     cluster = _connect(address, insecure)  # before anything computes with JAX here
     n = int(workers or cluster["free_cpus"] or 1)
     texts = candidates(n_candidates)
@@ -226,8 +226,6 @@ def first_stage(config, budget: int | None = None, seed: int | None = None, step
     ``config`` as :func:`symopt.search.space.load` takes it; ``budget``, ``seed`` and
     ``steps`` (the stage's training steps) override it where given.
     """
-    from symopt.search.space import load
-
     cfg = load(config)
     stage = cfg.campaign.stages[0]
     if steps is not None:
@@ -252,8 +250,6 @@ def timed_search(pool, cfg, k: int) -> dict:
     the counts of the whole search, the slots the results came from, and the
     workers' time per candidate.
     """
-    from symopt.search.campaign import search
-
     marks: list[tuple[float, int, float]] = []  # (time, trainings so far, driver CPU s) at each accepted training
 
     def progress(state, replayed) -> None:
@@ -295,8 +291,6 @@ def timed_search(pool, cfg, k: int) -> dict:
 
 def _warm_programs(records) -> list[str]:
     """One trained program per program-size bucket (what an actor compiles once per task), as texts."""
-    from symopt.programs.liveness import eliminate_dead_code
-
     programs = [eliminate_dead_code(r.program) for r in records]
     try:
         from symopt.evaluation.lowering import lower
@@ -332,7 +326,6 @@ def measure_campaign(pool, config, budget: int | None = None, seed: int | None =
     t0 = time.perf_counter()
     out["workers_info"] = pool.wait_ready(timeout=300)
     out["start_s"] = time.perf_counter() - t0
-    from symopt.search.campaign import search
 
     t0 = time.perf_counter()  # untimed warm-up: every actor compiles what this campaign meets
     warmup = search(cfg.replace_campaign(seed=warmup_seed, budget=warmup_budget), backend=pool.backend)
@@ -364,9 +357,6 @@ def run_campaign(config, workers: int | None = None, budget: int | None = None, 
                  address: str | None = None, pin: bool = True, steps: int | None = None,
                  warmup_budget: int | None = None, max_in_flight: int = 2, insecure: bool = False) -> dict:
     """Start or join Ray, then :func:`measure_campaign` on a pool of ``workers`` actors."""
-    from symopt.distributed.cluster import describe
-    from symopt.distributed.pool import EvaluatorPool
-
     cluster = _connect(address, insecure)  # before anything computes with JAX here
     n = int(workers or cluster["free_cpus"] or 1)
     cfg = first_stage(config, budget, seed, steps)
@@ -417,8 +407,6 @@ def json_safe(x):
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    from symopt.distributed.cluster import INSECURE_HELP
-
     parser.add_argument("--workers", type=int, default=None, help="N (default: the cluster's free CPUs)")
     parser.add_argument("--candidates", type=int, default=DEFAULT_CANDIDATES,
                         help=f"candidates per round (default: {DEFAULT_CANDIDATES})")
@@ -443,8 +431,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def main(args: argparse.Namespace) -> int:
-    from symopt.distributed.cluster import ClusterAuthError
-
     insecure = bool(getattr(args, "insecure", False))
     try:
         if getattr(args, "campaign", None):

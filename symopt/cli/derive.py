@@ -14,6 +14,12 @@ import json
 import pathlib
 import sys
 
+from symopt.programs.errors import ProgramError
+from symopt.programs.parse import parse, read_text
+from symopt.search.derive import derive
+from symopt.search.run_dir import CONFIG_NAME, RunError, derived_path, read_config, read_hall_of_fame, write_derived
+from symopt.search.space import from_fields
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("source", help="a program file (def train(...): ...) or a run directory of `symopt search`")
@@ -36,12 +42,6 @@ def _stage(value: str | None) -> int | str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from symopt.programs.errors import ProgramError
-    from symopt.programs.parse import parse, read_text
-    from symopt.search.derive import derive
-    from symopt.search.run_dir import CONFIG_NAME, RunError, derived_path, read_config, read_hall_of_fame
-    from symopt.search.space import from_fields
-
     source = pathlib.Path(args.source)
     saved = None
     try:
@@ -69,8 +69,6 @@ def main(args: argparse.Namespace) -> int:
         return 1
     data = derivation.as_json()
     if saved is not None:
-        from symopt.search.run_dir import write_derived
-
         try:
             write_derived(source, args.rank, data)
         except OSError as e:

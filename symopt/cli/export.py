@@ -16,6 +16,13 @@ import keyword
 import pathlib
 import sys
 
+from symopt.export import export_source
+from symopt.programs.parse import parse
+from symopt.search.inspect_run import entry_program
+from symopt.search.run_dir import RunError, read_derived, read_hall_of_fame
+from symopt.symbolic.equivalence import mismatch
+from symopt.symbolic.simplify import simplify
+
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory written by `symopt search` (holds hall_of_fame.json)")
@@ -30,9 +37,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def _trusted(simplified, found, rank: int):
     """``simplified`` when it computes what ``found`` computes, else ``found`` simplified anew (with a note)."""
-    from symopt.symbolic.equivalence import mismatch
-    from symopt.symbolic.simplify import simplify
-
     differs = mismatch(found, simplified) if simplified.args == found.args else "other arguments"
     if differs is None:
         return simplified
@@ -43,9 +47,6 @@ def _trusted(simplified, found, rank: int):
 
 def _derived(run: str, rank: int, found):
     """The derived program saved for rank ``rank``; a RunError when it derives another program than ``found``."""
-    from symopt.programs.parse import parse
-    from symopt.search.run_dir import RunError, read_derived
-
     data = read_derived(run, rank)
     if parse(data["start"]) != found:
         raise RunError(f"{run}: derived_rank{rank}.json derives another program than rank {rank}'s "
@@ -54,10 +55,6 @@ def _derived(run: str, rank: int, found):
 
 
 def main(args: argparse.Namespace) -> int:
-    from symopt.search.inspect_run import entry_program
-    from symopt.export import export_source
-    from symopt.search.run_dir import RunError, read_hall_of_fame
-
     try:
         if args.name is not None and (not args.name.isidentifier() or keyword.iskeyword(args.name)):
             raise RunError(f"--name {args.name!r} is not a valid Python function name")

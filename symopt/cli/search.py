@@ -21,7 +21,11 @@ import pathlib
 import sys
 import time
 
-from symopt.distributed.cluster import INSECURE_HELP
+from symopt.distributed import EvaluatorPool
+from symopt.distributed.cluster import INSECURE_HELP, ClusterAuthError, auth_mode, connect, open_cluster_warning
+from symopt.search.campaign import search
+from symopt.search.durable import Busy, DirLock, WriteError
+from symopt.search.space import load
 
 REFRESH_S = 0.2
 """Seconds between redraws of the progress line."""
@@ -83,17 +87,12 @@ def main(args: argparse.Namespace) -> int:
         return _fail("--serial trains in this process; leave out --workers, --address and --insecure "
                      "(or drop --serial)")
 
-    from symopt.search.durable import Busy, DirLock, WriteError
-    from symopt.search.space import load
-
     try:  # the configuration and the overrides are checked before anything is created
         config = load(args.config).replace_campaign(  # parses TOML only: no JAX yet
             **{k: v for k in ("budget", "seed") if (v := getattr(args, k, None)) is not None})
     except ValueError as e:
         return _fail(str(e))
     if not serial:  # token authentication or no Ray: refused before anything is created
-        from symopt.distributed.cluster import ClusterAuthError, auth_mode
-
         try:
             auth_mode(address, insecure)
         except ClusterAuthError as e:
@@ -111,8 +110,6 @@ def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, 
          insecure: bool) -> int:
     """The campaign on its backend, with the run directory locked; prints the summary."""
     if not serial:  # before any JAX work in this process: starting Ray forks it
-        from symopt.distributed.cluster import ClusterAuthError, connect, open_cluster_warning
-
         try:  # num_cpus: a local instance only
             cluster = connect(address, num_cpus=workers, insecure=insecure)
         except ClusterAuthError as e:
@@ -121,12 +118,8 @@ def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, 
         if warning:
             print(f"symopt search: {warning}", file=sys.stderr)
 
-    from symopt.search.campaign import search
-
     pool, backend, alive = None, "serial", None
     if not serial:
-        from symopt.distributed import EvaluatorPool
-
         pool = EvaluatorPool(workers=workers)
         backend = pool.backend
         alive = lambda: len(pool.worker_info())  # noqa: E731

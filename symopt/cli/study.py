@@ -34,6 +34,14 @@ import time
 
 import numpy as np
 
+from symopt.evaluation import Grid, evaluate
+from symopt.programs import baselines
+from symopt.search.campaign import search
+from symopt.search.compare import scale_lr
+from symopt.search.momentum import ema_slots, has_momentum, momentum_found
+from symopt.search.mutation import mutate
+from symopt.search.space import load, start_program
+
 PARTS = ("a", "b", "c", "d", "f")
 
 
@@ -57,11 +65,6 @@ def spearman(x, y) -> float:
 
 def panel(config, mutants: int = 12, seed: int = 0) -> list[tuple[str, object]]:
     """(label, program) pairs: the baseline programs at lr factors 1/3, 1, 3, and mutants of AdamW."""
-    from symopt.search.compare import scale_lr
-    from symopt.programs import baselines
-    from symopt.search.mutation import mutate
-    from symopt.search.space import start_program
-
     out = []
     for name in baselines.names():
         if not baselines.is_program(name):
@@ -78,14 +81,10 @@ def panel(config, mutants: int = 12, seed: int = 0) -> list[tuple[str, object]]:
 
 
 def _stage_fitness(programs, stage, seeds, grid):
-    from symopt.evaluation import evaluate
-
     return evaluate(programs, stage.tasks, seeds=stage.seeds or seeds, steps=stage.steps or None, grid=grid)
 
 
 def part_a(config, out: dict) -> list[str]:
-    from symopt.evaluation import Grid
-
     c = config.campaign
     stage = c.stages[0]
     items = panel(config)
@@ -103,14 +102,11 @@ def part_a(config, out: dict) -> list[str]:
 
 
 def part_b(config, out: dict) -> list[str]:
-    from symopt.search.compare import scale_lr
-    from symopt.programs import baselines
-    from symopt.search.space import start_program
-
     c = config.campaign
     stage = c.stages[0]
     items = [("AdamW x1/5", scale_lr(baselines.get("adamw"), 0.2)), ("AdamW", baselines.get("adamw")),
-             ("AdamW x5", scale_lr(baselines.get("adamw"), 5.0)), ("start program", start_program(c.start, config.space))]
+             ("AdamW x5", scale_lr(baselines.get("adamw"), 5.0)),
+             ("start program", start_program(c.start, config.space))]
     results = _stage_fitness([p for _, p in items], stage, c.seeds, dataclasses.replace(stage.grid, hurdle=None))
     rows = {label: r.fitness for (label, _), r in zip(items, results)}
     out["b"] = rows
@@ -120,8 +116,6 @@ def part_b(config, out: dict) -> list[str]:
 
 
 def _campaign(config, seed: int, budget: int | None, out_dir: pathlib.Path):
-    from symopt.search.campaign import search
-
     run_dir = out_dir / f"seed{seed}"
     if (run_dir / "evaluations.jsonl").exists():
         return search(config, seed=seed, budget=budget, run_dir=run_dir, resume=True)
@@ -162,8 +156,6 @@ def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
 
 
 def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]:
-    from symopt.search.momentum import ema_slots, has_momentum, momentum_found
-
     c = config.campaign
     sgd = dataclasses.replace(config, name=config.name + "-sgd", campaign=dataclasses.replace(
         c, start="sgd", stages=c.stages[:1], validation=(), hall_of_fame=1, budget=budget or 3000))
@@ -189,8 +181,6 @@ def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
 
 
 def part_f(config, out: dict) -> list[str]:
-    from symopt.evaluation import Grid
-
     c = config.campaign
     stage = c.stages[0]
     programs = [p for _, p in panel(config)]
@@ -229,8 +219,6 @@ def with_factors(config, factors):
 
 
 def main(args: argparse.Namespace) -> int:
-    from symopt.search.space import load
-
     config = load(args.config)
     if args.lr_factors:
         config = with_factors(config, args.lr_factors)

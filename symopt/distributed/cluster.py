@@ -53,6 +53,9 @@ import tempfile
 import warnings
 from typing import Any, Mapping
 
+import proxy_tasks
+import symopt
+
 MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 DEFAULT_OBJECT_STORE = 256 * 1024 * 1024
 """Object store of a local instance: results are a few KB, so 256 MiB instead of 30% of RAM."""
@@ -201,9 +204,6 @@ def ship_runtime_env(extra: Mapping | None = None) -> dict:
     checkout or an install; the proxy tasks' data files live inside their package
     and travel with it. ``extra`` is merged in (its ``env_vars`` and ``py_modules`` added).
     """
-    import proxy_tasks
-    import symopt
-
     env: dict[str, Any] = {
         "py_modules": [str(pathlib.Path(symopt.__file__).parent), str(pathlib.Path(proxy_tasks.__file__).parent)],
         "excludes": list(SHIP_EXCLUDES),

@@ -47,11 +47,11 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping, Sequence
 
-from symopt.distributed.jobs import (POOL_DEFAULT, Job, PoolStats, Slot, is_worker_loss, seed_tuple,
-                                    task_names)
+from symopt.distributed.jobs import POOL_DEFAULT, Job, PoolStats, Slot, is_worker_loss, seed_tuple, task_names
 from symopt.distributed.results import LOST_WORKERS, Evaluation, evaluation
 from symopt.distributed.stage import PoolStage, program_text
 from symopt.distributed.worker import THREAD_ENV, actor_class
+from symopt.programs import baselines
 
 if TYPE_CHECKING:
     from symopt.evaluation.fitness import Grid
@@ -254,7 +254,8 @@ class EvaluatorPool:
                 grid: Grid | None = None) -> "PoolStage":
         """A ``symopt.search`` backend: ``search(config, backend=pool.backend)`` trains every stage on the pool."""
         self._stages += 1
-        return PoolStage(self, self._stages, task_names(tasks), seed_tuple(seeds), None if steps is None else int(steps),
+        return PoolStage(self, self._stages, task_names(tasks), seed_tuple(seeds),
+                         None if steps is None else int(steps),
                          grid)
 
     _stages = 0
@@ -286,8 +287,6 @@ class EvaluatorPool:
         t0 = time.monotonic()
         self.wait_ready(timeout)
         if programs is None:
-            from symopt.programs import baselines
-
             programs = [baselines.get("adamw")]
         texts = [program_text(p) for p in programs]
         job = self._job(None, "", tasks, seeds, steps, None)

@@ -1,8 +1,10 @@
 """Evaluating programs on proxy tasks: :func:`evaluate` and its :class:`Result`.
 
     >>> from symopt.evaluation import evaluate
-    >>> [r] = evaluate([program], ["mlp_digits", "logreg_synthetic"], seeds=(0, 1))
-    >>> r.fitness, r.diverged, r.losses["mlp_digits", 0]
+    >>> from symopt.programs import baselines
+    >>> [r] = evaluate([baselines.get("adamw")], ["quadratic_illcond"], seeds=(0,))
+    >>> r.fitness, r.diverged, r.losses["quadratic_illcond", 0].shape   # AdamW scores 0 against itself
+    (0.0, False, (200,))
 
 Each program trains on every task and seed with the compile-once interpreter
 (:mod:`symopt.evaluation.interpreter`), exactly as ``proxy_tasks.train`` would
@@ -29,12 +31,14 @@ from typing import Any, Iterable, NamedTuple, Sequence
 import jax
 import numpy as np
 
+import proxy_tasks
 from symopt.evaluation import fitness as fit
 from symopt.evaluation.fitness import Grid
 from symopt.evaluation.interpreter import Interpreter
 from symopt.evaluation.lowering import Bucket, Lowered, idle, lower, pack, scalars
+from symopt.programs.baselines import get
 from symopt.programs.parse import parse
-from symopt.programs.program import Program
+from symopt.programs.program import Assign, Const, Program
 
 DEFAULT_CHUNK = 50
 """Steps per compiled chunk: the granularity of the divergence check and the time limit."""
@@ -135,9 +139,6 @@ def interpreter(task) -> Interpreter:
 
 def reference_program(task) -> Program:
     """AdamW as a program (``symopt.programs.baselines``' ``adamw``, optax's twin) with the task's decay."""
-    from symopt.programs.baselines import get
-    from symopt.programs.program import Assign, Const
-
     adamw = get("adamw")
     body = tuple(Assign(a.target, Const(float(task.weight_decay))) if a.target == "weight_decay" else a
                  for a in adamw.body)
@@ -283,8 +284,6 @@ def _programs(programs) -> list[Program]:
 
 
 def _tasks(tasks) -> list:
-    import proxy_tasks
-
     if isinstance(tasks, str) or not isinstance(tasks, Iterable):
         tasks = [tasks]
     out = [proxy_tasks.get(t) if isinstance(t, str) else t for t in tasks]

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import optax
 
 from symopt.programs.check import check
-from symopt.programs.execute import bind, check_overrides, run
+from symopt.programs.execute import bind, check_overrides, hyperparameters, run
 from symopt.programs.functions import TreeSpace
 from symopt.programs.program import Const, Program
 
@@ -96,8 +96,6 @@ def optimizer_factory(program: Program) -> Callable[..., optax.GradientTransform
     ``optax.inject_hyperparams(optimizer_factory(program))(learning_rate=0.1, b1=0.95)``
     injects them as it does for optax's own optimizers.
     """
-    from symopt.programs.execute import hyperparameters
-
     defaults = hyperparameters(program)
     # A name assigned two different constants: an override replaces both, so its default is None,
     # "as written" (as export_source does); the first value as default would change the program.

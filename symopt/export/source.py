@@ -22,11 +22,12 @@ import keyword
 import textwrap
 
 from symopt.export.optax_export import state_type
+from symopt.programs import functions
 from symopt.programs.check import ARG_KINDS, check
 from symopt.programs.execute import hyperparameters as program_hyperparameters
-from symopt.programs import functions
 from symopt.programs.functions import FUNCTIONS, Kind
 from symopt.programs.program import Call, Const, Expr, Program, Var, format_expr
+from symopt.symbolic import to_sympy
 
 __all__ = ["export_source"]
 
@@ -382,8 +383,6 @@ def export_source(program: Program, name: str) -> str:
 
 
 def _docstring(program: Program, name: str, defaults: dict, as_written: set) -> str:
-    from symopt.symbolic import to_sympy
-
     form = to_sympy(program)
     math = "\n".join(f"{k} = {v}" for k, v in [("update", form.update), *form.state.items()])
     args = ["learning_rate: a float, or an optax schedule of the step count"

@@ -488,7 +488,8 @@ def _canonical(name: str) -> str:
         raise TypeError(f"a baseline name must be a str, got {type(name).__name__}")
     key = name.strip().lower()
     if key not in _NAMES:
-        raise ValueError(f"unknown baseline {name!r}{did_you_mean(key, _NAMES)}; the baselines are: {', '.join(_NAMES)}")
+        raise ValueError(f"unknown baseline {name!r}{did_you_mean(key, _NAMES)}; "
+                         f"the baselines are: {', '.join(_NAMES)}")
     return key
 
 

@@ -1,7 +1,8 @@
 """Search: regularised evolution over update-rule programs, with caches, funnel selection and simplification.
 
-:func:`search` (also ``symopt.search(...)``: the package is callable) runs a whole campaign from a configuration (``search_spaces/*.toml``);
-the parts are usable alone: :mod:`~symopt.search.space` (configuration),
+:func:`search` (also ``symopt.search(...)``: the package is callable) runs a whole
+campaign from a configuration (``search_spaces/*.toml``); the parts are usable alone:
+:mod:`~symopt.search.space` (configuration),
 :mod:`~symopt.search.mutation`, :mod:`~symopt.search.dedup` (hash, fingerprint,
 cache), :mod:`~symopt.search.evolution` (the algorithm, pure: propose and accept),
 :mod:`~symopt.search.steady` (the steady-state loop over any evaluator),

@@ -14,8 +14,9 @@ simplifies it. The start program goes through the same stages as a reference.
 ``backend`` says how candidates are trained: ``"serial"`` (in this process:
 :func:`symopt.evaluation.evaluate` for proxy tasks, :func:`symopt.search.toy.evaluate`
 for the ``toy_*`` tasks) or a callable ``backend(tasks, seeds, steps, grid) ->
-evaluate_fn`` (``grid``: the stage's learning-rate factors and hurdle), where ``evaluate_fn(programs)`` returns one result (a number or
-an object with ``.fitness``) per program. The search stage runs steady-state
+evaluate_fn`` (``grid``: the stage's learning-rate factors and hurdle), where
+``evaluate_fn(programs)`` returns one result (a number or an object with
+``.fitness``) per program. The search stage runs steady-state
 (:mod:`symopt.search.steady`): an ``evaluate_fn`` that is also an asynchronous
 evaluator (``capacity``, ``submit``, ``next_result``; the Ray pool's
 :meth:`~symopt.distributed.EvaluatorPool.backend`) gets a child whenever it has
@@ -45,13 +46,14 @@ import pathlib
 import time
 from typing import Any, Callable, Mapping, Sequence
 
+from symopt.evaluation import evaluate
 from symopt.evaluation.fitness import Grid
+from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.program import Program
 from symopt.search import evolution, funnel, steady, toy
 from symopt.search.dedup import Stats
 from symopt.search.run_dir import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
 from symopt.search.space import Config, load, stage_name, start_program
-from symopt.programs.liveness import eliminate_dead_code
 from symopt.symbolic.simplify import simplify
 
 Backend = Callable[[Sequence[str], Sequence[int], int | None, Grid], Callable[[Sequence[Program]], Sequence[Any]]]
@@ -136,7 +138,6 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
         if grid.gates:
             raise ValueError(f"tasks {tasks}: the NumPy toy tasks score no gates; remove gates from the stage")
         return lambda programs: toy.evaluate(programs, tasks, seeds, steps)
-    from symopt.evaluation import evaluate
 
     kwargs = {}
     if steps:

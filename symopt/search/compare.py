@@ -23,6 +23,18 @@ import dataclasses
 import math
 import pathlib
 
+import proxy_tasks
+from proxy_tasks import training_run
+from symopt.evaluation import Grid, evaluate
+from symopt.evaluation import fitness as fit
+from symopt.evaluation.evaluate import reference
+from symopt.programs import baselines
+from symopt.programs.errors import ProgramError
+from symopt.programs.parse import parse, read_text
+from symopt.programs.program import Assign, Call, Const, Program, Var
+from symopt.search.inspect_run import entry_program
+from symopt.search.run_dir import RunError, read_hall_of_fame
+
 DEFAULT_LRS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
 
@@ -42,12 +54,6 @@ class Cell:
 
 def resolve(spec: str):
     """(label, Program or OptaxBaseline) for a baseline name, program file or RUN:N. Raises CompareError."""
-    from symopt.search.inspect_run import entry_program
-    from symopt.programs import baselines
-    from symopt.programs.errors import ProgramError
-    from symopt.programs.parse import parse, read_text
-    from symopt.search.run_dir import RunError, read_hall_of_fame
-
     if spec.strip().lower() in baselines.names():
         return spec.strip().lower(), baselines.get(spec)
     run, _, rank = spec.rpartition(":")
@@ -76,9 +82,6 @@ def resolve(spec: str):
 
 def scale_lr(program, factor: float):
     """The program trained at ``factor`` times the learning rate it is given."""
-    from symopt.programs.parse import parse
-    from symopt.programs.program import Assign, Call, Const, Var
-
     if factor == 1.0:
         return program
     lr = program.arg_for("lr")
@@ -97,8 +100,6 @@ def _cell(losses: dict, scores: dict, base_lr: float) -> Cell:
 
 
 def _program_cells(program, tasks, seeds, steps, factors) -> list[Cell]:
-    from symopt.evaluation import Grid, evaluate
-
     cells = []
     for task in tasks:
         [r] = evaluate([program], [task], seeds=seeds, steps=steps, grid=Grid(tuple(factors)))
@@ -115,10 +116,6 @@ def _program_cells(program, tasks, seeds, steps, factors) -> list[Cell]:
 def _optax_cells(baseline, tasks, seeds, steps, factors) -> list[Cell]:
     import jax
     import numpy as np
-
-    from proxy_tasks import training_run
-    from symopt.evaluation import fitness as fit
-    from symopt.evaluation.evaluate import reference
 
     cells = []
     for task in tasks:
@@ -144,9 +141,6 @@ def _optax_cells(baseline, tasks, seeds, steps, factors) -> list[Cell]:
 
 def compare(specs, tasks, seeds=(0,), steps=None, lrs=DEFAULT_LRS) -> tuple[list[str], list, dict[str, list[Cell]]]:
     """(labels, Task objects, label -> one Cell per task). Raises CompareError on bad input."""
-    import proxy_tasks
-    from symopt.programs.program import Program
-
     if not specs:
         raise CompareError("no optimizers to compare")
     factors = [float(f) for f in lrs]

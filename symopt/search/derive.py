@@ -43,9 +43,14 @@ from typing import Callable, Iterator, Sequence
 
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
+from symopt.programs.liveness import eliminate_dead_code, size
+from symopt.programs.parse import parse
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr
-from symopt.programs.liveness import eliminate_dead_code
+from symopt.search.campaign import BACKENDS, validator
+from symopt.search.evolution import fitness_of
+from symopt.search.space import load, stage_name
 from symopt.symbolic.equivalence import equivalent
+from symopt.symbolic.simplify import simplify
 
 KINDS = ("remove", "replace", "round", "rewrite")
 """The derivation steps, in the order they are tried."""
@@ -300,8 +305,6 @@ class CachedFitness:
     """A fitness function ``Program -> float`` that trains each program text once."""
 
     def __init__(self, evaluate_fn: Callable[[Sequence[Program]], Sequence]):
-        from symopt.search.evolution import fitness_of
-
         self._evaluate, self._of = evaluate_fn, fitness_of
         self.cache: dict[str, float] = {}
         self.trained = self.hits = 0
@@ -320,9 +323,6 @@ def run(program: Program, fitness: Callable[[Program], float], tolerance: float,
         start_fitness: float | None = None, kinds: Sequence[str] = KINDS, simplify_timeout: float = 5.0,
         progress: Callable[[Step], None] | None = None) -> tuple[list[Step], list[tuple[str, str, float]]]:
     """The derivation loop (see the module docstring) with any fitness: (steps that held, refused candidates)."""
-    from symopt.programs.liveness import size
-    from symopt.symbolic.simplify import simplify
-
     start = fitness(program) if start_fitness is None else start_fitness
     floor = start - tolerance
     steps = [Step(0, "start", "start", program, start, "start")]
@@ -380,10 +380,6 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         validate: also train the start and the derived program on the config's validation tasks, as the
             campaign does (:func:`symopt.search.campaign.validator`).
     """
-    from symopt.programs.parse import parse
-    from symopt.search.campaign import BACKENDS
-    from symopt.search.space import load, stage_name
-
     program = parse(program) if isinstance(program, str) else program
     check(program)
     cfg = load(config)
@@ -421,8 +417,6 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
     if validate:
         if not c.validation:
             raise ValueError(f"{cfg.name!r} has no validation tasks (campaign.validation); drop validate")
-        from symopt.search.campaign import validator
-        from symopt.search.evolution import fitness_of
 
         scores = validator(c, make)([program, derivation.derived])
         derivation.validation = {"tasks": list(c.validation), "start": fitness_of(scores[0]),

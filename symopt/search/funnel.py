@@ -21,6 +21,7 @@ import math
 from typing import Any, Callable, Sequence
 
 from symopt.programs.program import Program
+from symopt.search.evolution import fitness_of
 
 StageEvaluate = Callable[[Sequence[Program]], Sequence[float]]
 
@@ -81,8 +82,6 @@ def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate
         (the hall of fame, best first: by validation fitness when ``validate`` is
         given, else by the last stage's; the entries that reached each stage).
     """
-    from symopt.search.evolution import fitness_of
-
     entries = list(entries)
     if not entries:
         return [], {}

@@ -11,14 +11,14 @@ from __future__ import annotations
 
 import pathlib
 
-from symopt.search.run_dir import RunError
+from symopt.programs.liveness import live_states
+from symopt.programs.parse import parse
+from symopt.search.run_dir import RunError, ancestry
 
 
 def entry_program(data: dict, rank: int, run: str | pathlib.Path = "", simplified: bool = True):
     """The Program of hall-of-fame rank ``rank`` (1-based; the simplified form by default) of
     :func:`~symopt.search.run_dir.read_hall_of_fame`'s data (whose programs parse). Raises RunError."""
-    from symopt.programs.parse import parse
-
     entries = data["hall_of_fame"]
     if not entries:
         raise RunError(f"run {str(run)!r}: the hall of fame is empty")
@@ -34,8 +34,6 @@ def state_bytes(program) -> int:
 
     A slot that never influences the update (dead) costs nothing once exported, so it is not counted.
     """
-    from symopt.programs.liveness import live_states
-
     return 4 * len(live_states(program))
 
 
@@ -51,9 +49,6 @@ def _fmt(value) -> str:
 
 def table(data: dict, brief: bool = False, lineage: dict[int, dict] | None = None) -> str:
     """The hall of fame as text (see the module docstring); with ``lineage``, each entry's ancestry too."""
-    from symopt.programs.parse import parse
-    from symopt.search.run_dir import ancestry
-
     entries = data["hall_of_fame"]
     stages: list[str] = []
     for e in [data.get("reference") or {}] + entries:

@@ -22,7 +22,9 @@ import numpy as np
 
 from symopt.programs.execute import bind, run
 from symopt.programs.functions import FlatSpace
+from symopt.programs.liveness import live_states
 from symopt.programs.program import Program
+from symopt.symbolic.exact_form import to_sympy_outputs
 
 
 def has_momentum(program: Program, threshold: float = 0.1) -> bool:
@@ -51,9 +53,6 @@ def has_momentum(program: Program, threshold: float = 0.1) -> bool:
 def _slot_forms(program: Program):
     """(slot symbol, gradient symbol, expanded new value) for each live state slot."""
     import sympy as sp
-
-    from symopt.programs.liveness import live_states
-    from symopt.symbolic.exact_form import to_sympy_outputs
 
     grad = program.arg_for("grad")
     if grad is None:

@@ -32,9 +32,25 @@ from typing import Sequence
 
 import numpy as np
 
+import proxy_tasks
+from symopt.evaluation import evaluate
+from symopt.programs import baselines
+from symopt.programs.parse import parse
+from symopt.search import toy
+from symopt.search.compare import scale_lr
 from symopt.search.inspect_run import state_bytes as _program_state_bytes
-from symopt.search.run_dir import (CONFIG_NAME, HALL_OF_FAME_NAME, LOG_NAME, META_VALIDATION_NAME, RunError,
-                                   read_config, read_hall_of_fame, read_log, read_meta_validation, run_file)
+from symopt.search.run_dir import (
+    CONFIG_NAME,
+    HALL_OF_FAME_NAME,
+    LOG_NAME,
+    META_VALIDATION_NAME,
+    RunError,
+    read_config,
+    read_hall_of_fame,
+    read_log,
+    read_meta_validation,
+    run_file,
+)
 
 WORST = -10.0
 """Fitness of a logged training that diverged (``null`` in the log), as in symopt.evaluation."""
@@ -107,8 +123,6 @@ def best_so_far(records: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
 @functools.lru_cache(maxsize=None)
 def state_bytes(program_text: str) -> int:
     """Optimizer state per parameter in float32 of a program's text (see inspect_run.state_bytes)."""
-    from symopt.programs.parse import parse
-
     return _program_state_bytes(parse(program_text))
 
 
@@ -131,9 +145,6 @@ def pareto_front(pts: Sequence[Point]) -> list[Point]:
 
 def curve_tasks(tasks: Sequence[str]) -> tuple[list[str], list[str]]:
     """The proxy tasks that can have loss curves, and the ``toy_*`` ones skipped. Raises ValueError on unknown names."""
-    import proxy_tasks
-    from symopt.search import toy
-
     known = set(proxy_tasks.names())
     unknown = [t for t in tasks if t not in known and t not in toy.TASKS]
     if unknown:
@@ -156,10 +167,6 @@ def loss_curves(winner, tasks: Sequence[str], steps: int | None = None, seed: in
     ``{task: {label: Curve}}``; a factor scales the task's AdamW learning rate (as in
     ``symopt compare``), so ``lrs=(1.0,)`` trains everything at that rate.
     """
-    from symopt.search.compare import scale_lr
-    from symopt.evaluation import evaluate
-    from symopt.programs import baselines
-
     programs = {"winner": winner, **{name: baselines.get(name) for name in BASELINES}}
     variants = [(label, f, scale_lr(p, f)) for label, p in programs.items() for f in lrs]
     out: dict[str, dict[str, Curve]] = {}
@@ -276,8 +283,6 @@ def plot_pareto(pts: Sequence[Point], front: Sequence[Point], hall: Sequence[Poi
 
 def plot_curves(curves: dict[str, dict[str, Curve]], rank: int, path: pathlib.Path, tuned: bool) -> None:
     """One subplot per task: the training loss of the winner, AdamW and Lion (log scale)."""
-    import proxy_tasks
-
     cols = min(3, len(curves))
     rows = -(-len(curves) // cols)
     fig = _figure(5 * cols, 0.4 + 3.8 * rows)

@@ -31,6 +31,7 @@ from symopt.programs.hints import did_you_mean
 from symopt.programs.parse import MAX_STATEMENTS, parse, read_text
 from symopt.programs.program import Assign, Call, Program, Var, names_in
 from symopt.programs.program import rename as rename_vars
+from symopt.search import toy
 
 SPACES_DIR = pathlib.Path(search_spaces.__file__).parent
 
@@ -498,8 +499,6 @@ def _check_tasks(tasks, path: str, source: str, known: list[str]) -> None:
 
 def known_tasks() -> list[str]:
     """Task names a configuration may use: the proxy tasks and the NumPy toy tasks."""
-    from symopt.search import toy
-
     try:
         import proxy_tasks
         names = list(proxy_tasks.names())
