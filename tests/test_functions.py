@@ -18,7 +18,7 @@ F32_MAX = float(np.finfo(np.float32).max)
 RTOL = 1e-4
 ATOL = 1e-5
 
-# DESIGN.md §2, verbatim.
+# docs/design.md §2, verbatim.
 DESIGN_LIBRARY = (
     "+ - * / max min get_pi get_e get_eps "
     "abs cos sin tan arcsin arccos arctan sinh cosh tanh arcsinh arccosh arctanh exp exp2 exp10 expm1 "

@@ -1,4 +1,4 @@
-"""The program language: parsing, printing, roles, errors, identity and safety (DESIGN.md §2)."""
+"""The program language: parsing, printing, roles, errors, identity and safety (docs/design.md §2)."""
 
 from __future__ import annotations
 

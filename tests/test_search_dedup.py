@@ -10,7 +10,7 @@ from symopt.programs import parse
 from symopt.programs.execute import run
 from symopt.programs.functions import FlatSpace
 from symopt.search.dedup import BatchSpace, Cache, CacheEntry, Stats, behaviour, canonical_hash
-from symopt.search.space import HERO_ADAMW
+from symopt.search.start import HERO_ADAMW
 
 ADAMW = parse(HERO_ADAMW)
 
@@ -89,7 +89,7 @@ def test_batch_space_rows_match_flat_space_runs():
 
 def test_canonical_hash_is_stable_across_processes():
     code = ("from symopt.programs import parse; from symopt.search.dedup import canonical_hash, behaviour;"
-            "from symopt.search.space import HERO_ADAMW; p = parse(HERO_ADAMW);"
+            "from symopt.search.start import HERO_ADAMW; p = parse(HERO_ADAMW);"
             "print(canonical_hash(p), behaviour(p).fingerprint)")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": seed, "PATH": "", "PYTHONPATH": ":".join(sys.path)}).stdout

@@ -8,7 +8,8 @@ from symopt.programs.check import check
 from symopt.programs.program import Call, Const, Var, walk
 from symopt.search import mutation
 from symopt.search.dedup import behaviour
-from symopt.search.space import HERO_ADAMW, Constants, SearchSpace, load
+from symopt.search.space import Constants, load, SearchSpace
+from symopt.search.start import HERO_ADAMW
 
 ADAMW = parse(HERO_ADAMW)
 HERO = load("hero").space
@@ -122,7 +123,7 @@ def _shape(program):
 def test_constants_only_control_changes_constants_and_nothing_else():
     import dataclasses
 
-    from symopt.search.space import start_program
+    from symopt.search.start import start_program
 
     quick = load("quick")
     from symopt.campaigns.study import control

@@ -14,7 +14,7 @@ from symopt.programs.functions import FlatSpace
 from symopt.programs.generate import random_program
 from symopt.programs.program import Call, walk
 from symopt.cli.simplify import main
-from symopt.search.space import HERO_ADAMW
+from symopt.search.start import HERO_ADAMW
 from symopt.cli.bench_simplify import JUDGE_SEED
 from symopt.programs.liveness import dead_statements, eliminate_dead_code, live_states, size
 from symopt.symbolic.equivalence import equivalent, mismatch

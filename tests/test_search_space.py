@@ -10,7 +10,8 @@ from symopt.evaluation.fitness import Grid
 from symopt.programs import parse
 from symopt.programs.functions import HERO_FUNCTIONS
 from symopt.search import space as space_mod
-from symopt.search.space import SearchSpace, conform, from_dict, load
+from symopt.search.space import from_dict, load, SearchSpace
+from symopt.search.start import conform
 
 TOY_STAGES = {"stages": [{"tasks": ["toy_quadratic"]}]}
 
@@ -228,7 +229,7 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
 
 
 def test_a_run_config_json_loads_back_to_the_same_config():
-    from symopt.search.run_dir import config_json
+    from symopt.search.run_log import config_json
     from symopt.search.space import from_fields
 
     for name in ("quick", "hero"):

@@ -7,7 +7,8 @@ import pytest
 from doubles import Shuffled
 from symopt.programs import parse
 from symopt.search import evolution, steady, toy
-from symopt.search.space import SearchSpace, conform
+from symopt.search.space import SearchSpace
+from symopt.search.start import conform
 
 SPACE = SearchSpace(functions=("+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"), max_length=10)
 SGD = conform(parse("def sgd(g):\n    return g\n"), SPACE)

@@ -260,7 +260,8 @@ class Watch:
 
 def process(text: str, timeout: float) -> tuple[str, str | None]:
     """(the last stage reached, the crash or round-trip failure there, or None) for one text."""
-    from symopt.evaluation.lowering import lower, pack, scalars
+    from symopt.evaluation.lowering import lower
+    from symopt.evaluation.packing import pack, scalars
     from symopt.programs import ProgramError, parse
     from symopt.symbolic.simplify import simplify
 

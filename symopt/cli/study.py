@@ -40,7 +40,8 @@ from symopt.search.campaign import search
 from symopt.search.compare import scale_lr
 from symopt.search.momentum import ema_slots, has_momentum, momentum_found
 from symopt.search.mutation import mutate
-from symopt.search.space import load, start_program
+from symopt.search.space import load
+from symopt.search.start import start_program
 
 PARTS = ("a", "b", "c", "d", "f")
 

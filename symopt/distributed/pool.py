@@ -71,7 +71,7 @@ class EvaluatorPool:
         steps: training steps likewise (default: each task's own).
         workers: number of actors (default: the cluster's free CPUs, at least 1).
         max_in_flight: candidates handed to one actor at a time (1 or 2 is right).
-        pin: pin each actor's threads to one core (see the module docstring).
+        pin: pin each actor's threads to one core (see :mod:`symopt.distributed.worker`).
         time_limit: seconds of training per candidate (``symopt.evaluation.evaluate``'s).
         curves: return every run's loss curve in :class:`RunSummary` (bigger messages).
         max_attempts: workers a candidate may kill before it is delivered as an error.

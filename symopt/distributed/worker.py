@@ -12,7 +12,7 @@ data (a dict of floats, strings and lists), which the driver wraps in an
 cores a process may use, so an actor gets ``NPROC=1`` and ``PJRT_NPROC=1`` in its
 ``runtime_env`` and, with ``pin=True``, pins its threads to one core before JAX
 starts (:mod:`symopt.distributed.cores`); the measurements behind this are in
-docs/design.md ("One thread per actor").
+docs/design.md §10.
 """
 
 from __future__ import annotations

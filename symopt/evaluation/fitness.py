@@ -22,12 +22,9 @@ program of the search spaces (AdamW itself, :func:`symopt.programs.baselines`)
 scores exactly 0. A stage may name some of its tasks *gates* (the quadratics of
 the search stages): they are trained and scored like the others but left out of
 the mean, and a program scoring below the gate on any of them gets
-``WORST_FITNESS``. On a quadratic a one-constant mutant of AdamW moves its score
-by +-0.4 (chaotically: 1-ulp changes of the start flip it) while the networks
-move by +-0.03, so as averaged terms the quadratics decided what the search kept
-and nothing of it carried over to unseen networks; as gates they still stop
-rules that make no progress on ill-conditioned problems. Losses are taken to be non-negative and raised to
-``LOSS_FLOOR`` first (an exactly solved quadratic has a loss of 0).
+``WORST_FITNESS`` (why gates and not averaged terms: docs/design.md §8). Losses
+are taken to be non-negative and raised to ``LOSS_FLOOR`` first (an exactly
+solved quadratic has a loss of 0).
 
 Divergence: a non-finite train loss, one above ``DIVERGENCE_FACTOR`` times the
 loss at step 0, or a non-finite eval loss.

@@ -60,7 +60,7 @@ class Assign:
     pos: Pos = dataclasses.field(**_NO_POS)
 
 
-# Argument roles (DESIGN.md §2). Every other argument is a state slot.
+# Argument roles (docs/design.md §2). Every other argument is a state slot.
 ROLE_NAMES = {
     "weight": ("w", "weight", "params"),
     "grad": ("g", "grad", "gradient"),

@@ -52,8 +52,9 @@ from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.program import Program
 from symopt.search import evolution, funnel, steady, toy
 from symopt.search.dedup import Stats
-from symopt.search.run_dir import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
-from symopt.search.space import Config, load, stage_name, start_program
+from symopt.search.run_log import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
+from symopt.search.space import Config, load, stage_name
+from symopt.search.start import start_program
 from symopt.symbolic.simplify import simplify
 
 Backend = Callable[[Sequence[str], Sequence[int], int | None, Grid], Callable[[Sequence[Program]], Sequence[Any]]]

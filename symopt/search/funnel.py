@@ -11,7 +11,7 @@ with ``v`` far below ``lr``, say), so only the oldest of them moves on: the
 funnel's places and the hall of fame go to different behaviours. The ``keep``
 best of the last stage form the hall of fame, which is then ranked by its
 fitness on validation tasks the search never optimised on (Lion's funnel
-selection and meta-validation, DESIGN.md §4).
+selection and meta-validation, docs/design.md §4).
 """
 
 from __future__ import annotations
