@@ -14,7 +14,7 @@ import optax
 import pytest
 
 from symopt.export import export_source, to_optax
-from symopt.export.source import _ELEMENTWISE, _TREE_HELPERS
+from symopt.programs.program import PRECEDENCE
 from symopt.programs import FUNCTIONS, parse
 from symopt.programs.check import calls
 
@@ -146,7 +146,7 @@ def test_same_params_as_to_optax(tmp_path, key):
 
 
 def test_every_library_function_is_exported_and_checked():
-    assert set(_ELEMENTWISE) | set(_TREE_HELPERS) | {"+", "-", "*", "/", "neg"} >= set(FUNCTIONS)
+    assert {name for name, f in FUNCTIONS.items() if f.export[0]} | set(PRECEDENCE) == set(FUNCTIONS)
     used = set().union(*(calls(_program(k)) for k in PROGRAMS))
     assert used == set(FUNCTIONS)
 

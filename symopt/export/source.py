@@ -19,6 +19,7 @@ first, into temporaries.
 from __future__ import annotations
 
 import keyword
+import re
 import textwrap
 
 from symopt.export.optax_export import state_type
@@ -26,100 +27,31 @@ from symopt.programs import functions
 from symopt.programs.check import ARG_KINDS, check
 from symopt.programs.execute import hyperparameters as program_hyperparameters
 from symopt.programs.functions import FUNCTIONS, Kind
-from symopt.programs.program import Call, Const, Expr, Program, Var, format_expr
+from symopt.programs.program import ATOM, PRECEDENCE, Call, Const, Expr, Program, Var, format_expr
 from symopt.symbolic import to_sympy
 
 __all__ = ["export_source"]
 
 DIV_EPS = repr(functions.DIV_EPS)  # '1e-08', as the helpers below write it
 
-# Element-wise library functions: (parameters, body expression, one-line doc). Kept in step with
-# symopt/programs/functions.py; tests/test_export_source.py checks every one against to_optax.
-_ELEMENTWISE: dict[str, tuple[str, str, str]] = {
-    "divide": ("x, y", "jnp.divide(x, y)", "x / y, unguarded (as optax divides)."),
-    "max": ("x, y", "jnp.maximum(x, y)", "Element-wise maximum."),
-    "min": ("x, y", "jnp.minimum(x, y)", "Element-wise minimum."),
-    "get_pi": ("", "3.141592653589793", "pi."),
-    "get_e": ("", "2.718281828459045", "e."),
-    "get_eps": ("", "1e-08", "hero's epsilon, 1e-8."),
-    "abs": ("x", "jnp.abs(x)", "|x|."),
-    "cos": ("x", "jnp.cos(x)", "cos(x)."),
-    "sin": ("x", "jnp.sin(x)", "sin(x)."),
-    "tan": ("x", "jnp.tan(x)", "tan(x)."),
-    "arcsin": ("x", "jnp.arcsin(x)", "arcsin(x); NaN outside [-1, 1]."),
-    "arccos": ("x", "jnp.arccos(x)", "arccos(x); NaN outside [-1, 1]."),
-    "arctan": ("x", "jnp.arctan(x)", "arctan(x)."),
-    "sinh": ("x", "jnp.sinh(x)", "sinh(x)."),
-    "cosh": ("x", "jnp.cosh(x)", "cosh(x)."),
-    "tanh": ("x", "jnp.tanh(x)", "tanh(x)."),
-    "arcsinh": ("x", "jnp.arcsinh(x)", "arcsinh(x)."),
-    "arccosh": ("x", "jnp.arccosh(x)", "arccosh(x); NaN below 1."),
-    "arctanh": ("x", "jnp.arctanh(x)", "arctanh(x); NaN outside (-1, 1)."),
-    "exp": ("x", "jnp.exp(x)", "e ** x."),
-    "exp2": ("x", "jnp.exp2(x)", "2 ** x."),
-    "exp10": ("x", 'jnp.power(jnp.asarray(10.0, dtype=x.dtype) if hasattr(x, "dtype") else 10.0, x)',
-              "10 ** x, in the dtype of x."),
-    "expm1": ("x", "jnp.expm1(x)", "e ** x - 1."),
-    "log": ("x", "jnp.log(jnp.abs(x))", "log(|x|), as hero."),
-    "log10": ("x", "jnp.log10(jnp.abs(x))", "log10(|x|), as hero."),
-    "log2": ("x", "jnp.log2(jnp.abs(x))", "log2(|x|), as hero."),
-    "log1p": ("x", "jnp.log(jnp.abs(1 + x))", "log(|1 + x|), as hero."),
-    "square": ("x", "jnp.square(x)", "x ** 2."),
-    "sqrt": ("x", "jnp.sqrt(jnp.abs(x))", "sqrt(|x|), as hero."),
-    "cube": ("x", "x * x * x", "x ** 3."),
-    "cbrt": ("x", "jnp.cbrt(x)", "The real cube root."),
-    "sign": ("x", "jnp.sign(x)", "-1, 0 or 1."),
-    "reciprocal": ("x", "jnp.divide(1.0, x)", "1 / x, unguarded as in hero."),
-    "invert": ("x", "-x - 1", "-x - 1: bitwise NOT (~x) extended to real numbers."),
-    "negative": ("x", "-x", "-x."),
-    "interpolate": ("x, y, w", "(1 - w) * x + w * y", "(1 - w) * x + w * y."),
-    "power": ("x, y", "jnp.power(x, y)", "x ** y; NaN for a negative base to a fractional power."),
-}
 
-_OPERATORS = {"+": 1, "-": 1, "*": 2, "/": 2, "neg": 3}
-_ATOM = 4
-
-# Tree-wide reductions over trees (a scalar argument has its own inline form, see _scalar_reduction).
-_TREE_HELPERS: dict[str, tuple[tuple[str, ...], str]] = {
-    "_leaf_sum": ((), '''
+# The exported module's own helpers; the library's reductions bring their definitions
+# (Function.export in symopt/programs/functions.py; a scalar argument has an inline form,
+# see _scalar_reduction).
+_HELPERS: dict[str, str] = {
+    '_leaf_sum': '''
 def _leaf_sum(x):
     """The sum of one leaf, in float32 at least (so a bf16 tree keeps an accurate norm)."""
     return jnp.sum(x, dtype=jnp.promote_types(x.dtype, jnp.float32))
-'''),
-    "_total": (("_leaf_sum",), '''
+''',
+    '_total': '''
 def _total(tree):
     """The sum over all leaves of a tree, leaf by leaf in order."""
     total = 0
     for leaf in jax.tree_util.tree_leaves(tree):
         total = total + _leaf_sum(leaf)
     return total
-'''),
-    "global_norm": (("_total",), '''
-def global_norm(x):
-    """The L2 norm of the whole tree (a scalar)."""
-    return jnp.sqrt(_total(tree_map(jnp.square, x)))
-'''),
-    "dot": (("_total",), '''
-def dot(x, y):
-    """The inner product of two trees (a scalar)."""
-    return _total(tree_map(lambda a, b: a * b, x, y))
-'''),
-    "cosine_sim": (("dot", "global_norm"), '''
-def cosine_sim(x, y):
-    """dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8) (a scalar)."""
-    return dot(x, y) / (global_norm(x) * global_norm(y) + 1e-08)
-'''),
-    "clip_by_global_norm": (("global_norm",), '''
-def clip_by_global_norm(x, c):
-    """x * min(1, c / (global_norm(x) + 1e-8))."""
-    factor = jnp.minimum(1.0, c / (global_norm(x) + 1e-08))
-    return tree_map(lambda a: a * factor, x)
-'''),
-    "norm": (("_leaf_sum",), '''
-def norm(x):
-    """The L2 norm of each tensor: a tree of 0-d arrays."""
-    return tree_map(lambda a: jnp.sqrt(_leaf_sum(jnp.square(a))), x)
-'''),
+''',
 }
 
 _LIKE = '''
@@ -129,11 +61,24 @@ def _like(value, ref):
 '''
 
 # Names the module itself defines or reads inside the optimizer's functions.
-_MODULE_NAMES = {"jax", "jnp", "optax", "NamedTuple", "collections", "tree_map", "_like", *_TREE_HELPERS}
+_MODULE_NAMES = {"jax", "jnp", "optax", "NamedTuple", "collections", "tree_map", "_like", *_HELPERS}
+_PARAMS = ("", "x", "x, y", "x, y, w")  # an element-wise helper's parameters, by arity
 # Builtins the module reads.
 _BUILTINS = {"callable", "hasattr", "ValueError"}
 # Local names of the update function (program names that equal one of these are renamed).
 _UPDATE_LOCALS = {"updates", "state", "params", "extra_args", "learning_rate", "ref"}
+
+
+def _definition(helper: str) -> str:
+    """The text of a module-level helper: one of the module's own, or a library reduction's."""
+    return _HELPERS[helper] if helper in _HELPERS else FUNCTIONS[helper].export[0]
+
+
+def _calls(text: str) -> list[str]:
+    """The helpers (the module's own and the reductions) that a helper's text calls, itself left out."""
+    own = re.match(r"\s*def (\w+)", text)
+    names = [*_HELPERS, *(fn for fn, f in FUNCTIONS.items() if f.is_reduction)]
+    return [n for n in names if n != (own and own.group(1)) and re.search(rf"(?<![\w.]){n}\(", text)]
 
 
 def _scalar_reduction(fn: str, args: list[str]) -> str:
@@ -215,7 +160,7 @@ class _Emitter:
         if helper in self.helpers:
             return
         self.helpers.add(helper)
-        for dep in _TREE_HELPERS.get(helper, ((),))[0]:
+        for dep in _calls(_definition(helper)):
             self._use(dep)
 
     # -- element-wise text (inside a tree_map lambda, or plain scalar arithmetic) -----
@@ -223,26 +168,26 @@ class _Emitter:
     def leaf(self, expr: Expr, hoist: bool) -> tuple[str, int]:
         """Text of one leaf of the value, and its precedence; trees read go to ``self.trees``."""
         if isinstance(expr, Const):
-            return repr(expr.value), (_ATOM if expr.value >= 0 else 0)
+            return repr(expr.value), (ATOM if expr.value >= 0 else 0)
         if isinstance(expr, Var):
-            return self._read(self.local[expr.name], self.kinds[expr.name]), _ATOM
+            return self._read(self.local[expr.name], self.kinds[expr.name]), ATOM
         fn = FUNCTIONS[expr.fn]
         if fn.is_reduction:
             code = self.reduction(expr)
             kind = self.kind(expr)
             if not hoist:
-                return code, _ATOM if code.startswith(expr.fn) else 0
+                return code, ATOM if code.startswith(expr.fn) else 0
             temp = self.names.fresh(f"_{expr.fn}")
             self.pre.append(f"{temp} = {code}")
-            return self._read(temp, kind), _ATOM
+            return self._read(temp, kind), ATOM
         args = [self.leaf(a, hoist) for a in expr.args]
-        if expr.fn not in _OPERATORS:
+        if expr.fn not in PRECEDENCE:
             self.helpers.add(expr.fn)
-            return f"{expr.fn}({', '.join(code for code, _ in args)})", _ATOM
-        prec = _OPERATORS[expr.fn]
+            return f"{expr.fn}({', '.join(code for code, _ in args)})", ATOM
+        prec = PRECEDENCE[expr.fn]
         if expr.fn == "neg":
             (x, xp), = args
-            return "-" + (x if xp == _ATOM else f"({x})"), prec
+            return "-" + (x if xp == ATOM else f"({x})"), prec
         (x, xp), (y, yp) = args
         x = x if xp >= prec else f"({x})"
         if expr.fn == "/":
@@ -250,7 +195,7 @@ class _Emitter:
             if any(self.kind(a) != Kind.SCALAR for a in expr.args):
                 return f"{x} / ({denominator})", prec
             # Scalars may be Python floats: jnp.divide gives inf where Python would raise.
-            return f"jnp.divide({args[0][0]}, {denominator})", _ATOM
+            return f"jnp.divide({args[0][0]}, {denominator})", ATOM
         y = y if yp > prec else f"({y})"
         return f"{x} {expr.fn} {y}", prec
 
@@ -425,13 +370,13 @@ def _module(program, name, state_name, fields, defaults, as_written, hp_dict, bo
         # (as symopt.to_optax names them: a slot that cannot be a field name is numbered)
         out.append(f"{state_name} = collections.namedtuple({state_name!r}, {list(fields)!r}, rename=True)")
     out.append("")
-    for fn in FUNCTIONS:  # library order
-        if fn in helpers and fn in _ELEMENTWISE:
-            params, expr, fdoc = _ELEMENTWISE[fn]
-            out += ["", f"def {fn}({params}):", f'    """{fdoc}"""', f"    return {expr}", ""]
-    for helper, (_, text) in _TREE_HELPERS.items():
+    for fn, f in FUNCTIONS.items():  # library order
+        if fn in helpers and not f.is_reduction:
+            expr, fdoc = f.export
+            out += ["", f"def {fn}({_PARAMS[f.arity]}):", f'    """{fdoc}"""', f"    return {expr}", ""]
+    for helper in [*_HELPERS, *(fn for fn, f in FUNCTIONS.items() if f.is_reduction)]:
         if helper in helpers:
-            out += [text.rstrip("\n"), ""]
+            out += ["\n" + _definition(helper).strip("\n"), ""]
     out += [_LIKE.rstrip("\n"), "", ""]
     sig = ["learning_rate=0.001"]
     if defaults:

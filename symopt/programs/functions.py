@@ -141,10 +141,13 @@ class TreeSpace(Space):
 
 @dataclasses.dataclass(frozen=True)
 class Function:
-    """One library function: arity, shape rule, numeric form and SymPy form.
+    """One library function: arity, shape rule, numeric form, SymPy form and exported form.
 
     ``elementwise(xp, *args)`` is set for element-wise functions; reductions over
-    the parameter tree set ``reduction(space, *args)`` instead.
+    the parameter tree set ``reduction(space, *args)`` instead. ``export`` is what
+    :func:`symopt.export_source` writes into a module: for an element-wise
+    function its body over ``x, y, w`` and a one-line docstring, for a reduction
+    its whole definition over trees (and ``""``); empty for the operators.
     """
 
     name: str
@@ -154,6 +157,7 @@ class Function:
     elementwise: Callable | None = None
     reduction: Callable | None = None
     doc: str = ""
+    export: tuple[str, str] = ("", "")
 
     def apply(self, space: Space, *args):
         """The function on values stored as ``space`` stores them."""
@@ -243,6 +247,30 @@ def _norm(s: Space, x):
     return s.map(s.xp.sqrt, s.per_tensor(s.map(s.xp.square, x)))
 
 
+# The exported module's definitions of the reductions (symopt.export.source).
+_GLOBAL_NORM_SOURCE = '''def global_norm(x):
+    """The L2 norm of the whole tree (a scalar)."""
+    return jnp.sqrt(_total(tree_map(jnp.square, x)))
+'''
+_DOT_SOURCE = '''def dot(x, y):
+    """The inner product of two trees (a scalar)."""
+    return _total(tree_map(lambda a, b: a * b, x, y))
+'''
+_COSINE_SIM_SOURCE = '''def cosine_sim(x, y):
+    """dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8) (a scalar)."""
+    return dot(x, y) / (global_norm(x) * global_norm(y) + 1e-08)
+'''
+_CLIP_BY_GLOBAL_NORM_SOURCE = '''def clip_by_global_norm(x, c):
+    """x * min(1, c / (global_norm(x) + 1e-8))."""
+    factor = jnp.minimum(1.0, c / (global_norm(x) + 1e-08))
+    return tree_map(lambda a: a * factor, x)
+'''
+_NORM_SOURCE = '''def norm(x):
+    """The L2 norm of each tensor: a tree of 0-d arrays."""
+    return tree_map(lambda a: jnp.sqrt(_leaf_sum(jnp.square(a))), x)
+'''
+
+
 # --- SymPy forms that have no SymPy builtin ---------------------------------------
 
 
@@ -290,16 +318,16 @@ def _sym_cbrt(x):
 # --- the library --------------------------------------------------------------------
 
 
-def _unary(name, ew, sym, doc=""):
-    return Function(name, 1, sym, _broadcast, elementwise=ew, doc=doc)
+def _unary(name, ew, sym, doc="", export=("", "")):
+    return Function(name, 1, sym, _broadcast, elementwise=ew, doc=doc, export=export)
 
 
-def _binary(name, ew, sym, doc=""):
-    return Function(name, 2, sym, _broadcast, elementwise=ew, doc=doc)
+def _binary(name, ew, sym, doc="", export=("", "")):
+    return Function(name, 2, sym, _broadcast, elementwise=ew, doc=doc, export=export)
 
 
-def _const(name, value, sym):
-    return Function(name, 0, lambda: sym, lambda kinds: Kind.SCALAR, elementwise=lambda xp: value)
+def _const(name, value, sym, export=("", "")):
+    return Function(name, 0, lambda: sym, lambda kinds: Kind.SCALAR, elementwise=lambda xp: value, export=export)
 
 
 def _abs_then(f):
@@ -316,57 +344,99 @@ _FUNCTIONS = [
     _binary("/", lambda xp, x, y: xp.divide(x, y + DIV_EPS), _sym_div, "x / (y + 1e-8)"),
     _unary("neg", lambda xp, x: -x, lambda x: -x, "unary minus, written -x"),
     _binary("divide", lambda xp, x, y: xp.divide(x, y), lambda x, y: x / y,
-            "x / y unguarded, as optax divides; not one of hero's 45 (the baselines use it to match optax)"),
-    _binary("max", lambda xp, x, y: xp.maximum(x, y), sp.Max),
-    _binary("min", lambda xp, x, y: xp.minimum(x, y), sp.Min),
+            "x / y unguarded, as optax divides; not one of hero's 45 (the baselines use it to match optax)",
+            export=("jnp.divide(x, y)", "x / y, unguarded (as optax divides).")),
+    _binary("max", lambda xp, x, y: xp.maximum(x, y), sp.Max,
+            export=("jnp.maximum(x, y)", "Element-wise maximum.")),
+    _binary("min", lambda xp, x, y: xp.minimum(x, y), sp.Min,
+            export=("jnp.minimum(x, y)", "Element-wise minimum.")),
     # constants
-    _const("get_pi", math.pi, sp.pi),
-    _const("get_e", math.e, sp.E),
-    _const("get_eps", 1e-8, sp.Float(1e-8)),
+    _const("get_pi", math.pi, sp.pi,
+           export=("3.141592653589793", "pi.")),
+    _const("get_e", math.e, sp.E,
+           export=("2.718281828459045", "e.")),
+    _const("get_eps", 1e-8, sp.Float(1e-8),
+           export=("1e-08", "hero's epsilon, 1e-8.")),
     # element-wise
-    _unary("abs", lambda xp, x: xp.abs(x), sp.Abs),
-    _unary("cos", lambda xp, x: xp.cos(x), sp.cos),
-    _unary("sin", lambda xp, x: xp.sin(x), sp.sin),
-    _unary("tan", lambda xp, x: xp.tan(x), sp.tan),
-    _unary("arcsin", lambda xp, x: xp.arcsin(x), sp.asin, "NaN outside [-1, 1]"),
-    _unary("arccos", lambda xp, x: xp.arccos(x), sp.acos, "NaN outside [-1, 1]"),
-    _unary("arctan", lambda xp, x: xp.arctan(x), sp.atan),
-    _unary("sinh", lambda xp, x: xp.sinh(x), sp.sinh),
-    _unary("cosh", lambda xp, x: xp.cosh(x), sp.cosh),
-    _unary("tanh", lambda xp, x: xp.tanh(x), sp.tanh),
-    _unary("arcsinh", lambda xp, x: xp.arcsinh(x), sp.asinh),
-    _unary("arccosh", lambda xp, x: xp.arccosh(x), sp.acosh, "NaN below 1"),
-    _unary("arctanh", lambda xp, x: xp.arctanh(x), sp.atanh, "NaN outside (-1, 1)"),
-    _unary("exp", lambda xp, x: xp.exp(x), sp.exp),
-    _unary("exp2", lambda xp, x: xp.exp2(x), lambda x: 2 ** x),
+    _unary("abs", lambda xp, x: xp.abs(x), sp.Abs,
+           export=("jnp.abs(x)", "|x|.")),
+    _unary("cos", lambda xp, x: xp.cos(x), sp.cos,
+           export=("jnp.cos(x)", "cos(x).")),
+    _unary("sin", lambda xp, x: xp.sin(x), sp.sin,
+           export=("jnp.sin(x)", "sin(x).")),
+    _unary("tan", lambda xp, x: xp.tan(x), sp.tan,
+           export=("jnp.tan(x)", "tan(x).")),
+    _unary("arcsin", lambda xp, x: xp.arcsin(x), sp.asin, "NaN outside [-1, 1]",
+           export=("jnp.arcsin(x)", "arcsin(x); NaN outside [-1, 1].")),
+    _unary("arccos", lambda xp, x: xp.arccos(x), sp.acos, "NaN outside [-1, 1]",
+           export=("jnp.arccos(x)", "arccos(x); NaN outside [-1, 1].")),
+    _unary("arctan", lambda xp, x: xp.arctan(x), sp.atan,
+           export=("jnp.arctan(x)", "arctan(x).")),
+    _unary("sinh", lambda xp, x: xp.sinh(x), sp.sinh,
+           export=("jnp.sinh(x)", "sinh(x).")),
+    _unary("cosh", lambda xp, x: xp.cosh(x), sp.cosh,
+           export=("jnp.cosh(x)", "cosh(x).")),
+    _unary("tanh", lambda xp, x: xp.tanh(x), sp.tanh,
+           export=("jnp.tanh(x)", "tanh(x).")),
+    _unary("arcsinh", lambda xp, x: xp.arcsinh(x), sp.asinh,
+           export=("jnp.arcsinh(x)", "arcsinh(x).")),
+    _unary("arccosh", lambda xp, x: xp.arccosh(x), sp.acosh, "NaN below 1",
+           export=("jnp.arccosh(x)", "arccosh(x); NaN below 1.")),
+    _unary("arctanh", lambda xp, x: xp.arctanh(x), sp.atanh, "NaN outside (-1, 1)",
+           export=("jnp.arctanh(x)", "arctanh(x); NaN outside (-1, 1).")),
+    _unary("exp", lambda xp, x: xp.exp(x), sp.exp,
+           export=("jnp.exp(x)", "e ** x.")),
+    _unary("exp2", lambda xp, x: xp.exp2(x), lambda x: 2 ** x,
+           export=("jnp.exp2(x)", "2 ** x.")),
     _unary("exp10", lambda xp, x: xp.power(xp.asarray(10.0, dtype=x.dtype) if hasattr(x, "dtype") else 10.0, x),
-           lambda x: 10 ** x),
+           lambda x: 10 ** x,
+           export=('jnp.power(jnp.asarray(10.0, dtype=x.dtype) if hasattr(x, "dtype") else 10.0, x)', "10 ** x, in the dtype of x.")),
     # expm1, log10 and log2 keep SymPy functions of their own: exp(x) - 1 is not expm1 in float32
-    _unary("expm1", lambda xp, x: xp.expm1(x), _sp_expm1),
-    _unary("log", _abs_then("log"), lambda x: sp.log(sp.Abs(x)), "log(|x|)"),
-    _unary("log10", _abs_then("log10"), lambda x: _sp_log10(sp.Abs(x)), "log10(|x|)"),
-    _unary("log2", _abs_then("log2"), lambda x: _sp_log2(sp.Abs(x)), "log2(|x|)"),
-    _unary("log1p", lambda xp, x: xp.log(xp.abs(1 + x)), lambda x: sp.log(sp.Abs(1 + x)), "log(|1 + x|)"),
-    _unary("square", lambda xp, x: xp.square(x), lambda x: x ** 2),
-    _unary("sqrt", _abs_then("sqrt"), lambda x: sp.sqrt(sp.Abs(x)), "sqrt(|x|)"),
-    _unary("cube", lambda xp, x: x * x * x, lambda x: x ** 3),
-    _unary("cbrt", lambda xp, x: xp.cbrt(x), _sym_cbrt, "real cube root (hero's is broken)"),
-    _unary("sign", lambda xp, x: xp.sign(x), sp.sign),
-    _unary("reciprocal", lambda xp, x: xp.divide(1.0, x), lambda x: 1 / x, "1 / x, unguarded as in hero"),
+    _unary("expm1", lambda xp, x: xp.expm1(x), _sp_expm1,
+           export=("jnp.expm1(x)", "e ** x - 1.")),
+    _unary("log", _abs_then("log"), lambda x: sp.log(sp.Abs(x)), "log(|x|)",
+           export=("jnp.log(jnp.abs(x))", "log(|x|), as hero.")),
+    _unary("log10", _abs_then("log10"), lambda x: _sp_log10(sp.Abs(x)), "log10(|x|)",
+           export=("jnp.log10(jnp.abs(x))", "log10(|x|), as hero.")),
+    _unary("log2", _abs_then("log2"), lambda x: _sp_log2(sp.Abs(x)), "log2(|x|)",
+           export=("jnp.log2(jnp.abs(x))", "log2(|x|), as hero.")),
+    _unary("log1p", lambda xp, x: xp.log(xp.abs(1 + x)), lambda x: sp.log(sp.Abs(1 + x)), "log(|1 + x|)",
+           export=("jnp.log(jnp.abs(1 + x))", "log(|1 + x|), as hero.")),
+    _unary("square", lambda xp, x: xp.square(x), lambda x: x ** 2,
+           export=("jnp.square(x)", "x ** 2.")),
+    _unary("sqrt", _abs_then("sqrt"), lambda x: sp.sqrt(sp.Abs(x)), "sqrt(|x|)",
+           export=("jnp.sqrt(jnp.abs(x))", "sqrt(|x|), as hero.")),
+    _unary("cube", lambda xp, x: x * x * x, lambda x: x ** 3,
+           export=("x * x * x", "x ** 3.")),
+    _unary("cbrt", lambda xp, x: xp.cbrt(x), _sym_cbrt, "real cube root (hero's is broken)",
+           export=("jnp.cbrt(x)", "The real cube root.")),
+    _unary("sign", lambda xp, x: xp.sign(x), sp.sign,
+           export=("jnp.sign(x)", "-1, 0 or 1.")),
+    _unary("reciprocal", lambda xp, x: xp.divide(1.0, x), lambda x: 1 / x, "1 / x, unguarded as in hero",
+           export=("jnp.divide(1.0, x)", "1 / x, unguarded as in hero.")),
     Function("norm", 1, norm, _norm_rule, reduction=_norm,
-             doc="L2 norm of each parameter tensor, as hero's jnp.linalg.norm per leaf"),
-    _unary("invert", lambda xp, x: -x - 1, lambda x: -x - 1, "-x - 1: ~x extended to reals (hero's is bitwise)"),
-    _unary("negative", lambda xp, x: -x, lambda x: -x),
+             doc="L2 norm of each parameter tensor, as hero's jnp.linalg.norm per leaf",
+             export=(_NORM_SOURCE, "")),
+    _unary("invert", lambda xp, x: -x - 1, lambda x: -x - 1, "-x - 1: ~x extended to reals (hero's is bitwise)",
+           export=("-x - 1", "-x - 1: bitwise NOT (~x) extended to real numbers.")),
+    _unary("negative", lambda xp, x: -x, lambda x: -x,
+           export=("-x", "-x.")),
     # over the whole parameter tree
-    Function("global_norm", 1, global_norm, _to_scalar("global_norm"), reduction=_global_norm),
+    Function("global_norm", 1, global_norm, _to_scalar("global_norm"), reduction=_global_norm,
+             export=(_GLOBAL_NORM_SOURCE, "")),
     Function("interpolate", 3, lambda x, y, w: (1 - w) * x + w * y, _broadcast,
-             elementwise=lambda xp, x, y, w: (1 - w) * x + w * y, doc="(1 - w) * x + w * y"),
-    Function("dot", 2, dot, _same_kind_to_scalar("dot"), reduction=_dot),
+             elementwise=lambda xp, x, y, w: (1 - w) * x + w * y, doc="(1 - w) * x + w * y",
+             export=("(1 - w) * x + w * y", "(1 - w) * x + w * y.")),
+    Function("dot", 2, dot, _same_kind_to_scalar("dot"), reduction=_dot,
+             export=(_DOT_SOURCE, "")),
     Function("cosine_sim", 2, cosine_sim, _same_kind_to_scalar("cosine_sim"), reduction=_cosine_sim,
-             doc="dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8)"),
+             doc="dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8)",
+             export=(_COSINE_SIM_SOURCE, "")),
     Function("clip_by_global_norm", 2, clip_by_global_norm, _clip_rule, reduction=_clip_by_global_norm,
-             doc="x * min(1, c / (global_norm(x) + 1e-8))"),
-    _binary("power", lambda xp, x, y: xp.power(x, y), lambda x, y: x ** y, "NaN for a negative base to a fractional power"),
+             doc="x * min(1, c / (global_norm(x) + 1e-8))",
+             export=(_CLIP_BY_GLOBAL_NORM_SOURCE, "")),
+    _binary("power", lambda xp, x, y: xp.power(x, y), lambda x, y: x ** y, "NaN for a negative base to a fractional power",
+            export=("jnp.power(x, y)", "x ** y; NaN for a negative base to a fractional power.")),
 ]
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in _FUNCTIONS}

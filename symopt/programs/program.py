@@ -168,9 +168,9 @@ def rename(expr: Expr, mapping: Mapping[str, str]) -> Expr:
 
 # -- printing --------------------------------------------------------------------------
 
-_BINARY_PREC = {"+": 1, "-": 1, "*": 2, "/": 2}
-_UNARY_PREC = 3
-_ATOM_PREC = 4
+PRECEDENCE = {"+": 1, "-": 1, "*": 2, "/": 2, "neg": 3}
+"""How tightly each operator binds (``neg`` is unary minus); calls, names and constants bind as :data:`ATOM`."""
+ATOM = 4
 
 
 def format_const(value: float) -> str:
@@ -181,14 +181,11 @@ def format_const(value: float) -> str:
 
 
 def _prec(e: Expr) -> int:
-    if isinstance(e, Call):
-        if e.fn in _BINARY_PREC:
-            return _BINARY_PREC[e.fn]
-        if e.fn == "neg":
-            return _UNARY_PREC
+    if isinstance(e, Call) and e.fn in PRECEDENCE:
+        return PRECEDENCE[e.fn]
     if isinstance(e, Const) and (e.value < 0 or math.copysign(1, e.value) < 0):
-        return _UNARY_PREC
-    return _ATOM_PREC
+        return PRECEDENCE["neg"]
+    return ATOM
 
 
 def format_expr(e: Expr) -> str:
@@ -197,8 +194,8 @@ def format_expr(e: Expr) -> str:
         return format_const(e.value)
     if isinstance(e, Var):
         return e.name
-    if e.fn in _BINARY_PREC:
-        p = _BINARY_PREC[e.fn]
+    if e.fn in PRECEDENCE and e.fn != "neg":
+        p = PRECEDENCE[e.fn]
         left, right = e.args
         lt, rt = format_expr(left), format_expr(right)
         if _prec(left) < p:
@@ -210,5 +207,5 @@ def format_expr(e: Expr) -> str:
         (x,) = e.args
         xt = format_expr(x)
         # The parser folds a minus sign into a constant, so build -c as Const(-c), never neg(Const(c)).
-        return f"-{xt}" if _prec(x) == _ATOM_PREC and not isinstance(x, Const) else f"-({xt})"
+        return f"-{xt}" if _prec(x) == ATOM and not isinstance(x, Const) else f"-({xt})"
     return f"{e.fn}({', '.join(format_expr(a) for a in e.args)})"
