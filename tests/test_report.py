@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from symopt.cli import report as report_command
+from symopt.evaluation.fitness import DIVERGED
 from symopt.search import report
 from symopt.search.inspect_run import entry_program
 from symopt.search import toy
@@ -71,7 +72,7 @@ def test_best_so_far_covers_the_search_stage_only(toy_run):
     assert len(records) == campaign.stats.evaluated and {r["stage"] for r in records} == {"small"}
     fitness, best = report.best_so_far(records)
     assert np.all(np.diff(best) >= 0)
-    logged = [r["fitness"] if r["fitness"] is not None else report.WORST
+    logged = [r["fitness"] if r["fitness"] is not None else DIVERGED
               for r in read_log(run_dir / "evaluations.jsonl")[0] if r["stage"] == "small"]
     assert best[-1] == max(logged) == campaign.best.fitness
 
@@ -155,7 +156,7 @@ def test_pareto_front_of_a_hand_built_run(tmp_path, config):
     assert stage == "search"
     pts = report.points(report.search_records(run.records, stage))
     assert [(p.id, p.memory, p.fitness) for p in pts] == [
-        (0, 4, 0.5), (1, 0, 0.1), (2, 4, 0.3), (3, 8, 0.4), (4, 8, 0.9), (5, 8, report.WORST)]
+        (0, 4, 0.5), (1, 0, 0.1), (2, 4, 0.3), (3, 8, 0.4), (4, 8, 0.9), (5, 8, DIVERGED)]
     assert [p.id for p in report.pareto_front(pts)] == [1, 0, 4]
 
 

@@ -3,8 +3,9 @@
 import functools
 
 import pytest
-
 from doubles import Shuffled
+
+from symopt.evaluation.fitness import fitness_of
 from symopt.programs import parse
 from symopt.search import evolution, steady, toy
 from symopt.search.space import SearchSpace
@@ -56,7 +57,7 @@ def _log_of(seed=0, width=4):
     logged = []
     state = steady.evolve(fresh(), PARAMS, shuffled(width, seed), BUDGET, 100 * BUDGET,
                           on_trained=lambda p, r, n: logged.append(
-                              steady.Logged(p.id, str(p.child.program), evolution.fitness_of(r), n)))
+                              steady.Logged(p.id, str(p.child.program), fitness_of(r), n)))
     return state, logged
 
 

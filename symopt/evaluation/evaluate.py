@@ -35,7 +35,7 @@ import proxy_tasks
 from symopt.evaluation import fitness as fit
 from symopt.evaluation.fitness import Grid
 from symopt.evaluation.interpreter import Interpreter
-from symopt.evaluation.lowering import Bucket, lower, Lowered
+from symopt.evaluation.lowering import Bucket, Lowered, lower
 from symopt.evaluation.packing import idle, pack, scalars
 from symopt.programs.baselines import get
 from symopt.programs.parse import parse

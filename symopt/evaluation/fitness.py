@@ -34,7 +34,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Mapping
+from typing import Any, Mapping
 
 import numpy as np
 
@@ -135,6 +135,24 @@ def task_score(losses: Mapping[tuple[float, int], float], reference: Mapping[tup
         return WORST_FITNESS
     progress = max(float(np.mean([_log(initial[s]) for s in seeds])) - theirs, MIN_PROGRESS)
     return float(min(max((theirs - mine) / progress, WORST_FITNESS), BEST_SCORE))
+
+
+DIVERGED = -math.inf
+"""The fitness of a result that is not a number (its evaluation failed, or a log holds ``null``):
+below every finite fitness, so selection never keeps it. The one rule is :func:`fitness_of`."""
+
+
+def fitness_of(result: Any) -> float:
+    """A result's fitness: a number itself, else its ``.fitness``; NaN and ``None`` (a logged null) are
+    :data:`DIVERGED`.
+
+    >>> fitness_of(0.5), fitness_of(float("nan")), fitness_of(None)
+    (0.5, -inf, -inf)
+    """
+    if result is None:
+        return DIVERGED
+    value = float(result if isinstance(result, (int, float)) else result.fitness)
+    return DIVERGED if math.isnan(value) else value
 
 
 def score(eval_loss: float, reference: float) -> float:

@@ -10,6 +10,7 @@ import numpy as np
 
 from symopt.evaluation.lowering import FIELDS, ROW_ZERO, Bucket, Lowered
 
+
 def pack(lowered: list[Lowered], bucket: Bucket, k: int | None = None) -> dict[str, np.ndarray]:
     """Stack lowered programs, padded to ``bucket``, into the interpreter's program arguments.
 

@@ -47,7 +47,7 @@ import time
 from typing import Any, Callable, Mapping, Sequence
 
 from symopt.evaluation import evaluate
-from symopt.evaluation.fitness import Grid
+from symopt.evaluation.fitness import Grid, fitness_of
 from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.program import Program
 from symopt.search import evolution, funnel, steady, toy
@@ -244,9 +244,9 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
         hall = check(state)
         reference = funnel.Entry(0, start, {names[0]: state.start.fitness})
         for i in range(1, len(c.stages)):
-            reference.fitness[names[i]] = evolution.fitness_of(evaluators[i]([start])[0])
+            reference.fitness[names[i]] = fitness_of(evaluators[i]([start])[0])
         if validate:
-            reference.validation = evolution.fitness_of(validate([start])[0])
+            reference.validation = fitness_of(validate([start])[0])
         lineage.close()
         hof = [HallOfFameEntry(e.id, e.program, simplify(e.program, c.simplify_timeout), dict(e.fitness),
                                e.validation) for e in hall]

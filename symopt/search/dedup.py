@@ -34,8 +34,8 @@ import numpy as np
 
 from symopt.programs.execute import ROLES, bind, run
 from symopt.programs.functions import Space
-from symopt.programs.program import Const, Expr, Program, Var
 from symopt.programs.liveness import eliminate_dead_code, live_states
+from symopt.programs.program import Const, Expr, Program, Var
 
 # --- canonical hash ------------------------------------------------------------------------------
 

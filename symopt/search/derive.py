@@ -41,13 +41,13 @@ import dataclasses
 import math
 from typing import Callable, Iterator, Sequence
 
+from symopt.evaluation.fitness import fitness_of
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.liveness import eliminate_dead_code, size
 from symopt.programs.parse import parse
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr
 from symopt.search.campaign import BACKENDS, validator
-from symopt.search.evolution import fitness_of
 from symopt.search.space import load, stage_name
 from symopt.symbolic.equivalence import equivalent
 from symopt.symbolic.simplify import simplify

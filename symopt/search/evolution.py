@@ -30,24 +30,18 @@ campaign, step for step.
 from __future__ import annotations
 
 import dataclasses
-import math
 from typing import Any, Callable, Sequence
 
 import numpy as np
 
+from symopt.evaluation.fitness import fitness_of
+from symopt.programs.liveness import dead_statements, eliminate_dead_code
 from symopt.programs.program import Program
 from symopt.search.dedup import Cache, CacheEntry, Stats
 from symopt.search.mutation import Candidate, mutate
 from symopt.search.space import CampaignConfig, SearchSpace
-from symopt.programs.liveness import dead_statements, eliminate_dead_code
 
 EvaluateFn = Callable[[Sequence[Program]], Sequence[Any]]
-
-
-def fitness_of(result: Any) -> float:
-    """A result's fitness: the number itself or its ``.fitness``; NaN counts as the worst."""
-    value = float(result if isinstance(result, (int, float)) else result.fitness)
-    return -math.inf if math.isnan(value) else value
 
 
 @dataclasses.dataclass(frozen=True)

@@ -20,8 +20,8 @@ import dataclasses
 import math
 from typing import Any, Callable, Sequence
 
+from symopt.evaluation.fitness import fitness_of
 from symopt.programs.program import Program
-from symopt.search.evolution import fitness_of
 
 StageEvaluate = Callable[[Sequence[Program]], Sequence[float]]
 
@@ -37,8 +37,7 @@ class Entry:
     results: dict[str, Any] = dataclasses.field(default_factory=dict)
 
     def score(self, stage: str) -> float:
-        value = self.fitness.get(stage, -math.inf)
-        return -math.inf if math.isnan(value) else value
+        return fitness_of(self.fitness.get(stage))
 
 
 def leaders(entries: Sequence[Entry], stage: str, k: int) -> list[Entry]:

@@ -38,10 +38,10 @@ import numpy as np
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.functions import FUNCTIONS
+from symopt.programs.liveness import inputs_read, live_states
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
 from symopt.search.dedup import Behaviour, behaviour, canonical_hash
 from symopt.search.space import SearchSpace
-from symopt.programs.liveness import inputs_read, live_states
 
 CONST_DIGITS = 4
 """New and mutated constants keep this many significant digits, so programs stay readable."""

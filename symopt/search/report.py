@@ -34,6 +34,7 @@ import numpy as np
 
 import proxy_tasks
 from symopt.evaluation import evaluate
+from symopt.evaluation.fitness import fitness_of
 from symopt.programs import baselines
 from symopt.programs.parse import parse
 from symopt.search import toy
@@ -51,9 +52,6 @@ from symopt.search.run_dir import (
     read_meta_validation,
     run_file,
 )
-
-WORST = -10.0
-"""Fitness of a logged training that diverged (``null`` in the log), as in symopt.evaluation."""
 
 BASELINES = ("adamw", "lion")
 """The baselines drawn next to the winner on the loss curves."""
@@ -103,10 +101,9 @@ def first_stage(run: RunData) -> str:
     return run.records[0]["stage"]
 
 
-def fitness_of(record: dict) -> float:
-    """A logged fitness; ``null`` (diverged) is the worst fitness."""
-    f = record.get("fitness")
-    return WORST if f is None or not math.isfinite(f) else float(f)
+def logged_fitness(record: dict) -> float:
+    """A logged fitness; ``null`` is :data:`~symopt.evaluation.fitness.DIVERGED`, as the search counts it."""
+    return fitness_of(record.get("fitness"))
 
 
 def search_records(records: Sequence[dict], stage: str) -> list[dict]:
@@ -116,7 +113,7 @@ def search_records(records: Sequence[dict], stage: str) -> list[dict]:
 
 def best_so_far(records: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
     """Each record's fitness and the running maximum, in log order."""
-    fitness = np.array([fitness_of(r) for r in records], dtype=float)
+    fitness = np.array([logged_fitness(r) for r in records], dtype=float)
     return fitness, np.maximum.accumulate(fitness) if len(fitness) else fitness
 
 
@@ -128,7 +125,7 @@ def state_bytes(program_text: str) -> int:
 
 def points(records: Sequence[dict]) -> list[Point]:
     """Every record (as :func:`~symopt.search.run_dir.read_log` checked it) as a (memory, fitness) point."""
-    return [Point(r["id"], state_bytes(r["program"]), fitness_of(r)) for r in records]
+    return [Point(r["id"], state_bytes(r["program"]), logged_fitness(r)) for r in records]
 
 
 def pareto_front(pts: Sequence[Point]) -> list[Point]:
@@ -202,7 +199,7 @@ def plot_fitness(records: Sequence[dict], stage: str, path: pathlib.Path) -> Non
     """Best fitness so far over the trained candidates of the search stage."""
     fitness, best = best_so_far(records)
     n = np.arange(1, len(fitness) + 1)
-    start = next((fitness_of(r) for r in records if r.get("id") == 0), None)
+    start = next((logged_fitness(r) for r in records if r.get("id") == 0), None)
     fig = _figure(8, 4.5)
     ax = fig.add_subplot()
     # zoom on the progress: from below the start (or first) fitness to the best; worse candidates fall off
@@ -252,9 +249,10 @@ def plot_pareto(pts: Sequence[Point], front: Sequence[Point], hall: Sequence[Poi
     fig = _figure(8, 5)
     ax = fig.add_subplot()
     fitness = np.array([p.fitness for p in pts])
-    good = fitness[fitness > WORST]
-    lo = min([np.median(good) if len(good) else WORST] + [p.fitness for p in [*front, *hall]])
-    bottom, top = _zoom(lo, max(p.fitness for p in front))
+    good = fitness[np.isfinite(fitness)]  # a diverged candidate (DIVERGED, -inf) counts as below the plot
+    marked = [p.fitness for p in [*front, *hall] if math.isfinite(p.fitness)]
+    lo = min([float(np.median(good))] * bool(len(good)) + marked, default=0.0)
+    bottom, top = _zoom(lo, max((p.fitness for p in front if math.isfinite(p.fitness)), default=lo))
     below = int(np.sum(fitness < bottom))
     rng = np.random.default_rng(0)
     x = np.array([p.memory for p in pts], float) + rng.uniform(-0.7, 0.7, len(pts))

@@ -14,13 +14,22 @@ import pathlib
 from collections import deque
 from typing import Any
 
+from symopt.evaluation.fitness import fitness_of
 from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.parse import parse
 from symopt.programs.program import Program
 from symopt.search import evolution
 from symopt.search.durable import AppendLog, DirLock, atomic_write, write_error
-from symopt.search.run_dir import (CONFIG_NAME, HALL_OF_FAME_NAME, LINEAGE_NAME, LOG_NAME, META_VALIDATION_NAME,
-                                   SNAPSHOT_DIR, read_config, read_log)
+from symopt.search.run_dir import (
+    CONFIG_NAME,
+    HALL_OF_FAME_NAME,
+    LINEAGE_NAME,
+    LOG_NAME,
+    META_VALIDATION_NAME,
+    SNAPSHOT_DIR,
+    read_config,
+    read_log,
+)
 from symopt.search.space import Config
 from symopt.search.steady import Logged
 
@@ -153,7 +162,7 @@ class Log:
         """Log one training (a :class:`Replayed` result is in the log already)."""
         if self.file is None or isinstance(result, Replayed):
             return
-        fitness = evolution.fitness_of(result)
+        fitness = fitness_of(result)
         record = {"id": id, "parent": parent, "program": str(program),
                   "fitness": fitness if math.isfinite(fitness) else None, "stage": stage}
         if proposed is not None:
@@ -179,7 +188,7 @@ def _without_budget(config: dict) -> dict:
 
 
 def _fitness(record: dict) -> float:
-    return -math.inf if record["fitness"] is None else float(record["fitness"])
+    return fitness_of(record["fitness"])
 
 
 def _finite(x: float) -> float | None:
