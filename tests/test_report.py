@@ -13,7 +13,7 @@ from symopt.search import report
 from symopt.search.inspect_run import entry_program
 from symopt.search import toy
 from symopt.search.campaign import search
-from symopt.search.run_dir import read_log
+from symopt.search.run_dir import read_log, read_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -57,7 +57,7 @@ def test_report_on_a_toy_run(toy_run, tmp_path, capsys):
         assert_png(out / name)
         assert f"wrote {out / name}" in printed
     assert not (out / "curves.png").exists()
-    assert [p["trained"] for p in report.read_run(run_dir).meta_validation] == [10, 20, 30]
+    assert [p["trained"] for p in read_run(run_dir).meta_validation] == [10, 20, 30]
     md = (out / "report.md").read_text()
     assert str(campaign.hall_of_fame[0].simplified).splitlines()[-1].strip() in md
     assert "| memory (B/param) | fitness | id |" in md
@@ -65,7 +65,7 @@ def test_report_on_a_toy_run(toy_run, tmp_path, capsys):
 
 def test_best_so_far_covers_the_search_stage_only(toy_run):
     run_dir, campaign = toy_run
-    run = report.read_run(run_dir)
+    run = read_run(run_dir)
     assert report.first_stage(run) == "small"
     assert {r["stage"] for r in run.records} >= {"small", "large", "validation"}
     records = report.search_records(run.records, "small")
@@ -89,7 +89,7 @@ def test_loss_curves_on_proxy_tasks(toy_run, tmp_path, capsys):
 
 
 def test_loss_curves_data(toy_run):
-    run = report.read_run(toy_run[0])
+    run = read_run(toy_run[0])
     winner = entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
     curves = report.loss_curves(winner, ["quadratic_illcond"], steps=50)
     runs = curves["quadratic_illcond"]
@@ -104,7 +104,7 @@ def test_loss_curves_keep_each_optimizers_best_learning_rate(toy_run):
     from symopt.evaluation import evaluate
     from symopt.programs import baselines
 
-    run = report.read_run(toy_run[0])
+    run = read_run(toy_run[0])
     winner = entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
     lrs = (0.1, 1.0, 10.0)
     curves = report.loss_curves(winner, ["quadratic_illcond"], steps=30, lrs=lrs)["quadratic_illcond"]
@@ -151,7 +151,7 @@ def hand_built(tmp_path, config=True, hall_of_fame=True):
 
 @pytest.mark.parametrize("config", [True, False])
 def test_pareto_front_of_a_hand_built_run(tmp_path, config):
-    run = report.read_run(hand_built(tmp_path, config=config))
+    run = read_run(hand_built(tmp_path, config=config))
     stage = report.first_stage(run)
     assert stage == "search"
     pts = report.points(report.search_records(run.records, stage))

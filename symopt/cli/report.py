@@ -9,10 +9,21 @@ from typing import Sequence
 
 from symopt.search.compare import DEFAULT_LRS
 from symopt.search.inspect_run import entry_program
-from symopt.search.report import (Point, curve_tasks, first_stage, loss_curves, pareto_front, plot_curves,
-                                  plot_fitness, plot_meta_validation, plot_pareto, points, read_run, search_records,
-                                  summary)
-from symopt.search.run_dir import LOG_NAME, RunError
+from symopt.search.report import (
+    Point,
+    curve_tasks,
+    first_stage,
+    loss_curves,
+    pareto_front,
+    plot_curves,
+    plot_fitness,
+    plot_meta_validation,
+    plot_pareto,
+    points,
+    search_records,
+    summary,
+)
+from symopt.search.run_dir import LOG_NAME, RunError, read_run
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

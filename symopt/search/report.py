@@ -40,34 +40,12 @@ from symopt.programs.parse import parse
 from symopt.search import toy
 from symopt.search.compare import scale_lr
 from symopt.search.inspect_run import state_bytes as _program_state_bytes
-from symopt.search.run_dir import (
-    CONFIG_NAME,
-    HALL_OF_FAME_NAME,
-    LOG_NAME,
-    META_VALIDATION_NAME,
-    RunError,
-    read_config,
-    read_hall_of_fame,
-    read_log,
-    read_meta_validation,
-    run_file,
-)
+from symopt.search.run_dir import RunData
 
 BASELINES = ("adamw", "lion")
 """The baselines drawn next to the winner on the loss curves."""
 
 # -- data --------------------------------------------------------------------------------------------
-
-
-@dataclasses.dataclass(frozen=True)
-class RunData:
-    """What a run directory holds: its log records, config (or None) and hall of fame (or None)."""
-
-    path: pathlib.Path
-    records: list[dict]
-    config: dict | None
-    hall_of_fame: dict | None
-    meta_validation: list[dict] | None = None  # meta_validation.json: the funnel checks, in order
 
 
 @dataclasses.dataclass(frozen=True)
@@ -77,20 +55,6 @@ class Point:
     id: int
     memory: int
     fitness: float
-
-
-def read_run(run: str | pathlib.Path) -> RunData:
-    """Load ``evaluations.jsonl``, ``config.json`` (optional) and ``hall_of_fame.json`` (optional), through the
-    checked readers of :mod:`symopt.search.run_dir`. Raises RunError."""
-    log = run_file(run, LOG_NAME)
-    path = log.parent
-    records, _ = read_log(log)
-    if not records:
-        raise RunError(f"{log} is empty: the search trained nothing yet")
-    config = read_config(path) if (path / CONFIG_NAME).is_file() else None
-    hof = read_hall_of_fame(path) if (path / HALL_OF_FAME_NAME).is_file() else None
-    curve = read_meta_validation(path) if (path / META_VALIDATION_NAME).is_file() else None
-    return RunData(path, records, config, hof, curve)
 
 
 def first_stage(run: RunData) -> str:

@@ -18,8 +18,8 @@ derived from it and written again by the replay. A resume with a larger budget
 updates config.json; the log keeps the old run's funnel trainings, and the new
 funnel reuses those of the same programs.
 
-Every file is read back through this module's readers (``read_log``,
-``read_lineage``, ``read_config``, ``read_hall_of_fame``,
+Every file is read back through this module's readers (``read_run`` for the
+whole directory; ``read_log``, ``read_lineage``, ``read_config``, ``read_hall_of_fame``,
 ``read_meta_validation``), which check what they read and answer bad content with
 one :class:`RunError` line naming the file, the line or field, and the problem.
 A campaign writes them with :mod:`symopt.search.run_log`, through :mod:`symopt.search.durable`
@@ -28,6 +28,7 @@ A campaign writes them with :mod:`symopt.search.run_log`, through :mod:`symopt.s
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import pathlib
@@ -333,3 +334,26 @@ def ancestry(lineage: dict[int, dict], id: int) -> list[int]:
     return chain[::-1]
 
 
+@dataclasses.dataclass(frozen=True)
+class RunData:
+    """What a run directory holds: its log records, config (or None) and hall of fame (or None)."""
+
+    path: pathlib.Path
+    records: list[dict]
+    config: dict | None
+    hall_of_fame: dict | None
+    meta_validation: list[dict] | None = None  # meta_validation.json: the funnel checks, in order
+
+
+def read_run(run: str | pathlib.Path) -> RunData:
+    """The run directory: ``evaluations.jsonl``, and ``config.json``, ``hall_of_fame.json`` and
+    ``meta_validation.json`` where present, each through its checked reader. Raises RunError."""
+    log = run_file(run, LOG_NAME)
+    path = log.parent
+    records, _ = read_log(log)
+    if not records:
+        raise RunError(f"{log} is empty: the search trained nothing yet")
+    config = read_config(path) if (path / CONFIG_NAME).is_file() else None
+    hof = read_hall_of_fame(path) if (path / HALL_OF_FAME_NAME).is_file() else None
+    curve = read_meta_validation(path) if (path / META_VALIDATION_NAME).is_file() else None
+    return RunData(path, records, config, hof, curve)
