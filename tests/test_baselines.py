@@ -20,8 +20,7 @@ import optax
 import pytest
 
 from symopt.export.optax_export import to_optax
-from symopt.programs import Program, parse
-from symopt.programs import baselines
+from symopt.programs import Program, baselines, parse
 
 STEPS = 100
 TOL = 1e-5
@@ -158,6 +157,7 @@ def overridden():
 
 # --- step-for-step agreement with optax ----------------------------------------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TWINS))
 def test_matches_optax(name, defaults):
     ours, theirs = defaults[f"ours/{name}"][0], defaults[f"optax/{name}"][0]
@@ -169,11 +169,13 @@ def test_matches_optax(name, defaults):
     assert diff <= TOL, f"{name}: max relative difference {diff:.3g} > {TOL}"
 
 
+@pytest.mark.slow
 def test_optax_level_baseline_builds_itself(defaults):
     """OptaxBaseline.to_optax and symopt's to_optax give the same optimizer."""
     assert max_rel_diff(defaults["direct/adafactor"][0], defaults["optax/adafactor"][0]) == 0
 
 
+@pytest.mark.slow
 def test_lookahead_slow_weights_match_optax(defaults):
     """The program keeps optax's slow weights in its state slot 'slow', and counts in 'k'."""
     _, states, _, _ = defaults["ours/lookahead"]
@@ -207,6 +209,7 @@ def _numpy_sign_rule(name, g, m, beta=0.9):
     return (np.float32(1) + agree) * g, m
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(NUMPY_TWINS))
 def test_sign_rules_match_numpy(name, defaults):
     """The NumPy rule, fed the gradients of the exported optimizer's own run, retraces that run.
@@ -235,6 +238,7 @@ def test_sign_rules_match_numpy(name, defaults):
 
 # --- hyperparameter overrides move the trajectory as optax's arguments do ------------------------
 
+@pytest.mark.slow
 @pytest.mark.parametrize("case", OVERRIDE_IDS)
 def test_override_matches_optax_argument(case, overridden, defaults):
     name = case.split("-")[0]
@@ -264,6 +268,7 @@ def injected():
     return run_many(specs)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", [n for n, _ in INJECTED])
 def test_injected_hyperparameters_match_optax(name, injected):
     """Hyperparameters injected as traced arrays (float32 arithmetic) still match optax's."""

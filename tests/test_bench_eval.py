@@ -5,6 +5,8 @@ from __future__ import annotations
 import json
 import math
 
+import pytest
+
 from symopt.cli import main
 from symopt.cli.bench_eval import report
 
@@ -12,6 +14,7 @@ SECONDS = ("interpreter_s", "batched_s", "jit_per_candidate_s", "native_s", "jit
            "batched_compile_s", "reference_s")
 
 
+@pytest.mark.slow
 def test_bench_eval_measures_the_four_ways(capsys):
     assert main(["bench", "eval", "--task", "quadratic_illcond", "--programs", "sgd", "--repeats", "1",
                  "--json"]) == 0

@@ -13,8 +13,8 @@ BUDGET = 24
 
 @pytest.fixture(scope="module")
 def measured(ray_session):
-    from symopt.distributed import EvaluatorPool
     from symopt.cli.bench_scale import measure_campaign
+    from symopt.distributed import EvaluatorPool
 
     config = toy.campaign(budget=BUDGET)
     config["campaign"]["stages"][0]["steps"] = 400  # a few ms per candidate: the pool, not the driver, is busy
@@ -22,6 +22,7 @@ def measured(ray_session):
         yield measure_campaign(pool, config, seed=3, warmup_budget=8)
 
 
+@pytest.mark.slow
 def test_both_runs_train_the_budget_on_the_search_stage(measured):
     assert measured["budget"] == BUDGET and measured["workers"] == 2 and measured["compile_excluded"]
     for k in (1, 2):

@@ -11,14 +11,13 @@ import optax
 import pytest
 
 import proxy_tasks
-from symopt.search import compare as compare_mod
-from symopt.search.run_dir import read_hall_of_fame
 from symopt.cli import main
 from symopt.export import to_optax
 from symopt.programs import parse
-from symopt.programs.program import Call, Const, Program
-from symopt.search.run_dir import ancestry, read_lineage
 from symopt.programs.liveness import live_states
+from symopt.programs.program import Call, Const, Program
+from symopt.search import compare as compare_mod
+from symopt.search.run_dir import ancestry, read_hall_of_fame, read_lineage
 
 TINY = """name = "tiny"
 [space]
@@ -48,6 +47,7 @@ def run_dir(tmp_path_factory):
     return run
 
 
+@pytest.mark.slow
 def test_inspect_prints_the_hall_of_fame(run_dir, capsys):
     data = read_hall_of_fame(run_dir)
     lineage = read_lineage(run_dir)
@@ -91,6 +91,7 @@ def assert_same_steps(exported, reference):
         params = optax.apply_updates(params, u1)
 
 
+@pytest.mark.slow
 def test_export_writes_a_module_equal_to_to_optax(run_dir, tmp_path, capsys):
     out = tmp_path / "found.py"
     assert main(["export", str(run_dir), "--rank", "1", "-o", str(out)]) == 0
@@ -101,6 +102,7 @@ def test_export_writes_a_module_equal_to_to_optax(run_dir, tmp_path, capsys):
     assert "def mine(" in (tmp_path / "two.py").read_text()
 
 
+@pytest.mark.slow
 def test_export_simplifies_again_when_the_stored_simplified_form_differs(run_dir, tmp_path, capsys):
     # A run written before simplification was checked this strictly may hold a simplified form that
     # computes something else: export must not write it.
@@ -119,6 +121,7 @@ def test_export_simplifies_again_when_the_stored_simplified_form_differs(run_dir
     assert_same_steps(_load(out, "found_again").found_rank1(0.01), to_optax(found, 0.01))
 
 
+@pytest.mark.slow
 def test_derive_a_rank_then_export_the_derived_form(run_dir, tmp_path, capsys):
     copy = tmp_path / "run"
     shutil.copytree(run_dir, copy)
@@ -147,6 +150,7 @@ def test_derive_a_rank_then_export_the_derived_form(run_dir, tmp_path, capsys):
     assert len(err.splitlines()) == 1 and "derived_rank1.json" in err and "symopt derive" in err
 
 
+@pytest.mark.slow
 def test_scaled_program_trains_like_to_optax_at_that_lr():
     task = proxy_tasks.get("quadratic_illcond")
     for name in ("lion", "momentum"):  # with an lr argument, and without
@@ -156,6 +160,7 @@ def test_scaled_program_trains_like_to_optax_at_that_lr():
         assert cells[name][0].losses[0.3] == pytest.approx(expected, rel=1e-4, abs=1e-7)
 
 
+@pytest.mark.slow
 def test_compare_picks_the_better_lr(capsys):
     argv = ["compare", "adam", "momentum", "--tasks", "quadratic_illcond", "--steps", "60", "--lrs", "0.1", "3"]
     assert main(argv) == 0
@@ -170,6 +175,7 @@ def test_compare_picks_the_better_lr(capsys):
         assert len({c.losses[0.1], c.losses[3.0]}) == 2
 
 
+@pytest.mark.slow
 def test_compare_a_found_program_and_adafactor(run_dir, capsys):
     assert main(["compare", f"{run_dir}:1", "adafactor", "--tasks", "quadratic_illcond", "--steps", "30",
                  "--lrs", "1"]) == 0
@@ -177,6 +183,7 @@ def test_compare_a_found_program_and_adafactor(run_dir, capsys):
     assert f"{run_dir}:1" in out and "adafactor" in out
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("argv, message", [
     (["inspect", "{missing}"], "does not exist; expected a run directory"),
     (["inspect", "{tmp}"], "has no hall_of_fame.json"),

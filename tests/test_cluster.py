@@ -140,6 +140,7 @@ def test_search_refuses_ray_without_auth(home, tmp_path, monkeypatch, capsys):
     assert "leave out --workers, --address and --insecure" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_search_insecure_runs_and_says_so(home, tmp_path):
     """``--insecure`` with RAY_AUTH_MODE=disabled: a real local Ray without auth, a loud line, the campaign runs."""
     config = tmp_path / "open.toml"
@@ -190,6 +191,7 @@ def test_a_core_lock_directory_of_someone_else_is_refused(tmp_path):
         cores.open_lock_dir(link)
 
 
+@pytest.mark.slow
 def test_lock_files_are_never_opened_through_a_link(tmp_path):
     victim = tmp_path / "victim.txt"
     victim.write_text("precious")
@@ -211,6 +213,7 @@ def test_lock_files_are_never_opened_through_a_link(tmp_path):
         os.close(fd)
 
 
+@pytest.mark.slow
 def test_pin_to_core_falls_back_and_says_why(tmp_path):
     """With an untrusted lock directory a process still pins (to its slot's core) and reports the refusal."""
     (tmp_path / "link").symlink_to(tmp_path)

@@ -8,7 +8,8 @@ import pytest
 from symopt.cli import main
 from symopt.programs import parse
 from symopt.programs.program import Call, Var, walk
-from symopt.search import derive as derive_mod, toy
+from symopt.search import derive as derive_mod
+from symopt.search import toy
 from symopt.search.derive import derive
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
@@ -28,6 +29,7 @@ def _definition(program, name):
     return next(s.value for s in reversed(program.body) if s.target == name)
 
 
+@pytest.mark.slow
 def test_raw_lion_derives_to_lions_form(lion):
     raw, derived = parse(RAW_LION), lion.derived
     assert len(derived.body) < len(raw.body)
@@ -49,6 +51,7 @@ def test_raw_lion_derives_to_lions_form(lion):
     assert lion.tolerance == pytest.approx(max(lion.noise) - min(lion.noise))
 
 
+@pytest.mark.slow
 def test_a_step_that_hurts_fitness_is_refused(lion):
     # dropping the momentum's update (v stays 0, so the rule is signSGD) costs more than the noise here
     dropped = [(c, f) for k, c, f in lion.refused if k == "remove" and c.startswith("remove `v = ")]

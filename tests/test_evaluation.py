@@ -16,12 +16,12 @@ import proxy_tasks
 from proxy_tasks.task import adamw, training_run
 from symopt.evaluation import WORST_FITNESS, Bucket, Result, chunk_plan, evaluate, lower
 from symopt.evaluation.compiles import count_compiles
-from symopt.search.compare import scale_lr
 from symopt.evaluation.evaluate import initial_eval_loss
 from symopt.evaluation.fitness import BEST_SCORE, LOSS_FLOOR, Grid, score, task_score
 from symopt.evaluation.opcodes import OPCODES
 from symopt.export.optax_export import to_optax
 from symopt.programs import Program, ProgramError, baselines, parse
+from symopt.search.compare import scale_lr
 
 TASK = "logreg_synthetic"  # two leaves (w [32], b [1]), minibatches, AdamW weight decay 1e-4
 OTHER = "quadratic_noisy"  # one leaf, noisy gradients, no weight decay
@@ -162,21 +162,25 @@ def test_chunk_plan():
 # -- the interpreter trains as optax does ----------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", PROGRAM_BASELINES)
 def test_baseline_matches_optax_training(name):
     _assert_matches_native(baselines.get(name), TASK)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["adam", "lookahead"])
 def test_baseline_matches_optax_training_on_another_task(name):
     _assert_matches_native(baselines.get(name), OTHER)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", list(CUSTOM))
 def test_program_matches_optax_training(name):
     _assert_matches_native(parse(CUSTOM[name]), TASK)
 
 
+@pytest.mark.slow
 def test_twenty_programs_compile_once():
     programs = [parse(f"def p{i}(g, m):\n    m = interpolate(m, g, {0.05 * (i + 1):.2f})\n"
                       f"    return {'sign(m)' if i % 2 else 'm'} * {1.0 + i / 10:.1f}, m\n") for i in range(20)]
@@ -193,6 +197,7 @@ def test_twenty_programs_compile_once():
 # -- fitness -------------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_adamw_as_a_program_is_the_reference_and_scores_exactly_zero():
     task = proxy_tasks.get(TASK)
     assert task.weight_decay == 1e-4  # the adamw baseline's decay
@@ -204,6 +209,7 @@ def test_adamw_as_a_program_is_the_reference_and_scores_exactly_zero():
     np.testing.assert_allclose(r.run(TASK).eval_loss, float(ref_eval), rtol=RTOL)
 
 
+@pytest.mark.slow
 def test_a_larger_or_smaller_step_gains_nothing_on_the_grid():
     """AdamW x3 is AdamW at the next factor: on the grid it can only tie or lose (no step-size exploit)."""
     grid = Grid((1 / 3, 1, 3))
@@ -251,6 +257,7 @@ def test_task_score_takes_each_side_at_its_best_factor_and_normalises_by_adamw_p
         task_score(mine, {k: float("nan") for k in ref}, initial)
 
 
+@pytest.mark.slow
 def test_tasks_and_seeds_aggregate():
     program = baselines.get("rmsprop")
     seeds = (0, 3)
@@ -285,6 +292,7 @@ def test_the_hurdle_trains_later_seeds_only_for_promising_candidates():
     assert good.fitness == good_all.fitness
 
 
+@pytest.mark.slow
 def test_gates_are_scored_but_only_gate_the_fitness():
     sign_sgd = parse("def sign_sgd(g):\n    return sign(g)\n")
     grid = Grid((1 / 3, 1, 3), gates=(OTHER,), gate=-0.9)
@@ -320,6 +328,7 @@ def _assert_same(a: Result, b: Result):
             np.testing.assert_allclose(x.eval_loss, y.eval_loss, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_batched_equals_unbatched():
     programs = [baselines.get(n) for n in ("adam", "lion", "momentum")] + [NAN, parse(CUSTOM["moves"]), SLOW]
     one = evaluate(programs, TASK, steps=STEPS, chunk=CHUNK)
@@ -331,6 +340,7 @@ def test_batched_equals_unbatched():
         _assert_same(a, b)
 
 
+@pytest.mark.slow
 def test_select_mode_equals_unbatched():
     programs = [baselines.get("adamw"), parse(CUSTOM["reductions"])]
     one = evaluate(programs, TASK, steps=STEPS, chunk=CHUNK)

@@ -14,9 +14,9 @@ import optax
 import pytest
 
 from symopt.export import export_source, to_optax
-from symopt.programs.program import PRECEDENCE
 from symopt.programs import FUNCTIONS, parse
 from symopt.programs.check import calls
+from symopt.programs.program import PRECEDENCE
 
 _counter = itertools.count()
 
@@ -137,6 +137,7 @@ def _assert_same(a, b, rtol=1e-6, atol=1e-7):
         np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), rtol=rtol, atol=atol)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("key", sorted(PROGRAMS))
 def test_same_params_as_to_optax(tmp_path, key):
     program = _program(key)
@@ -151,6 +152,7 @@ def test_every_library_function_is_exported_and_checked():
     assert used == set(FUNCTIONS)
 
 
+@pytest.mark.slow
 def test_hyperparameter_overrides_and_schedule(tmp_path):
     program = _program("adam")
     factory = _exported(tmp_path, program, "adam_like")
@@ -173,6 +175,7 @@ def test_repeated_hyperparameter_follows_to_optax(tmp_path):
     _assert_same(ours, theirs)
 
 
+@pytest.mark.slow
 def test_inject_hyperparams_and_bf16(tmp_path):
     program = _program("adam")
     factory = _exported(tmp_path, program)
@@ -236,6 +239,7 @@ def test_bad_names_and_baselines():
         export_source(str(program), "x")
 
 
+@pytest.mark.slow
 def test_program_baselines_match_to_optax(tmp_path):
     baselines = pytest.importorskip("symopt.programs.baselines")
     params = jax.tree_util.tree_map(jnp.asarray, PARAMS)
@@ -257,11 +261,12 @@ def test_program_baselines_match_to_optax(tmp_path):
         _assert_same(*results)
 
 
+@pytest.mark.slow
 def test_every_hall_of_fame_entry_exports_a_module_that_trains_like_the_program_as_found(tmp_path):
     """A real campaign (serial, tiny budget, all 45 functions): what export writes is what was found and scored."""
     import proxy_tasks
-    from symopt.search import search
     from symopt.programs.liveness import size
+    from symopt.search import search
 
     config = {"space": {"functions": "hero", "max_length": 10},
               "campaign": {"population": 6, "tournament": 2, "budget": 6, "batch": 4, "hall_of_fame": 3,

@@ -185,6 +185,7 @@ def _cancellation_tolerance(name):
     return None
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_jax_numpy_and_sympy_forms_agree_on_random_inputs(name):
     rng = np.random.default_rng(sum(map(ord, name)))
@@ -196,6 +197,7 @@ EDGES = [0.0, -0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 1e-30, -1e-30, 3.0, -3.0, 1
 EDGES_SMALL = [0.0, 1.0, -1.0, 2.0, -2.0, 0.5, -0.5, 1e30, -1e30]
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ELEMENTWISE)
 def test_jax_numpy_and_sympy_forms_agree_on_edge_cases(name):
     f = FUNCTIONS[name]
@@ -303,6 +305,7 @@ def test_constants(name, value):
     assert DIV_EPS == 1e-8
 
 
+@pytest.mark.slow
 def test_python_float_arguments_do_not_raise():
     """In a TreeSpace (the optax export) constants and lr are Python floats, not arrays."""
     space = TreeSpace(jnp)

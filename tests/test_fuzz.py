@@ -61,6 +61,7 @@ program_ish = st.builds(
 )
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.text(max_size=200))
 def test_arbitrary_text(text):
@@ -150,6 +151,7 @@ def test_seed_programs_are_valid():
         assert parses_or_program_error(seed) is not None
 
 
+@pytest.mark.slow
 @FUZZ
 @given(st.data())
 def test_mutated_generated_programs(data):
@@ -216,6 +218,7 @@ def programs(draw):
     return program
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=400, suppress_health_check=[HealthCheck.too_slow])
 @given(programs())
 def test_generated_programs_print_and_parse_back_equal(program):

@@ -384,6 +384,7 @@ def test_equality_ignores_positions_and_formatting():
     assert a != d and hash(a) != hash(d)
 
 
+@pytest.mark.slow
 def test_digest_and_hash_are_stable_across_processes():
     programs = [HERO, LION, DESIGN_EXAMPLE]
     script = ("import sys\nfrom symopt import parse\n"

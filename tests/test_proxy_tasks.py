@@ -36,6 +36,7 @@ def test_init_gives_float32_matrices_and_vectors(task):
         assert 1 <= leaf.ndim <= 2, name
 
 
+@pytest.mark.slow
 def test_batch_is_deterministic_and_traceable(task):
     batch = jax.jit(task.batch)  # a traced step, as inside lax.scan
     first, again, later = batch(KEY, 0), batch(KEY, 0), batch(KEY, 1)
@@ -46,6 +47,7 @@ def test_batch_is_deterministic_and_traceable(task):
         assert any(not np.array_equal(a, b) for a, b in zip(jax.tree.leaves(first), jax.tree.leaves(later)))
 
 
+@pytest.mark.slow
 def test_adamw_lowers_train_and_eval_loss(task):
     seed = 0
     losses, final_eval = proxy_tasks.train(task, proxy_tasks.adamw(task), seed=seed, steps=TEST_STEPS)
@@ -58,6 +60,7 @@ def test_adamw_lowers_train_and_eval_loss(task):
     assert final_eval < 0.8 * initial_eval
 
 
+@pytest.mark.slow
 def test_train_follows_the_documented_key_derivation():
     task, sgd, steps = proxy_tasks.get("quadratic_noisy"), optax.sgd(0.1), 4
     losses, final_eval = proxy_tasks.train(task, sgd, seed=3, steps=steps)

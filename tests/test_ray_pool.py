@@ -69,6 +69,7 @@ def _client(address: str, **env) -> str:
     return proc.stdout.strip().splitlines()[-1]
 
 
+@pytest.mark.slow
 def test_a_client_without_the_token_is_refused(ray_session):
     """The session's instance (started by connect) turns away clients that lack its token, and only those."""
     assert ray_session["auth_mode"] == "token"
@@ -78,6 +79,7 @@ def test_a_client_without_the_token_is_refused(ray_session):
     assert _client(address, RAY_AUTH_MODE="token") == f"accepted {ray_session['cpus']}"  # the token connect made
 
 
+@pytest.mark.slow
 def test_actors_are_pinned_to_one_core_and_one_thread(pool):
     infos = pool.worker_info()
     assert len(infos) == 2 and len({i["pid"] for i in infos}) == 2
@@ -87,6 +89,7 @@ def test_actors_are_pinned_to_one_core_and_one_thread(pool):
     # Distinct cores unless another symopt pool on this machine (a concurrent test run) holds them.
 
 
+@pytest.mark.slow
 def test_results_equal_serial_evaluate(pool):
     from symopt.evaluation import evaluate
 
@@ -130,6 +133,7 @@ def test_a_bad_program_is_an_error_result_not_a_dead_worker(pool):
         pool.submit("obj", object())
 
 
+@pytest.mark.slow
 def test_steady_state_results_arrive_as_each_finishes(pool):
     texts = _texts()
     pool.submit("slow", texts[0], steps=SLOW_STEPS)
@@ -145,6 +149,7 @@ def test_steady_state_results_arrive_as_each_finishes(pool):
     assert pool.pending == 0 and pool.next_result(timeout=0) is None
 
 
+@pytest.mark.slow
 def test_sigkilled_worker_is_replaced_and_its_candidates_delivered_once(pool):
     texts = _texts()
     before = {i["slot"]: i["pid"] for i in pool.worker_info()}
@@ -171,6 +176,7 @@ def test_sigkilled_worker_is_replaced_and_its_candidates_delivered_once(pool):
     assert all(r.ok for r in again)
 
 
+@pytest.mark.slow
 def test_a_campaign_runs_steady_state_on_the_pool(pool, tmp_path):
     """search() on pool.backend: children proposed while an actor is free, each result accepted as it comes."""
     from symopt.search import search, toy
@@ -210,6 +216,7 @@ def test_bench_rounds_on_one_and_on_all_workers(pool):
     assert elapsed > 0
 
 
+@pytest.mark.slow
 def test_campaign_survives_a_killed_worker_and_a_removed_node(tmp_path):
     """A real search on a 3-node cluster: a worker SIGKILLed, then a busy node removed, then a node added.
 

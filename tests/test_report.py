@@ -9,10 +9,9 @@ import pytest
 
 from symopt.cli import report as report_command
 from symopt.evaluation.fitness import DIVERGED
-from symopt.search import report
-from symopt.search.inspect_run import entry_program
-from symopt.search import toy
+from symopt.search import report, toy
 from symopt.search.campaign import search
+from symopt.search.inspect_run import entry_program
 from symopt.search.run_dir import read_log, read_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
@@ -47,6 +46,7 @@ def toy_run(tmp_path_factory):
     return run_dir, campaign
 
 
+@pytest.mark.slow
 def test_report_on_a_toy_run(toy_run, tmp_path, capsys):
     run_dir, campaign = toy_run
     out = tmp_path / "out"
@@ -77,6 +77,7 @@ def test_best_so_far_covers_the_search_stage_only(toy_run):
     assert best[-1] == max(logged) == campaign.best.fitness
 
 
+@pytest.mark.slow
 def test_loss_curves_on_proxy_tasks(toy_run, tmp_path, capsys):
     run_dir, _ = toy_run
     out = tmp_path / "out"
@@ -88,6 +89,7 @@ def test_loss_curves_on_proxy_tasks(toy_run, tmp_path, capsys):
     assert "curves.png" in (out / "report.md").read_text()
 
 
+@pytest.mark.slow
 def test_loss_curves_data(toy_run):
     run = read_run(toy_run[0])
     winner = entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
@@ -99,10 +101,11 @@ def test_loss_curves_data(toy_run):
     assert adamw.losses[-1] < adamw.losses[0]
 
 
+@pytest.mark.slow
 def test_loss_curves_keep_each_optimizers_best_learning_rate(toy_run):
-    from symopt.search.compare import scale_lr
     from symopt.evaluation import evaluate
     from symopt.programs import baselines
+    from symopt.search.compare import scale_lr
 
     run = read_run(toy_run[0])
     winner = entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
@@ -178,6 +181,7 @@ def test_report_of_a_hand_built_run(tmp_path, capsys):
     assert "m / sqrt(v)" in md
 
 
+@pytest.mark.slow
 def test_a_run_without_hall_of_fame_still_gets_fitness_and_pareto(tmp_path, capsys):
     run_dir = hand_built(tmp_path, hall_of_fame=False)
     assert run_report(str(run_dir), "--tasks", "quadratic_illcond") == 0

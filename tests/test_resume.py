@@ -12,8 +12,8 @@ import sys
 import time
 
 import pytest
-
 from doubles import Shuffled
+
 from symopt.search import search, toy
 from symopt.search.run_dir import read_log
 
@@ -99,6 +99,7 @@ def test_existing_log_needs_resume_and_the_same_config(reference, tmp_path):
         search(TOY, seed=1, run_dir=tmp_path, resume=True)
 
 
+@pytest.mark.slow
 def test_resume_with_a_larger_budget_goes_on(reference, tmp_path):
     """A finished run resumed with a larger budget continues where it ended: as one run with that budget."""
     ref, ref_dir = reference
@@ -146,6 +147,7 @@ def _kill_after(cmd, env, cwd, log, lines: int, timeout: float) -> tuple[bytes, 
     return killed, killed[: killed.rfind(b"\n") + 1].decode().splitlines()
 
 
+@pytest.mark.slow
 def test_cli_resume_after_sigkill(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TOML)
@@ -180,6 +182,7 @@ def test_cli_resume_after_sigkill(tmp_path):
     assert saved["reference"] == ref.reference.as_json()
 
 
+@pytest.mark.slow
 def test_cli_search_on_the_ray_pool_logs_each_candidate_once(ray_session, tmp_path, capsys):
     """The ``--workers 2`` path (in process, on the session's Ray): steady-state, each id once, resumable."""
     import argparse
@@ -218,6 +221,7 @@ def _orphaned_ray_agents() -> set[int]:
     return out
 
 
+@pytest.mark.slow
 def test_cli_resume_of_a_ray_campaign_after_sigkill(tmp_path):
     """``--workers 2`` on its own local Ray, SIGKILLed; resumed on 1 worker: nothing lost, nothing twice."""
     config = tmp_path / "tiny.toml"
@@ -246,6 +250,7 @@ def test_cli_resume_of_a_ray_campaign_after_sigkill(tmp_path):
     assert json.loads((run_dir / "hall_of_fame.json").read_text())["replayed"] == len(done)
 
 
+@pytest.mark.slow
 def test_resume_mid_batch_ends_in_the_uninterrupted_state(tmp_path):
     """Batch 4: the driver dies after 2 of a batch's 4 results are logged; the other 2 are trained first."""
     config = toy.campaign()
@@ -266,6 +271,7 @@ def test_resume_mid_batch_ends_in_the_uninterrupted_state(tmp_path):
         assert (tmp_path / "cut" / name).read_text() == (tmp_path / "ref" / name).read_text(), name
 
 
+@pytest.mark.slow
 def test_an_out_of_order_run_resumes_on_another_backend(tmp_path):
     """Results that came back in any order replay exactly; the rest is trained once, on the serial backend."""
     backend = lambda tasks, seeds, steps, grid: Shuffled(tasks, seeds, steps)  # noqa: E731
@@ -293,6 +299,7 @@ def test_an_out_of_order_run_resumes_on_another_backend(tmp_path):
     assert resumed.replayed == cut
 
 
+@pytest.mark.slow
 def test_progress_line_on_a_terminal(tmp_path):
     """On a pseudo-terminal `symopt search` redraws one progress line; off a terminal it stays quiet (above)."""
     import pty
@@ -324,6 +331,7 @@ def test_progress_line_on_a_terminal(tmp_path):
     assert "campaign tiny: 300 trained" in text
 
 
+@pytest.mark.slow
 def test_funnel_checks_during_the_search_replay_to_the_same_curve(tmp_path):
     config = toy.campaign()
     config["campaign"]["check_interval"] = 10

@@ -19,12 +19,12 @@ import subprocess
 import time
 
 import pytest
+from test_resume import TOML as RESUME_TOML
+from test_resume import _cli
 
 from symopt.cli import main
 from symopt.search import search, toy
 from symopt.search.run_dir import RunError, read_lineage, read_log
-
-from test_resume import TOML as RESUME_TOML, _cli
 
 TOML = RESUME_TOML.replace("budget = 600", "budget = 100")
 
@@ -44,6 +44,7 @@ def toy_run(tmp_path_factory):
 # -- one writer ---------------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_second_driver_is_refused_while_the_first_lives_and_not_after_it_is_killed(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TOML)
@@ -126,6 +127,7 @@ def test_a_planted_link_at_a_temporary_name_is_not_followed(tmp_path):
 # -- a full disk, an unwritable run directory ----------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_a_full_disk_is_one_line_and_the_run_resumes_cleanly(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(TOML)
@@ -203,6 +205,7 @@ HALL_OF_FAME_DAMAGE = {  # what is broken -> (edit, the field the error names)
 }
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("damage", sorted(HALL_OF_FAME_DAMAGE))
 @pytest.mark.parametrize("command", ["inspect", "export", "report", "compare"])
 def test_every_reader_answers_a_bad_hall_of_fame_with_one_line(toy_run, tmp_path, capsys, command, damage):

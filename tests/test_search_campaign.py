@@ -4,13 +4,14 @@ import json
 
 import pytest
 
-from symopt.search import search, toy
 from symopt.programs import parse
+from symopt.search import search, toy
 from symopt.symbolic.equivalence import equivalent
 
 TOY = toy.campaign()
 
 
+@pytest.mark.slow
 def test_search_end_to_end_with_log(tmp_path):
     campaign = search(TOY, seed=1, run_dir=tmp_path)
     s = campaign.stats
@@ -56,6 +57,7 @@ def test_search_end_to_end_with_log(tmp_path):
     assert [e["id"] for e in saved["hall_of_fame"]] == [e.id for e in campaign.hall_of_fame]
 
 
+@pytest.mark.slow
 def test_search_is_reproducible_and_overrides():
     a = search(TOY, seed=2, budget=15)
     b = search(TOY, seed=2, budget=15)
@@ -68,6 +70,7 @@ def test_search_rejects_unknown_backend():
         search(TOY, backend="ray")
 
 
+@pytest.mark.slow
 def test_search_with_the_jax_evaluator(tmp_path):
     config = {"space": {"functions": ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate"],
                         "max_length": 8},

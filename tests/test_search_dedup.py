@@ -87,6 +87,7 @@ def test_batch_space_rows_match_flat_space_runs():
             np.testing.assert_allclose(np.broadcast_to(got, (4, 16))[i], np.broadcast_to(want, (16,)), rtol=1e-12)
 
 
+@pytest.mark.slow
 def test_canonical_hash_is_stable_across_processes():
     code = ("from symopt.programs import parse; from symopt.search.dedup import canonical_hash, behaviour;"
             "from symopt.search.start import HERO_ADAMW; p = parse(HERO_ADAMW);"

@@ -3,6 +3,7 @@
 import functools
 
 import numpy as np
+import pytest
 
 from symopt.programs import parse
 from symopt.search import evolution, funnel, toy
@@ -24,6 +25,7 @@ def history(state):
     return [(e.id, e.parent, e.program, e.fitness, e.cached, e.island) for e in state.history]
 
 
+@pytest.mark.slow
 def test_same_seed_same_campaign():
     a, b = campaign(5), campaign(5)
     assert history(a) == history(b)

@@ -8,7 +8,7 @@ from symopt.programs.check import check
 from symopt.programs.program import Call, Const, Var, walk
 from symopt.search import mutation
 from symopt.search.dedup import behaviour
-from symopt.search.space import Constants, load, SearchSpace
+from symopt.search.space import Constants, SearchSpace, load
 from symopt.search.start import HERO_ADAMW
 
 ADAMW = parse(HERO_ADAMW)

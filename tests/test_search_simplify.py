@@ -8,15 +8,15 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from symopt.cli.bench_simplify import JUDGE_SEED
+from symopt.cli.simplify import main
 from symopt.programs import parse
 from symopt.programs.execute import run
 from symopt.programs.functions import FlatSpace
 from symopt.programs.generate import random_program
-from symopt.programs.program import Call, walk
-from symopt.cli.simplify import main
-from symopt.search.start import HERO_ADAMW
-from symopt.cli.bench_simplify import JUDGE_SEED
 from symopt.programs.liveness import dead_statements, eliminate_dead_code, live_states, size
+from symopt.programs.program import Call, walk
+from symopt.search.start import HERO_ADAMW
 from symopt.symbolic.equivalence import equivalent, mismatch
 from symopt.symbolic.simplify import simplify
 
@@ -135,6 +135,7 @@ def test_unused_statements_removed_and_adamw_shortened():
     assert parse(str(s)) == s
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("body", [
     "update = g / (g + 1.0) * lr",
     "update = m / (sqrt(v) + 1e-8) * lr\nm = interpolate(m, g, 0.1)\nv = interpolate(v, square(g), 0.01)",
@@ -253,6 +254,7 @@ def test_nested_sqrt_keeps_zero_at_zero():
 # -- the property: over generated programs, simplification preserves the update and the live state ----
 
 
+@pytest.mark.slow
 @settings(deadline=None, max_examples=40, derandomize=True,
           suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large, HealthCheck.filter_too_much])
 @given(st.data())

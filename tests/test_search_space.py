@@ -6,11 +6,10 @@ import pathlib
 import pytest
 
 from symopt.evaluation.fitness import Grid
-
 from symopt.programs import parse
 from symopt.programs.functions import HERO_FUNCTIONS
 from symopt.search import space as space_mod
-from symopt.search.space import from_dict, load, SearchSpace
+from symopt.search.space import SearchSpace, from_dict, load
 from symopt.search.start import conform
 
 TOY_STAGES = {"stages": [{"tasks": ["toy_quadratic"]}]}

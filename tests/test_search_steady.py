@@ -31,6 +31,7 @@ def fresh(seed=0):
     return evolution.init(SGD, PARAMS, EVALUATE, seed)
 
 
+@pytest.mark.slow
 def test_batches_give_the_batch_synchronous_campaign():
     a = evolution.run(fresh(), PARAMS, EVALUATE, BUDGET)
     b = steady.evolve(fresh(), PARAMS, steady.Batches(EVALUATE, PARAMS.batch), BUDGET, 100 * BUDGET)
@@ -61,6 +62,7 @@ def _log_of(seed=0, width=4):
     return state, logged
 
 
+@pytest.mark.slow
 def test_replay_rebuilds_an_out_of_order_campaign_without_training():
     original, logged = _log_of()
 
@@ -77,6 +79,7 @@ def test_replay_rebuilds_an_out_of_order_campaign_without_training():
     assert history(replayed) == history(original) and replayed.stats == original.stats
 
 
+@pytest.mark.slow
 def test_replay_of_a_cut_log_trains_the_lost_candidates_first():
     _, logged = _log_of()
     cut = logged[:20]
@@ -92,6 +95,7 @@ def test_replay_of_a_cut_log_trains_the_lost_candidates_first():
     assert max(lost) < min(order[in_flight_at_cut:])  # proposed before the cut, trained before anything new
 
 
+@pytest.mark.slow
 def test_a_foreign_log_is_refused():
     _, logged = _log_of()
     wrong_program = [steady.Logged(logged[0].id, "def f(g):\n    return g\n", 0.0, logged[0].proposed)]

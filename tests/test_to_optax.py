@@ -166,6 +166,7 @@ def run_optimizer(opt, params, grads_seq, jit=True):
 # -- the same checks for every program ----------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_jit_matches_reference_without_recompiling(name):
     program = ALL[name]
@@ -205,6 +206,7 @@ def _check_state(program, state, params, count):
                 assert np.all(np.asarray(leaf) == 0)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(ALL))
 def test_bfloat16_in_bfloat16_out(name):
     program = ALL[name]
@@ -227,6 +229,7 @@ def test_bfloat16_in_bfloat16_out(name):
 # -- pytrees --------------------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("tree", ["array", "nested", "namedtuple", "none_leaves"])
 @pytest.mark.parametrize("name", ["adam_like", "lion_like", "reductions"])
 def test_any_pytree(name, tree):
@@ -263,6 +266,7 @@ def test_tree_wide_reductions_span_all_leaves():
 # -- agreement with optax's own optimizers --------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("program,twin", [
     (ADAM_LIKE, lambda lr: optax.adam(lr, b1=0.9, b2=0.999, eps=1e-8)),
     (LION_LIKE, lambda lr: optax.lion(lr, b1=0.9, b2=0.99, weight_decay=0.1)),
@@ -282,6 +286,7 @@ def test_matches_optax_twin(program, twin):
 # -- learning-rate schedules ----------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["adam_like", "lion_like", "sgd_like", "reductions"])
 def test_schedule_is_used(name):
     program = MINE[name]
@@ -302,6 +307,7 @@ def test_schedule_is_used(name):
 # -- inject_hyperparams ---------------------------------------------------------------------
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["adam_like", "sgd_like", "plain_sgd"])
 def test_inject_hyperparams_of_to_optax(name):
     program = MINE[name]
@@ -322,6 +328,7 @@ def test_inject_hyperparams_of_to_optax(name):
     assert len(traces) == 1  # the learning rate is traced, not baked in
 
 
+@pytest.mark.slow
 def test_inject_hyperparams_of_to_optax_with_static_overrides():
     params, grads = make_tree("array", 0), make_tree("array", 1)
     opt = optax.inject_hyperparams(to_optax)(ADAM_LIKE, learning_rate=0.1, b1=0.5)
@@ -331,6 +338,7 @@ def test_inject_hyperparams_of_to_optax_with_static_overrides():
     np.testing.assert_allclose(flat(u), flat(d), rtol=1e-6)
 
 
+@pytest.mark.slow
 @pytest.mark.parametrize("name", ["adam_like", "lion_like", "sgd_like"])
 def test_inject_hyperparams_of_optimizer_factory(name):
     program = MINE[name]
@@ -404,6 +412,7 @@ def test_optimizer_factory_signature():
 # -- overrides and errors -------------------------------------------------------------------
 
 
+@pytest.mark.slow
 def test_override_changes_the_constant():
     params = make_tree("array", 0)
     grads_seq = [make_tree("array", 1), make_tree("array", 2)]
@@ -426,6 +435,7 @@ def test_unknown_override_names_the_known_hyperparameters():
         to_optax(ADAM_LIKE, LR, m=0.0)
 
 
+@pytest.mark.slow
 def test_program_reading_weights_needs_params():
     opt = to_optax(LION_LIKE, LR)
     params = make_tree("nested", 0)
@@ -453,6 +463,7 @@ def test_state_type_names():
     assert State.__name__ == "AdamLikeState"
 
 
+@pytest.mark.slow
 def test_composes_with_optax_chain():
     opt = optax.chain(optax.clip_by_global_norm(1.0), to_optax(ADAM_LIKE, LR))
     params = make_tree("nested", 0)
