@@ -14,7 +14,10 @@ import pytest
 
 import proxy_tasks
 from proxy_tasks.task import adamw, training_run
-from symopt.evaluation import WORST_FITNESS, Bucket, Result, chunk_plan, evaluate, lower
+from symopt.evaluation import Result, evaluate
+from symopt.evaluation.evaluate import chunk_plan
+from symopt.evaluation.fitness import WORST_FITNESS
+from symopt.evaluation.lowering import Bucket, lower
 from symopt.evaluation.compiles import count_compiles
 from symopt.evaluation.evaluate import initial_eval_loss
 from symopt.evaluation.fitness import BEST_SCORE, LOSS_FLOOR, Grid, score, task_score
