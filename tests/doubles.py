@@ -7,7 +7,8 @@ from typing import Sequence
 import numpy as np
 
 from symopt.programs.program import Program
-from symopt.search.toy import ToyResult, evaluate
+from symopt.evaluation import Result
+from symopt.search.toy import evaluate
 
 
 class Shuffled:
@@ -25,7 +26,7 @@ class Shuffled:
         self.most = 0  # the most candidates in flight at once
         self.rng = np.random.default_rng(seed)
 
-    def __call__(self, programs: Sequence[Program]) -> list[ToyResult]:
+    def __call__(self, programs: Sequence[Program]) -> list[Result]:
         return evaluate(programs, self.tasks, self.seeds, self.steps)
 
     @property

@@ -56,11 +56,8 @@ def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], step
     tasks, seeds = [str(t) for t in tasks], tuple(int(s) for s in seeds)
     if toy.all_toy(tasks):
         (r,) = toy.evaluate([parsed], tasks, seeds, steps)
-        runs = [{"task": t, "seed": s, "factor": 1.0, "steps": steps, "steps_run": None, "eval_loss": float(loss),
-                 "reference_eval_loss": math.nan, "score": math.nan, "diverged": not math.isfinite(loss),
-                 "timed_out": False, "losses": None} for (t, s), loss in r.losses.items()]
-        return {"program": str(parsed), "fitness": float(r.fitness), "seconds": math.nan, "runs": runs}
-    (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit, grid=Grid(**(grid or {})))
+    else:
+        (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit, grid=Grid(**(grid or {})))
     return {"program": str(r.program), "fitness": float(r.fitness), "seconds": float(r.seconds),
             "runs": [_run_summary(run, curves) for run in r.runs], "scores": dict(r.scores)}
 

@@ -12,10 +12,12 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
+import time
 from typing import Sequence
 
 import numpy as np
 
+from symopt.evaluation.evaluate import Result, Run
 from symopt.programs.execute import bind, run
 from symopt.programs.functions import FlatSpace
 from symopt.programs.parse import parse
@@ -73,15 +75,6 @@ def all_toy(tasks: Sequence[str]) -> bool:
     return bool(is_toy) and all(is_toy)
 
 
-@dataclasses.dataclass(frozen=True)
-class ToyResult:
-    """Fitness (mean log(L_adamw / L)), final loss per (task, seed), and whether any run diverged."""
-
-    fitness: float
-    losses: dict
-    diverged: bool
-
-
 def _problem(task: ToyTask, seed: int):
     rng = np.random.default_rng([7, seed])
     curv = np.logspace(0.0, -math.log10(task.condition), task.dim)
@@ -93,6 +86,13 @@ def _problem(task: ToyTask, seed: int):
 
 def train(program: Program, task: ToyTask, seed: int = 0) -> float:
     """Final loss of ``program`` on ``task``; ``inf`` when the run diverges."""
+    losses, diverged = _losses(program, task, seed)
+    return math.inf if diverged else losses[-1]
+
+
+def _losses(program: Program, task: ToyTask, seed: int) -> tuple[list[float], bool]:
+    """The loss after each step, up to the one that diverged, and whether one did."""
+    losses = []
     curv, x_star, x, noise = _problem(task, seed)
     segments = np.repeat(np.arange(len(task.segments)), task.segments)
     space = FlatSpace(np, segments, len(task.segments))
@@ -109,9 +109,10 @@ def train(program: Program, task: ToyTask, seed: int = 0) -> float:
             x = x - np.broadcast_to(update, x.shape)
             state = {s: np.broadcast_to(v, x.shape).astype(np.float64) for s, v in zip(program.state_args, new_state)}
             loss = 0.5 * float(np.sum(curv * (x - x_star) ** 2))
+            losses.append(loss)
             if not math.isfinite(loss) or loss > DIVERGENCE_FACTOR * start:
-                return math.inf
-    return loss
+                return losses, True
+    return losses, False
 
 
 @functools.cache
@@ -121,26 +122,32 @@ def reference_loss(task: str, seed: int) -> float:
 
 
 def evaluate(programs: Sequence[Program], tasks: Sequence[str], seeds: Sequence[int] = (0,),
-             steps: int | None = None) -> list[ToyResult]:
-    """Score programs on toy tasks: mean over tasks and seeds of log(L_adamw / L), clipped to [-10, 10]."""
+             steps: int | None = None) -> list[Result]:
+    """Score programs on toy tasks: mean over tasks and seeds of log(L_adamw / L), clipped to [-10, 10].
+
+    The result is the JAX evaluator's :class:`~symopt.evaluation.Result`: one :class:`~symopt.evaluation.Run`
+    per (task, seed) at factor 1, its losses taken after each step.
+    """
     results = []
     for program in programs:
-        scores, losses, diverged = [], {}, False
+        t0 = time.perf_counter()
+        scores, runs = [], []
         for name in tasks:
             task = TASKS[name]
             if steps:
                 task = dataclasses.replace(task, steps=int(steps))
             for seed in seeds:
-                loss = train(program, task, seed)
+                losses, diverged = _losses(program, task, seed)
                 ref = reference_loss(name, seed) if not steps else train(ADAMW, task, seed)
-                losses[(name, seed)] = loss
-                if not math.isfinite(loss):
-                    diverged = True
-                    scores.append(WORST)
+                if diverged:
+                    score = WORST
                 else:
-                    score = math.log(max(ref, 1e-30) / max(loss, 1e-30))
-                    scores.append(min(BEST, max(WORST, score)))
-        results.append(ToyResult(float(np.mean(scores)), losses, diverged))
+                    score = min(BEST, max(WORST, math.log(max(ref, 1e-30) / max(losses[-1], 1e-30))))
+                scores.append(score)
+                runs.append(Run(name, seed, task.steps, np.asarray(losses, np.float32),
+                                math.nan if diverged else losses[-1], ref, score, diverged, False))
+        per_task = {name: float(np.mean([r.score for r in runs if r.task == name])) for name in tasks}
+        results.append(Result(program, float(np.mean(scores)), tuple(runs), time.perf_counter() - t0, per_task))
     return results
 
 
