@@ -1,4 +1,5 @@
-"""What the pool delivers: a candidate's :class:`Evaluation` and its runs' :class:`RunSummary`, plain data."""
+"""What the pool delivers: the evaluator's :class:`~symopt.evaluation.Result` as :class:`Evaluation`, with the
+pool's own record of the candidate (id, worker, attempts, error); its runs as plain :class:`RunSummary` data."""
 
 from __future__ import annotations
 
@@ -6,13 +7,16 @@ import dataclasses
 import math
 from typing import Hashable, Mapping
 
+from symopt.evaluation import Result
+
 LOST_WORKERS = "lost workers:"
 """How the error of a candidate that killed ``max_attempts`` workers begins."""
 
 
 @dataclasses.dataclass(frozen=True)
 class RunSummary:
-    """One (task, seed, lr factor) run of a candidate: plain numbers (loss curve only with ``curves=True``)."""
+    """A :class:`~symopt.evaluation.Run` as plain numbers, as it travels from a worker (its loss curve
+    only with ``curves=True``)."""
 
     task: str
     seed: int
@@ -28,39 +32,26 @@ class RunSummary:
 
 
 @dataclasses.dataclass(frozen=True)
-class Evaluation:
-    """A candidate's result as delivered by the pool (``.fitness`` as symopt.search expects).
+class Evaluation(Result):
+    """A candidate's :class:`~symopt.evaluation.Result` as delivered by the pool.
 
-    ``program`` is the canonical text; ``seconds`` the training time on the worker
-    (compilation excluded), ``wall_s`` the worker's whole call; ``attempts`` how many
-    workers it was sent to (more than 1 after a worker died); ``error`` is set (and
-    ``fitness`` NaN) when the evaluation raised or the candidate killed
-    ``max_attempts`` workers.
+    ``program`` is the canonical text and ``runs`` are :class:`RunSummary`; ``seconds``
+    the training time on the worker (compilation excluded), ``wall_s`` the worker's
+    whole call; ``attempts`` how many workers it was sent to (more than 1 after a
+    worker died); ``error`` is set (and ``fitness`` NaN) when the evaluation raised
+    or the candidate killed ``max_attempts`` workers.
     """
 
-    id: Hashable
-    program: str
-    fitness: float
-    runs: tuple[RunSummary, ...]
-    seconds: float
-    wall_s: float
-    attempts: int
-    worker: int | None
-    pid: int | None
+    id: Hashable = None
+    wall_s: float = math.nan
+    attempts: int = 0
+    worker: int | None = None
+    pid: int | None = None
     error: str | None = None
-    scores: dict = dataclasses.field(default_factory=dict)  # task -> score
 
     @property
     def ok(self) -> bool:
         return self.error is None
-
-    @property
-    def diverged(self) -> bool:
-        return any(r.diverged for r in self.runs)
-
-    @property
-    def timed_out(self) -> bool:
-        return any(r.timed_out for r in self.runs)
 
     def as_json(self) -> dict:
         d = dataclasses.asdict(self)

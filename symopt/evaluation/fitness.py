@@ -143,7 +143,8 @@ below every finite fitness, so selection never keeps it. The one rule is :func:`
 
 
 def fitness_of(result: Any) -> float:
-    """A result's fitness: a number itself, else its ``.fitness``; NaN and ``None`` (a logged null) are
+    """A result's fitness: a :class:`~symopt.evaluation.Result`'s ``.fitness`` (the pool's and the replay's
+    results are Results too), or a number a backend returned; NaN and ``None`` (a logged null) are
     :data:`DIVERGED`.
 
     >>> fitness_of(0.5), fitness_of(float("nan")), fitness_of(None)

@@ -14,6 +14,7 @@ import pathlib
 from collections import deque
 from typing import Any
 
+from symopt.evaluation import Result
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.parse import parse
@@ -53,8 +54,9 @@ def _differences(old, new, path: str = "") -> list[str]:
     return [] if old == new else [f"{path}: {old!r} in the logged run, {new!r} now"]
 
 
-class Replayed(float):
-    """A fitness taken from the log on resume (not trained again, so not logged again)."""
+@dataclasses.dataclass(frozen=True, eq=False)
+class Replayed(Result):
+    """A result taken from the log on resume: its fitness, no runs (not trained again, so not logged again)."""
 
 
 class Log:
@@ -135,7 +137,7 @@ class Log:
             for i, p in enumerate(programs):
                 logged = by_text.get(str(p))
                 if logged:
-                    out[i] = Replayed(_fitness(logged.popleft()))
+                    out[i] = Replayed(p, _fitness(logged.popleft()), runs=(), seconds=0.0)
                     self.replayed += 1
                 else:
                     todo.append(i)
