@@ -7,8 +7,9 @@
 A `Task` holds pure functions (init, loss, batch, eval_loss) and the AdamW reference
 settings; all data are closed-over constants, so a whole run is one `lax.scan` under one
 `jit`. Tasks tagged "search" drive the search (the `_large` ones are its funnel stages);
-"validation" tasks are held out for the final ranking. Everything runs offline: the digits
-and the text ship in proxy_tasks/data/ (see proxy_tasks.build_data).
+"validation" tasks are held out for the final ranking; "toy" tasks are NumPy quadratics
+for tests and debugging (proxy_tasks.toy), which symopt trains without JAX. Everything
+runs offline: the digits and the text ship in proxy_tasks/data/ (see proxy_tasks.build_data).
 
 Cost of one AdamW `train` at default size on one CPU core: run time after compile, and
 compile time (`taskset -c 0 python -m proxy_tasks.measure`; a shared machine, +-50%).
@@ -28,7 +29,7 @@ compile time (`taskset -c 0 python -m proxy_tasks.measure`; a shared machine, +-
     matrix_completion   validation  factorization     768    300  0.03    0.002    1.7
 """
 
-from proxy_tasks.registry import get, names
+from proxy_tasks.registry import get, names, tag
 from proxy_tasks.task import Task, adamw, train, training_run
 
-__all__ = ["Task", "adamw", "get", "names", "train", "training_run"]
+__all__ = ["Task", "adamw", "get", "names", "tag", "train", "training_run"]

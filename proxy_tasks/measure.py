@@ -60,16 +60,20 @@ def tune(name: str, factors=TUNE_FACTORS, seeds=(0, 1, 2)) -> dict[float, float]
     return out
 
 
+def _jax_names() -> list[str]:
+    return [n for n in proxy_tasks.names() if proxy_tasks.tag(n) != "toy"]
+
+
 def main(argv: list[str]) -> None:
     if argv[:1] == ["--tune"]:
-        for name in argv[1:] or proxy_tasks.names():
+        for name in argv[1:] or _jax_names():
             losses = tune(name)
             best = min(losses, key=losses.get)
             lr = proxy_tasks.get(name).learning_rate
             print(f"{name:20} peak {lr:g}: best x{best:g} | " + " ".join(f"x{f:g} {v:.4g}" for f, v in losses.items()),
                   flush=True)
         return
-    rows = [measure(name) for name in argv or proxy_tasks.names()]
+    rows = [measure(name) for name in argv or _jax_names()]
     print(f"{'name':20} {'tag':10} {'kind':13} {'params':>7} {'steps':>5} {'lr':>6} {'run s':>6} "
           f"{'compile s':>9}")
     for m in rows:

@@ -7,10 +7,10 @@ import difflib
 import functools
 from typing import Callable
 
-from proxy_tasks import language, synthetic, vision
+from proxy_tasks import language, synthetic, toy, vision
 from proxy_tasks.task import Task
 
-TAGS = ("search", "validation")
+TAGS = ("search", "validation", "toy")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -18,8 +18,8 @@ class Entry:
     """How to build one task, and what one AdamW run of it cost on one CPU core."""
 
     tag: str
-    factory: Callable[..., Task]
-    cost: tuple[float, float]  # (run s, compile s) of one AdamW `train` at default size
+    factory: Callable[..., Task | toy.ToyTask]
+    cost: tuple[float, float] | None  # (run s, compile s) of one AdamW `train` at default size; None: a toy task
     kwargs: dict = dataclasses.field(default_factory=dict)  # sizes passed to the factory
 
 
@@ -46,14 +46,25 @@ ENTRIES: dict[str, Entry] = {
     "cnn_digits": Entry("validation", vision.cnn_digits, (0.041, 3.2), kwargs=dict(learning_rate=0.03)),
     "lstm_char": Entry("validation", language.lstm_char, (0.44, 3.8), kwargs=dict(learning_rate=0.06)),
     "matrix_completion": Entry("validation", synthetic.matrix_completion, (0.002, 1.7), kwargs=dict(learning_rate=0.2)),
+    # NumPy quadratics for tests and debugging, trained by symopt.search.toy (milliseconds, no JAX).
+    "toy_quadratic": Entry("toy", toy.quadratic, None),
+    "toy_quadratic_noisy": Entry("toy", toy.quadratic, None, kwargs=dict(noise=0.5, learning_rate=0.05)),
+    "toy_quadratic_large": Entry("toy", toy.quadratic, None, kwargs=dict(
+        dim=64, condition=1000.0, steps=100, segments=(16, 16, 32))),
 }
 
 
 def names(tag: str | None = None) -> list[str]:
-    """Sorted task names, all of them or those with `tag` ("search" or "validation")."""
+    """Sorted task names, all of them or those with `tag` ("search", "validation" or "toy")."""
     if tag is not None and tag not in TAGS:
         raise ValueError(f"unknown task tag {tag!r}: use one of {', '.join(TAGS)} or None")
     return sorted(n for n, e in ENTRIES.items() if tag is None or e.tag == tag)
+
+
+def tag(name: str) -> str | None:
+    """The tag of task `name` ("search", "validation" or "toy"), or None for an unknown name."""
+    entry = ENTRIES.get(name)
+    return entry.tag if entry else None
 
 
 @functools.cache
@@ -65,6 +76,8 @@ def get(name: str) -> Task:
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         raise ValueError(f"unknown proxy task {name!r}{hint}; known tasks: {', '.join(names())}")
     task = entry.factory(name=name, tag=entry.tag, **entry.kwargs)
+    if entry.cost is None:
+        return task
     run_s, compile_s = entry.cost
     cost = f"AdamW run {run_s:.2g} s + compile {compile_s:.2g} s on 1 CPU core"
     return dataclasses.replace(task, description=f"{task.description}; {cost}")

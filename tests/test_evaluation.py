@@ -360,3 +360,8 @@ def test_bench_eval_is_a_bench_subcommand():
 
     args = build_parser().parse_args(["bench", "eval", "--json", "--task", "rosenbrock"])
     assert args.json and args.task == "rosenbrock" and callable(args.func)
+
+
+def test_the_jax_evaluator_refuses_a_toy_task_by_its_tag():
+    with pytest.raises(ValueError, match="'toy_quadratic' is a toy task"):
+        evaluate([baselines.get("adamw")], ["quadratic_illcond", "toy_quadratic"])

@@ -12,7 +12,7 @@ import pytest
 import proxy_tasks
 from proxy_tasks.task import FINAL, WARMUP
 
-NAMES = proxy_tasks.names()
+NAMES = proxy_tasks.names("search") + proxy_tasks.names("validation")  # the JAX tasks
 TEST_STEPS = 100  # enough to show the decrease on every task; most of the time is compiling
 KEY = jax.random.PRNGKey(0)
 
@@ -106,7 +106,9 @@ def test_schedule_warms_up_then_decays_to_a_tenth_of_the_peak():
 
 def test_names_and_tags():
     search, validation = proxy_tasks.names("search"), proxy_tasks.names("validation")
-    assert NAMES == sorted(search + validation) and not set(search) & set(validation)
+    toys = proxy_tasks.names("toy")
+    assert proxy_tasks.names() == sorted(search + validation + toys) and not set(search) & set(validation)
+    assert toys and all(proxy_tasks.tag(t) == "toy" and proxy_tasks.get(t).tag == "toy" for t in toys)
     assert len(NAMES) >= 12 and len(validation) >= 3
     assert len({proxy_tasks.get(n).kind for n in validation}) == len(validation)
     assert {"mlp_digits_large", "lm_char_large"} <= set(search)
@@ -116,7 +118,7 @@ def test_unknown_name_lists_known_tasks_and_a_close_match():
     with pytest.raises(ValueError, match="mlp_digits") as error:
         proxy_tasks.get("mlp_digit")
     assert "did you mean 'mlp_digits'" in str(error.value)
-    assert all(name in str(error.value) for name in NAMES)
+    assert all(name in str(error.value) for name in proxy_tasks.names())
 
 
 def test_bad_tag():

@@ -290,6 +290,9 @@ def _tasks(tasks) -> list:
     out = [proxy_tasks.get(t) if isinstance(t, str) else t for t in tasks]
     if not out:
         raise ValueError("no tasks")
+    toys = [t.name for t in out if t.tag == "toy"]
+    if toys:
+        raise ValueError(f"{toys[0]!r} is a toy task (NumPy, no JAX): train it with symopt.search.toy.evaluate")
     return out
 
 

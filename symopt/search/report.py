@@ -37,7 +37,6 @@ from symopt.evaluation import evaluate
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs import baselines
 from symopt.programs.parse import parse
-from symopt.search import toy
 from symopt.search.compare import scale_lr
 from symopt.search.inspect_run import state_bytes as _program_state_bytes
 from symopt.search.run_dir import RunData
@@ -107,10 +106,11 @@ def pareto_front(pts: Sequence[Point]) -> list[Point]:
 def curve_tasks(tasks: Sequence[str]) -> tuple[list[str], list[str]]:
     """The proxy tasks that can have loss curves, and the ``toy_*`` ones skipped. Raises ValueError on unknown names."""
     known = set(proxy_tasks.names())
-    unknown = [t for t in tasks if t not in known and t not in toy.TASKS]
+    unknown = [t for t in tasks if t not in known]
     if unknown:
         raise ValueError(f"unknown task {unknown[0]!r}; proxy tasks: {', '.join(sorted(known))}")
-    return [t for t in tasks if t in known], [t for t in tasks if t in toy.TASKS]
+    toys = [t for t in tasks if proxy_tasks.tag(t) == "toy"]
+    return [t for t in tasks if t not in toys], toys
 
 
 @dataclasses.dataclass(frozen=True)

@@ -22,6 +22,7 @@ import tomllib
 import typing
 from typing import Any, Mapping
 
+import proxy_tasks
 import search_spaces
 from symopt.evaluation.fitness import BEST_SCORE, DEFAULT_FACTORS, DEFAULT_GATE, WORST_FITNESS, Grid
 from symopt.programs.check import check
@@ -30,7 +31,6 @@ from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
 from symopt.programs.hints import did_you_mean
 from symopt.programs.parse import MAX_STATEMENTS, read_text
 from symopt.programs.program import Program, Var
-from symopt.search import toy
 from symopt.search.start import HERO_ADAMW, start_program
 
 SPACES_DIR = pathlib.Path(search_spaces.__file__).parent
@@ -486,13 +486,8 @@ def _check_tasks(tasks, path: str, source: str, known: list[str]) -> None:
 
 
 def known_tasks() -> list[str]:
-    """Task names a configuration may use: the proxy tasks and the NumPy toy tasks."""
-    try:
-        import proxy_tasks
-        names = list(proxy_tasks.names())
-    except ImportError:  # pragma: no cover - proxy_tasks ships with symopt
-        names = []
-    return names + sorted(toy.TASKS)
+    """Task names a configuration may use: the registered proxy tasks, the NumPy toy tasks included."""
+    return proxy_tasks.names()
 
 
 def stage_name(campaign: CampaignConfig, index: int) -> str:

@@ -1,4 +1,5 @@
-"""NumPy toy tasks: a cheap, real evaluation of update rules without JAX, for tests and debugging.
+"""Training on the toy tasks (proxy tasks tagged "toy", :mod:`proxy_tasks.toy`): a cheap, real evaluation
+of update rules without JAX, for tests and debugging.
 
 Each task trains a quadratic with the program run by the reference executor
 (:func:`symopt.programs.execute.run` on a NumPy :class:`FlatSpace`), and scores
@@ -17,6 +18,8 @@ from typing import Sequence
 
 import numpy as np
 
+import proxy_tasks
+from proxy_tasks.toy import ToyTask, problem
 from symopt.evaluation.evaluate import Result, Run
 from symopt.programs.execute import bind, run
 from symopt.programs.functions import FlatSpace
@@ -40,27 +43,6 @@ ADAMW = parse("""def adamw(w, g, m, v, t, lr):
 """)
 
 
-@dataclasses.dataclass(frozen=True)
-class ToyTask:
-    """A quadratic 1/2 sum_i c_i (x_i - x*_i)^2, optionally with curvature-scaled gradient noise."""
-
-    name: str
-    dim: int = 16
-    condition: float = 100.0
-    noise: float = 0.0
-    steps: int = 60
-    learning_rate: float = 0.1
-    segments: tuple[int, ...] = (4, 12)
-
-
-TASKS = {
-    "toy_quadratic": ToyTask("toy_quadratic"),
-    "toy_quadratic_noisy": ToyTask("toy_quadratic_noisy", noise=0.5, learning_rate=0.05),
-    "toy_quadratic_large": ToyTask("toy_quadratic_large", dim=64, condition=1000.0, steps=100,
-                                   segments=(16, 16, 32)),
-}
-
-
 def all_toy(tasks: Sequence[str]) -> bool:
     """Whether a stage's tasks are all toy tasks (trained here with NumPy) rather than proxy tasks (JAX).
 
@@ -69,19 +51,10 @@ def all_toy(tasks: Sequence[str]) -> bool:
 
     Raises ValueError for a stage that mixes the two.
     """
-    is_toy = [t in TASKS for t in tasks]
+    is_toy = [proxy_tasks.tag(t) == "toy" for t in tasks]
     if any(is_toy) and not all(is_toy):
         raise ValueError(f"tasks {list(tasks)}: a stage cannot mix toy_* tasks with proxy tasks")
     return bool(is_toy) and all(is_toy)
-
-
-def _problem(task: ToyTask, seed: int):
-    rng = np.random.default_rng([7, seed])
-    curv = np.logspace(0.0, -math.log10(task.condition), task.dim)
-    x_star = np.random.default_rng(11).standard_normal(task.dim)
-    x0 = rng.standard_normal(task.dim)
-    noise = task.noise * rng.standard_normal((task.steps, task.dim))
-    return curv, x_star, x0, noise
 
 
 def train(program: Program, task: ToyTask, seed: int = 0) -> float:
@@ -93,7 +66,7 @@ def train(program: Program, task: ToyTask, seed: int = 0) -> float:
 def _losses(program: Program, task: ToyTask, seed: int) -> tuple[list[float], bool]:
     """The loss after each step, up to the one that diverged, and whether one did."""
     losses = []
-    curv, x_star, x, noise = _problem(task, seed)
+    curv, x_star, x, noise = problem(task, seed)
     segments = np.repeat(np.arange(len(task.segments)), task.segments)
     space = FlatSpace(np, segments, len(task.segments))
     state = {s: np.zeros(task.dim) for s in program.state_args}
@@ -118,7 +91,7 @@ def _losses(program: Program, task: ToyTask, seed: int) -> tuple[list[float], bo
 @functools.cache
 def reference_loss(task: str, seed: int) -> float:
     """The AdamW reference's final loss on a toy task."""
-    return train(ADAMW, TASKS[task], seed)
+    return train(ADAMW, proxy_tasks.get(task), seed)
 
 
 def evaluate(programs: Sequence[Program], tasks: Sequence[str], seeds: Sequence[int] = (0,),
@@ -133,7 +106,7 @@ def evaluate(programs: Sequence[Program], tasks: Sequence[str], seeds: Sequence[
         t0 = time.perf_counter()
         scores, runs = [], []
         for name in tasks:
-            task = TASKS[name]
+            task = proxy_tasks.get(name)
             if steps:
                 task = dataclasses.replace(task, steps=int(steps))
             for seed in seeds:
