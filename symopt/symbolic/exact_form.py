@@ -42,7 +42,8 @@ from symopt.programs.functions import DIV_EPS, FUNCTIONS, SYMPY_REDUCTIONS, Flat
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr, names_in, walk
 from symopt.programs.liveness import live_states
 
-__all__ = ["Unprintable", "constant", "from_sympy", "guarded_div", "printed_size", "symbol", "to_sympy_outputs"]
+__all__ = ["Unprintable", "constant", "from_sympy", "guarded_div", "printed_size", "symbol", "to_sympy_outputs",
+           "translate", "written_constant"]
 
 
 class guarded_div(sp.Function):
@@ -92,22 +93,46 @@ def to_sympy_outputs(program: Program) -> dict[str, sp.Expr]:
 
     Raises :class:`Unprintable` when an output reads a constant subexpression that is not finite.
     """
-    env: dict[str, sp.Expr] = {a: symbol(program, a) for a in program.args}
-    known: dict[str, np.floating] = {}  # names that hold a constant, as the program computes it
+    return translate(program, {a: symbol(program, a) for a in program.args}, live_states(program))
+
+
+def translate(program: Program, symbols: dict[str, sp.Expr], slots, *, faithful: bool = True,
+              guard: bool = True, hyperparameters: dict[str, sp.Symbol] | None = None) -> dict[str, sp.Expr]:
+    """The one Program -> SymPy translator: the update and the new state of each of ``slots``, as SymPy
+    expressions of ``symbols`` (argument name -> symbol), keyed ``"update"`` and by slot name.
+
+    ``faithful=True`` is this module's form (see the module docstring). ``faithful=False`` is
+    the form for reading (:func:`symopt.symbolic.to_sympy`): constants are their values as
+    written (:func:`written_constant`), nothing is folded, ``x / y`` is ``x / (y + 1e-8)``
+    spelled out (``guard=True``) or the plain quotient, and a statement ``name = <constant>``
+    with ``name`` in ``hyperparameters`` reads as that symbol.
+    """
+    hyper = hyperparameters or {}
+    env: dict[str, sp.Expr] = dict(symbols)
+    known: dict[str, np.floating] = {}  # names that hold a constant, as the program computes it (exact only)
     for stmt in program.body:
-        value = _fold(stmt.value, known)
-        if value is None:  # read before the name is rebound: x = 2.0; x = x * g reads the constant
-            env[stmt.target] = _sym(stmt.value, env, known)
+        value = _fold(stmt.value, known) if faithful else None
+        if stmt.target in hyper and isinstance(stmt.value, Const):
+            env[stmt.target] = hyper[stmt.target]
+        elif value is None:  # read before the name is rebound: x = 2.0; x = x * g reads the constant
+            env[stmt.target] = _sym(stmt.value, env, known, faithful, guard)
             known.pop(stmt.target, None)
         else:
             known[stmt.target] = value
             env.pop(stmt.target, None)
-    out = {"update": _sym(program.returns[0], env, known)}
-    live = set(live_states(program))
+    out = {"update": _sym(program.returns[0], env, known, faithful, guard)}
+    wanted = set(slots)
     for s, ret in zip(program.state_args, program.returns[1:]):
-        if s in live:
-            out[s] = _sym(ret, env, known)
+        if s in wanted:
+            out[s] = _sym(ret, env, known, faithful, guard)
     return out
+
+
+def written_constant(value: float) -> sp.Expr:
+    """A constant as written: an Integer when it is a whole number, else the exact binary Float of its value."""
+    if value == int(value) and abs(value) < 2 ** 53:
+        return sp.Integer(int(value))
+    return sp.Float(value)
 
 
 def constant(value: float) -> sp.Expr:
@@ -132,17 +157,23 @@ def _fold(expr: Expr, known: dict[str, np.floating]) -> np.floating | None:
         return np.float32(evaluate(expr, known, FlatSpace(np)))
 
 
-def _sym(expr: Expr, env: dict, known: dict) -> sp.Expr:
-    value = _fold(expr, known)
-    if value is not None:
-        if not np.isfinite(value):
-            raise Unprintable(f"the constant {format_expr(expr)} is {value} when the program runs")
-        return constant(float(value))
+def _sym(expr: Expr, env: dict, known: dict, faithful: bool = True, guard: bool = True) -> sp.Expr:
+    if not faithful:
+        if isinstance(expr, Const):
+            return written_constant(expr.value)
+    else:
+        value = _fold(expr, known)
+        if value is not None:
+            if not np.isfinite(value):
+                raise Unprintable(f"the constant {format_expr(expr)} is {value} when the program runs")
+            return constant(float(value))
     if isinstance(expr, Var):
         return env[expr.name]
-    args = [_sym(a, env, known) for a in expr.args]
-    if expr.fn == "/":
+    args = [_sym(a, env, known, faithful, guard) for a in expr.args]
+    if expr.fn == "/" and faithful:
         return guarded_div(*args)
+    if expr.fn == "/" and not guard:
+        return args[0] / args[1]
     return FUNCTIONS[expr.fn].sympy(*args)
 
 

@@ -2,7 +2,9 @@
 
 :func:`to_sympy` substitutes the statements of a program through, so that the
 update and each new state slot become one SymPy expression of the program's
-inputs (the arguments: ``w``, ``g``, ``lr``, ``t`` and the old state slots).
+inputs (the arguments: ``w``, ``g``, ``lr``, ``t`` and the old state slots). It is
+the one translator of :mod:`symopt.symbolic.exact_form` in its form for reading
+(constants as written, nothing folded).
 :func:`latex` prints those expressions as one LaTeX line per output.
 
 Each library function brings its own SymPy form (``Function.sympy`` in
@@ -29,7 +31,8 @@ from sympy.printing.latex import LatexPrinter
 from symopt.programs.check import check
 from symopt.programs.execute import hyperparameters as program_hyperparameters
 from symopt.programs.functions import FUNCTIONS, SYMPY_REDUCTIONS
-from symopt.programs.program import Call, Const, Expr, Program, Var
+from symopt.programs.program import Program
+from symopt.symbolic.exact_form import translate, written_constant
 
 __all__ = ["SymbolicForm", "latex", "numpy_namespace", "to_sympy"]
 
@@ -83,13 +86,6 @@ class SymbolicForm(Mapping):
         return f"SymbolicForm({body})"
 
 
-def _const(value: float) -> sp.Expr:
-    """A constant: an Integer when it is a whole number (reads as written), else the exact binary Float."""
-    if value == int(value) and abs(value) < 2 ** 53:
-        return sp.Integer(int(value))
-    return sp.Float(value)
-
-
 def to_sympy(program: Program, *, exact: bool = False, keep_hyperparameters: bool = False) -> SymbolicForm:
     """The update and each new state slot as SymPy expressions of the program's inputs.
 
@@ -120,26 +116,9 @@ def to_sympy(program: Program, *, exact: bool = False, keep_hyperparameters: boo
     values = program_hyperparameters(program)
     hyper = {name: sp.Symbol(name, real=True) for name in values
              if keep_hyperparameters and name not in symbols}
-    env: dict[str, sp.Expr] = dict(symbols)
-    for stmt in program.body:
-        if stmt.target in hyper and isinstance(stmt.value, Const):
-            env[stmt.target] = hyper[stmt.target]
-        else:
-            env[stmt.target] = _expr(stmt.value, env, exact)
-    update, *slots = (_expr(e, env, exact) for e in program.returns)
-    return SymbolicForm(program, update, dict(zip(program.state_args, slots)), symbols, hyper, values, exact)
-
-
-def _expr(expr: Expr, env: Mapping[str, sp.Expr], exact: bool) -> sp.Expr:
-    if isinstance(expr, Const):
-        return _const(expr.value)
-    if isinstance(expr, Var):
-        return env[expr.name]
-    assert isinstance(expr, Call)
-    args = [_expr(a, env, exact) for a in expr.args]
-    if expr.fn == "/" and not exact:
-        return args[0] / args[1]
-    return FUNCTIONS[expr.fn].sympy(*args)
+    out = translate(program, symbols, program.state_args, faithful=False, guard=exact, hyperparameters=hyper)
+    update = out.pop("update")
+    return SymbolicForm(program, update, out, symbols, hyper, values, exact)
 
 
 # -- NumPy meaning for lambdify ----------------------------------------------------------
@@ -253,7 +232,7 @@ def latex(program: Program, *, exact: bool = False, keep_hyperparameters: bool =
     lines = [rf"{weight} &\leftarrow {weight} - {step}"]
     lines += [rf"{latex_name(slot)} &\leftarrow {printer.doprint(expr)}" for slot, expr in form.state.items()]
     if form.hyperparameters:
-        given = r",\quad ".join(f"{latex_name(n)} = {printer.doprint(_const(form.defaults[n]))}"
+        given = r",\quad ".join(f"{latex_name(n)} = {printer.doprint(written_constant(form.defaults[n]))}"
                                 for n in form.hyperparameters)
         lines.append(rf"&\text{{with }} {given}")
     return "\\begin{aligned}\n" + " \\\\\n".join(lines) + "\n\\end{aligned}"
