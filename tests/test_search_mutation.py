@@ -121,12 +121,11 @@ def _shape(program):
 
 
 def test_constants_only_control_changes_constants_and_nothing_else():
-    import dataclasses
 
     from symopt.search.start import start_program
 
     quick = load("quick")
-    from symopt.campaigns.study import control
+    from symopt.cli.study import control
 
     space = control(quick).space
     start = start_program("adamw", space)

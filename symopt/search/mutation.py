@@ -204,7 +204,8 @@ ACCUMULATE_RATES = (0.01, 1.0)
 def _reads(program: Program) -> list[tuple[int, tuple[int, ...], str]]:
     """Every read of a name as (statement index, path in its value, name); index len(body) is the update returned."""
     exprs = [stmt.value for stmt in program.body] + [program.returns[0]]
-    return [(i, path, node.name) for i, expr in enumerate(exprs) for path, node in _sites(expr) if isinstance(node, Var)]
+    return [(i, path, node.name) for i, expr in enumerate(exprs) for path, node in _sites(expr)
+            if isinstance(node, Var)]
 
 
 def accumulate(program: Program, space: SearchSpace, rng: np.random.Generator) -> Program | None:
