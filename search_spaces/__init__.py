@@ -1,1 +1,2 @@
-"""The search spaces shipped with symopt (``quick.toml``, ``hero.toml``): package data, so an installed copy finds them."""
+"""The search spaces shipped with symopt (``quick.toml``, ``hero.toml``): package data, so an installed copy
+finds them."""
