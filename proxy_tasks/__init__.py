@@ -10,6 +10,7 @@ settings; all data are closed-over constants, so a whole run is one `lax.scan` u
 "validation" tasks are held out for the final ranking; "toy" tasks are NumPy quadratics
 for tests and debugging (proxy_tasks.toy), which symopt trains without JAX. Everything
 runs offline: the digits and the text ship in proxy_tasks/data/ (see proxy_tasks.build_data).
+`get("package.module:attr")` loads a task of the user's own by import path (proxy_tasks.imported).
 
 Cost of one AdamW `train` at default size on one CPU core: run time after compile, and
 compile time (`taskset -c 0 python -m proxy_tasks.measure`; a shared machine, +-50%).
@@ -29,7 +30,8 @@ compile time (`taskset -c 0 python -m proxy_tasks.measure`; a shared machine, +-
     matrix_completion   validation  factorization     768    300  0.03    0.002    1.7
 """
 
-from proxy_tasks.registry import get, names, tag
+from proxy_tasks.imported import is_import_path
+from proxy_tasks.registry import check, get, names, tag
 from proxy_tasks.task import Task, adamw, train, training_run
 
-__all__ = ["Task", "adamw", "get", "names", "tag", "train", "training_run"]
+__all__ = ["Task", "adamw", "check", "get", "is_import_path", "names", "tag", "train", "training_run"]

@@ -7,7 +7,7 @@ import difflib
 import functools
 from typing import Callable
 
-from proxy_tasks import language, synthetic, toy, vision
+from proxy_tasks import imported, language, synthetic, toy, vision
 from proxy_tasks.task import Task
 
 TAGS = ("search", "validation", "toy")
@@ -69,7 +69,10 @@ def tag(name: str) -> str | None:
 
 @functools.cache
 def get(name: str) -> Task:
-    """Build the task `name` (once; later calls return the same immutable Task)."""
+    """Build the task `name` (once; later calls return the same immutable Task): a registered name, or an
+    import path "package.module:attr" of the user's own task (proxy_tasks.imported)."""
+    if imported.is_import_path(name):
+        return imported.load(name)
     entry = ENTRIES.get(name)
     if entry is None:
         close = difflib.get_close_matches(name, ENTRIES, n=1)
@@ -81,3 +84,10 @@ def get(name: str) -> Task:
     run_s, compile_s = entry.cost
     cost = f"AdamW run {run_s:.2g} s + compile {compile_s:.2g} s on 1 CPU core"
     return dataclasses.replace(task, description=f"{task.description}; {cost}")
+
+
+@functools.cache
+def check(name: str) -> str | None:
+    """What keeps task `name` from being trained (a loss that is not a scalar, an AdamW reference that does
+    not train), or None; one short real AdamW run, once per process. Raises ValueError as `get` does."""
+    return imported.problem(get(name))

@@ -22,10 +22,11 @@ import sys
 import time
 
 from symopt.distributed import EvaluatorPool
-from symopt.distributed.cluster import INSECURE_HELP, ClusterAuthError, auth_mode, connect, open_cluster_warning
+from symopt.distributed.cluster import (INSECURE_HELP, ClusterAuthError, auth_mode, connect, open_cluster_warning,
+                                        task_runtime_env)
 from symopt.search.campaign import search
 from symopt.search.durable import Busy, DirLock, WriteError
-from symopt.search.space import load
+from symopt.search.space import check_tasks, load, task_names
 
 REFRESH_S = 0.2
 """Seconds between redraws of the progress line."""
@@ -118,9 +119,10 @@ def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, 
         if warning:
             print(f"symopt search: {warning}", file=sys.stderr)
 
+    check_tasks(config)  # the user's own tasks train: after Ray starts (this is JAX), before any worker does
     pool, backend, alive = None, "serial", None
     if not serial:
-        pool = EvaluatorPool(workers=workers)
+        pool = EvaluatorPool(workers=workers, actor_options={"runtime_env": task_runtime_env(task_names(config))})
         backend = pool.backend
         alive = lambda: len(pool.worker_info())  # noqa: E731
     progress = _progress_line(alive) if sys.stdout.isatty() else None

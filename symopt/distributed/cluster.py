@@ -38,7 +38,9 @@ refreshed (``ray._raylet.Config.initialize("")``, as Ray itself does).
 ``proxy_tasks`` as ``py_modules`` (:func:`ship_runtime_env`). Ray also puts the
 driver's directory on the workers' path, so on the driver's own machine a checkout
 there is imported first; other machines use the shipped copy. A local instance
-ships nothing (its workers import what the driver imports).
+ships nothing (its workers import what the driver imports). Tasks of the user's own,
+named by import path, travel with the evaluator actors instead (:func:`task_runtime_env`),
+local instance or not: their modules may be anywhere on the driver's path.
 """
 
 from __future__ import annotations
@@ -51,10 +53,11 @@ import stat
 import sys
 import tempfile
 import warnings
-from typing import Any, Mapping
+from typing import Any, Iterable, Mapping
 
 import proxy_tasks
 import symopt
+from proxy_tasks.imported import is_import_path, ship_path
 
 MODE_ENV, TOKEN_ENV, TOKEN_PATH_ENV = "RAY_AUTH_MODE", "RAY_AUTH_TOKEN", "RAY_AUTH_TOKEN_PATH"
 DEFAULT_OBJECT_STORE = 256 * 1024 * 1024
@@ -216,6 +219,19 @@ def ship_runtime_env(extra: Mapping | None = None) -> dict:
         else:
             env[key] = value
     return env
+
+
+def task_runtime_env(tasks: Iterable[str]) -> dict:
+    """A runtime_env for the evaluator actors that ships the user's modules of the tasks named by import path
+    (``"package.module:attr"``): the top-level package or module of each, added to the job's own
+    ``py_modules`` (an actor's list replaces the job's). Empty when no task is named so."""
+    import ray
+
+    paths = sorted({ship_path(t) for t in tasks if is_import_path(t)})
+    if not paths:
+        return {}
+    job = ray.get_runtime_context().runtime_env.get("py_modules") or []
+    return {"py_modules": [*job, *(p for p in paths if p not in job)]}
 
 
 def connect(address: str | None = None, *, insecure: bool = False, num_cpus: int | None = None,

@@ -53,7 +53,7 @@ from symopt.programs.program import Program
 from symopt.search import evolution, funnel, steady, toy
 from symopt.search.dedup import Stats
 from symopt.search.run_log import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
-from symopt.search.space import Config, load, stage_name
+from symopt.search.space import Config, check_tasks, load, stage_name
 from symopt.search.start import start_program
 from symopt.symbolic.simplify import simplify
 
@@ -184,6 +184,7 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
     cfg = load(config)
     changes = {k: v for k, v in (("budget", budget), ("seed", seed)) if v is not None}
     cfg = cfg.replace_campaign(**changes)
+    check_tasks(cfg)  # the user's own tasks train, before any worker is asked to
     c = cfg.campaign
     make = BACKENDS.get(backend) if isinstance(backend, str) else backend
     if make is None:

@@ -106,7 +106,7 @@ def pareto_front(pts: Sequence[Point]) -> list[Point]:
 def curve_tasks(tasks: Sequence[str]) -> tuple[list[str], list[str]]:
     """The proxy tasks that can have loss curves, and the ``toy_*`` ones skipped. Raises ValueError on unknown names."""
     known = set(proxy_tasks.names())
-    unknown = [t for t in tasks if t not in known]
+    unknown = [t for t in tasks if t not in known and not proxy_tasks.is_import_path(t)]
     if unknown:
         raise ValueError(f"unknown task {unknown[0]!r}; proxy tasks: {', '.join(sorted(known))}")
     toys = [t for t in tasks if proxy_tasks.tag(t) == "toy"]

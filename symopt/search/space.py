@@ -24,6 +24,7 @@ from typing import Any, Mapping
 
 import proxy_tasks
 import search_spaces
+from proxy_tasks.imported import find
 from symopt.evaluation.fitness import BEST_SCORE, DEFAULT_FACTORS, DEFAULT_GATE, WORST_FITNESS, Grid
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
@@ -480,9 +481,43 @@ def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -
 
 def _check_tasks(tasks, path: str, source: str, known: list[str]) -> None:
     for j, task in enumerate(tasks):
-        if task not in known:
+        if proxy_tasks.is_import_path(task):
+            try:  # the module and attribute exist; trained and checked by check_tasks, after Ray starts
+                find(task)
+            except ValueError as e:
+                raise _error(source, f"{path}[{j}]", str(e)) from None
+        elif task not in known:
             hint = did_you_mean(task, known, n=1)
-            raise _error(source, f"{path}[{j}]", f"unknown task {task!r}{hint}; allowed: {', '.join(known)}")
+            raise _error(source, f"{path}[{j}]", f"unknown task {task!r}{hint}; allowed: {', '.join(known)}, "
+                         "or a task of your own by import path \"package.module:attr\"")
+
+
+def check_tasks(config: Config) -> None:
+    """Build every task the configuration names by import path and check that it trains (a scalar loss, an
+    AdamW reference that lowers the eval loss: :func:`proxy_tasks.check`); before any worker starts.
+
+    Raises:
+        ValueError: naming the file, the field and the task's problem.
+    """
+    for path, tasks in _task_fields(config.campaign):
+        for j, task in enumerate(tasks):
+            if proxy_tasks.is_import_path(task):
+                try:
+                    problem = proxy_tasks.check(task)
+                except ValueError as e:
+                    raise _error(config.source, f"{path}[{j}]", str(e)) from None
+                if problem:
+                    raise _error(config.source, f"{path}[{j}]", f"task {task!r}: {problem}")
+
+
+def task_names(config: Config) -> list[str]:
+    """Every task the configuration names (its stages' and validation's), each once, in order."""
+    return list(dict.fromkeys(t for _, tasks in _task_fields(config.campaign) for t in tasks))
+
+
+def _task_fields(c: CampaignConfig) -> list[tuple[str, tuple[str, ...]]]:
+    return [(f"campaign.stages[{i}].tasks", st.tasks) for i, st in enumerate(c.stages)] + \
+        [("campaign.validation", c.validation)]
 
 
 def known_tasks() -> list[str]:
