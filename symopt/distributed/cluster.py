@@ -31,6 +31,8 @@ on: a client without the token is refused by the cluster after about 20 s with a
 bare ``ConnectionError`` (tests/test_ray_pool.py checks that a real instance
 refuses one). An env change after ``import ray`` needs Ray's cached config
 refreshed (``ray._raylet.Config.initialize("")``, as Ray itself does).
+An actor's ``py_modules`` must be URIs: :func:`task_runtime_env` uploads with the
+function ``ray.init`` uses (``ray._private.runtime_env.py_modules.upload_py_modules_if_needed``).
 ``ray.cluster_utils.Cluster`` never turns auth on by itself: set
 ``RAY_AUTH_MODE=token`` and a token before creating it, as the tests do.
 
@@ -223,15 +225,20 @@ def ship_runtime_env(extra: Mapping | None = None) -> dict:
 
 def task_runtime_env(tasks: Iterable[str]) -> dict:
     """A runtime_env for the evaluator actors that ships the user's modules of the tasks named by import path
-    (``"package.module:attr"``): the top-level package or module of each, added to the job's own
-    ``py_modules`` (an actor's list replaces the job's). Empty when no task is named so."""
+    (``"package.module:attr"``): the top-level package or module of each, uploaded to the connected cluster
+    and added to the job's own ``py_modules`` (an actor's list replaces the job's). Empty when none."""
     import ray
+    from ray._private.runtime_env.py_modules import upload_py_modules_if_needed
 
     paths = sorted({ship_path(t) for t in tasks if is_import_path(t)})
     if not paths:
         return {}
+    # an actor's runtime_env takes URIs only: upload as ray.init does for its own py_modules (content-addressed)
+    with tempfile.TemporaryDirectory() as scratch:
+        uploaded = upload_py_modules_if_needed({"py_modules": paths, "excludes": list(SHIP_EXCLUDES)},
+                                               include_gitignore=True, scratch_dir=scratch)["py_modules"]
     job = ray.get_runtime_context().runtime_env.get("py_modules") or []
-    return {"py_modules": [*job, *(p for p in paths if p not in job)]}
+    return {"py_modules": [*job, *(u for u in uploaded if u not in job)]}
 
 
 def connect(address: str | None = None, *, insecure: bool = False, num_cpus: int | None = None,
