@@ -11,6 +11,7 @@ import tomllib
 import pytest
 
 import proxy_tasks
+from symopt.cli import main
 from symopt.search.compare import CompareError, compare
 from symopt.search.space import check_tasks, load
 
@@ -93,7 +94,20 @@ def test_a_task_that_cannot_train_is_refused_before_any_worker(module, tmp_path,
     assert problem in str(e.value) and "\n" not in str(e.value)
 
 
-def test_compare_takes_an_import_path(module):
+def test_symopt_search_refuses_a_task_that_cannot_train_in_one_line(module, tmp_path, capsys):
+    path = _config(tmp_path, stage=[f"{module}:vector"])
+    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith(f"symopt search: {path}: campaign.stages[0].tasks[1]: task '{module}:vector': loss returns "
+                          "(4,) float32, not a float scalar") and err.count("\n") == 1
+    assert not (tmp_path / "run" / "evaluations.jsonl").exists()
+
+
+def test_compare_takes_an_import_path(module, capsys):
+    assert main(["compare", "sgd", "--tasks", f"{module}:not_a_task", "--steps", "10"]) == 1
+    assert capsys.readouterr().err == (f"symopt compare: --tasks: task '{module}:not_a_task': int is not a task (no "
+                                       "init, loss, batch, eval_loss, steps, learning_rate); give a proxy_tasks.Task "
+                                       "or a function of no arguments returning one\n")
     _, tasks, cells = compare(["sgd"], [f"{module}:good"], steps=10, lrs=(1.0,))
     assert tasks[0].name == f"{module}:good" and math.isfinite(cells["sgd"][0].losses[1.0])
     with pytest.raises(CompareError, match=f"--tasks: task '{module}:wild': AdamW"):
@@ -127,3 +141,9 @@ def test_readme_example_runs_on_ray_workers(ray_session, tmp_path, monkeypatch):
     assert {r["stage"] for r in records} >= {"small", "wide"}
     assert all(math.isfinite(r["fitness"]) for r in records)
     assert all(e.validation is not None and math.isfinite(e.validation) for e in campaign.hall_of_fame)
+
+
+def test_readme_shows_the_example_files_as_they_are():
+    readme = (ROOT / "README.md").read_text()
+    for name in ("sine_task.py", "sine.toml"):
+        assert (ROOT / "examples" / name).read_text().rstrip() in readme, f"README's copy of examples/{name} is stale"

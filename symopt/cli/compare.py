@@ -12,7 +12,8 @@ from symopt.search.compare import DEFAULT_LRS, CompareError, compare, table
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("optimizers", nargs="+", metavar="NAME_OR_FILE",
                         help="baseline names (adam, lion, ...), program files, or RUN:N (rank N of a run)")
-    parser.add_argument("--tasks", nargs="+", required=True, help="proxy tasks (proxy_tasks.names())")
+    parser.add_argument("--tasks", nargs="+", required=True,
+                        help="proxy tasks (proxy_tasks.names()), or your own by import path package.module:attr")
     parser.add_argument("--steps", type=int, default=None, help="training steps on every task (default: each task's)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0], help="seeds, averaged (default: 0)")
     parser.add_argument("--lrs", type=float, nargs="+", default=list(DEFAULT_LRS),
