@@ -45,6 +45,8 @@ def _import(module: str, path: str):
     try:
         return importlib.import_module(module)
     except ModuleNotFoundError as e:
+        if e.name is None or not (module == e.name or module.startswith(f"{e.name}.")):  # a module it imports
+            raise ValueError(f"task {path!r}: importing {module!r} failed: {e}") from None
         raise ValueError(f"task {path!r}: no module named {e.name!r}; run from the directory that holds it, "
                          "add that directory to PYTHONPATH, or install the package") from None
     except Exception as e:  # the user's module raised while importing
