@@ -100,15 +100,18 @@ def problem(task: Task) -> str | None:
         loss = jax.eval_shape(task.loss, params, jax.eval_shape(task.batch, key, jnp.int32(0)))
         eval_loss = jax.eval_shape(task.eval_loss, params)
     except Exception as e:
-        return f"init, batch and loss do not trace with JAX: {type(e).__name__}: {str(e).splitlines()[0]}"
+        return f"init, batch and loss do not trace with JAX: {type(e).__name__}: {(str(e) or '-').splitlines()[0]}"
     for what, out in (("loss", loss), ("eval_loss", eval_loss)):
         if getattr(out, "shape", None) != () or not jnp.issubdtype(out.dtype, jnp.floating):
             shape = getattr(out, "shape", type(out).__name__)
             return f"{what} returns {shape} {getattr(out, 'dtype', '')}, not a float scalar; return a mean " \
                    "(jnp.mean(...))"
     steps = max(1, min(int(task.steps), CHECK_STEPS))
-    start = float(task.eval_loss(task.init(jax.random.split(key)[0])))
-    _, end = train(task, adamw(task, steps=steps), seed=0, steps=steps)
+    try:
+        start = float(task.eval_loss(task.init(jax.random.split(key)[0])))
+        _, end = train(task, adamw(task, steps=steps), seed=0, steps=steps)
+    except Exception as e:
+        return f"AdamW cannot train it: {type(e).__name__}: {(str(e) or '-').splitlines()[0]}"
     if not (math.isfinite(start) and math.isfinite(end) and end < start):
         return (f"AdamW at the reference learning_rate {task.learning_rate:g} does not train it: eval loss "
                 f"{start:.4g} at the start, {end:.4g} after {steps} steps; lower learning_rate or fix the loss")
