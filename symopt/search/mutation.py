@@ -214,7 +214,8 @@ def accumulate(program: Program, space: SearchSpace, rng: np.random.Generator) -
     if not reads or not slots:
         return None
     index, path, name = reads[rng.integers(len(reads))]
-    free = [s for s in slots if s not in live_states(program)] or slots  # keep the memories in use
+    live = live_states(program)
+    free = [s for s in slots if s not in live] or slots  # keep the memories in use
     slot = free[rng.integers(len(free))]
     # the average can go anywhere after the name is written (or anywhere, for an argument) and before the read
     written = [i for i, stmt in enumerate(program.body[:index]) if stmt.target == name]
@@ -236,17 +237,14 @@ OPERATORS = {"insert": insert, "delete": delete, "modify": modify, "constant": c
 
 def mutate_once(program: Program, space: SearchSpace, rng: np.random.Generator) -> tuple[str, Program | None]:
     """One operator, chosen by the space's weights (no insertion at the maximum length)."""
-    m = space.mutation
-    # the operators hero lacks come last: with their weights 0 the draw is hero's
-    short = len(program.body) < space.max_length
-    weights = np.array([m.insert if short else 0.0,
-                        m.delete if program.body else 0.0,
-                        m.modify if program.body else 0.0,
-                        m.constant if program.body else 0.0,
-                        m.accumulate if short else 0.0])
-    if weights.sum() <= 0:
-        weights = np.array([1.0, 0.0, 0.0, 0.0, 0.0])
+    # OPERATORS lists hero's lacking operators last: with their weights 0 the draw is hero's
+    growing = ("insert", "accumulate")  # they add a statement: none at the maximum length
+    room = len(program.body) < space.max_length
     names = tuple(OPERATORS)
+    weights = np.array([getattr(space.mutation, n) if (room if n in growing else program.body) else 0.0
+                        for n in names])
+    if weights.sum() <= 0:
+        weights = np.array([1.0 if n == "insert" else 0.0 for n in names])
     name = names[int(rng.choice(len(names), p=weights / weights.sum()))]
     return name, OPERATORS[name](program, space, rng)
 
