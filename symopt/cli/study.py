@@ -151,9 +151,12 @@ def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
              "| seed | leader | start | control leader |", "|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['leader_validation']:+.4f} | {r['start_validation']:+.4f} | "
               f"{r['control_validation']:+.4f} |" for r in rows]
-    for r in rows:
-        lines += ["", f"seed {r['seed']} leader:", "```python", r["leader"], "```"]
-    return lines
+    return lines + _leaders(rows, "leader")
+
+
+def _leaders(rows: list[dict], key: str) -> list[str]:
+    """Each seed's leader, as a Python block."""
+    return [line for r in rows for line in ("", f"seed {r['seed']} leader:", "```python", r[key], "```")]
 
 
 def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]:
@@ -176,9 +179,7 @@ def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
              "| seed | SGD | best | momentum | EMA of g | carries g |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['start']:+.3f} | {r['best']:+.3f} | {r['momentum']} | {r['ema']} | "
               f"{r['carries_gradient']} |" for r in rows]
-    for r in rows:
-        lines += ["", f"seed {r['seed']} leader:", "```python", r["program"], "```"]
-    return lines
+    return lines + _leaders(rows, "program")
 
 
 def part_f(config, out: dict) -> list[str]:
