@@ -212,8 +212,8 @@ def test_bench_rounds_on_one_and_on_all_workers(pool):
             pool.active = 3
     finally:
         pool.active = pool.workers
-    elapsed, _ = timed_round(pool, texts, "bench2")
-    assert elapsed > 0
+    _, seconds = timed_round(pool, texts, "bench2")  # on both workers: every candidate comes back
+    assert len(seconds) == 8
 
 
 @pytest.mark.slow
