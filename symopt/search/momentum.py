@@ -19,12 +19,13 @@ a 0.99-EMA passes with about 0.3; chance correlations are about 0.016).
 from __future__ import annotations
 
 import numpy as np
+import sympy as sp
 
 from symopt.programs.execute import bind, run
 from symopt.programs.functions import FlatSpace
 from symopt.programs.liveness import live_states
 from symopt.programs.program import Program
-from symopt.symbolic.exact_form import to_sympy_outputs
+from symopt.symbolic.exact_form import symbol, to_sympy_outputs
 
 
 def has_momentum(program: Program, threshold: float = 0.1) -> bool:
@@ -52,14 +53,12 @@ def has_momentum(program: Program, threshold: float = 0.1) -> bool:
 
 def _slot_forms(program: Program):
     """(slot symbol, gradient symbol, expanded new value) for each live state slot."""
-    import sympy as sp
-
     grad = program.arg_for("grad")
     if grad is None:
         return []
     outputs = to_sympy_outputs(program)
-    g = sp.Symbol(grad, real=True)
-    return [(sp.Symbol(slot, real=True), g, sp.expand(outputs[slot])) for slot in live_states(program)]
+    g = symbol(program, grad)
+    return [(symbol(program, slot), g, sp.expand(outputs[slot])) for slot in live_states(program)]
 
 
 def ema_slots(program: Program) -> list[str]:
@@ -93,8 +92,6 @@ def momentum_found(program: Program) -> bool:
 
 def _zero(expr) -> bool:
     """Whether SymPy shows ``expr`` to be 0 (expansion first; simplify, which can raise on Max(nan, ...), second)."""
-    import sympy as sp
-
     rest = sp.expand(expr)
     if rest == 0:
         return True
