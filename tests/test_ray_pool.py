@@ -199,6 +199,20 @@ def test_a_campaign_runs_steady_state_on_the_pool(pool, tmp_path):
     assert serial.state.start.fitness == campaign.state.start.fitness  # the same training, in or out of Ray
 
 
+def test_a_stage_polls_without_waiting(pool):
+    """poll(): a finished candidate or None at once (the search takes what has arrived before using any)."""
+    from symopt.programs import baselines
+
+    stage = pool.backend(["toy_quadratic"], [0], None)
+    assert stage.poll() is None  # nothing submitted
+    stage.submit("first", baselines.get("sgd"))
+    deadline = time.monotonic() + 60
+    while (got := stage.poll()) is None and time.monotonic() < deadline:
+        time.sleep(0.01)
+    assert got is not None and got[0] == "first" and got[1].ok and np.isfinite(got[1].fitness)
+    assert stage.poll() is None  # delivered once
+
+
 def test_bench_rounds_on_one_and_on_all_workers(pool):
     from symopt.cli.bench_scale import candidates, timed_round
 

@@ -24,6 +24,7 @@ from test_resume import _cli
 
 from symopt.cli import main
 from symopt.search import search, toy
+from symopt.search.durable import AppendLog, WriteError
 from symopt.search.run_dir import RunError, read_lineage, read_log
 
 TOML = RESUME_TOML.replace("budget = 600", "budget = 100")
@@ -107,6 +108,37 @@ def test_files_are_fsynced_then_renamed_and_their_directory_fsynced(tmp_path, mo
         assert (folder, True) in synced[last:], f"{name}: its directory was not fsynced after it"
     assert (tmp_path.stat().st_ino, True) in synced  # the new run directory's own entry
     assert (directory, True) in synced
+
+
+def test_results_that_arrive_together_share_one_fsync_of_the_log(tmp_path, monkeypatch):
+    synced = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: (synced.append(os.fstat(fd).st_ino), real_fsync(fd)))
+    config = toy.campaign(budget=13)
+    config["campaign"]["batch"] = 4  # serial: each batch of 4 results arrives together
+    search(config, seed=0, run_dir=tmp_path)
+    log = tmp_path / "evaluations.jsonl"
+    stages = [json.loads(line)["stage"] for line in log.read_text().splitlines()]
+    # opening, the start program, 3 batches of 4, then one per funnel or validation training
+    assert synced.count(log.stat().st_ino) == 1 + 1 + 3 + sum(s != "small" for s in stages)
+    assert stages.count("small") == 13
+
+
+def test_a_failed_group_commit_cuts_its_lines_back(tmp_path, monkeypatch):
+    """A failing fsync cannot be produced on demand: os.fsync is made to fail once."""
+    log = AppendLog(tmp_path / "log.jsonl")
+    log.append('{"a": 1}')
+    log.append('{"b": 2}', sync=False)
+    log.append('{"c": 3}', sync=False)
+    monkeypatch.setattr(os, "fsync", lambda fd: (_ for _ in ()).throw(OSError(28, "No space left on device")))
+    with pytest.raises(WriteError, match="log.jsonl"):
+        log.sync()
+    monkeypatch.undo()
+    assert (tmp_path / "log.jsonl").read_text() == '{"a": 1}\n'
+    log.append('{"d": 4}', sync=False)
+    log.sync()
+    assert (tmp_path / "log.jsonl").read_text() == '{"a": 1}\n{"d": 4}\n'
+    log.close()
 
 
 def test_a_planted_link_at_a_temporary_name_is_not_followed(tmp_path):

@@ -3,7 +3,7 @@
 import pytest
 
 from symopt.programs import baselines, parse
-from symopt.search.momentum import ema_slots, has_momentum, leaky_slots, momentum_found
+from symopt.search.momentum import ema_slots, has_momentum, leaky_slots, momentum_found, sign_of_momentum
 
 
 @pytest.mark.parametrize("name, expected", [
@@ -68,3 +68,28 @@ def test_slots_that_trace_the_gradient(body, ema, leaky, found):
     assert ema_slots(program) == ema
     assert leaky_slots(program) == leaky
     assert momentum_found(program) is found
+
+
+@pytest.mark.parametrize("name, expected", [
+    ("lion", True),  # sign of the interpolation of g and the momentum
+    ("addsign", True), ("powersign", True),  # g gated by sign(g) sign(m): Lion's predecessors (Bello et al.)
+    ("adamw", False), ("momentum", False), ("sgd", False),  # momentum, no sign
+])
+def test_lion_family_baselines(name, expected):
+    assert sign_of_momentum(baselines.get(name)) is expected
+
+
+@pytest.mark.parametrize("body, expected", [
+    # signum: the sign of the momentum itself, through a name computed from it
+    ("m = interpolate(m, g, 0.1)\n    c = m * 2.0\n    update = sign(c) * lr", True),
+    # the sign of the gradient before it enters the momentum: signed momentum, not the sign of momentum
+    ("m = interpolate(m, sign(g), 0.1)\n    update = m * lr", False),
+    # the sign of momentum, but only in a slot the update never reads
+    ("m = interpolate(m, g, 0.1)\n    v = sign(m)\n    update = m * lr", False),
+    # the sign of a slot that does not trace g (a running sum)
+    ("m = m + g\n    update = sign(m) * lr", False),
+    # a cube root writes sign(x) |x|^(1/3) in SymPy: the text has no sign() call
+    ("m = interpolate(m, g, 0.1)\n    update = cbrt(m) * lr", False),
+])
+def test_sign_of_momentum(body, expected):
+    assert sign_of_momentum(parse(H + "    " + body + "\n    return update, m, v\n")) is expected

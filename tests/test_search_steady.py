@@ -54,6 +54,23 @@ def test_out_of_order_results_spend_the_budget_once():
     assert trained_events == set(ids) | {0}
 
 
+def test_results_that_arrived_together_are_all_logged_before_any_is_accepted():
+    events = []
+    steady.evolve(fresh(), PARAMS, steady.Batches(EVALUATE, 3), BUDGET, 100 * BUDGET,
+                  on_trained=lambda p, r, n: events.append(("trained", p.id)),
+                  on_arrived=lambda: events.append(("durable",)),
+                  on_accept=lambda state: events.append(("accepted",)))
+    groups = "".join("t" if e[0] == "trained" else "d" if e[0] == "durable" else "a" for e in events)
+    assert groups == "tttdaaa" * ((BUDGET - 1) // 3) + "t" * ((BUDGET - 1) % 3) + "d" + "a" * ((BUDGET - 1) % 3)
+    # without poll (the cluster double): one result at a time, each made durable before it is used
+    events.clear()
+    steady.evolve(fresh(), PARAMS, shuffled(4), BUDGET, 100 * BUDGET,
+                  on_trained=lambda p, r, n: events.append(("trained", p.id)),
+                  on_arrived=lambda: events.append(("durable",)),
+                  on_accept=lambda state: events.append(("accepted",)))
+    assert "".join(e[0][0] for e in events) == "tda" * (BUDGET - 1)
+
+
 def _log_of(seed=0, width=4):
     logged = []
     state = steady.evolve(fresh(), PARAMS, shuffled(width, seed), BUDGET, 100 * BUDGET,

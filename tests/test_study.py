@@ -1,11 +1,12 @@
-"""The study's parts that need no campaign: Spearman, the panel, the control configuration."""
+"""The study's parts that need no campaign (Spearman, the panel, the control configuration), and part (e) on toy tasks."""
 
 import math
 
 import pytest
 
-from symopt.cli.study import control, panel, spearman, with_factors
+from symopt.cli.study import control, panel, part_e, spearman, with_factors
 from symopt.programs import baselines
+from symopt.search import toy
 from symopt.search.space import load
 
 
@@ -37,3 +38,18 @@ def test_with_factors_sets_every_stage_and_validation_grid():
     config = with_factors(load("quick"), (0.1, 1 / 3, 1, 3))
     assert all(s.grid.factors == (0.1, 1 / 3, 1.0, 3.0) for s in config.campaign.stages)
     assert config.campaign.stages[0].grid.gates == load("quick").campaign.stages[0].grid.gates  # the rest kept
+
+
+def test_part_e_reports_the_leader_and_the_lion_family_and_replays_a_finished_run(tmp_path):
+    config = toy.campaign(budget=12)
+    config["campaign"]["start"] = "lion"  # the start is of the family: it is trained, and on every stage
+    out: dict = {}
+    lines = part_e(load(config), 0, None, tmp_path, out)
+    e = out["e"]
+    assert e["budget"] == 12 and e["seconds"] > 0 and len(e["hall_of_fame"]) >= 1
+    assert e["lion_family_trained"] >= 1 and e["best_lion_family"] is not None  # the start at least
+    assert e["lion_family_in_hall"] == [h["rank"] for h in e["hall_of_fame"] if h["lion_family"]]
+    assert lines[0].startswith("### (e) toy, seed 0, budget 12") and "| start |" in "\n".join(lines)
+    again: dict = {}
+    part_e(load(config), 0, None, tmp_path, again)  # replayed from the log: the same figures, the first run's time
+    assert again["e"] == e

@@ -16,6 +16,11 @@ Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md
 * ``d`` momentum from SGD: campaigns from SGD on the search stage alone; whether
   the best program holds momentum (an EMA of g reaching the update,
   :func:`symopt.search.momentum.momentum_found`);
+* ``e`` the Lion search space: one campaign of ``--config`` (``hero``) with the first
+  of ``--seeds``; its leader against the start (AdamW) on every stage and on
+  validation, and whether a sign-of-momentum rule (the Lion family,
+  :func:`symopt.search.momentum.sign_of_momentum`) reaches the hall of fame or was
+  trained at all;
 * ``f`` cost: seconds per candidate of the fitness (the grid, the seeds, the
   hurdle) against the one-run fitness of before (factor 1, one seed), over the panel.
 
@@ -38,12 +43,14 @@ from symopt.evaluation import Grid, evaluate
 from symopt.programs import baselines
 from symopt.search.campaign import search
 from symopt.search.compare import scale_lr
-from symopt.search.momentum import ema_slots, has_momentum, momentum_found
+from symopt.programs.parse import parse
+from symopt.search.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
 from symopt.search.mutation import mutate
+from symopt.search.run_dir import LOG_NAME, read_hall_of_fame, read_log
 from symopt.search.space import load
 from symopt.search.start import start_program
 
-PARTS = ("a", "b", "c", "d", "f")
+PARTS = ("a", "b", "c", "d", "e", "f")
 
 
 def spearman(x, y) -> float:
@@ -182,6 +189,49 @@ def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
     return lines + _leaders(rows, "program")
 
 
+def lion_family_trained(run_dir: pathlib.Path, stage: str) -> list[dict]:
+    """The sign-of-momentum programs a run trained on ``stage``: ``{"id", "fitness", "program"}`` each."""
+    records, _ = read_log(run_dir / LOG_NAME)
+    return [{"id": r["id"], "fitness": r["fitness"], "program": r["program"]} for r in records
+            if r["stage"] == stage and "sign(" in r["program"] and sign_of_momentum(parse(r["program"]))]
+
+
+def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: dict) -> list[str]:
+    if not config.campaign.validation:
+        raise ValueError(f"study part e: {config.name} has no validation tasks; the leader is judged on them")
+    run_dir = out_dir / "lion" / f"seed{seed}"
+    seconds = None  # a finished run replays from its log: its own wall time is the one to report
+    if (run_dir / "hall_of_fame.json").exists():
+        seconds = read_hall_of_fame(run_dir).get("seconds")
+    run = _campaign(config, seed, budget, out_dir / "lion")
+    seconds = seconds if run.replayed else run.seconds
+    stages = list(run.reference.fitness)
+    hall = [{"rank": i + 1, "id": e.id, "fitness": e.fitness, "validation": e.validation,
+             "lion_family": sign_of_momentum(e.program), "program": str(e.simplified)}
+            for i, e in enumerate(run.hall_of_fame)]
+    trained = lion_family_trained(run_dir, stages[0])
+    best = max(trained, key=lambda r: -math.inf if r["fitness"] is None else r["fitness"], default=None)
+    lead, ref = hall[0], run.reference
+    family = [h["rank"] for h in hall if h["lion_family"]]
+    out["e"] = {"config": config.name, "seed": seed, "budget": run.config.campaign.budget, "seconds": seconds,
+                "hall_of_fame": hall, "reference": {"fitness": ref.fitness, "validation": ref.validation},
+                "lion_family_in_hall": family, "lion_family_trained": len(trained), "best_lion_family": best}
+    minutes = f"{seconds / 60:.0f} min" if seconds else "time not recorded"
+    lines = [f"### (e) {config.name}, seed {seed}, budget {run.config.campaign.budget} ({minutes}): the leader "
+             f"scores {lead['validation']:+.4f} on validation against the start's {ref.validation:+.4f}; "
+             f"a sign-of-momentum rule in the hall of fame: {'ranks ' + str(family) if family else 'none'} "
+             f"({len(trained)} trained on the {stages[0]} stage"
+             + (f", the best scoring {best['fitness']:+.3f} there)" if best else ")"), "",
+             "| | " + " | ".join(stages) + " | validation | Lion family |", "|---" * (len(stages) + 3) + "|"]
+    lines.append("| start | " + " | ".join(f"{ref.fitness[s]:+.4f}" for s in stages) + f" | {ref.validation:+.4f} | |")
+    lines += [f"| #{h['rank']} | " + " | ".join(f"{h['fitness'].get(s, math.nan):+.4f}" for s in stages)
+              + f" | {h['validation']:+.4f} | {h['lion_family']} |" for h in hall]
+    lines += ["", "leader:", "```python", lead["program"], "```"]
+    if best:
+        lines += ["", f"best sign-of-momentum rule trained (id {best['id']}):", "```python", best["program"], "```"]
+    return lines
+
+
 def part_f(config, out: dict) -> list[str]:
     c = config.campaign
     stage = c.stages[0]
@@ -206,9 +256,10 @@ def part_f(config, out: dict) -> list[str]:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--config", default="quick", help="search configuration (default: quick)")
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="parts to run (default: all)")
-    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="campaign seeds of c and d")
-    parser.add_argument("--budget", type=int, default=None, help="trainings per campaign of c (default: the "
-                        "configuration's) and of d (default 3000)")
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
+                        help="campaign seeds of c and d (e: the first)")
+    parser.add_argument("--budget", type=int, default=None, help="trainings per campaign of c and e (default: "
+                        "the configuration's) and of d (default 3000)")
     parser.add_argument("--lr-factors", type=float, nargs="+", default=None,
                         help="learning-rate factors of every stage (default: the configuration's)")
     parser.add_argument("--out", default="runs/study", help="output folder (default: runs/study)")
@@ -240,6 +291,8 @@ def main(args: argparse.Namespace) -> int:
             lines = part_c(config, args.seeds, args.budget, out_dir, out)
         elif part == "d":
             lines = part_d(config, args.seeds, args.budget, out_dir, out)
+        elif part == "e":
+            lines = part_e(config, args.seeds[0], args.budget, out_dir, out)
         else:
             lines = part_f(config, out)
         md += lines + [""]

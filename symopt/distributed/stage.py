@@ -45,6 +45,14 @@ class PoolStage:
         ev = self.pool.next_result()
         if ev is None:
             raise RuntimeError("next_result() with nothing submitted to the pool")
+        return self._delivered(ev)
+
+    def poll(self) -> tuple[Hashable, Evaluation] | None:
+        """A candidate that has finished already, or None (does not wait)."""
+        ev = self.pool.next_result(timeout=0)
+        return None if ev is None else self._delivered(ev)
+
+    def _delivered(self, ev: Evaluation) -> tuple[Hashable, Evaluation]:
         kind, tag, key = ev.id if isinstance(ev.id, tuple) and len(ev.id) == 3 else (None, None, ev.id)
         if (kind, tag) != ("symopt.distributed.stage", self.tag):
             raise RuntimeError(f"the pool delivered {ev.id!r}, which this stage did not submit; run one stage "

@@ -108,15 +108,21 @@ class Program:
     # -- identity --------------------------------------------------------------------
 
     def __str__(self) -> str:
-        lines = [f"def {self.name}({', '.join(self.args)}):"]
-        lines += [f"    {s.target} = {format_expr(s.value)}" for s in self.body]
-        lines.append("    return " + ", ".join(format_expr(e) for e in self.returns))
-        return "\n".join(lines) + "\n"
+        text = self.__dict__.get("_text")
+        if text is None:  # immutable, so printed once (kept off the fields: eq and repr ignore it)
+            lines = [f"def {self.name}({', '.join(self.args)}):"]
+            lines += [f"    {s.target} = {format_expr(s.value)}" for s in self.body]
+            lines.append("    return " + ", ".join(format_expr(e) for e in self.returns))
+            text = self.__dict__["_text"] = "\n".join(lines) + "\n"
+        return text
 
     @property
     def digest(self) -> str:
         """SHA-256 of the printed program: the same in every process and on every machine."""
-        return hashlib.sha256(str(self).encode()).hexdigest()
+        digest = self.__dict__.get("_digest")
+        if digest is None:
+            digest = self.__dict__["_digest"] = hashlib.sha256(str(self).encode()).hexdigest()
+        return digest
 
     def __hash__(self) -> int:
         return int(self.digest[:16], 16)

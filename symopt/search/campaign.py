@@ -232,13 +232,14 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
                 progress(state, log.replayed)
 
         def on_trained(p: evolution.Proposal, result, proposed: int) -> None:
-            log.write(p.id, p.parent.id, p.child.program, result, names[0], proposed)
+            log.write(p.id, p.parent.id, p.child.program, result, names[0], proposed, sync=False)
 
         state = evolution.init(start, params, log.replaying(names[0], evaluators[0], first=1), c.seed, lineage.event)
         log.write(0, None, start, state.records[0].result, names[0])
         max_generated = c.max_generated or 100 * c.budget  # as evolution.run
         steady.evolve(state, params, steady.as_async(evaluators[0], params.batch), c.budget, max_generated,
-                      replay=log.take(names[0]), on_trained=on_trained, on_event=lineage.event, on_accept=on_accept)
+                      replay=log.take(names[0]), on_trained=on_trained, on_event=lineage.event, on_accept=on_accept,
+                      on_arrived=log.sync)
         lineage.accepted(state, final=True)
         if progress:
             progress(state, log.replayed)

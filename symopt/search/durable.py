@@ -162,7 +162,8 @@ def atomic_write(path: pathlib.Path, text: str) -> None:
 
 
 class AppendLog:
-    """A file that grows by whole lines, each fsynced before :meth:`append` returns.
+    """A file that grows by whole lines, each fsynced before :meth:`append` returns (or, with
+    ``sync=False``, at the next :meth:`sync`: a group commit, one fsync for many lines).
 
     A write that fails (a full disk) is cut back off the file, so the file always ends
     on a whole line; the error is a :class:`WriteError`.
@@ -178,22 +179,40 @@ class AppendLog:
             os.fsync(self.fd)
             if new:
                 fsync_dir(path.parent)
-            self.size = os.fstat(self.fd).st_size
+            self.size = self.synced = os.fstat(self.fd).st_size  # bytes written / bytes made durable
         except OSError as e:
             raise write_error(path, e) from None
 
-    def append(self, line: str) -> None:
+    def append(self, line: str, sync: bool = True) -> None:
         data = (line + "\n").encode("utf-8")
         try:
             view = memoryview(data)
             while view:
                 view = view[os.write(self.fd, view):]
-            os.fsync(self.fd)
+            if sync:
+                os.fsync(self.fd)
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.ftruncate(self.fd, self.size)
             raise write_error(self.path, e, resumable=True) from None
         self.size += len(data)
+        if sync:
+            self.synced = self.size
+
+    def sync(self) -> None:
+        """Make every line appended so far durable: one fsync (none when nothing is pending).
+
+        When it fails, the lines since the last sync are cut back off the file."""
+        if self.synced == self.size:
+            return
+        try:
+            os.fsync(self.fd)
+        except OSError as e:
+            with contextlib.suppress(OSError):
+                os.ftruncate(self.fd, self.synced)
+            self.size = self.synced
+            raise write_error(self.path, e, resumable=True) from None
+        self.synced = self.size
 
     def close(self) -> None:
         if self.fd is not None:

@@ -14,6 +14,10 @@ second-moment accumulator alone (``v`` from ``g * g``, leaky in RMSProp) cannot
 do that, as ``(+d)^2 = (-d)^2``. "Moves with" means a correlation above 0.1
 between the change of the update and ``d`` over 4,096 entries (Lion's sign of
 a 0.99-EMA passes with about 0.3; chance correlations are about 0.016).
+
+The Lion family (the study's part (e)), :func:`sign_of_momentum`: momentum as
+above whose update reads ``sign(x)`` of a value computed from a slot that traces g
+(Lion and signum; AddSign and PowerSign, which gate g by ``sign(g) sign(m)``, count too).
 """
 
 from __future__ import annotations
@@ -23,8 +27,8 @@ import sympy as sp
 
 from symopt.programs.execute import bind, run
 from symopt.programs.functions import FlatSpace
-from symopt.programs.liveness import live_states
-from symopt.programs.program import Program
+from symopt.programs.liveness import eliminate_dead_code, live_states
+from symopt.programs.program import Call, Program, names_in, walk
 from symopt.symbolic.exact_form import symbol, to_sympy_outputs
 
 
@@ -88,6 +92,29 @@ def momentum_found(program: Program) -> bool:
     """Momentum as the issue means it: a state slot tracing g (:func:`leaky_slots`) and an update that moves
     with the previous gradient (:func:`has_momentum`)."""
     return bool(leaky_slots(program)) and has_momentum(program)
+
+
+def sign_of_momentum(program: Program) -> bool:
+    """The Lion family: momentum (:func:`momentum_found`) and an update that reads ``sign(x)``, where ``x``
+    reads a state slot tracing g (:func:`leaky_slots`), directly or through the names computed from it."""
+    p = eliminate_dead_code(program, rename=False)
+    traced = set(leaky_slots(p))
+    if not traced:
+        return False
+    reads = {a: {a} for a in p.args}  # name -> the arguments its value is computed from
+
+    def sources(expr) -> set[str]:
+        return set().union(*(reads.get(n, {n}) for n in names_in(expr)))
+
+    signs: dict[str, bool] = {a: False for a in p.args}  # name -> whether its value passed through sign(traced)
+    for stmt in p.body:
+        signs[stmt.target] = any(signs.get(n, False) for n in names_in(stmt.value)) or any(
+            isinstance(e, Call) and e.fn == "sign" and sources(e.args[0]) & traced for e in walk(stmt.value))
+        reads[stmt.target] = sources(stmt.value)
+    update = p.returns[0]
+    reaches = any(signs.get(n, False) for n in names_in(update)) or any(
+        isinstance(e, Call) and e.fn == "sign" and sources(e.args[0]) & traced for e in walk(update))
+    return bool(reaches) and has_momentum(p)
 
 
 def _zero(expr) -> bool:

@@ -60,7 +60,8 @@ class Replayed(Result):
 
 
 class Log:
-    """Appends one JSON line per training to run_dir/evaluations.jsonl, fsynced; replays on resume.
+    """Appends one JSON line per training to run_dir/evaluations.jsonl, fsynced (alone, or with the others
+    that arrived together); replays on resume.
 
     The run directory's writer: it locks the directory (:class:`~symopt.search.durable.DirLock`)
     until :meth:`close`, so a second campaign on it is refused (:class:`~symopt.search.durable.Busy`).
@@ -160,8 +161,9 @@ class Log:
         return out
 
     def write(self, id: int, parent: int | None, program: Program | str, result: Any, stage: str,
-              proposed: int | None = None) -> None:
-        """Log one training (a :class:`Replayed` result is in the log already)."""
+              proposed: int | None = None, sync: bool = True) -> None:
+        """Log one training (a :class:`Replayed` result is in the log already); fsynced now, or with
+        ``sync=False`` at the next :meth:`sync` (a group commit)."""
         if self.file is None or isinstance(result, Replayed):
             return
         fitness = fitness_of(result)
@@ -169,7 +171,12 @@ class Log:
                   "fitness": fitness if math.isfinite(fitness) else None, "stage": stage}
         if proposed is not None:
             record["proposed"] = proposed
-        self.file.append(json.dumps(record))
+        self.file.append(json.dumps(record), sync)
+
+    def sync(self) -> None:
+        """Make the trainings logged with ``sync=False`` durable (one fsync)."""
+        if self.file is not None:
+            self.file.sync()
 
     def close(self) -> None:
         """Close the log and unlock the run directory."""

@@ -43,6 +43,9 @@ class AsyncEvaluator(Protocol):
     def next_result(self) -> tuple[Hashable, Any]:
         """Wait for the next finished candidate: ``(key, result)``."""
 
+    # Optional: ``poll() -> (key, result) | None``, a finished candidate without waiting. The loop
+    # takes every result that has arrived before it uses any, so they are logged with one fsync.
+
 
 class Batches:
     """An :class:`AsyncEvaluator` over ``evaluate_fn(programs)``: ``batch`` candidates trained at once.
@@ -77,6 +80,10 @@ class Batches:
             self._done.extend(zip(keys, results))
         return self._done.popleft()
 
+    def poll(self) -> tuple[Hashable, Any] | None:
+        """The rest of the batch trained last, one at a time; None when it has all been handed out."""
+        return self._done.popleft() if self._done else None
+
 
 def as_async(evaluate: Any, batch: int = 1) -> AsyncEvaluator:
     """``evaluate`` itself when it is an :class:`AsyncEvaluator`, else :class:`Batches` over it."""
@@ -103,13 +110,17 @@ def evolve(state: evolution.State, params: evolution.Params, evaluator: AsyncEva
            max_generated: int, *, replay: Iterable[Logged] = (),
            on_trained: Callable[[evolution.Proposal, Any, int], None] | None = None,
            on_event: Callable[[evolution.Event], None] | None = None,
-           on_accept: Callable[[evolution.State], None] | None = None) -> evolution.State:
+           on_accept: Callable[[evolution.State], None] | None = None,
+           on_arrived: Callable[[], None] | None = None) -> evolution.State:
     """Evolve until ``budget`` candidates are trained (or ``max_generated`` mutation steps are spent).
 
     ``replay`` first (logged results, in log order, not trained again), then live.
     ``on_trained(proposal, result, proposed)`` sees each live result before the
-    search uses it (the place to log it durably); ``on_event`` sees every child that
-    enters a population; ``on_accept(state)`` runs after each accepted result.
+    search uses it (the place to log it); the results that arrived together (one,
+    or all that the evaluator's ``poll`` has ready) each go to ``on_trained``, then
+    ``on_arrived()`` runs once (the place to make them durable: a group commit),
+    then they are accepted. ``on_event`` sees every child that enters a population;
+    ``on_accept(state)`` runs after each accepted result.
     """
     waiting: dict[int, evolution.Proposal] = {}
 
@@ -137,6 +148,7 @@ def evolve(state: evolution.State, params: evolution.Params, evaluator: AsyncEva
         evaluator.submit(proposal.id, proposal.program)
         in_flight[proposal.id] = proposal
     resuming = bool(in_flight)
+    poll = getattr(evaluator, "poll", None)
     while True:
         while not resuming and evaluator.capacity > 0:
             proposal = propose()
@@ -146,11 +158,18 @@ def evolve(state: evolution.State, params: evolution.Params, evaluator: AsyncEva
             in_flight[proposal.id] = proposal
         if not in_flight:
             return state
-        key, result = evaluator.next_result()
-        proposal = in_flight.pop(key)
+        arrived = [evaluator.next_result()]
+        while poll is not None and (more := poll()) is not None:
+            arrived.append(more)
+        arrived = [(in_flight.pop(key), result) for key, result in arrived]
         if on_trained:
-            on_trained(proposal, result, evolution.proposed(state))
-        evolution.accept(state, params, proposal, result, on_event)
+            proposed = evolution.proposed(state)
+            for proposal, result in arrived:
+                on_trained(proposal, result, proposed)
+        if on_arrived:
+            on_arrived()
+        for proposal, result in arrived:
+            evolution.accept(state, params, proposal, result, on_event)
+            if on_accept:
+                on_accept(state)
         resuming = resuming and bool(in_flight)
-        if on_accept:
-            on_accept(state)
