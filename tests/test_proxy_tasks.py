@@ -130,3 +130,15 @@ def test_data_files_are_small_and_plain():
     data = pathlib.Path(proxy_tasks.__file__).with_name("data")
     assert sum(f.stat().st_size for f in data.iterdir()) < 300_000
     (data / "text.txt").read_bytes().decode("ascii")
+
+
+def test_the_package_docstring_table_matches_the_registry():
+    """The table in proxy_tasks' docstring (python -m proxy_tasks.measure prints it) states each task's record."""
+    rows = [line.split() for line in proxy_tasks.__doc__.splitlines()
+            if line.startswith("    ") and line.split()[0] in proxy_tasks.names()]
+    assert {r[0] for r in rows} == set(proxy_tasks.names()) - set(proxy_tasks.names("toy"))
+    for name, tag, kind, params, steps, lr, *_ in rows:
+        task = proxy_tasks.get(name)
+        n = sum(x.size for x in jax.tree.leaves(jax.eval_shape(task.init, jax.random.PRNGKey(0))))
+        assert (tag, kind, int(params), int(steps), float(lr)) == (task.tag, task.kind, n, task.steps,
+                                                                  task.learning_rate), name

@@ -236,3 +236,22 @@ def test_every_function_prints_as_latex():
 def test_rejects_non_programs():
     with pytest.raises(TypeError):
         to_sympy("def train(g): return g")
+
+
+@pytest.mark.parametrize("name", sorted(SYMPY_REDUCTIONS))
+def test_a_reduction_under_a_power_prints_as_latex(name):
+    args = {1: "g", 2: "g, m"}[SYMPY_REDUCTIONS[name].nargs.args[0]] if name != "clip_by_global_norm" else "g, 0.5"
+    program = parse(f"def train(g, m, lr):\n    u = square({name}({args}))\n    return u * lr, m\n")
+    text = latex(program)  # SymPy prints f(x)**2 by passing exp= to the function's printer: it raised TypeError
+    assert _balanced(text) and "^{2}" in text
+
+
+@pytest.mark.parametrize("call", ["dot(get_eps(), 0.999)", "global_norm(-0.5)", "norm(0.25)",
+                                  "cosine_sim(0.3, -2.0)", "clip_by_global_norm(3.0, 0.5)"])
+def test_a_reduction_of_constants_is_a_number_sympy_can_compare(call):
+    # max(dot(get_eps(), 0.999), g) raised "not comparable": the reduction of numbers stayed unevaluated
+    program = parse(f"def train(g, m, lr):\n    u = max({call}, g)\n    return u * lr, m\n")
+    update = to_sympy(program).update
+    assert not any(update.atoms(f) for f in SYMPY_REDUCTIONS.values())  # evaluated to a number
+    _check_numerically(program, np.float64)
+    _check_numerically(program, np.float32, rtol=2e-5)

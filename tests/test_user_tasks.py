@@ -100,7 +100,10 @@ def test_symopt_search_refuses_a_task_that_cannot_train_in_one_line(module, tmp_
     err = capsys.readouterr().err
     assert err.startswith(f"symopt search: {path}: campaign.stages[0].tasks[1]: task '{module}:vector': loss returns "
                           "(4,) float32, not a float scalar") and err.count("\n") == 1
-    assert not (tmp_path / "run" / "evaluations.jsonl").exists()
+    assert not (tmp_path / "run").exists()  # the directory it made for the run is gone, lock and all
+    (tmp_path / "kept").mkdir()  # a directory that was there before stays
+    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "kept")]) == 1
+    assert (tmp_path / "kept").is_dir()
 
 
 def test_compare_takes_an_import_path(module, capsys):

@@ -25,7 +25,7 @@ from symopt.distributed import EvaluatorPool
 from symopt.distributed.cluster import (INSECURE_HELP, ClusterAuthError, auth_mode, connect, open_cluster_warning,
                                         task_runtime_env)
 from symopt.search.campaign import search
-from symopt.search.durable import Busy, DirLock, WriteError
+from symopt.search.durable import LOCK_NAME, Busy, DirLock, WriteError
 from symopt.search.space import check_tasks, load, task_names
 
 REFRESH_S = 0.2
@@ -99,12 +99,31 @@ def main(args: argparse.Namespace) -> int:
         except ClusterAuthError as e:
             return _fail(str(e))
     run_dir = pathlib.Path(getattr(args, "run_dir", None) or pathlib.Path("runs", config.name))
+    fresh = not run_dir.exists()
     try:
         # one writer: the lock is taken before Ray starts, and held (re-entered by the campaign) to the end
         with DirLock(run_dir):
-            return _run(args, config, run_dir, serial, workers, address, insecure)
+            try:
+                code = _run(args, config, run_dir, serial, workers, address, insecure)
+            except BaseException:
+                _forget(run_dir, fresh)
+                raise
+            if code:
+                _forget(run_dir, fresh)
+            return code
     except (Busy, WriteError, FileExistsError, ValueError) as e:
         return _fail(str(e))
+
+
+def _forget(run_dir: pathlib.Path, fresh: bool) -> None:
+    """A run directory this command created and then wrote nothing into (refused before the first training):
+    removed, so that a refusal leaves nothing behind."""
+    if fresh and {p.name for p in run_dir.iterdir()} <= {LOCK_NAME}:
+        try:
+            (run_dir / LOCK_NAME).unlink(missing_ok=True)
+            run_dir.rmdir()
+        except OSError:
+            pass  # another process has started writing there: its directory now
 
 
 def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, workers, address,

@@ -279,11 +279,21 @@ class global_norm(sp.Function):
 
     nargs = 1
 
+    @classmethod
+    def eval(cls, x):
+        if x.is_number:  # on a scalar, the reductions are plain arithmetic (as the lowering writes them)
+            return sp.Abs(x)
+
 
 class dot(sp.Function):
     """SymPy stand-in for the inner product over the whole parameter tree."""
 
     nargs = 2
+
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_number and y.is_number:
+            return x * y
 
 
 class cosine_sim(sp.Function):
@@ -291,17 +301,32 @@ class cosine_sim(sp.Function):
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, x, y):
+        if x.is_number and y.is_number:
+            return x * y / (sp.Abs(x) * sp.Abs(y) + sp.Float(DIV_EPS))
+
 
 class clip_by_global_norm(sp.Function):
     """SymPy stand-in for clipping a tree to a global norm."""
 
     nargs = 2
 
+    @classmethod
+    def eval(cls, x, c):
+        if x.is_number and c.is_number:
+            return x * sp.Min(1, c / (sp.Abs(x) + sp.Float(DIV_EPS)))
+
 
 class norm(sp.Function):
     """SymPy stand-in for the L2 norm of each parameter tensor."""
 
     nargs = 1
+
+    @classmethod
+    def eval(cls, x):
+        if x.is_number:
+            return sp.Abs(x)
 
 
 SYMPY_REDUCTIONS = {f.__name__: f for f in (global_norm, dot, cosine_sim, clip_by_global_norm, norm)}

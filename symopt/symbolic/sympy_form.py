@@ -177,24 +177,40 @@ def latex_name(name: str) -> str:
     return _tex_word(base)
 
 
+def _powered(print_function):
+    """A printer method that also takes SymPy's ``exp=`` (a function raised to a power, ``f(x)^2``)."""
+
+    def method(self, e, exp=None):
+        text = print_function(self, e)
+        return text if exp is None else r"\left(%s\right)^{%s}" % (text, exp)
+
+    return method
+
+
 class _Printer(LatexPrinter):
     """SymPy's LaTeX printer, with notation for the tree-wide reductions and expm1."""
 
+    @_powered
     def _print_global_norm(self, e):
         return r"\left\lVert %s \right\rVert" % self._print(e.args[0])
 
+    @_powered
     def _print_norm(self, e):
         return r"\left\lVert %s \right\rVert_{\mathrm{tensor}}" % self._print(e.args[0])
 
+    @_powered
     def _print_dot(self, e):
         return r"\left\langle %s, %s \right\rangle" % tuple(self._print(a) for a in e.args)
 
+    @_powered
     def _print_cosine_sim(self, e):
         return r"\operatorname{cos\_sim}\left(%s, %s\right)" % tuple(self._print(a) for a in e.args)
 
+    @_powered
     def _print_expm1(self, e):
         return r"\operatorname{expm1}\left(%s\right)" % self._print(e.args[0])
 
+    @_powered
     def _print_clip_by_global_norm(self, e):
         x, c = (self._print(a) for a in e.args)
         return r"\operatorname{clip}_{%s}\left(%s\right)" % (c, x)
