@@ -40,8 +40,9 @@ import time
 import numpy as np
 
 from symopt.evaluation import Grid, evaluate
+from symopt.evaluation.fitness import fitness_of
 from symopt.programs import baselines
-from symopt.search.campaign import search
+from symopt.search.campaign import BACKENDS, search, validator
 from symopt.search.compare import scale_lr
 from symopt.programs.parse import parse
 from symopt.search.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
@@ -213,15 +214,22 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
     best = max(trained, key=lambda r: -math.inf if r["fitness"] is None else r["fitness"], default=None)
     lead, ref = hall[0], run.reference
     family = [h["rank"] for h in hall if h["lion_family"]]
+    c, stage, serial = config.campaign, config.campaign.stages[0], BACKENDS["serial"]
+    search_stage = serial(stage.tasks, stage.seeds or c.seeds, stage.steps or None, stage.grid)
+    lion = baselines.get("lion")  # Lion itself, trained as the search stage and the validation train a candidate
+    lion = {"search": fitness_of(search_stage([lion])[0]), "validation": fitness_of(validator(c, serial)([lion])[0])}
     out["e"] = {"config": config.name, "seed": seed, "budget": run.config.campaign.budget, "seconds": seconds,
                 "hall_of_fame": hall, "reference": {"fitness": ref.fitness, "validation": ref.validation},
-                "lion_family_in_hall": family, "lion_family_trained": len(trained), "best_lion_family": best}
+                "lion_family_in_hall": family, "lion_family_trained": len(trained), "best_lion_family": best,
+                "lion": lion}
     minutes = f"{seconds / 60:.0f} min" if seconds else "time not recorded"
     lines = [f"### (e) {config.name}, seed {seed}, budget {run.config.campaign.budget} ({minutes}): the leader "
              f"scores {lead['validation']:+.4f} on validation against the start's {ref.validation:+.4f}; "
              f"a sign-of-momentum rule in the hall of fame: {'ranks ' + str(family) if family else 'none'} "
              f"({len(trained)} trained on the {stages[0]} stage"
-             + (f", the best scoring {best['fitness']:+.3f} there)" if best else ")"), "",
+             + (f", the best scoring {best['fitness']:+.3f} there)" if best else ")")
+             + f"; Lion itself scores {lion['search']:+.4f} on the {stages[0]} stage and {lion['validation']:+.4f} "
+             f"on validation", "",
              "| | " + " | ".join(stages) + " | validation | Lion family |", "|---" * (len(stages) + 3) + "|"]
     lines.append("| start | " + " | ".join(f"{ref.fitness[s]:+.4f}" for s in stages) + f" | {ref.validation:+.4f} | |")
     lines += [f"| #{h['rank']} | " + " | ".join(f"{h['fitness'].get(s, math.nan):+.4f}" for s in stages)
