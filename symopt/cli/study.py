@@ -16,8 +16,8 @@ Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md
 * ``d`` momentum from SGD: campaigns from SGD on the search stage alone; whether
   the best program holds momentum (an EMA of g reaching the update,
   :func:`symopt.search.momentum.momentum_found`);
-* ``e`` the Lion search space: one campaign of ``--config`` (``hero``) with the first
-  of ``--seeds``; its leader against the start (AdamW) on every stage and on
+* ``e`` the Lion search space: one campaign of ``--lion-config`` (``hero``) with the
+  first of ``--seeds`` and ``--lion-budget`` trainings; its leader against the start (AdamW) on every stage and on
   validation, and whether a sign-of-momentum rule (the Lion family,
   :func:`symopt.search.momentum.sign_of_momentum`) reaches the hall of fame or was
   trained at all;
@@ -266,8 +266,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--parts", nargs="+", choices=PARTS, default=list(PARTS), help="parts to run (default: all)")
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4],
                         help="campaign seeds of c and d (e: the first)")
-    parser.add_argument("--budget", type=int, default=None, help="trainings per campaign of c and e (default: "
+    parser.add_argument("--budget", type=int, default=None, help="trainings per campaign of c (default: "
                         "the configuration's) and of d (default 3000)")
+    parser.add_argument("--lion-config", default="hero", help="search configuration of part e (default: hero)")
+    parser.add_argument("--lion-budget", type=int, default=None,
+                        help="trainings of part e's campaign (default: the configuration's)")
     parser.add_argument("--lr-factors", type=float, nargs="+", default=None,
                         help="learning-rate factors of every stage (default: the configuration's)")
     parser.add_argument("--out", default="runs/study", help="output folder (default: runs/study)")
@@ -300,7 +303,7 @@ def main(args: argparse.Namespace) -> int:
         elif part == "d":
             lines = part_d(config, args.seeds, args.budget, out_dir, out)
         elif part == "e":
-            lines = part_e(config, args.seeds[0], args.budget, out_dir, out)
+            lines = part_e(load(args.lion_config), args.seeds[0], args.lion_budget, out_dir, out)
         else:
             lines = part_f(config, out)
         md += lines + [""]
