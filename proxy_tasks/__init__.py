@@ -13,21 +13,21 @@ runs offline: the digits and the text ship in proxy_tasks/data/ (see proxy_tasks
 `get("package.module:attr")` loads a task of the user's own by import path (proxy_tasks.imported).
 
 Cost of one AdamW `train` at default size on one CPU core: run time after compile, and
-compile time (`taskset -c 0 python -m proxy_tasks.measure`; a shared machine, +-50%).
+compile time (`taskset -c 0 python -m proxy_tasks.measure`, otherwise idle 2-core machine, 2026-11-30).
 
     name                tag         kind           params  steps  lr      run s    compile s
-    quadratic_illcond   search      quadratic          48    200  4.0     0.0003   0.5
-    quadratic_noisy     search      quadratic          32    200  0.1     0.0005   0.8
-    rosenbrock          search      rosenbrock          8    300  0.1     0.0001   0.3
-    logreg_synthetic    search      logistic           33    200  0.06    0.001    1.4
-    mlp_digits          search      mlp              4810    200  0.05    0.007    2.0
-    autoencoder_digits  search      autoencoder      4744    300  0.05    0.014    2.4
-    lm_char             search      lm              20032    200  0.01    0.15     5.2
-    mlp_digits_large    search      mlp             85002    500  0.01    0.76     1.7
-    lm_char_large       search      lm              67488    300  0.009   1.3      5.2
-    cnn_digits          validation  cnn              3818    200  0.03    0.041    3.2
-    lstm_char           validation  rnn             28512    200  0.06    0.44     3.8
-    matrix_completion   validation  factorization     768    300  0.2     0.002    1.7
+    quadratic_illcond   search      quadratic          48    200  4.0     0.00023  0.47
+    quadratic_noisy     search      quadratic          32    200  0.1     0.00044  0.66
+    rosenbrock          search      rosenbrock          8    300  0.1     8.7e-05  0.31
+    logreg_synthetic    search      logistic           33    200  0.06    0.00057  0.8
+    mlp_digits          search      mlp              4810    200  0.05    0.0039   1.2
+    autoencoder_digits  search      autoencoder      4744    300  0.05    0.0075   1.3
+    lm_char             search      lm              20032    200  0.01    0.09     3.1
+    mlp_digits_large    search      mlp             85002    500  0.01    0.22     1.8
+    lm_char_large       search      lm              67488    300  0.009   0.57     3.5
+    cnn_digits          validation  cnn              3818    200  0.03    0.026    1.9
+    lstm_char           validation  rnn             28512    200  0.06    0.21     2.1
+    matrix_completion   validation  factorization     768    300  0.2     0.0012   0.91
 """
 
 from proxy_tasks.imported import is_import_path

@@ -27,25 +27,26 @@ class Entry:
 # that AdamW's best factor on a grid 0.5 .. 13 (seeds 0-2) is inside the search's grid 1/3 .. 3
 # (`python -m proxy_tasks.measure --tune` prints the sweep).
 # cost: (run s, compile s) of one AdamW `train` at default size, pinned to one core with
-# `taskset -c N python -m proxy_tasks.measure`, the fastest of two such passes on a shared
-# 2-core machine (other jobs running; single figures varied up to 2x between passes).
+# `taskset -c 0 python -m proxy_tasks.measure` on the otherwise idle 2-core development machine
+# (2026-11-30; earlier passes on a shared machine varied up to 2x). The package docstring's table states them too.
 ENTRIES: dict[str, Entry] = {
-    "quadratic_illcond": Entry("search", synthetic.quadratic_illcond, (0.0003, 0.5), kwargs=dict(learning_rate=4.0)),
-    "quadratic_noisy": Entry("search", synthetic.quadratic_noisy, (0.0005, 0.8), kwargs=dict(learning_rate=0.1)),
-    "rosenbrock": Entry("search", synthetic.rosenbrock, (0.0001, 0.3)),
-    "logreg_synthetic": Entry("search", synthetic.logreg_synthetic, (0.001, 1.4), kwargs=dict(learning_rate=0.06)),
-    "mlp_digits": Entry("search", vision.mlp_digits, (0.007, 2.0), kwargs=dict(learning_rate=0.05)),
-    "autoencoder_digits": Entry("search", vision.autoencoder_digits, (0.014, 2.4), kwargs=dict(learning_rate=0.05)),
-    "lm_char": Entry("search", language.lm_char, (0.15, 5.2), kwargs=dict(learning_rate=0.01)),
+    "quadratic_illcond": Entry("search", synthetic.quadratic_illcond, (0.00023, 0.47), kwargs=dict(learning_rate=4.0)),
+    "quadratic_noisy": Entry("search", synthetic.quadratic_noisy, (0.00044, 0.66), kwargs=dict(learning_rate=0.1)),
+    "rosenbrock": Entry("search", synthetic.rosenbrock, (8.7e-05, 0.31)),
+    "logreg_synthetic": Entry("search", synthetic.logreg_synthetic, (0.00057, 0.8), kwargs=dict(learning_rate=0.06)),
+    "mlp_digits": Entry("search", vision.mlp_digits, (0.0039, 1.2), kwargs=dict(learning_rate=0.05)),
+    "autoencoder_digits": Entry("search", vision.autoencoder_digits, (0.0075, 1.3), kwargs=dict(learning_rate=0.05)),
+    "lm_char": Entry("search", language.lm_char, (0.09, 3.1), kwargs=dict(learning_rate=0.01)),
     # Funnel stages: larger versions for the candidates that lead on the small tasks.
-    "mlp_digits_large": Entry("search", vision.mlp_digits, (0.76, 1.7), kwargs=dict(
+    "mlp_digits_large": Entry("search", vision.mlp_digits, (0.22, 1.8), kwargs=dict(
         hidden=(256, 256), batch_size=128, steps=500, learning_rate=1e-2, noise=0.3)),
-    "lm_char_large": Entry("search", language.lm_char, (1.3, 5.2), kwargs=dict(
+    "lm_char_large": Entry("search", language.lm_char, (0.57, 3.5), kwargs=dict(
         width=48, layers=2, heads=3, context=32, batch_size=12, steps=300, learning_rate=9e-3)),
     # Held out from the search: one model family each that the search never trains on.
-    "cnn_digits": Entry("validation", vision.cnn_digits, (0.041, 3.2), kwargs=dict(learning_rate=0.03)),
-    "lstm_char": Entry("validation", language.lstm_char, (0.44, 3.8), kwargs=dict(learning_rate=0.06)),
-    "matrix_completion": Entry("validation", synthetic.matrix_completion, (0.002, 1.7), kwargs=dict(learning_rate=0.2)),
+    "cnn_digits": Entry("validation", vision.cnn_digits, (0.026, 1.9), kwargs=dict(learning_rate=0.03)),
+    "lstm_char": Entry("validation", language.lstm_char, (0.21, 2.1), kwargs=dict(learning_rate=0.06)),
+    "matrix_completion": Entry("validation", synthetic.matrix_completion, (0.0012, 0.91),
+                               kwargs=dict(learning_rate=0.2)),
     # NumPy quadratics for tests and debugging, trained by symopt.search.toy (milliseconds, no JAX).
     "toy_quadratic": Entry("toy", toy.quadratic, None),
     "toy_quadratic_noisy": Entry("toy", toy.quadratic, None, kwargs=dict(noise=0.5, learning_rate=0.05)),

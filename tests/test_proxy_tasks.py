@@ -10,6 +10,7 @@ import optax
 import pytest
 
 import proxy_tasks
+from proxy_tasks.registry import ENTRIES
 from proxy_tasks.task import FINAL, WARMUP
 
 NAMES = proxy_tasks.names("search") + proxy_tasks.names("validation")  # the JAX tasks
@@ -137,8 +138,9 @@ def test_the_package_docstring_table_matches_the_registry():
     rows = [line.split() for line in proxy_tasks.__doc__.splitlines()
             if line.startswith("    ") and line.split()[0] in proxy_tasks.names()]
     assert {r[0] for r in rows} == set(proxy_tasks.names()) - set(proxy_tasks.names("toy"))
-    for name, tag, kind, params, steps, lr, *_ in rows:
+    for name, tag, kind, params, steps, lr, run_s, compile_s in rows:
         task = proxy_tasks.get(name)
         n = sum(x.size for x in jax.tree.leaves(jax.eval_shape(task.init, jax.random.PRNGKey(0))))
         assert (tag, kind, int(params), int(steps), float(lr)) == (task.tag, task.kind, n, task.steps,
                                                                   task.learning_rate), name
+        assert (float(run_s), float(compile_s)) == ENTRIES[name].cost, name  # the measured cost, one figure
