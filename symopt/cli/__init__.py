@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import argparse
 
-from symopt.cli import (bench_eval, bench_fuzz, bench_scale, bench_simplify, compare, demo, derive, export, inspect,
-                        report, search, simplify, study)
+from symopt.cli import (bench_driver, bench_eval, bench_fuzz, bench_scale, bench_simplify, compare, demo, derive,
+                        export, inspect, report, search, simplify, study)
 
 COMMANDS = (
     ("demo", demo, "parse a baseline, print its math and LaTeX, write it as an optax module"),
@@ -30,6 +30,7 @@ COMMANDS = (
 BENCHMARKS = (
     ("eval", bench_eval, "cost of evaluating a candidate: interpreter vs a fresh jit vs native"),
     ("scale", bench_scale, "evaluations/s with 1 worker and with N Ray workers"),
+    ("driver", bench_driver, "the driver's CPU per training (mutation, fingerprints, the log), no training, no Ray"),
     ("simplify", bench_simplify, "how often simplification changes the update, on random programs over the whole "
                                  "library"),
     ("fuzz", bench_fuzz, "generated program texts through parse, check, lowering and simplify: "

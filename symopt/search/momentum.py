@@ -29,7 +29,7 @@ from symopt.programs.execute import bind, run
 from symopt.programs.functions import FlatSpace
 from symopt.programs.liveness import eliminate_dead_code, live_states
 from symopt.programs.program import Call, Program, names_in, walk
-from symopt.symbolic.exact_form import symbol, to_sympy_outputs
+from symopt.symbolic.exact_form import Unprintable, symbol, to_sympy_outputs
 
 
 def has_momentum(program: Program, threshold: float = 0.1) -> bool:
@@ -60,7 +60,10 @@ def _slot_forms(program: Program):
     grad = program.arg_for("grad")
     if grad is None:
         return []
-    outputs = to_sympy_outputs(program)
+    try:
+        outputs = to_sympy_outputs(program)
+    except Unprintable:  # a slot holds a constant that is not finite (m = -inf): it traces nothing
+        return []
     g = symbol(program, grad)
     return [(symbol(program, slot), g, sp.expand(outputs[slot])) for slot in live_states(program)]
 
