@@ -90,6 +90,9 @@ def test_lion_family_baselines(name, expected):
     ("m = m + g\n    update = sign(m) * lr", False),
     # a cube root writes sign(x) |x|^(1/3) in SymPy: the text has no sign() call
     ("m = interpolate(m, g, 0.1)\n    update = cbrt(m) * lr", False),
+    # the sign of a second moment (always +1) beside a momentum: found in a hero run, not the Lion family
+    ("v = interpolate(v, square(g), 0.05)\n    m = interpolate(m, g, 0.1)\n    update = (m + 0.01 * sign(v)) * lr",
+     False),
     # a slot holding a constant that is not finite cannot be written in SymPy (it raised): it traces nothing
     ("m = 0.0 - exp(1000.0)\n    update = sign(m + g) * lr", False),
 ])

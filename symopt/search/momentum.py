@@ -16,8 +16,9 @@ between the change of the update and ``d`` over 4,096 entries (Lion's sign of
 a 0.99-EMA passes with about 0.3; chance correlations are about 0.016).
 
 The Lion family (the study's part (e)), :func:`sign_of_momentum`: momentum as
-above whose update reads ``sign(x)`` of a value computed from a slot that traces g
-(Lion and signum; AddSign and PowerSign, which gate g by ``sign(g) sign(m)``, count too).
+above whose update reads ``sign(x)`` of a value computed from a slot that traces g in
+its direction: Lion and signum, not the sign of a second moment; AddSign and
+PowerSign, which gate g by ``sign(g) sign(m)``, count too.
 """
 
 from __future__ import annotations
@@ -97,11 +98,37 @@ def momentum_found(program: Program) -> bool:
     return bool(leaky_slots(program)) and has_momentum(program)
 
 
+def directional_slots(program: Program, threshold: float = 0.1) -> list[str]:
+    """State slots whose first value moves with the gradient (correlation above ``threshold`` between the
+    change of the slot and ``d`` when the first gradient goes from ``-d`` to ``+d``): a momentum carries the
+    gradient's direction, a second moment (``g * g``) does not."""
+    rng = np.random.default_rng(1)
+    n = 4096
+    d, w = rng.standard_normal(n), rng.standard_normal(n)
+    space = FlatSpace(np)
+
+    def first_state(g):
+        state = {s: np.zeros(n) for s in program.state_args}
+        inputs = bind(program, state, weight=w, grad=g, lr=np.float64(0.01), step=np.float64(1.0))
+        _, *new = run(program, space, inputs)
+        return [np.broadcast_to(np.asarray(v, np.float64), (n,)) for v in new]
+
+    found = []
+    with np.errstate(all="ignore"):
+        for s, plus, minus in zip(program.state_args, first_state(d), first_state(-d)):
+            diff = plus - minus
+            if np.all(np.isfinite(diff)) and np.any(diff) and \
+                    float(diff @ d / (np.linalg.norm(diff) * np.linalg.norm(d))) > threshold:
+                found.append(s)
+    return found
+
+
 def sign_of_momentum(program: Program) -> bool:
     """The Lion family: momentum (:func:`momentum_found`) and an update that reads ``sign(x)``, where ``x``
-    reads a state slot tracing g (:func:`leaky_slots`), directly or through the names computed from it."""
+    reads a state slot that traces g (:func:`leaky_slots`) in its direction (:func:`directional_slots`),
+    directly or through the names computed from it."""
     p = eliminate_dead_code(program, rename=False)
-    traced = set(leaky_slots(p))
+    traced = set(leaky_slots(p)) & set(directional_slots(p))
     if not traced:
         return False
     reads = {a: {a} for a in p.args}  # name -> the arguments its value is computed from
