@@ -93,6 +93,9 @@ def test_lion_family_baselines(name, expected):
     # the sign of a second moment (always +1) beside a momentum: found in a hero run, not the Lion family
     ("v = interpolate(v, square(g), 0.05)\n    m = interpolate(m, g, 0.1)\n    update = (m + 0.01 * sign(v)) * lr",
      False),
+    # the sign of a second moment of expm1(g), which is not symmetric in g but never negative (the same hero run)
+    ("v = interpolate(v, square(expm1(g)), 0.05)\n    m = interpolate(m, g, 0.1)\n    update = (m + 0.01 * sign(v)) * lr",
+     False),
     # a slot holding a constant that is not finite cannot be written in SymPy (it raised): it traces nothing
     ("m = 0.0 - exp(1000.0)\n    update = sign(m + g) * lr", False),
 ])

@@ -201,9 +201,12 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
     if not config.campaign.validation:
         raise ValueError(f"study part e: {config.name} has no validation tasks; the leader is judged on them")
     run_dir = out_dir / "lion" / f"seed{seed}"
-    seconds = None  # a finished run replays from its log: its own wall time is the one to report
+    seconds = None  # a finished run replays from its log (and rewrites its files): its first wall time counts
     if (run_dir / "hall_of_fame.json").exists():
         seconds = read_hall_of_fame(run_dir).get("seconds")
+    earlier = out.get("e") or {}
+    if (earlier.get("config"), earlier.get("seed")) == (config.name, seed) and earlier.get("seconds"):
+        seconds = earlier["seconds"]  # reported before this directory was replayed
     run = _campaign(config, seed, budget, out_dir / "lion")
     seconds = seconds if run.replayed else run.seconds
     stages = list(run.reference.fitness)

@@ -16,8 +16,8 @@ between the change of the update and ``d`` over 4,096 entries (Lion's sign of
 a 0.99-EMA passes with about 0.3; chance correlations are about 0.016).
 
 The Lion family (the study's part (e)), :func:`sign_of_momentum`: momentum as
-above whose update reads ``sign(x)`` of a value computed from a slot that traces g in
-its direction: Lion and signum, not the sign of a second moment; AddSign and
+above whose update reads ``sign(x)`` of a value computed from a slot that traces g with
+its sign: Lion and signum, not the sign of a second moment; AddSign and
 PowerSign, which gate g by ``sign(g) sign(m)``, count too.
 """
 
@@ -98,10 +98,10 @@ def momentum_found(program: Program) -> bool:
     return bool(leaky_slots(program)) and has_momentum(program)
 
 
-def directional_slots(program: Program, threshold: float = 0.1) -> list[str]:
-    """State slots whose first value moves with the gradient (correlation above ``threshold`` between the
-    change of the slot and ``d`` when the first gradient goes from ``-d`` to ``+d``): a momentum carries the
-    gradient's direction, a second moment (``g * g``) does not."""
+def directional_slots(program: Program, agreement: float = 0.75) -> list[str]:
+    """State slots whose sign follows the gradient's: after a first step from zero with gradient ``+d`` and
+    with ``-d``, the slot has the sign of ``d`` and of ``-d`` on more than ``agreement`` of the entries. A
+    momentum does (its sign is what Lion's update takes); a second moment (``g * g``, never negative) cannot."""
     rng = np.random.default_rng(1)
     n = 4096
     d, w = rng.standard_normal(n), rng.standard_normal(n)
@@ -113,19 +113,15 @@ def directional_slots(program: Program, threshold: float = 0.1) -> list[str]:
         _, *new = run(program, space, inputs)
         return [np.broadcast_to(np.asarray(v, np.float64), (n,)) for v in new]
 
-    found = []
     with np.errstate(all="ignore"):
-        for s, plus, minus in zip(program.state_args, first_state(d), first_state(-d)):
-            diff = plus - minus
-            if np.all(np.isfinite(diff)) and np.any(diff) and \
-                    float(diff @ d / (np.linalg.norm(diff) * np.linalg.norm(d))) > threshold:
-                found.append(s)
-    return found
+        pairs = list(zip(program.state_args, first_state(d), first_state(-d)))
+    return [s for s, plus, minus in pairs
+            if float(np.mean((np.sign(plus) == np.sign(d)) & (np.sign(minus) == -np.sign(d)))) > agreement]
 
 
 def sign_of_momentum(program: Program) -> bool:
     """The Lion family: momentum (:func:`momentum_found`) and an update that reads ``sign(x)``, where ``x``
-    reads a state slot that traces g (:func:`leaky_slots`) in its direction (:func:`directional_slots`),
+    reads a state slot that traces g (:func:`leaky_slots`) with its sign (:func:`directional_slots`),
     directly or through the names computed from it."""
     p = eliminate_dead_code(program, rename=False)
     traced = set(leaky_slots(p)) & set(directional_slots(p))
