@@ -128,6 +128,20 @@ def test_funnel_moves_one_of_each_trained_behaviour():
     assert [e.id for e in hall] == [0]  # all four trained alike on the big stage: the oldest stays
 
 
+def test_a_candidate_promoted_at_an_earlier_check_stays_in_the_running():
+    programs = [parse(f"def f(g):\n    return g * {i}.0\n") for i in range(1, 5)]
+    big = {1.0: 0.9, 2.0: 0.2, 3.0: 0.3, 4.0: 0.1}  # the big stage's fitness of each program (by its constant)
+    stage = [("big", 1, lambda ps: [big[p.returns[0].args[1].value] for p in ps])]
+    entries = [funnel.Entry(0, programs[0], {"small": 0.5}), funnel.Entry(1, programs[1], {"small": 0.4})]
+    hall, _ = funnel.run(entries, stage, keep=1, first="small")
+    assert [e.id for e in hall] == [0]
+    # a later check: the search found two better on the small stage; only one of them is promoted now
+    entries += [funnel.Entry(2, programs[2], {"small": 0.9}), funnel.Entry(3, programs[3], {"small": 0.8})]
+    hall, reached = funnel.run(entries, stage, keep=1, first="small")
+    assert [e.id for e in reached["big"]] == [2, 0]  # the new leader, and the one promoted before
+    assert [e.id for e in hall] == [0] and hall[0].fitness["big"] == 0.9  # it still leads the big stage
+
+
 def test_funnel_moves_on_only_candidates_that_beat_adamw_on_a_later_stage():
     from symopt.programs import parse
 

@@ -8,7 +8,11 @@ tasks; from every stage after the first, only candidates that beat AdamW there
 when none does). Candidates with the very same fitness on a stage trained the same way on
 its tasks (programs that differ only where training never goes: ``max(lr, v)``
 with ``v`` far below ``lr``, say), so only the oldest of them moves on: the
-funnel's places and the hall of fame go to different behaviours. The ``keep``
+funnel's places and the hall of fame go to different behaviours. A campaign runs
+the funnel again at each check on all its entries, keeping their scores: a
+candidate that an earlier check promoted to a stage stays in the running there,
+so leaders found later on the search stage cannot push an earlier one that did
+better on the later stages out of the hall of fame. The ``keep``
 best of the last stage form the hall of fame, which is then ranked by its
 fitness on validation tasks the search never optimised on (Lion's funnel
 selection and meta-validation, docs/design.md §4).
@@ -95,7 +99,8 @@ def run(entries: Sequence[Entry], stages: Sequence[tuple[str, int, StageEvaluate
             e.results[name] = r
             if on_result:
                 on_result(name, e, r)
-        reached[name] = moving
+        promoted = {e.id for e in moving}  # and those an earlier check promoted here: they stay in the running
+        reached[name] = moving + [e for e in entries if name in e.fitness and e.id not in promoted]
         current = name
     hall = leaders(_beating(reached[current], current, current != first), current, keep)
     if validate is not None and hall:
