@@ -25,6 +25,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
+import types
 from typing import Any, Callable
 
 import numpy as np
@@ -274,59 +275,66 @@ _NORM_SOURCE = '''def norm(x):
 # --- SymPy forms that have no SymPy builtin ---------------------------------------
 
 
-class global_norm(sp.Function):
+class _SympyScalar(Space):
+    """Numbers as SymPy values: on a scalar the reductions are plain arithmetic (as the lowering writes them)."""
+
+    xp = types.SimpleNamespace(sqrt=sp.sqrt, square=lambda x: x ** 2, minimum=sp.Min)
+
+    def map(self, f, *args):
+        return f(*args)
+
+    def total(self, x):
+        return x
+
+    def per_tensor(self, x):
+        return x
+
+
+class _Reduction(sp.Function):
+    """SymPy stand-in for a tree-wide reduction; of numbers, its numeric form on a scalar (a number SymPy
+    can compare, as in ``max(dot(get_eps(), 0.999), g)``)."""
+
+    numeric: Callable
+
+    @classmethod
+    def eval(cls, *args):
+        if all(a.is_number for a in args):
+            return cls.numeric(_SympyScalar(), *args)
+
+
+class global_norm(_Reduction):
     """SymPy stand-in for the norm over the whole parameter tree."""
 
     nargs = 1
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_number:  # on a scalar, the reductions are plain arithmetic (as the lowering writes them)
-            return sp.Abs(x)
+    numeric = staticmethod(_global_norm)
 
 
-class dot(sp.Function):
+class dot(_Reduction):
     """SymPy stand-in for the inner product over the whole parameter tree."""
 
     nargs = 2
-
-    @classmethod
-    def eval(cls, x, y):
-        if x.is_number and y.is_number:
-            return x * y
+    numeric = staticmethod(_dot)
 
 
-class cosine_sim(sp.Function):
+class cosine_sim(_Reduction):
     """SymPy stand-in for the cosine similarity over the whole parameter tree."""
 
     nargs = 2
-
-    @classmethod
-    def eval(cls, x, y):
-        if x.is_number and y.is_number:
-            return x * y / (sp.Abs(x) * sp.Abs(y) + sp.Float(DIV_EPS))
+    numeric = staticmethod(_cosine_sim)
 
 
-class clip_by_global_norm(sp.Function):
+class clip_by_global_norm(_Reduction):
     """SymPy stand-in for clipping a tree to a global norm."""
 
     nargs = 2
-
-    @classmethod
-    def eval(cls, x, c):
-        if x.is_number and c.is_number:
-            return x * sp.Min(1, c / (sp.Abs(x) + sp.Float(DIV_EPS)))
+    numeric = staticmethod(_clip_by_global_norm)
 
 
-class norm(sp.Function):
+class norm(_Reduction):
     """SymPy stand-in for the L2 norm of each parameter tensor."""
 
     nargs = 1
-
-    @classmethod
-    def eval(cls, x):
-        if x.is_number:
-            return sp.Abs(x)
+    numeric = staticmethod(_norm)
 
 
 SYMPY_REDUCTIONS = {f.__name__: f for f in (global_norm, dot, cosine_sim, clip_by_global_norm, norm)}
