@@ -33,24 +33,27 @@ from symopt.programs.program import Call, Program, names_in, walk
 from symopt.symbolic.exact_form import Unprintable, symbol, to_sympy_outputs
 
 
+def _steps(program: Program, grads, w) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Run ``program`` from the zero state with gradient ``grads[k]`` at step ``k + 1``: the last update and
+    the new state of each slot (float64 vectors shaped like ``w``)."""
+    n = w.shape[0]
+    space = FlatSpace(np)
+    state = {s: np.zeros(n) for s in program.state_args}
+    update = None
+    for t, g in enumerate(grads, 1):
+        inputs = bind(program, state, weight=w, grad=g, lr=np.float64(0.01), step=np.float64(t))
+        update, *new = run(program, space, inputs)
+        state = {s: np.broadcast_to(np.asarray(v, np.float64), (n,)) for s, v in zip(program.state_args, new)}
+    return np.broadcast_to(np.asarray(update, np.float64), (n,)), list(state.values())
+
+
 def has_momentum(program: Program, threshold: float = 0.1) -> bool:
     """Whether the update carries the previous gradient forward, in its direction (see module docstring)."""
     rng = np.random.default_rng(0)
     n = 4096  # many independent entries: a chance correlation is about 1/64, far below the threshold
     d, g2, w = rng.standard_normal(n), rng.standard_normal(n), rng.standard_normal(n)
-    space = FlatSpace(np)
-
-    def second_update(first_grad):
-        state = {s: np.zeros(n) for s in program.state_args}
-        update = None
-        for t, g in ((1.0, first_grad), (2.0, g2)):
-            inputs = bind(program, state, weight=w, grad=g, lr=np.float64(0.01), step=np.float64(t))
-            update, *new = run(program, space, inputs)
-            state = {s: np.broadcast_to(np.asarray(v, np.float64), (n,)) for s, v in zip(program.state_args, new)}
-        return np.broadcast_to(np.asarray(update, np.float64), (n,))
-
     with np.errstate(all="ignore"):
-        diff = second_update(d) - second_update(-d)
+        diff = _steps(program, (d, g2), w)[0] - _steps(program, (-d, g2), w)[0]
     if not np.all(np.isfinite(diff)) or not np.any(diff):
         return False
     return float(diff @ d / (np.linalg.norm(diff) * np.linalg.norm(d))) > threshold
@@ -105,16 +108,8 @@ def directional_slots(program: Program, agreement: float = 0.75) -> list[str]:
     rng = np.random.default_rng(1)
     n = 4096
     d, w = rng.standard_normal(n), rng.standard_normal(n)
-    space = FlatSpace(np)
-
-    def first_state(g):
-        state = {s: np.zeros(n) for s in program.state_args}
-        inputs = bind(program, state, weight=w, grad=g, lr=np.float64(0.01), step=np.float64(1.0))
-        _, *new = run(program, space, inputs)
-        return [np.broadcast_to(np.asarray(v, np.float64), (n,)) for v in new]
-
     with np.errstate(all="ignore"):
-        pairs = list(zip(program.state_args, first_state(d), first_state(-d)))
+        pairs = list(zip(program.state_args, _steps(program, (d,), w)[1], _steps(program, (-d,), w)[1]))
     return [s for s, plus, minus in pairs
             if float(np.mean((np.sign(plus) == np.sign(d)) & (np.sign(minus) == -np.sign(d)))) > agreement]
 
