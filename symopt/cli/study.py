@@ -42,7 +42,7 @@ import numpy as np
 from symopt.evaluation import Grid, evaluate
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs import baselines
-from symopt.search.campaign import BACKENDS, search, validator
+from symopt.search.campaign import BACKENDS, search, stage_evaluator, validator
 from symopt.search.compare import scale_lr
 from symopt.programs.parse import parse
 from symopt.search.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
@@ -217,10 +217,10 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
     best = max(trained, key=lambda r: -math.inf if r["fitness"] is None else r["fitness"], default=None)
     lead, ref = hall[0], run.reference
     family = [h["rank"] for h in hall if h["lion_family"]]
-    c, stage, serial = config.campaign, config.campaign.stages[0], BACKENDS["serial"]
-    search_stage = serial(stage.tasks, stage.seeds or c.seeds, stage.steps or None, stage.grid)
+    c, serial = config.campaign, BACKENDS["serial"]
     lion = baselines.get("lion")  # Lion itself, trained as the search stage and the validation train a candidate
-    lion = {"search": fitness_of(search_stage([lion])[0]), "validation": fitness_of(validator(c, serial)([lion])[0])}
+    lion = {"search": fitness_of(stage_evaluator(c, c.stages[0], serial)([lion])[0]),
+            "validation": fitness_of(validator(c, serial)([lion])[0])}
     out["e"] = {"config": config.name, "seed": seed, "budget": run.config.campaign.budget, "seconds": seconds,
                 "hall_of_fame": hall, "reference": {"fitness": ref.fitness, "validation": ref.validation},
                 "lion_family_in_hall": family, "lion_family_trained": len(trained), "best_lion_family": best,

@@ -158,6 +158,12 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
 BACKENDS: dict[str, Backend] = {"serial": serial_backend}
 
 
+def stage_evaluator(campaign, stage, make: Backend):
+    """The evaluator of one stage of a campaign configuration: its tasks, its seeds (else the campaign's), its
+    steps (else each task's) and its learning-rate grid."""
+    return make(stage.tasks, stage.seeds or campaign.seeds, stage.steps or None, stage.grid)
+
+
 def validator(campaign, make: Backend):
     """The validation evaluator of a campaign configuration: its validation tasks, every seed, the first stage's
     learning-rate grid (no hurdle); None when it has no validation tasks."""
@@ -197,7 +203,7 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
     lineage = None
     try:
         lineage = Lineage(run_path, c.budget)
-        evaluators = [make(st.tasks, st.seeds or c.seeds, st.steps or None, st.grid) for st in c.stages]
+        evaluators = [stage_evaluator(c, st, make) for st in c.stages]
         validate = validator(c, make)
 
         def on_result(stage: str, entry: funnel.Entry, result) -> None:
