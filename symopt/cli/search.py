@@ -103,14 +103,13 @@ def main(args: argparse.Namespace) -> int:
     try:
         # one writer: the lock is taken before Ray starts, and held (re-entered by the campaign) to the end
         with DirLock(run_dir):
+            code = 1  # until _run returns: an exception leaves it so
             try:
                 code = _run(args, config, run_dir, serial, workers, address, insecure)
-            except BaseException:
-                _forget(run_dir, fresh)
-                raise
-            if code:
-                _forget(run_dir, fresh)
-            return code
+                return code
+            finally:
+                if code:
+                    _forget(run_dir, fresh)
     except (Busy, WriteError, FileExistsError, ValueError) as e:
         return _fail(str(e))
 
