@@ -189,15 +189,13 @@ class AppendLog:
             view = memoryview(data)
             while view:
                 view = view[os.write(self.fd, view):]
-            if sync:
-                os.fsync(self.fd)
         except OSError as e:
             with contextlib.suppress(OSError):
                 os.ftruncate(self.fd, self.size)
             raise write_error(self.path, e, resumable=True) from None
         self.size += len(data)
         if sync:
-            self.synced = self.size
+            self.sync()
 
     def sync(self) -> None:
         """Make every line appended so far durable: one fsync (none when nothing is pending).
