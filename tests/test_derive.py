@@ -14,10 +14,7 @@ from symopt.search.derive import derive
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RAW_LION = (ROOT / "examples" / "raw_lion.py").read_text()
-# examples/digits.toml at 100 steps: momentum still pays there, and a derivation takes seconds
-DIGITS = {"name": "digits", "campaign": {"seeds": [0, 1], "stages": [
-    {"name": "digits", "tasks": ["mlp_digits", "autoencoder_digits"], "lr_factors": [1 / 3, 1.0, 3.0],
-     "steps": 100}]}}
+DIGITS = ROOT / "examples" / "digits.toml"  # mlp_digits and cnn_digits at 100 steps: momentum pays there
 
 
 @pytest.fixture(scope="module")
