@@ -4,7 +4,7 @@ import math
 
 import pytest
 
-from symopt.cli.study import control, panel, part_e, spearman, with_factors
+from symopt.cli.study import control, paired, panel, part_e, spearman, with_factors
 from symopt.programs import baselines
 from symopt.search import toy
 from symopt.search.space import load
@@ -16,6 +16,13 @@ def test_spearman():
     assert spearman([1, 2, 3, 4], [1, 3, 2, 4]) == pytest.approx(0.8)
     assert spearman([1, 1, 2], [5, 5, 6]) == pytest.approx(1.0)  # ties share their mean rank
     assert math.isnan(spearman([1, 1, 1], [1, 2, 3]))
+
+
+def test_paired_difference_and_its_standard_error():
+    mean, se = paired([0.3, 0.1, 0.2], [0.1, 0.0, 0.0])  # differences 0.2, 0.1, 0.2
+    assert mean == pytest.approx(0.5 / 3)
+    assert se == pytest.approx(math.sqrt(((0.2 - 0.5 / 3) ** 2 * 2 + (0.1 - 0.5 / 3) ** 2) / 2 / 3))
+    assert paired([1.0], [0.5])[0] == 0.5 and math.isnan(paired([1.0], [0.5])[1])
 
 
 def test_panel_holds_every_baseline_program_at_three_factors_and_mutants():

@@ -124,6 +124,13 @@ def part_b(config, out: dict) -> list[str]:
     return lines + [f"| {k} | {v:+.4f} |" for k, v in rows.items()]
 
 
+def paired(a, b) -> tuple[float, float]:
+    """The mean of ``a - b`` over paired samples (the seeds) and its standard error (nan below 2 pairs)."""
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    se = float(d.std(ddof=1) / math.sqrt(len(d))) if len(d) > 1 else math.nan
+    return float(d.mean()), se
+
+
 def _campaign(config, seed: int, budget: int | None, out_dir: pathlib.Path):
     run_dir = out_dir / f"seed{seed}"
     if (run_dir / "evaluations.jsonl").exists():
@@ -152,13 +159,20 @@ def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
                      "budget": found.config.campaign.budget})
     beats_start = sum(r["leader_validation"] > r["start_validation"] for r in rows)
     beats_control = sum(r["leader_validation"] > r["control_validation"] for r in rows)
-    out["c"] = {"runs": rows, "beats_start": beats_start, "beats_control": beats_control}
+    leaders = [r["leader_validation"] for r in rows]
+    over_start = paired(leaders, [r["start_validation"] for r in rows])
+    over_control = paired(leaders, [r["control_validation"] for r in rows])
+    out["c"] = {"runs": rows, "beats_start": beats_start, "beats_control": beats_control,
+                "over_start": dict(zip(("mean", "se"), over_start)),
+                "over_control": dict(zip(("mean", "se"), over_control))}
     lines = [f"### (c) transfer from {config.campaign.start}: the leader beats the start on validation in "
              f"{beats_start} of {len(rows)} seeds (target 4 of 5), the constants-only control in {beats_control} "
              f"(target 3 of 5); budget {rows[0]['budget'] if rows else '-'} each", "",
              "| seed | leader | start | control leader |", "|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['leader_validation']:+.4f} | {r['start_validation']:+.4f} | "
               f"{r['control_validation']:+.4f} |" for r in rows]
+    lines += ["", f"leader - start: {over_start[0]:+.4f} +- {over_start[1]:.4f}; leader - control: "
+              f"{over_control[0]:+.4f} +- {over_control[1]:.4f} (mean over the seeds +- its standard error)"]
     return lines + _leaders(rows, "leader")
 
 
