@@ -31,7 +31,8 @@ compile time (`taskset -c 0 python -m proxy_tasks.measure`, otherwise idle 2-cor
 """
 
 from proxy_tasks.imported import is_import_path
-from proxy_tasks.registry import check, get, names, tag
+from proxy_tasks.registry import check, get, names, require_trainable, tag
 from proxy_tasks.task import Task, adamw, train, training_run
 
-__all__ = ["Task", "adamw", "check", "get", "is_import_path", "names", "tag", "train", "training_run"]
+__all__ = ["Task", "adamw", "check", "get", "is_import_path", "names", "require_trainable", "tag", "train",
+           "training_run"]

@@ -92,3 +92,10 @@ def check(name: str) -> str | None:
     """What keeps task `name` from being trained (a loss that is not a scalar, an AdamW reference that does
     not train), or None; one short real AdamW run, once per process. Raises ValueError as `get` does."""
     return imported.problem(get(name))
+
+
+def require_trainable(name: str) -> None:
+    """Raise ValueError naming the task and what keeps it from being trained (see `check`), if anything does."""
+    problem = check(name)
+    if problem:
+        raise ValueError(f"task {name!r}: {problem}")
