@@ -80,6 +80,24 @@ def test_resume_of_a_finished_run_trains_nothing(reference, tmp_path):
     assert resumed.replayed == len(_lines(ref_dir)) and _lines(tmp_path) == _lines(ref_dir)
 
 
+def test_a_resumed_run_counts_the_wall_time_of_its_earlier_calls(reference, tmp_path):
+    ref, ref_dir = reference
+    for name in ("config.json", "evaluations.jsonl", "hall_of_fame.json"):
+        shutil.copy(ref_dir / name, tmp_path)
+    earlier = json.loads((tmp_path / "hall_of_fame.json").read_text())["seconds"]
+    assert earlier == ref.seconds > 0
+    t0 = time.perf_counter()
+    resumed = search(TOY, seed=1, run_dir=tmp_path, resume=True)
+    assert earlier < resumed.seconds <= earlier + time.perf_counter() - t0
+    assert json.loads((tmp_path / "hall_of_fame.json").read_text())["seconds"] == resumed.seconds
+    (tmp_path / "hall_of_fame.json").write_text("{")  # an output: a bad one costs the earlier time, not the run
+    t0 = time.perf_counter()
+    with pytest.warns(RuntimeWarning, match="hall_of_fame.json.*earlier calls' wall time is not counted"):
+        again = search(TOY, seed=1, run_dir=tmp_path, resume=True)
+    assert again.seconds <= time.perf_counter() - t0  # this call's time only
+    _same(ref, again)
+
+
 def test_existing_log_needs_resume_and_the_same_config(reference, tmp_path):
     _, ref_dir = reference
     for name in ("config.json", "evaluations.jsonl"):

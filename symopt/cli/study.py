@@ -215,7 +215,7 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
     if not config.campaign.validation:
         raise ValueError(f"study part e: {config.name} has no validation tasks; the leader is judged on them")
     run_dir = out_dir / "lion" / f"seed{seed}"
-    seconds = None  # a finished run replays from its log (and rewrites its files): its first wall time counts
+    seconds = None  # a finished run replays from its log: the campaign's time counts, not the replay's
     if (run_dir / "hall_of_fame.json").exists():
         seconds = read_hall_of_fame(run_dir).get("seconds")
     earlier = out.get("e") or {}

@@ -86,6 +86,8 @@ class Campaign:
     history: list[evolution.Event]
     state: evolution.State
     seconds: float
+    """Wall time: this call's, and on resume that of the earlier calls on the run directory that finished
+    (a call killed before writing hall_of_fame.json records none)."""
     run_dir: pathlib.Path | None = None
     replayed: int = 0
     """Trainings taken from the log of a resumed run instead of being run again."""
@@ -260,8 +262,8 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
                                e.validation) for e in hall]
         ref = HallOfFameEntry(0, start, simplify(start, c.simplify_timeout), dict(reference.fitness),
                               reference.validation)
-        campaign = Campaign(cfg, hof, ref, state.stats, state.history, state, time.perf_counter() - t0, run_path,
-                            log.replayed)
+        campaign = Campaign(cfg, hof, ref, state.stats, state.history, state,
+                            log.earlier_seconds + time.perf_counter() - t0, run_path, log.replayed)
         if run_path is not None:
             write_hall_of_fame(run_path, campaign)
     finally:

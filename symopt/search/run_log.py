@@ -11,6 +11,7 @@ import json
 import math
 import os
 import pathlib
+import warnings
 from collections import deque
 from typing import Any
 
@@ -28,7 +29,9 @@ from symopt.search.run_dir import (
     LOG_NAME,
     META_VALIDATION_NAME,
     SNAPSHOT_DIR,
+    RunError,
     read_config,
+    read_hall_of_fame,
     read_log,
 )
 from symopt.search.space import Config
@@ -74,6 +77,7 @@ class Log:
         self.lock = None
         self.replay: dict[str, list[dict]] = {}  # stage -> logged records, in log order
         self.replayed = 0
+        self.earlier_seconds = 0.0  # wall time of the earlier calls on this run that finished (hall_of_fame.json)
         self._by_text: dict[str, dict[str, deque]] = {}  # stage -> program text -> logged records not yet reused
         if run_dir is None:
             if resume:
@@ -108,6 +112,7 @@ class Log:
                                  f"({'; '.join(diff)}); use the same configuration and seed (a larger budget "
                                  f"is allowed), or choose another run directory")
             records, good = read_log(log)  # a torn last line is cut below, so that appends start on a fresh line
+            self.earlier_seconds = _earlier_seconds(run_dir)
             for r in records:
                 self.replay.setdefault(r["stage"], []).append(r)
             if budget != old_budget:
@@ -186,6 +191,18 @@ class Log:
         if self.lock is not None:
             self.lock.release()
             self.lock = None
+
+
+def _earlier_seconds(run_dir: pathlib.Path) -> float:
+    """The wall seconds hall_of_fame.json records for the run so far (0 without one: a call killed before it
+    finished records none)."""
+    if not (run_dir / HALL_OF_FAME_NAME).exists():
+        return 0.0
+    try:
+        return float(read_hall_of_fame(run_dir).get("seconds") or 0.0)
+    except RunError as e:  # an output, written again at the end: the run resumes without the earlier time
+        warnings.warn(f"{e}; the earlier calls' wall time is not counted", RuntimeWarning, stacklevel=2)
+        return 0.0
 
 
 def _budget(config: dict) -> int | None:
