@@ -4,7 +4,12 @@ import math
 
 import pytest
 
-from symopt.cli.study import control, paired, panel, part_e, spearman, with_factors
+from symopt.cli.study import FRESH_SEEDS, control, paired, panel, part_c, part_e, spearman, with_factors
+from symopt.evaluation import Grid
+from symopt.evaluation.fitness import fitness_of
+from symopt.programs import parse
+from symopt.search.campaign import BACKENDS
+from symopt.search.run_dir import read_hall_of_fame
 from symopt.programs import baselines
 from symopt.search import toy
 from symopt.search.space import load
@@ -60,3 +65,20 @@ def test_part_e_reports_the_leader_and_the_lion_family_and_replays_a_finished_ru
     again: dict = {}
     part_e(load(config), 0, None, tmp_path, again)  # replayed from the log: the same figures, the first run's time
     assert again["e"] == e
+
+
+def test_part_c_scores_both_leaders_again_on_fresh_seeds(tmp_path):
+    config = load(toy.campaign(budget=12))
+    out: dict = {}
+    lines = part_c(config, [0, 1], None, tmp_path, out)
+    c, rows = out["c"], out["c"]["runs"]
+    assert len(rows) == 2 and c["fresh_seeds"] == list(FRESH_SEEDS)
+    fresh = BACKENDS["serial"](config.campaign.validation, FRESH_SEEDS, None, Grid(config.campaign.stages[0].lr_factors))
+    for r in rows:  # the fresh score is the validation tasks' fitness on FRESH_SEEDS, not the hall of fame's seeds
+        found = parse(read_hall_of_fame(tmp_path / "search" / f"seed{r['seed']}")["hall_of_fame"][0]["program"])
+        assert r["leader_fresh"] == pytest.approx(fitness_of(fresh([found])[0]), abs=1e-9)
+        assert math.isfinite(r["control_fresh"]) and math.isfinite(r["start_fresh"])
+    diffs = [r["leader_fresh"] - r["control_fresh"] for r in rows]
+    assert c["over_control_fresh"]["mean"] == pytest.approx(sum(diffs) / 2)
+    assert c["beats_control_fresh"] == sum(d > 0 for d in diffs)
+    assert "| seed | leader | start | control leader | leader, fresh |" in "\n".join(lines)
