@@ -82,3 +82,11 @@ def test_part_c_scores_both_leaders_again_on_fresh_seeds(tmp_path):
     assert c["over_control_fresh"]["mean"] == pytest.approx(sum(diffs) / 2)
     assert c["beats_control_fresh"] == sum(d > 0 for d in diffs)
     assert "| seed | leader | start | control leader | leader, fresh |" in "\n".join(lines)
+    for kind, leader in (("search", "leader_fresh"), ("control", "control_fresh")):  # every entry, each seed
+        hall = c["halls"][kind]
+        assert [h["rank"] for h in hall if h["seed"] == 0][0] == 1 and {h["seed"] for h in hall} == {0, 1}
+        assert [h["fresh"] for h in hall if h["rank"] == 1] == [r[leader] for r in rows]
+        assert c["hall_summary"][kind]["mean_fresh"] == pytest.approx(sum(h["fresh"] for h in hall) / len(hall))
+        leaders = [h for h in hall if h["rank"] == 1]
+        assert c["hall_summary"][kind]["leader_optimism"] == pytest.approx(
+            sum(h["validation"] - h["fresh"] for h in leaders) / len(leaders))

@@ -48,7 +48,7 @@ from symopt.programs.parse import parse
 from symopt.search.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
 from symopt.search.mutation import mutate
 from symopt.search.run_dir import LOG_NAME, read_hall_of_fame, read_log
-from symopt.search.space import load
+from symopt.search.space import load, stage_name
 from symopt.search.start import start_program
 
 PARTS = ("a", "b", "c", "d", "e", "f")
@@ -150,15 +150,22 @@ def control(config):
 
 def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]:
     # The hall of fame is ranked on validation, so its leader's validation score is the best of several noisy
-    # ones: the leaders are scored again on the validation tasks with seeds no stage used.
+    # ones: both halls of fame are scored again on the validation tasks with seeds no stage used.
     fresh = validator(dataclasses.replace(config.campaign, seeds=FRESH_SEEDS), BACKENDS["serial"])
-    rows = []
+    first = stage_name(config.campaign, 0)
+    rows, halls = [], {"search": [], "control": []}
     for seed in seeds:
         found = _campaign(config, seed, budget, out_dir / "search")
         ctrl = _campaign(control(config), seed, budget, out_dir / "control")
+        programs = [found.reference.program] + [e.program for run in (found, ctrl) for e in run.hall_of_fame]
+        start_fresh, *scores = (fitness_of(r) for r in fresh(programs))
+        n = len(found.hall_of_fame)
+        for kind, run, run_scores in (("search", found, scores[:n]), ("control", ctrl, scores[n:])):
+            halls[kind] += [{"seed": seed, "rank": rank, "id": e.id, "search": e.fitness[first],
+                             "validation": e.validation, "fresh": f}
+                            for rank, (e, f) in enumerate(zip(run.hall_of_fame, run_scores), 1)]
         lead, clead = found.hall_of_fame[0], ctrl.hall_of_fame[0]
-        start_fresh, leader_fresh, control_fresh = (
-            fitness_of(r) for r in fresh([found.reference.program, lead.program, clead.program]))
+        leader_fresh, control_fresh = scores[0], scores[n]
         rows.append({"seed": seed, "leader_validation": lead.validation, "start_validation": found.reference.validation,
                      "control_validation": clead.validation, "start_fresh": start_fresh, "leader_fresh": leader_fresh,
                      "control_fresh": control_fresh, "leader": str(lead.simplified),
@@ -175,9 +182,10 @@ def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
                for tag, score in (("", "validation"), ("_fresh", "fresh")) for other in ("start", "control")}
     fresh_start = sum(r["leader_fresh"] > r["start_fresh"] for r in rows)
     fresh_control = sum(r["leader_fresh"] > r["control_fresh"] for r in rows)
+    summary = {kind: _hall_summary(entries) for kind, entries in halls.items()}
     out["c"] = {"runs": rows, "beats_start": beats_start, "beats_control": beats_control,
                 "beats_start_fresh": fresh_start, "beats_control_fresh": fresh_control,
-                "fresh_seeds": list(FRESH_SEEDS), **margins}
+                "fresh_seeds": list(FRESH_SEEDS), **margins, "halls": halls, "hall_summary": summary}
     lines = [f"### (c) transfer from {config.campaign.start}: the leader beats the start on validation in "
              f"{beats_start} of {len(rows)} seeds (target 4 of 5), the constants-only control in {beats_control} "
              f"(target 3 of 5); budget {rows[0]['budget'] if rows else '-'} each", "",
@@ -191,8 +199,28 @@ def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
               f"{r['control_fresh']:+.4f} |" for r in rows]
     m = {k: f"{v['mean']:+.4f} +- {v['se']:.4f}" for k, v in margins.items()}
     lines += ["", f"leader - start: {m['over_start']} (fresh: {m['over_start_fresh']}); leader - control: "
-              f"{m['over_control']} (fresh: {m['over_control_fresh']}); mean over the seeds +- its standard error"]
+              f"{m['over_control']} (fresh: {m['over_control_fresh']}); mean over the seeds +- its standard error",
+              "", "every hall-of-fame entry, fresh seeds (pooled over the seeds):", "",
+              "| hall of fame | entries | mean fresh | Spearman search stage / validation vs fresh | "
+              "rank 1's validation - fresh | the others' |", "|---|---|---|---|---|---|"]
+    lines += [f"| {kind} | {h['entries']} | {h['mean_fresh']:+.4f} | {h['spearman_search']:+.2f} / "
+              f"{h['spearman_validation']:+.2f} | {h['leader_optimism']:+.4f} | {h['others_optimism']:+.4f} |"
+              for kind, h in summary.items()]
     return lines + _leaders(rows, "leader")
+
+
+def _hall_summary(entries: list[dict]) -> dict:
+    """How a hall of fame's scores predict its fresh-seed scores: the mean fresh score, Spearman of the search
+    stage and of validation against it, and how much validation overstates it (rank 1, the others)."""
+    def optimism(es):
+        return float(np.mean([e["validation"] - e["fresh"] for e in es])) if es else math.nan
+
+    fresh = [e["fresh"] for e in entries]
+    return {"entries": len(entries), "mean_fresh": float(np.mean(fresh)) if fresh else math.nan,
+            "spearman_search": spearman([e["search"] for e in entries], fresh),
+            "spearman_validation": spearman([e["validation"] for e in entries], fresh),
+            "leader_optimism": optimism([e for e in entries if e["rank"] == 1]),
+            "others_optimism": optimism([e for e in entries if e["rank"] > 1])}
 
 
 def _leaders(rows: list[dict], key: str) -> list[str]:
