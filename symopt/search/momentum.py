@@ -128,14 +128,16 @@ def sign_of_momentum(program: Program) -> bool:
         return set().union(*(reads.get(n, {n}) for n in names_in(expr)))
 
     signs: dict[str, bool] = {a: False for a in p.args}  # name -> whether its value passed through sign(traced)
+
+    def through_sign(expr) -> bool:
+        """``expr`` reads a name that passed through ``sign(traced)``, or takes that sign itself."""
+        return any(signs.get(n, False) for n in names_in(expr)) or any(
+            isinstance(e, Call) and e.fn == "sign" and bool(sources(e.args[0]) & traced) for e in walk(expr))
+
     for stmt in p.body:
-        signs[stmt.target] = any(signs.get(n, False) for n in names_in(stmt.value)) or any(
-            isinstance(e, Call) and e.fn == "sign" and sources(e.args[0]) & traced for e in walk(stmt.value))
+        signs[stmt.target] = through_sign(stmt.value)
         reads[stmt.target] = sources(stmt.value)
-    update = p.returns[0]
-    reaches = any(signs.get(n, False) for n in names_in(update)) or any(
-        isinstance(e, Call) and e.fn == "sign" and sources(e.args[0]) & traced for e in walk(update))
-    return bool(reaches) and has_momentum(p)
+    return through_sign(p.returns[0]) and has_momentum(p)
 
 
 def _zero(expr) -> bool:
