@@ -12,7 +12,9 @@ Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md
 * ``c`` transfer: campaigns from the configuration's start with ``--seeds``, and
   the constants-only control (the same budget mutating only constants) with the
   same seeds; the hall-of-fame leader's validation fitness against the start's
-  (0 by construction) and the control leader's;
+  (0 by construction) and the control leader's; then every hall-of-fame entry of
+  both, and the start, on the validation tasks with fresh seeds (``FRESH_SEEDS``):
+  the hall of fame is ranked on validation, so its leader's score there is a best of several;
 * ``d`` momentum from SGD: campaigns from SGD on the search stage alone; whether
   the best program holds momentum (an EMA of g reaching the update,
   :func:`symopt.search.momentum.momentum_found`);
@@ -53,7 +55,7 @@ from symopt.search.start import start_program
 
 PARTS = ("a", "b", "c", "d", "e", "f")
 FRESH_SEEDS = (300, 301, 302)
-"""Seeds no stage of the search spaces uses: part c scores the leaders again on them."""
+"""Seeds no stage of the search spaces uses: part c scores both halls of fame again on them."""
 
 
 def spearman(x, y) -> float:
