@@ -4,7 +4,9 @@ import math
 
 import pytest
 
-from symopt.cli.study import FRESH_SEEDS, control, paired, panel, part_c, part_e, spearman, with_factors
+import json
+
+from symopt.cli.study import FRESH_SEEDS, control, paired, panel, part_c, part_e, part_t, spearman, with_factors
 from symopt.evaluation import Grid
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs import parse
@@ -12,6 +14,7 @@ from symopt.search.campaign import BACKENDS
 from symopt.search.run_dir import read_hall_of_fame
 from symopt.programs import baselines
 from symopt.search import toy
+from symopt.search.predictors import correlations, sample
 from symopt.search.space import load
 
 
@@ -90,3 +93,60 @@ def test_part_c_scores_both_leaders_again_on_fresh_seeds(tmp_path):
         leaders = [h for h in hall if h["rank"] == 1]
         assert c["hall_summary"][kind]["leader_optimism"] == pytest.approx(
             sum(h["validation"] - h["fresh"] for h in leaders) / len(leaders))
+
+
+def _log(path, records):
+    path.mkdir(parents=True)
+    (path / "evaluations.jsonl").write_text("".join(json.dumps(r) + "\n" for r in records))
+
+
+def test_sample_takes_the_best_distinct_programs_above_the_start_and_a_seeded_spread(tmp_path):
+    def sgd(lr):
+        return f"def sgd(w, g, lr):\n    update = {lr} * lr * g\n    return update\n"
+
+    fitness = [0.0, 0.5, None, 0.9, -0.2, 0.3, 0.7, 0.1, 0.2, 0.4]
+    records = [{"id": i, "parent": None, "program": sgd(i + 1), "fitness": f, "stage": "s"}
+               for i, f in enumerate(fitness)]
+    records += [{"id": 10, "parent": 3, "program": sgd(4), "fitness": 0.95, "stage": "s"},  # program 3 again
+                {"id": 11, "parent": 3, "program": sgd(12), "fitness": 2.0, "stage": "large"}]  # another stage
+    _log(tmp_path / "search" / "seed0", records)
+    picked = sample(tmp_path / "search" / "seed0", "s", top=2, spread=3, seed=0)
+    assert [c.id for c in picked[:2]] == [3, 6]  # the best first; id 10 repeats id 3's program, the first kept
+    rest = {c.id for c in picked[2:]}
+    assert len(rest) == 3 and rest <= {1, 5, 7, 8, 9}  # above 0 (the start), not None, not the other stage
+    assert {c.campaign for c in picked} == {"search/seed0"}
+    assert sample(tmp_path / "search" / "seed0", "s", top=2, spread=3, seed=0) == picked  # seeded
+    assert len(sample(tmp_path / "search" / "seed0", "s", top=4, spread=10)) == 7  # every one above 0, once
+
+
+def test_correlations_pool_the_candidates_and_average_within_campaigns():
+    from symopt.search.predictors import Candidate
+    cands = [Candidate(k, i, "", 0.0) for k in ("a", "b") for i in range(4)]
+    target = [1, 2, 3, 4, 10, 20, 30, 40]
+    table = correlations(cands, {"up": [1, 2, 3, 4, 1, 2, 3, 4], "mixed": [1, 2, 3, 4, 4, 3, 2, 1]}, target)
+    assert table["up"]["within"] == pytest.approx(1.0) and table["mixed"]["within"] == pytest.approx(0.0)
+    assert table["up"]["pooled"] == pytest.approx(spearman([1, 2, 3, 4, 1, 2, 3, 4], target))
+
+
+def test_part_t_scores_part_cs_candidates_task_by_task_against_fresh_validation(tmp_path):
+    config = toy.campaign(budget=30)
+    config["campaign"]["start"] = "adamw"  # the toy tasks' reference: mutants above it exist
+    config["space"]["arguments"] = ["w", "g", "m", "v", "lr", "t"]
+    config = load(config)
+    with pytest.raises(SystemExit, match="run --parts c"):
+        part_t(config, tmp_path, {})
+    part_c(config, [0, 1], None, tmp_path, {})
+    out: dict = {}
+    lines = part_t(config, tmp_path, out, tasks=("toy_quadratic", "toy_quadratic_large"), per_campaign=(2, 2))
+    t = out["t"]
+    assert t["campaigns"] == ["search/seed0", "search/seed1", "control/seed0", "control/seed1"]
+    assert 0 < t["candidates"] == len(t["rows"]) <= 16
+    fresh = BACKENDS["serial"](config.campaign.validation, FRESH_SEEDS, None, Grid())
+    row = t["rows"][0]
+    assert row["validation"] == pytest.approx(fitness_of(fresh([parse(row["program"])])[0]), abs=1e-9)
+    for r in t["rows"]:  # the stage is toy_quadratic on the campaign's seeds: re-scored, its logged fitness again
+        assert r["scores"]["toy_quadratic"] == pytest.approx(r["fitness"], abs=1e-6)
+    table = t["spearman"]
+    assert set(table) == {"small (logged)", "toy_quadratic", "toy_quadratic_large"}
+    assert table["toy_quadratic"]["pooled"] == pytest.approx(table["small (logged)"]["pooled"])
+    assert lines[0].startswith(f"### (t) which tasks rank validation: {t['candidates']} candidates of 4 campaigns")

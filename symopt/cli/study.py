@@ -23,6 +23,11 @@ Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md
   validation, and whether a sign-of-momentum rule (the Lion family,
   :func:`symopt.search.momentum.sign_of_momentum`) reaches the hall of fame or was
   trained at all;
+* ``t`` which tasks predict: candidates of part c's campaigns in ``--out`` (both arms;
+  per campaign the 8 best above the start on the search stage and 8 of the rest at
+  random), scored on each of ``PREDICTOR_TASKS`` and on validation with
+  ``FRESH_SEEDS``; each task's Spearman correlation with validation, over all
+  candidates and within each campaign (what selection acts on);
 * ``f`` cost: seconds per candidate of the fitness (the grid, the seeds, the
   hurdle) against the one-run fitness of before (factor 1, one seed), over the panel.
 
@@ -47,33 +52,19 @@ from symopt.programs import baselines
 from symopt.search.campaign import BACKENDS, search, stage_evaluator, validator
 from symopt.search.compare import scale_lr
 from symopt.programs.parse import parse
+from symopt.search.predictors import correlations, sample, spearman
 from symopt.search.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
 from symopt.search.mutation import mutate
 from symopt.search.run_dir import LOG_NAME, read_hall_of_fame, read_log
 from symopt.search.space import load, stage_name
 from symopt.search.start import start_program
 
-PARTS = ("a", "b", "c", "d", "e", "f")
+PARTS = ("a", "b", "c", "d", "e", "f", "t")
 FRESH_SEEDS = (300, 301, 302)
-"""Seeds no stage of the search spaces uses: part c scores both halls of fame again on them."""
-
-
-def spearman(x, y) -> float:
-    """Spearman's rank correlation (ties get their mean rank)."""
-    def ranks(v):
-        v = np.asarray(v, np.float64)
-        order = np.argsort(v, kind="stable")
-        r = np.empty(len(v))
-        r[order] = np.arange(len(v), dtype=np.float64)
-        for value in np.unique(v):  # ties: mean rank
-            tied = v == value
-            r[tied] = r[tied].mean()
-        return r
-
-    rx, ry = ranks(x), ranks(y)
-    if rx.std() == 0 or ry.std() == 0:
-        return math.nan
-    return float(np.corrcoef(rx, ry)[0, 1])
+"""Seeds no stage of the search spaces uses: parts c and t score validation on them."""
+PREDICTOR_TASKS = ("quadratic_illcond", "quadratic_noisy", "rosenbrock", "logreg_synthetic", "mlp_digits",
+                   "autoencoder_digits", "lm_char_short", "lm_char")
+"""Part t's candidate tasks: every registered search task but the two large ones (0.2-0.6 s per run)."""
 
 
 def panel(config, mutants: int = 12, seed: int = 0) -> list[tuple[str, object]]:
@@ -230,6 +221,36 @@ def _leaders(rows: list[dict], key: str) -> list[str]:
     return [line for r in rows for line in ("", f"seed {r['seed']} leader:", "```python", r[key], "```")]
 
 
+def part_t(config, out_dir: pathlib.Path, out: dict, tasks=PREDICTOR_TASKS, per_campaign=(8, 8)) -> list[str]:
+    c = config.campaign
+    dirs = sorted(out_dir.glob("search/seed*")) + sorted(out_dir.glob("control/seed*"))
+    if not dirs:
+        raise SystemExit(f"symopt study: part t reads part c's campaigns, and {out_dir} holds none: "
+                         f"run --parts c with the same --out first")
+    first = stage_name(c, 0)
+    top, spread = per_campaign
+    candidates = [x for d in dirs for x in sample(d, first, top, spread)]
+    grid = Grid(c.stages[0].lr_factors)
+    on_tasks = BACKENDS["serial"](list(tasks), c.seeds, None, grid)
+    on_validation = BACKENDS["serial"](c.validation, FRESH_SEEDS, None, grid)
+    scores, target = {t: [] for t in tasks}, []
+    for i in range(0, len(candidates), 8):  # 8 at a time: batched, in bounded memory
+        programs = [parse(x.program) for x in candidates[i:i + 8]]
+        for r in on_tasks(programs):
+            for t in tasks:
+                scores[t].append(r.scores[t])
+        target += [fitness_of(r) for r in on_validation(programs)]
+    table = correlations(candidates, {f"{first} (logged)": [x.fitness for x in candidates]} | scores, target)
+    out["t"] = {"campaigns": [f"{d.parent.name}/{d.name}" for d in dirs], "candidates": len(candidates),
+                "fresh_seeds": list(FRESH_SEEDS), "spearman": table,
+                "rows": [dataclasses.asdict(x) | {"scores": {t: scores[t][i] for t in tasks}, "validation": target[i]}
+                         for i, x in enumerate(candidates)]}
+    lines = [f"### (t) which tasks rank validation: {len(candidates)} candidates of {len(dirs)} campaigns "
+             f"(above the start on '{first}'), validation on seeds {list(FRESH_SEEDS)}", "",
+             "| score | Spearman with validation, all | within a campaign (mean) |", "|---|---|---|"]
+    return lines + [f"| {k} | {v['pooled']:+.2f} | {v['within']:+.2f} |" for k, v in table.items()]
+
+
 def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]:
     c = config.campaign
     sgd = dataclasses.replace(config, name=config.name + "-sgd", campaign=dataclasses.replace(
@@ -370,6 +391,8 @@ def main(args: argparse.Namespace) -> int:
             lines = part_d(config, args.seeds, args.budget, out_dir, out)
         elif part == "e":
             lines = part_e(load(args.lion_config), args.seeds[0], args.lion_budget, out_dir, out)
+        elif part == "t":
+            lines = part_t(config, out_dir, out)
         else:
             lines = part_f(config, out)
         md += lines + [""]
