@@ -23,6 +23,7 @@ compile time (`taskset -c 0 python -m proxy_tasks.measure`, otherwise idle 2-cor
     mlp_digits          search      mlp              4810    200  0.05    0.0039   1.2
     autoencoder_digits  search      autoencoder      4744    300  0.05    0.0075   1.3
     lm_char             search      lm              20032    200  0.01    0.09     3.1
+    lm_char_short       search      lm              20032     50  0.02    0.025    3.6
     mlp_digits_large    search      mlp             85002    500  0.01    0.22     1.8
     lm_char_large       search      lm              67488    300  0.009   0.57     3.5
     cnn_digits          validation  cnn              3818    200  0.03    0.026    1.9

@@ -37,6 +37,8 @@ ENTRIES: dict[str, Entry] = {
     "mlp_digits": Entry("search", vision.mlp_digits, (0.0039, 1.2), kwargs=dict(learning_rate=0.05)),
     "autoencoder_digits": Entry("search", vision.autoencoder_digits, (0.0075, 1.3), kwargs=dict(learning_rate=0.05)),
     "lm_char": Entry("search", language.lm_char, (0.09, 3.1), kwargs=dict(learning_rate=0.01)),
+    # lm_char's model for 50 steps: the search stage's language model (its scores rank held-out tasks).
+    "lm_char_short": Entry("search", language.lm_char, (0.025, 3.6), kwargs=dict(steps=50, learning_rate=0.02)),
     # Funnel stages: larger versions for the candidates that lead on the small tasks.
     "mlp_digits_large": Entry("search", vision.mlp_digits, (0.22, 1.8), kwargs=dict(
         hidden=(256, 256), batch_size=128, steps=500, learning_rate=1e-2, noise=0.3)),
