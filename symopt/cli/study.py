@@ -46,13 +46,14 @@ import time
 
 import numpy as np
 
+import proxy_tasks
 from symopt.evaluation import Grid, evaluate
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs import baselines
 from symopt.search.campaign import BACKENDS, search, stage_evaluator, validator
 from symopt.search.compare import scale_lr
 from symopt.programs.parse import parse
-from symopt.search.predictors import correlations, sample, spearman
+from symopt.search.predictors import campaign_name, correlations, sample, spearman
 from symopt.search.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
 from symopt.search.mutation import mutate
 from symopt.search.run_dir import LOG_NAME, read_hall_of_fame, read_log
@@ -62,9 +63,8 @@ from symopt.search.start import start_program
 PARTS = ("a", "b", "c", "d", "e", "f", "t")
 FRESH_SEEDS = (300, 301, 302)
 """Seeds no stage of the search spaces uses: parts c and t score validation on them."""
-PREDICTOR_TASKS = ("quadratic_illcond", "quadratic_noisy", "rosenbrock", "logreg_synthetic", "mlp_digits",
-                   "autoencoder_digits", "lm_char_short", "lm_char")
-"""Part t's candidate tasks: every registered search task but the two large ones (0.2-0.6 s per run)."""
+PREDICTOR_TASKS = tuple(n for n in proxy_tasks.names("search") if not n.endswith("_large"))
+"""Part t's candidate tasks: every registered search task but the large funnel ones (0.2-0.6 s per run)."""
 
 
 def panel(config, mutants: int = 12, seed: int = 0) -> list[tuple[str, object]]:
@@ -241,7 +241,7 @@ def part_t(config, out_dir: pathlib.Path, out: dict, tasks=PREDICTOR_TASKS, per_
                 scores[t].append(r.scores[t])
         target += [fitness_of(r) for r in on_validation(programs)]
     table = correlations(candidates, {f"{first} (logged)": [x.fitness for x in candidates]} | scores, target)
-    out["t"] = {"campaigns": [f"{d.parent.name}/{d.name}" for d in dirs], "candidates": len(candidates),
+    out["t"] = {"campaigns": [campaign_name(d) for d in dirs], "candidates": len(candidates),
                 "fresh_seeds": list(FRESH_SEEDS), "spearman": table,
                 "rows": [dataclasses.asdict(x) | {"scores": {t: scores[t][i] for t in tasks}, "validation": target[i]}
                          for i, x in enumerate(candidates)]}

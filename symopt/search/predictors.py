@@ -62,8 +62,13 @@ def sample(run_dir: str | os.PathLike, stage: str, top: int = 8, spread: int = 8
     rest = order[top:]
     drawn = np.random.default_rng(seed).choice(len(rest), min(spread, len(rest)), replace=False) if rest else []
     picked = order[:top] + [rest[i] for i in sorted(drawn)]
-    name = f"{run_dir.parent.name}/{run_dir.name}"  # search/seed0
-    return [Candidate(name, r["id"], r["program"], float(r["fitness"])) for r in picked]
+    return [Candidate(campaign_name(run_dir), r["id"], r["program"], float(r["fitness"])) for r in picked]
+
+
+def campaign_name(run_dir: str | os.PathLike) -> str:
+    """A campaign's name among a study's: its run directory and the folder above (``search/seed0``)."""
+    run_dir = pathlib.Path(run_dir)
+    return f"{run_dir.parent.name}/{run_dir.name}"
 
 
 def correlations(candidates: Sequence[Candidate], scores: Mapping[str, Sequence[float]],
