@@ -6,7 +6,10 @@ import pytest
 
 import json
 
-from symopt.cli.study import FRESH_SEEDS, control, paired, panel, part_c, part_e, part_t, spearman, with_factors
+import numpy as np
+
+from symopt.cli.study import (FRESH_SEEDS, control, headroom_panel, paired, panel, part_c, part_e, part_h, part_t,
+                              spearman, with_factors)
 from symopt.evaluation import Grid
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs import parse
@@ -150,3 +153,36 @@ def test_part_t_scores_part_cs_candidates_task_by_task_against_fresh_validation(
     assert set(table) == {"small (logged)", "toy_quadratic", "toy_quadratic_large"}
     assert table["toy_quadratic"]["pooled"] == pytest.approx(table["small (logged)"]["pooled"])
     assert lines[0].startswith(f"### (t) which tasks rank validation: {t['candidates']} candidates of 4 campaigns")
+
+
+def test_headroom_panel_sets_each_baselines_momentum_decay_and_scales_its_rate():
+    items = headroom_panel(decays=(0.9, 0.35), scales=(1.0, 0.1))
+    lion = [x for x in items if x["baseline"] == "lion"]
+    assert [(x["decay"], x["lr_scale"]) for x in lion] == [(0.9, 1.0), (0.9, 0.1), (0.35, 1.0), (0.35, 0.1)]
+    assert "b1 = 0.35" in str(lion[2]["program"]) and "b1 = 0.9" not in str(lion[2]["program"])
+    assert "0.1" in str(lion[3]["program"]).splitlines()[-1]  # no lr argument: the update itself is scaled
+    sgd = [x for x in items if x["baseline"] == "sgd"]  # no decay to set: the program as it is, at each scale
+    assert [(x["decay"], x["lr_scale"]) for x in sgd] == [(None, 1.0), (None, 0.1)]
+    assert {x["baseline"] for x in items} == {n for n in baselines.names() if baselines.is_program(n)}
+    with pytest.raises(KeyError, match="assigns no constant to 'b1'"):
+        baselines.get("sgd").with_constant("b1", 0.5)
+
+
+def test_part_h_ranks_each_rule_at_its_best_decay_against_adamws_best_and_measures_the_judges_noise(tmp_path):
+    config = load(toy.campaign(budget=12))
+    out: dict = {"c": {"runs": [{"leader_fresh": 0.1, "control_fresh": 0.3}, {"leader_fresh": 0.2, "control_fresh": 0.1}]}}
+    seeds = (310, 311)
+    lines = part_h(config, out, decays=(0.9, 0.5), scales=(1.0,), fresh_seeds=seeds)
+    h = out["h"]
+    assert h["fresh_seeds"] == [310, 311] and len(h["rows"]) == len(headroom_panel((0.9, 0.5), (1.0,)))
+    for name, best in h["best"].items():
+        assert best["fresh"] == max(r["fresh"] for r in h["rows"] if r["baseline"] == name)
+    fresh = BACKENDS["serial"](config.campaign.validation, seeds, None, Grid(config.campaign.stages[0].lr_factors))
+    adam = next(r for r in h["rows"] if r["baseline"] == "adam" and r["decay"] == 0.5)
+    assert adam["fresh"] == pytest.approx(fitness_of(fresh([baselines.get("adam").with_constant("b1", 0.5)])[0]), abs=1e-9)
+    nudged = h["adamw_nudged"]  # the grid steps by 3: nudges of 3^(k/4), and the best itself
+    assert [float(x) for x in nudged] == pytest.approx([3 ** -0.5, 3 ** -0.25, 1.0, 3 ** 0.25, 3 ** 0.5], abs=1e-4)
+    assert nudged["1.0000"] == h["best"]["adamw"]["fresh"]
+    assert h["judge_sd"] == pytest.approx(float(np.std(list(nudged.values()), ddof=1)))
+    assert h["part_c_leaders"] == pytest.approx({"search": 0.15, "control": 0.2})
+    assert lines[0].startswith("### (h) headroom") and "| adamw |" in "\n".join(lines)

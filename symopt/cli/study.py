@@ -13,7 +13,7 @@ Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md
   the constants-only control (the same budget mutating only constants) with the
   same seeds; the hall-of-fame leader's validation fitness against the start's
   (0 by construction) and the control leader's; then every hall-of-fame entry of
-  both, and the start, on the validation tasks with fresh seeds (``FRESH_SEEDS``):
+  both, and the start, on the validation tasks with fresh seeds (``FRESH_SEEDS``, or ``--fresh-seeds``):
   the hall of fame is ranked on validation, so its leader's score there is a best of several;
 * ``d`` momentum from SGD: campaigns from SGD on the search stage alone; whether
   the best program holds momentum (an EMA of g reaching the update,
@@ -28,6 +28,12 @@ Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md
   random), scored on each of ``PREDICTOR_TASKS`` and on validation with
   ``FRESH_SEEDS``; each task's Spearman correlation with validation, over all
   candidates and within each campaign (what selection acts on);
+* ``h`` headroom: every baseline program with its momentum decay (the constant
+  ``b1`` or ``beta``) at each of ``HEADROOM_DECAYS``, at lr x1 and x1/10, on the
+  validation tasks with ``FRESH_SEEDS``: each rule's best against AdamW's best,
+  what a structure known to the field gains over tuning its constants (the
+  control's move); and AdamW at its best with its rate nudged within a grid step, the
+  noise of the judge;
 * ``f`` cost: seconds per candidate of the fitness (the grid, the seeds, the
   hurdle) against the one-run fitness of before (factor 1, one seed), over the panel.
 
@@ -53,6 +59,7 @@ from symopt.programs import baselines
 from symopt.search.campaign import BACKENDS, search, stage_evaluator, validator
 from symopt.search.compare import scale_lr
 from symopt.programs.parse import parse
+from symopt.programs.program import Const
 from symopt.search.predictors import campaign_name, correlations, sample, spearman
 from symopt.search.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
 from symopt.search.mutation import mutate
@@ -60,11 +67,15 @@ from symopt.search.run_dir import LOG_NAME, read_hall_of_fame, read_log
 from symopt.search.space import load, stage_name
 from symopt.search.start import start_program
 
-PARTS = ("a", "b", "c", "d", "e", "f", "t")
+PARTS = ("a", "b", "c", "d", "e", "f", "h", "t")
 FRESH_SEEDS = (300, 301, 302)
 """Seeds no stage of the search spaces uses: parts c and t score validation on them."""
 PREDICTOR_TASKS = tuple(n for n in proxy_tasks.names("search") if not n.endswith("_large"))
 """Part t's candidate tasks: every registered search task but the large funnel ones (0.2-0.6 s per run)."""
+HEADROOM_DECAYS = (0.9, 0.7, 0.5, 0.35, 0.2)
+"""Part h's values of each baseline's momentum decay (its constant ``b1`` or ``beta``)."""
+HEADROOM_LR = (1.0, 0.1)
+"""Part h's learning-rate scales: a sign-based rule wants a smaller rate (the Lion paper: 3 to 10 times)."""
 
 
 def panel(config, mutants: int = 12, seed: int = 0) -> list[tuple[str, object]]:
@@ -141,10 +152,10 @@ def control(config):
                                space=dataclasses.replace(config.space, mutation=m))
 
 
-def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]:
+def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict, fresh_seeds=FRESH_SEEDS) -> list[str]:
     # The hall of fame is ranked on validation, so its leader's validation score is the best of several noisy
     # ones: both halls of fame are scored again on the validation tasks with seeds no stage used.
-    fresh = validator(dataclasses.replace(config.campaign, seeds=FRESH_SEEDS), BACKENDS["serial"])
+    fresh = validator(dataclasses.replace(config.campaign, seeds=tuple(fresh_seeds)), BACKENDS["serial"])
     first = stage_name(config.campaign, 0)
     rows, halls = [], {"search": [], "control": []}
     for seed in seeds:
@@ -178,11 +189,11 @@ def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
     summary = {kind: _hall_summary(entries) for kind, entries in halls.items()}
     out["c"] = {"runs": rows, "beats_start": beats_start, "beats_control": beats_control,
                 "beats_start_fresh": fresh_start, "beats_control_fresh": fresh_control,
-                "fresh_seeds": list(FRESH_SEEDS), **margins, "halls": halls, "hall_summary": summary}
+                "fresh_seeds": list(fresh_seeds), **margins, "halls": halls, "hall_summary": summary}
     lines = [f"### (c) transfer from {config.campaign.start}: the leader beats the start on validation in "
              f"{beats_start} of {len(rows)} seeds (target 4 of 5), the constants-only control in {beats_control} "
              f"(target 3 of 5); budget {rows[0]['budget'] if rows else '-'} each", "",
-             f"fresh: the two leaders scored again on the validation tasks with seeds {list(FRESH_SEEDS)} (the hall "
+             f"fresh: the two leaders scored again on the validation tasks with seeds {list(fresh_seeds)} (the hall "
              f"of fame is ranked on its validation score, so that score is the best of several): the leader beats "
              f"the start in {fresh_start}, the control's leader in {fresh_control}", "",
              "| seed | leader | start | control leader | leader, fresh | start, fresh | control leader, fresh |",
@@ -221,7 +232,8 @@ def _leaders(rows: list[dict], key: str) -> list[str]:
     return [line for r in rows for line in ("", f"seed {r['seed']} leader:", "```python", r[key], "```")]
 
 
-def part_t(config, out_dir: pathlib.Path, out: dict, tasks=PREDICTOR_TASKS, per_campaign=(8, 8)) -> list[str]:
+def part_t(config, out_dir: pathlib.Path, out: dict, tasks=PREDICTOR_TASKS, per_campaign=(8, 8),
+           fresh_seeds=FRESH_SEEDS) -> list[str]:
     c = config.campaign
     dirs = sorted(out_dir.glob("search/seed*")) + sorted(out_dir.glob("control/seed*"))
     if not dirs:
@@ -232,7 +244,7 @@ def part_t(config, out_dir: pathlib.Path, out: dict, tasks=PREDICTOR_TASKS, per_
     candidates = [x for d in dirs for x in sample(d, first, top, spread)]
     grid = Grid(c.stages[0].lr_factors)
     on_tasks = BACKENDS["serial"](list(tasks), c.seeds, None, grid)
-    on_validation = BACKENDS["serial"](c.validation, FRESH_SEEDS, None, grid)
+    on_validation = BACKENDS["serial"](c.validation, tuple(fresh_seeds), None, grid)
     scores, target = {t: [] for t in tasks}, []
     for i in range(0, len(candidates), 8):  # 8 at a time: batched, in bounded memory
         programs = [parse(x.program) for x in candidates[i:i + 8]]
@@ -242,11 +254,11 @@ def part_t(config, out_dir: pathlib.Path, out: dict, tasks=PREDICTOR_TASKS, per_
         target += [fitness_of(r) for r in on_validation(programs)]
     table = correlations(candidates, {f"{first} (logged)": [x.fitness for x in candidates]} | scores, target)
     out["t"] = {"campaigns": [campaign_name(d) for d in dirs], "candidates": len(candidates),
-                "fresh_seeds": list(FRESH_SEEDS), "spearman": table,
+                "fresh_seeds": list(fresh_seeds), "spearman": table,
                 "rows": [dataclasses.asdict(x) | {"scores": {t: scores[t][i] for t in tasks}, "validation": target[i]}
                          for i, x in enumerate(candidates)]}
     lines = [f"### (t) which tasks rank validation: {len(candidates)} candidates of {len(dirs)} campaigns "
-             f"(above the start on '{first}'), validation on seeds {list(FRESH_SEEDS)}", "",
+             f"(above the start on '{first}'), validation on seeds {list(fresh_seeds)}", "",
              "| score | Spearman with validation, all | within a campaign (mean) |", "|---|---|---|"]
     return lines + [f"| {k} | {v['pooled']:+.2f} | {v['within']:+.2f} |" for k, v in table.items()]
 
@@ -327,6 +339,67 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
     return lines
 
 
+def headroom_panel(decays=HEADROOM_DECAYS, scales=HEADROOM_LR) -> list[dict]:
+    """Every baseline program at each momentum decay (when it has one) and lr scale: part h's panel."""
+    items = []
+    for name in baselines.names():
+        if not baselines.is_program(name):
+            continue
+        base = baselines.get(name)
+        decay = next((s.target for s in base.body if s.target in ("b1", "beta") and isinstance(s.value, Const)), None)
+        for d in decays if decay else (None,):
+            program = base.with_constant(decay, d) if decay else base
+            items += [{"baseline": name, "decay": d, "lr_scale": x, "program": scale_lr(program, x)} for x in scales]
+    return items
+
+
+def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_seeds=FRESH_SEEDS) -> list[str]:
+    c = config.campaign
+    factors = sorted(c.stages[0].lr_factors)
+    on_validation = BACKENDS["serial"](c.validation, tuple(fresh_seeds), None, Grid(tuple(factors)))
+
+    def fresh(programs):
+        scores = []
+        for i in range(0, len(programs), 8):  # 8 at a time: batched, in bounded memory
+            scores += [fitness_of(r) for r in on_validation(programs[i:i + 8])]
+        return scores
+
+    items = headroom_panel(decays, scales)
+    rows = [{k: v for k, v in x.items() if k != "program"} | {"fresh": f}
+            for x, f in zip(items, fresh([x["program"] for x in items]))]
+    best = {}
+    for r in rows:
+        if r["baseline"] not in best or r["fresh"] > best[r["baseline"]]["fresh"]:
+            best[r["baseline"]] = r
+    adamw = best["adamw"]
+    # The judge's noise: one rule, AdamW at its best, its rate nudged by quarter and half grid steps. Each is
+    # as good an optimizer as the others (the grid finds its rate), so their spread is the score's, not the rule's.
+    step = (factors[-1] / factors[0]) ** (1 / (len(factors) - 1)) if len(factors) > 1 else 3.0
+    tuned = next(x["program"] for x in items if x["baseline"] == "adamw" and x["decay"] == adamw["decay"]
+                 and x["lr_scale"] == adamw["lr_scale"])
+    nudges = [step ** (k / 4) for k in (-2, -1, 1, 2)]
+    nudged = dict(zip(nudges, fresh([scale_lr(tuned, x) for x in nudges]))) | {1.0: adamw["fresh"]}
+    spread = list(nudged.values())
+    leaders = {kind: float(np.mean([r[key] for r in out["c"]["runs"]])) for kind, key in
+               (("search", "leader_fresh"), ("control", "control_fresh"))} if "c" in out else None
+    out["h"] = {"fresh_seeds": list(fresh_seeds), "decays": list(decays), "lr_scales": list(scales), "rows": rows,
+                "best": best, "adamw_nudged": {f"{x:.4f}": v for x, v in sorted(nudged.items())},
+                "judge_sd": float(np.std(spread, ddof=1)), "part_c_leaders": leaders}
+    lines = [f"### (h) headroom: each baseline program at momentum decays {list(decays)} and lr x{list(scales)}, "
+             f"on validation with seeds {list(fresh_seeds)}; its best against AdamW's best ({adamw['fresh']:+.4f}, "
+             f"decay {adamw['decay']}, lr x{adamw['lr_scale']})", "",
+             "| baseline | best | decay | lr scale | over AdamW's best |", "|---|---|---|---|---|"]
+    lines += [f"| {r['baseline']} | {r['fresh']:+.4f} | {r['decay']} | x{r['lr_scale']} | "
+              f"{r['fresh'] - adamw['fresh']:+.4f} |" for r in sorted(best.values(), key=lambda r: -r["fresh"])]
+    lines += ["", "the judge's noise: AdamW at its best with its rate nudged by a quarter and half a grid step, "
+              "the same optimizer to the grid: " + ", ".join(f"x{x:.3f} {v:+.4f}" for x, v in sorted(nudged.items()))
+              + f"; standard deviation {out['h']['judge_sd']:.4f}"]
+    if leaders:
+        lines.append(f"part c in this folder: the search leaders' mean fresh score {leaders['search']:+.4f}, "
+                     f"the control leaders' {leaders['control']:+.4f}")
+    return lines
+
+
 def part_f(config, out: dict) -> list[str]:
     c = config.campaign
     stage = c.stages[0]
@@ -360,6 +433,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="trainings of part e's campaign (default: the configuration's)")
     parser.add_argument("--lr-factors", type=float, nargs="+", default=None,
                         help="learning-rate factors of every stage (default: the configuration's)")
+    parser.add_argument("--fresh-seeds", type=int, nargs="+", default=list(FRESH_SEEDS),
+                        help=f"seeds of the fresh validation scores of c, t and h (default: {list(FRESH_SEEDS)}); "
+                             "no stage may train them")
     parser.add_argument("--out", default="runs/study", help="output folder (default: runs/study)")
 
 
@@ -386,13 +462,15 @@ def main(args: argparse.Namespace) -> int:
         elif part == "b":
             lines = part_b(config, out)
         elif part == "c":
-            lines = part_c(config, args.seeds, args.budget, out_dir, out)
+            lines = part_c(config, args.seeds, args.budget, out_dir, out, args.fresh_seeds)
         elif part == "d":
             lines = part_d(config, args.seeds, args.budget, out_dir, out)
         elif part == "e":
             lines = part_e(load(args.lion_config), args.seeds[0], args.lion_budget, out_dir, out)
         elif part == "t":
-            lines = part_t(config, out_dir, out)
+            lines = part_t(config, out_dir, out, fresh_seeds=args.fresh_seeds)
+        elif part == "h":
+            lines = part_h(config, out, fresh_seeds=args.fresh_seeds)
         else:
             lines = part_f(config, out)
         md += lines + [""]

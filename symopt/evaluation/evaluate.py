@@ -39,7 +39,7 @@ from symopt.evaluation.lowering import Bucket, Lowered, lower
 from symopt.evaluation.packing import idle, pack, scalars
 from symopt.programs.baselines import get
 from symopt.programs.parse import parse
-from symopt.programs.program import Assign, Const, Program
+from symopt.programs.program import Program
 
 DEFAULT_CHUNK = 50
 """Steps per compiled chunk: the granularity of the divergence check and the time limit."""
@@ -140,10 +140,7 @@ def interpreter(task) -> Interpreter:
 
 def reference_program(task) -> Program:
     """AdamW as a program (``symopt.programs.baselines``' ``adamw``, optax's twin) with the task's decay."""
-    adamw = get("adamw")
-    body = tuple(Assign(a.target, Const(float(task.weight_decay))) if a.target == "weight_decay" else a
-                 for a in adamw.body)
-    return dataclasses.replace(adamw, body=body)
+    return get("adamw").with_constant("weight_decay", task.weight_decay)
 
 
 def reference(task, seed: int, steps: int, factor: float = 1.0, chunk: int = DEFAULT_CHUNK,

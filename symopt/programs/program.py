@@ -130,6 +130,13 @@ class Program:
     def __len__(self) -> int:
         return len(self.body)
 
+    def with_constant(self, name: str, value: float) -> "Program":
+        """The program with the statement ``name = <constant>`` set to ``value`` (a baseline's ``b1``, say)."""
+        if not any(s.target == name and isinstance(s.value, Const) for s in self.body):
+            raise KeyError(f"program {self.name!r} assigns no constant to {name!r}")
+        body = tuple(dataclasses.replace(s, value=Const(float(value))) if s.target == name else s for s in self.body)
+        return dataclasses.replace(self, body=body)
+
     def constants(self) -> Iterator[Const]:
         """Every constant in the program, in text order."""
         for expr in [s.value for s in self.body] + list(self.returns):
