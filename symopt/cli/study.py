@@ -233,6 +233,11 @@ def _leaders(rows: list[dict], key: str) -> list[str]:
     return [line for r in rows for line in ("", f"seed {r['seed']} leader:", "```python", r[key], "```")]
 
 
+def _in_batches(evaluator, programs, size: int = 8) -> list:
+    """An evaluator's results for many programs, ``size`` at a time: batched, in bounded memory."""
+    return [r for i in range(0, len(programs), size) for r in evaluator(programs[i:i + size])]
+
+
 def part_t(config, out_dir: pathlib.Path, out: dict, tasks=PREDICTOR_TASKS, per_campaign=(8, 8),
            fresh_seeds=FRESH_SEEDS) -> list[str]:
     c = config.campaign
@@ -246,13 +251,10 @@ def part_t(config, out_dir: pathlib.Path, out: dict, tasks=PREDICTOR_TASKS, per_
     grid = Grid(c.stages[0].lr_factors)
     on_tasks = BACKENDS["serial"](list(tasks), c.seeds, None, grid)
     on_validation = BACKENDS["serial"](c.validation, tuple(fresh_seeds), None, grid)
-    scores, target = {t: [] for t in tasks}, []
-    for i in range(0, len(candidates), 8):  # 8 at a time: batched, in bounded memory
-        programs = [parse(x.program) for x in candidates[i:i + 8]]
-        for r in on_tasks(programs):
-            for t in tasks:
-                scores[t].append(r.scores[t])
-        target += [fitness_of(r) for r in on_validation(programs)]
+    programs = [parse(x.program) for x in candidates]
+    results = _in_batches(on_tasks, programs)
+    scores = {t: [r.scores[t] for r in results] for t in tasks}
+    target = [fitness_of(r) for r in _in_batches(on_validation, programs)]
     table = correlations(candidates, {f"{first} (logged)": [x.fitness for x in candidates]} | scores, target)
     out["t"] = {"campaigns": [campaign_name(d) for d in dirs], "candidates": len(candidates),
                 "fresh_seeds": list(fresh_seeds), "spearman": table,
@@ -360,10 +362,7 @@ def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_
     on_validation = BACKENDS["serial"](c.validation, tuple(fresh_seeds), None, Grid(tuple(factors)))
 
     def fresh(programs):
-        scores = []
-        for i in range(0, len(programs), 8):  # 8 at a time: batched, in bounded memory
-            scores += [fitness_of(r) for r in on_validation(programs[i:i + 8])]
-        return scores
+        return [fitness_of(r) for r in _in_batches(on_validation, programs)]
 
     items = headroom_panel(decays, scales)
     rows = [{k: v for k, v in x.items() if k != "program"} | {"fresh": f}
