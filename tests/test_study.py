@@ -8,7 +8,7 @@ import json
 
 import numpy as np
 
-from symopt.cli.study import (FRESH_SEEDS, control, headroom_panel, paired, panel, part_c, part_e, part_h, part_t,
+from symopt.cli.study import (FRESH_SEEDS, check_fresh, control, headroom_panel, paired, panel, part_c, part_e, part_h, part_t,
                               spearman, with_factors)
 from symopt.evaluation import Grid
 from symopt.evaluation.fitness import fitness_of
@@ -186,3 +186,10 @@ def test_part_h_ranks_each_rule_at_its_best_decay_against_adamws_best_and_measur
     assert h["judge_sd"] == pytest.approx(float(np.std(list(nudged.values()), ddof=1)))
     assert h["part_c_leaders"] == pytest.approx({"search": 0.15, "control": 0.2})
     assert lines[0].startswith("### (h) headroom") and "| adamw |" in "\n".join(lines)
+
+
+def test_fresh_seeds_that_a_stage_trains_are_refused_with_the_clash_named():
+    config = load("quick")  # stages train 0, 1 (search, validation) and 100, 101 (rescore)
+    check_fresh(config, FRESH_SEEDS)
+    with pytest.raises(SystemExit, match=r"--fresh-seeds \[1, 100\] are trained by quick's stages"):
+        check_fresh(config, (1, 100, 300))

@@ -435,8 +435,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="learning-rate factors of every stage (default: the configuration's)")
     parser.add_argument("--fresh-seeds", type=int, nargs="+", default=list(FRESH_SEEDS),
                         help=f"seeds of the fresh validation scores of c, t and h (default: {list(FRESH_SEEDS)}); "
-                             "no stage may train them")
+                             "no stage may train them (checked)")
     parser.add_argument("--out", default="runs/study", help="output folder (default: runs/study)")
+
+
+def check_fresh(config, fresh_seeds) -> None:
+    """Fresh seeds must be seeds no stage trains (nor validation, which trains the campaign's)."""
+    c = config.campaign
+    used = set(c.seeds) | {s for stage in c.stages for s in stage.seeds}
+    clash = sorted(used & set(fresh_seeds))
+    if clash:
+        raise SystemExit(f"symopt study: --fresh-seeds {clash} are trained by {config.name}'s stages or validation "
+                         f"(seeds {sorted(used)}): choose seeds outside them")
 
 
 def with_factors(config, factors):
@@ -449,6 +459,7 @@ def main(args: argparse.Namespace) -> int:
     config = load(args.config)
     if args.lr_factors:
         config = with_factors(config, args.lr_factors)
+    check_fresh(config, args.fresh_seeds)
     out_dir = pathlib.Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     path = out_dir / "study.json"
