@@ -153,10 +153,15 @@ def control(config):
                                space=dataclasses.replace(config.space, mutation=m))
 
 
+def fresh_validator(config, fresh_seeds=FRESH_SEEDS):
+    """The campaign's validation evaluator (its tasks and grid, serial) on ``fresh_seeds``: parts c, t and h."""
+    return validator(dataclasses.replace(config.campaign, seeds=tuple(fresh_seeds)), BACKENDS["serial"])
+
+
 def part_c(config, seeds, budget, out_dir: pathlib.Path, out: dict, fresh_seeds=FRESH_SEEDS) -> list[str]:
     # The hall of fame is ranked on validation, so its leader's validation score is the best of several noisy
     # ones: both halls of fame are scored again on the validation tasks with seeds no stage used.
-    fresh = validator(dataclasses.replace(config.campaign, seeds=tuple(fresh_seeds)), BACKENDS["serial"])
+    fresh = fresh_validator(config, fresh_seeds)
     first = stage_name(config.campaign, 0)
     rows, halls = [], {"search": [], "control": []}
     for seed in seeds:
@@ -250,7 +255,7 @@ def part_t(config, out_dir: pathlib.Path, out: dict, tasks=PREDICTOR_TASKS, per_
     candidates = [x for d in dirs for x in sample(d, first, top, spread)]
     grid = Grid(c.stages[0].lr_factors)
     on_tasks = BACKENDS["serial"](list(tasks), c.seeds, None, grid)
-    on_validation = BACKENDS["serial"](c.validation, tuple(fresh_seeds), None, grid)
+    on_validation = fresh_validator(config, fresh_seeds)
     programs = [parse(x.program) for x in candidates]
     results = _in_batches(on_tasks, programs)
     scores = {t: [r.scores[t] for r in results] for t in tasks}
@@ -359,7 +364,7 @@ def headroom_panel(decays=HEADROOM_DECAYS, scales=HEADROOM_LR) -> list[dict]:
 def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_seeds=FRESH_SEEDS) -> list[str]:
     c = config.campaign
     factors = sorted(c.stages[0].lr_factors)
-    on_validation = BACKENDS["serial"](c.validation, tuple(fresh_seeds), None, Grid(tuple(factors)))
+    on_validation = fresh_validator(config, fresh_seeds)
 
     def fresh(programs):
         return [fitness_of(r) for r in _in_batches(on_validation, programs)]
@@ -375,8 +380,7 @@ def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_
     # The judge's noise: one rule, AdamW at its best, its rate nudged by quarter and half grid steps. Each is
     # as good an optimizer as the others (the grid finds its rate), so their spread is the score's, not the rule's.
     step = (factors[-1] / factors[0]) ** (1 / (len(factors) - 1)) if len(factors) > 1 else 3.0
-    tuned = next(x["program"] for x in items if x["baseline"] == "adamw" and x["decay"] == adamw["decay"]
-                 and x["lr_scale"] == adamw["lr_scale"])
+    tuned = items[rows.index(adamw)]["program"]  # rows and items are parallel
     nudges = [step ** (k / 4) for k in (-2, -1, 1, 2)]
     nudged = dict(zip(nudges, fresh([scale_lr(tuned, x) for x in nudges]))) | {1.0: adamw["fresh"]}
     spread = list(nudged.values())
