@@ -14,6 +14,7 @@ program trained by the interpreter and by optax sees the very same rates.
 from __future__ import annotations
 
 import dataclasses
+import functools
 from typing import Any, Callable
 
 import jax
@@ -31,16 +32,26 @@ FINAL = 0.1
 
 
 def learning_rates(peak: float, steps: int) -> np.ndarray:
-    """Warm-up then cosine decay: the learning rate of steps 0 .. steps-1 (float32 [steps])."""
+    """Warm-up then cosine decay: the learning rate of steps 0 .. steps-1 (float32 [steps], read-only).
+
+    Cached: every candidate of a campaign trains on the same few schedules.
+    """
     steps = int(steps)
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
+    return _learning_rates(float(peak), steps)
+
+
+@functools.lru_cache(maxsize=256)
+def _learning_rates(peak: float, steps: int) -> np.ndarray:
     i = np.arange(steps, dtype=np.float64)
     warmup = max(1, round(WARMUP * steps))
     rise = np.minimum(1.0, (i + 1) / warmup)
     progress = np.clip((i - warmup + 1) / max(steps - warmup, 1), 0.0, 1.0)
     decay = FINAL + (1 - FINAL) * 0.5 * (1 + np.cos(np.pi * progress))
-    return (float(peak) * rise * decay).astype(np.float32)
+    rates = (peak * rise * decay).astype(np.float32)
+    rates.setflags(write=False)
+    return rates
 
 
 @dataclasses.dataclass(frozen=True)

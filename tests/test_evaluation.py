@@ -64,6 +64,23 @@ def moments(g, m, v):
     u = m / s + g * 0.01 + 0.5 * sqrt(0.25 + g * g)
     return u + square(m) * 0.1, m, v
 """,
+    # Adam's and Lion's directions (superinstructions), and weight decay left to the weight step
+    "directions": """
+def directions(w, g, m, v, t):
+    m = interpolate(m, g, 0.1)
+    v = 0.999 * v + 0.001 * square(g)
+    mh = divide(m, 1.0 - power(0.9, t))
+    vh = divide(v, 1.0 - power(0.999, t))
+    a = divide(mh, sqrt(vh + 1e-16) + 1e-8)
+    b = divide(g, sqrt(v + 0.0) + 1e-3)
+    c = sign(0.9 * m + 0.1 * g)
+    return a + 0.1 * b + 0.01 * c + 0.01 * w, m, v
+""",
+    "decay_first": """
+def decay_first(w, g, m):
+    m = interpolate(m, g, 0.1)
+    return 0.01 * w + m, m
+""",
     "scalar_update": """
 def scalar_update(g, lr):
     return lr * 0.1
@@ -138,6 +155,47 @@ def test_moment_updates_are_superinstructions():
     adam = lower(parse("def adam(g, m, v):\n    m = interpolate(m, g, 0.1)\n"
                        "    v = (1.0 - 0.999) * square(g) + 0.999 * v\n    return m / (sqrt(v) + 1e-8), m, v\n"))
     assert len(adam) == 5  # interpolate, sqaxpby, sqrt, +, /
+
+
+def test_adam_and_lion_directions_are_superinstructions_and_decay_joins_the_weight_step():
+    def fns(program):
+        return [OPCODES[row[0]].fn for row in lower(program).main]
+
+    assert fns(baselines.get("adam")) == ["axpby", "sqaxpby", "adamdir"]
+    assert fns(baselines.get("adamw")) == ["axpby", "sqaxpby", "adamdir"]  # + wd * w: in the weight step
+    assert fns(baselines.get("lion")) == ["signaxpby", "axpby"]
+    assert "rsqrtdiv" in fns(baselines.get("nadam"))  # its numerator is a sum: no adamdir
+    assert lower(baselines.get("adamw")).decay_slot is not None and lower(baselines.get("adam")).decay_slot is None
+    directions = fns(parse(CUSTOM["directions"]))
+    assert {"adamdir", "rsqrtdiv", "signaxpby"} <= set(directions) and "ypax" in directions  # 0.1 * b, 0.01 * c
+    assert lower(parse(CUSTOM["decay_first"])).decay_slot is not None  # w * s + x, the axpy form
+    assert fns(parse(CUSTOM["decay_first"])) == ["interpolate"]
+    # A value read twice is computed once, so it is not folded into its reader.
+    twice = parse("def f(g, m, v, t):\n    m = interpolate(m, g, 0.1)\n    v = interpolate(v, square(g), 0.001)\n"
+                  "    mh = divide(m, 1.0 - power(0.9, t))\n    u = divide(mh, sqrt(v + 0.0) + 1e-8)\n"
+                  "    return u + mh, m, v\n")
+    assert "rsqrtdiv" in fns(twice) and "adamdir" not in fns(twice) and "divide" in fns(twice)
+    kept = parse("def f(w, g, m):\n    u = g + 0.01 * w\n    return u, u\n")  # the update is also a state
+    assert lower(kept).decay_slot is None and fns(kept) == ["ypax"]
+
+
+def test_a_time_limit_calls_chunk_by_chunk_with_the_same_results():
+    programs = [baselines.get("adamw"), baselines.get("lion"), NAN]
+    whole = evaluate(programs, TASK, seeds=(0, 1), steps=STEPS, chunk=CHUNK)
+    chunked = evaluate(programs, TASK, seeds=(0, 1), steps=STEPS, chunk=CHUNK, time_limit=1e9)
+    for a, b in zip(whole, chunked):
+        assert a.fitness == b.fitness or (math.isnan(a.fitness) and math.isnan(b.fitness))
+        for x, y in zip(a.runs, b.runs):
+            assert (x.steps_run, x.diverged) == (y.steps_run, y.diverged)
+            np.testing.assert_array_equal(x.losses, y.losses)
+
+
+def test_the_run_executable_takes_equal_chunks_then_one_shorter():
+    from symopt.evaluation.evaluate import interpreter
+    it = interpreter(proxy_tasks.get(TASK))
+    for plan in [(20, 30), (20, 10, 10), (), (0,)]:
+        with pytest.raises(ValueError, match="chunk plan"):
+            it.run(Bucket(32, 4), plan, 1, "single")
 
 
 def test_buckets():

@@ -12,9 +12,9 @@ train it with ``symopt.export.to_optax(program, task.learning_rate)``: same
 initial parameters, same batches, same steps. Its fitness is the mean score
 against AdamW over tasks and seeds (:mod:`symopt.evaluation.fitness`).
 
-Training runs in compiled chunks of steps; after each chunk a run that
-diverged stops (it scores the worst fitness), and a candidate past its
-``time_limit`` stops as well. Compiled executables (per task, program-size
+Training runs in chunks of steps, inside one compiled call; after each chunk a
+run that diverged stops (it scores the worst fitness). With a ``time_limit``
+the chunks are called one at a time and a candidate past it stops as well. Compiled executables (per task, program-size
 bucket, chunk length and batch size) and AdamW references (per task, seed and
 steps) are cached for the life of the process; nothing that compiles counts
 against a candidate's time limit.
@@ -36,13 +36,13 @@ from symopt.evaluation import fitness as fit
 from symopt.evaluation.fitness import Grid
 from symopt.evaluation.interpreter import Interpreter
 from symopt.evaluation.lowering import Bucket, Lowered, lower
-from symopt.evaluation.packing import idle, pack, scalars
+from symopt.evaluation.packing import pack, scalars
 from symopt.programs.baselines import get
 from symopt.programs.parse import parse
 from symopt.programs.program import Program
 
 DEFAULT_CHUNK = 50
-"""Steps per compiled chunk: the granularity of the divergence check and the time limit."""
+"""Steps per chunk: the granularity of the divergence check and the time limit."""
 DEFAULT_BATCH = 8
 """Programs per batch with ``batched=True``."""
 
@@ -309,7 +309,7 @@ class _Plan(NamedTuple):
 
 @dataclasses.dataclass
 class _Outcome:
-    curve: list = dataclasses.field(default_factory=list)
+    curve: np.ndarray = dataclasses.field(default_factory=lambda: np.zeros(0, np.float32))
     eval_loss: float = float("nan")
     diverged: bool = False
     timed_out: bool = False
@@ -328,9 +328,7 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
         plan = chunk_plan(n_steps, chunk)
         it = interpreter(task)
         # Everything that compiles, and the AdamW references, happen here, before the clock starts.
-        for length in set(plan):
-            it.chunk(bucket, length, width, slot_mode)
-        it.eval_loss(width)
+        it.run(bucket, plan, width, slot_mode)
         for seed in seeds:
             it.init(seed)
             initial_eval_loss(task, seed)
@@ -379,10 +377,9 @@ def _runs(j: int, plans, seeds, factors, outcomes) -> list[Run]:
         for seed in seeds:
             for f in factors:
                 o = outcomes[j, plan.task.name, seed, f]
-                curve = np.concatenate(o.curve) if o.curve else np.zeros(0, np.float32)
                 eval_loss = float("nan") if o.diverged or o.timed_out else o.eval_loss
                 ref = reference(plan.task, seed, plan.steps, f, plan.chunk, factors)
-                runs.append(Run(task=plan.task.name, seed=seed, steps=plan.steps, losses=curve, eval_loss=eval_loss,
+                runs.append(Run(task=plan.task.name, seed=seed, steps=plan.steps, losses=o.curve, eval_loss=eval_loss,
                                 reference_eval_loss=ref, score=fit.score(eval_loss, ref), diverged=o.diverged,
                                 timed_out=o.timed_out, factor=f))
     return runs
@@ -402,51 +399,34 @@ def _train(it: Interpreter, lowered: Sequence[Lowered], rates: Sequence[np.ndarr
            bucket: Bucket, k: int, mode: str, plan: tuple[int, ...], started: float,
            time_limit: float | None) -> list[_Outcome]:
     """Train slot j = ``lowered[j]`` on the schedule ``rates[j]`` and seed ``seeds[j]`` (slots past them idle
-    up to k), chunk by chunk."""
-    steps = sum(plan)
-    n = len(lowered)
+    up to k): one call of the run executable, or one per chunk under a time limit."""
+    steps, n, pad = sum(plan), len(lowered), k - len(lowered)
     args = pack(list(lowered), bucket, k)
     table = scalars(list(lowered), bucket, np.stack(rates), steps, k)
     inits = [it.init(seed) for seed in seeds]
-    pad = k - n
     w = np.stack([flat for flat, _ in inits] + [inits[0][0]] * pad)
     k_data = np.stack([key for _, key in inits] + [inits[0][1]] * pad)
-    rf = it.registers(bucket, k)
-    outcomes = [_Outcome() for _ in range(n)]
-    active = set(range(n))
-
-    def check(losses, end: int) -> bool:
-        """Record a chunk's losses; stop diverged runs (and all, past the time limit). False: all stopped."""
-        nonlocal active, args
-        losses = np.asarray(losses)
-        for j in sorted(active):
-            o = outcomes[j]
-            o.curve.append(losses[j])
-            if fit.diverged(losses[j], float(o.curve[0][0])):
-                o.diverged = True
-        if end < steps and time_limit is not None and time.perf_counter() - started > time_limit:
-            for j in active:
-                outcomes[j].timed_out = not outcomes[j].diverged
-        stopped = {j for j in active if outcomes[j].diverged or outcomes[j].timed_out}
-        if stopped:
-            args = {key: value.copy() for key, value in args.items()}  # never mutate what was passed
-            for j in stopped:
-                idle(args, j)
-        active -= stopped
-        return bool(active)
-
-    i0 = 0
-    for length in plan:
-        exe = it.chunk(bucket, length, k, mode)
-        w, rf, losses = exe(w, rf, args["code"], args["n"], table[:, i0:i0 + length], args["update_row"],
-                            k_data, np.int32(i0))
-        i0 += length
-        if not check(losses, i0):
+    exe = it.run(bucket, plan, k, mode)
+    program = (args["code"], args["n"], table, args["update_row"], k_data)
+    if time_limit is not None:  # called once per chunk: sent to the device once
+        program = jax.device_put(program)
+    state = it.start(bucket, steps, w, n)
+    calls = [(0, len(plan))] if time_limit is None else [(c, c + 1) for c in range(len(plan))]
+    timed_out = False
+    for c0, c1 in calls:
+        state, evals = exe(state, *program, np.int32(c0), np.int32(c1))
+        if c1 == len(plan) or not np.asarray(state.active)[:n].any():
             break
-    if active:
-        evals = np.asarray(it.eval_loss(k)(w))
-        for j in active:
-            outcomes[j].eval_loss = float(evals[j])
-            if not np.isfinite(evals[j]):
-                outcomes[j].diverged = True
+        if time.perf_counter() - started > time_limit:
+            timed_out = True
+            break
+    losses, steps_run = np.asarray(state.losses), np.asarray(state.steps_run)
+    active, evals = np.asarray(state.active), np.asarray(evals)
+    outcomes = []
+    for j in range(n):
+        o = _Outcome(curve=losses[j, :steps_run[j]], diverged=not active[j], timed_out=timed_out and active[j])
+        if active[j] and not timed_out:
+            o.eval_loss = float(evals[j])
+            o.diverged = not np.isfinite(evals[j])
+        outcomes.append(o)
     return outcomes

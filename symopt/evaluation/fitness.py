@@ -95,12 +95,13 @@ class Grid:
         return fitness(v for t, v in scores.items() if t not in self.gates)
 
 
-def diverged(losses: np.ndarray, initial: float) -> bool:
-    """Whether a stretch of train losses shows divergence, given the loss at step 0."""
-    losses = np.asarray(losses, np.float64)
-    if not np.all(np.isfinite(losses)) or not math.isfinite(initial):
-        return True
-    return bool(np.any(losses > DIVERGENCE_FACTOR * abs(initial)))
+def diverged(losses, initial, xp=np):
+    """Whether each stretch of train losses (the last axis) shows divergence, given the loss at step 0.
+
+    ``xp`` is the array module: NumPy, or ``jax.numpy`` inside the interpreter's compiled run.
+    """
+    finite = xp.all(xp.isfinite(losses), axis=-1) & xp.isfinite(initial)
+    return ~finite | xp.any(losses > DIVERGENCE_FACTOR * xp.abs(xp.asarray(initial))[..., None], axis=-1)
 
 
 def _log(loss: float) -> float:

@@ -3,10 +3,13 @@
 One :class:`Interpreter` per proxy task holds compiled executables, each
 compiled once and reused for every program: program arrays (opcodes, operand
 registers, scalar slots; see :mod:`symopt.evaluation.lowering`) are runtime
-arguments, never static. A *chunk* executable trains ``length`` steps
-(``lax.scan``) for K programs at once and returns the weights, the register
-files and the train losses; the caller checks for divergence and the time
-limit between chunks. Executables are keyed by (bucket, chunk length, K, mode).
+arguments, never static. A *run* executable trains K programs at once
+through a plan of chunks (``lax.scan`` of ``length`` steps each, in a
+``lax.while_loop``): after every chunk a slot whose losses diverged goes idle,
+the loop ends early once every slot has, and at the end of the plan the eval
+losses are computed, all in one call. A caller with a time limit calls it one
+chunk at a time (the same executable, so the same results) and checks the
+clock between. Executables are keyed by (bucket, chunk plan, K, mode).
 
 One step: the gradient of the task's loss at the weights (taken with respect to
 the parameter tree, then flattened) and the weights go to rows 1 and 0 of the
@@ -14,7 +17,7 @@ register file; the program's main instructions run (``lax.fori_loop`` over its
 own instructions, ``lax.switch`` over opcodes: each branch reads its operand
 rows and scalar slots in place and returns one row, written back with a dynamic
 update, so the register file is updated in place and never copied); then
-``w <- w - row[update] * slot[2]``. The weights are carried apart from the
+``w <- w - (row[update] + w * slot[3]) * slot[2]``. The weights are carried apart from the
 register file: were they a row of it, XLA would copy the whole file at every
 step while the gradient reads them. State rows persist from step to step; the
 scalar slots of each step (lr, t, constants, uniform scalars) come in as a
@@ -40,19 +43,30 @@ from __future__ import annotations
 import dataclasses
 import math
 import threading
-from typing import Any, Callable
+from typing import Any, Callable, NamedTuple
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
-from symopt.evaluation.lowering import FIELDS, ROW_G, ROW_W, SLOT_SCALE, Bucket
+from symopt.evaluation.fitness import diverged
+from symopt.evaluation.lowering import FIELDS, ROW_G, ROW_W, ROW_ZERO, SLOT_DECAY, SLOT_SCALE, Bucket
 from symopt.evaluation.opcodes import FUSED, OPCODES, Opcode
 from symopt.programs.functions import FUNCTIONS, FlatSpace
 
 MODES = ("single", "loop", "select")
 PROGRAM_ARGS = ("code", "n", "scalars", "update_row")
+
+
+class RunState(NamedTuple):
+    """K training runs between calls of a run executable (:meth:`Interpreter.run`)."""
+
+    w: Any  # [K, P] weights
+    rf: Any  # [K, rows, P] register files (state rows persist across steps)
+    losses: Any  # [K, steps] train losses; a slot's are valid up to its steps_run
+    active: Any  # [K] bool: training (not diverged, not an idle slot)
+    steps_run: Any  # [K] int32
 
 
 @dataclasses.dataclass(frozen=True, eq=False)
@@ -100,7 +114,7 @@ def _operand(rf, sf, k, index, is_vector: bool, size: int):
 
 
 def _branches(layout: Layout) -> list[Callable]:
-    """One function per opcode: (rf [K, rows, P], sf [slots], k, a [4]) -> the result row [P]."""
+    """One function per opcode: (rf [K, rows, P], sf [slots], k, a [MAX_ARITY]) -> the result row [P]."""
     size = layout.size
     space = FlatSpace(jnp, jnp.asarray(layout.segments), layout.n_segments)
 
@@ -144,18 +158,33 @@ class Interpreter:
     def compiled_keys(self) -> list[tuple]:
         return list(self._compiled)
 
-    def chunk(self, bucket: Bucket, length: int, k: int, mode: str):
-        """The compiled chunk: (w, rf, code, n, scalars, update_row, k_data, i0) -> (w, rf, losses [K, length]).
+    def run(self, bucket: Bucket, plan: tuple[int, ...], k: int, mode: str):
+        """The compiled run: (state, code, n, scalars, update_row, k_data, c0, c1) -> (state, evals [K]).
 
-        ``w`` [K, P] are the weights, ``rf`` [K, rows, P] the register files (their state rows
-        persist across steps), ``k_data`` [K, 2] each slot's data key (slots may train different
-        seeds) and ``i0`` the first step.
+        Trains chunks ``c0 .. c1-1`` of ``plan`` (chunk lengths: equal ones, then at most one
+        shorter, as ``evaluate.chunk_plan`` makes them), stopping early when no slot is active.
+        ``state`` is a :class:`RunState` (see :meth:`start`), ``scalars`` [K, steps, slots] the
+        scalar table of every step, ``k_data`` [K, 2] each slot's data key (slots may train
+        different seeds). ``evals`` are the eval losses after the plan's last chunk (NaN before
+        it, and when no slot is active).
         """
         if mode not in MODES:
             raise ValueError(f"unknown mode {mode!r}: use one of {MODES}")
         if mode == "single" and k != 1:
             raise ValueError("mode 'single' runs one program")
-        return self._get(("chunk", bucket, length, k, mode), lambda: self._compile_chunk(bucket, length, k, mode))
+        plan = tuple(int(x) for x in plan)
+        full = plan[0] if plan else 0
+        if not plan or min(plan) < 1 or any(x != full for x in plan[:-1]) or plan[-1] > full:
+            raise ValueError(f"chunk plan {plan}: equal chunks, then at most one shorter")
+        return self._get(("run", bucket, plan, k, mode), lambda: self._compile_run(bucket, plan, k, mode))
+
+    def start(self, bucket: Bucket, steps: int, w: np.ndarray, n_active: int) -> RunState:
+        """A fresh :class:`RunState`: weights ``w`` [K, P], state rows at zero, the first
+        ``n_active`` slots active (the rest idle)."""
+        k = w.shape[0]
+        return RunState(w=np.asarray(w, np.float32), rf=np.zeros((k, bucket.rows, self.layout.size), np.float32),
+                        losses=np.zeros((k, steps), np.float32), active=np.arange(k) < n_active,
+                        steps_run=np.zeros(k, np.int32))
 
     def eval_loss(self, k: int):
         """The compiled eval: flat params [K, P] -> eval losses [K]."""
@@ -188,36 +217,75 @@ class Interpreter:
                 self._inits[seed] = cached
         return cached
 
-    def registers(self, bucket: Bucket, k: int) -> np.ndarray:
-        """Fresh register files [K, rows, P] (the state slots start at zero)."""
-        return np.zeros((k, bucket.rows, self.layout.size), np.float32)
-
     # -- building --------------------------------------------------------------------------------
 
-    def _compile_chunk(self, bucket: Bucket, length: int, k: int, mode: str):
-        if mode == "select":
-            one = self._chunk_fn(bucket, length, 1, "single")
-            axes = (0,) * (3 + len(PROGRAM_ARGS)) + (None,)
+    def _compile_run(self, bucket: Bucket, plan: tuple[int, ...], k: int, mode: str):
+        length = plan[0]
+        n_full = plan.count(length)
+        tail = plan[-1] if len(plan) > n_full else 0
+        chunks = {n: self._k_chunk_fn(bucket, n, k, mode) for n in {length, tail} - {0}}
+        eval_losses = jax.vmap(lambda flat: self.task.eval_loss(self.layout.unravel(flat)))
 
-            def fn(w, rf, *args):
-                *prog, i0 = args
-                lifted = [x[:, None] for x in (w, rf, *prog)]
-                w1, rf1, losses = jax.vmap(one, in_axes=axes)(*lifted, i0)
-                return w1[:, 0], rf1[:, 0], losses[:, 0]
-        else:
-            fn = self._chunk_fn(bucket, length, k, mode)
+        def advance(state: RunState, n: int, i0, prog) -> RunState:
+            """One chunk of n steps from step i0; a slot that diverged in it goes idle."""
+            code, count, scalars, update_row, k_data = prog
+            on = state.active
+            # An idle slot runs no instructions and steps by zero: its weights stay put.
+            sf = jnp.where(on[:, None, None], lax.dynamic_slice_in_dim(scalars, i0, n, axis=1), 0.0)
+            w, rf, losses = chunks[n](state.w, state.rf, code, jnp.where(on, count, 0), sf,
+                                      jnp.where(on, update_row, ROW_ZERO), k_data, i0)
+            buf = lax.dynamic_update_slice_in_dim(state.losses, losses, i0, axis=1)
+            stop = diverged(losses, buf[:, 0], jnp)
+            return RunState(w, rf, buf, on & ~stop, jnp.where(on, i0 + n, state.steps_run))
+
+        def run(state, code, count, scalars, update_row, k_data, c0, c1):
+            prog = (code, count, scalars, update_row, k_data)
+
+            def more(carry):
+                c, st = carry
+                return (c < jnp.minimum(c1, n_full)) & jnp.any(st.active)
+
+            def chunk(carry):
+                c, st = carry
+                return c + 1, advance(st, length, c * length, prog)
+
+            _, state = lax.while_loop(more, chunk, (c0, state))
+            if tail:
+                state = lax.cond((c1 > n_full) & jnp.any(state.active),
+                                 lambda st: advance(st, tail, jnp.int32(n_full * length), prog), lambda st: st, state)
+            evals = lax.cond((c1 >= len(plan)) & jnp.any(state.active), eval_losses,
+                             lambda w: jnp.full((k,), jnp.nan, jnp.float32), state.w)
+            return state, evals
+
         i32, f32 = jnp.int32, jnp.float32
+        size, steps = self.layout.size, sum(plan)
         specs = [
-            jax.ShapeDtypeStruct((k, self.layout.size), f32),  # w
-            jax.ShapeDtypeStruct((k, bucket.rows, self.layout.size), f32),  # rf
+            RunState(w=jax.ShapeDtypeStruct((k, size), f32), rf=jax.ShapeDtypeStruct((k, bucket.rows, size), f32),
+                     losses=jax.ShapeDtypeStruct((k, steps), f32), active=jax.ShapeDtypeStruct((k,), jnp.bool_),
+                     steps_run=jax.ShapeDtypeStruct((k,), i32)),
             jax.ShapeDtypeStruct((k, bucket.size, FIELDS), i32),  # code
             jax.ShapeDtypeStruct((k,), i32),  # n
-            jax.ShapeDtypeStruct((k, length, bucket.slots), f32),  # scalars
+            jax.ShapeDtypeStruct((k, steps, bucket.slots), f32),  # scalars
             jax.ShapeDtypeStruct((k,), i32),  # update_row
             jax.ShapeDtypeStruct((k, 2), jnp.uint32),  # k_data
-            jax.ShapeDtypeStruct((), i32),  # i0
+            jax.ShapeDtypeStruct((), i32),  # c0
+            jax.ShapeDtypeStruct((), i32),  # c1
         ]
-        return jax.jit(fn, donate_argnums=(0, 1)).lower(*specs).compile()
+        return jax.jit(run, donate_argnums=(0,)).lower(*specs).compile()
+
+    def _k_chunk_fn(self, bucket: Bucket, length: int, k: int, mode: str):
+        """(w, rf, code, n, scalars [K, length, slots], update_row, k_data, i0) -> (w, rf, losses [K, length])."""
+        if mode != "select":
+            return self._chunk_fn(bucket, length, k, mode)
+        one = self._chunk_fn(bucket, length, 1, "single")
+        axes = (0,) * (3 + len(PROGRAM_ARGS)) + (None,)
+
+        def fn(w, rf, *args):
+            *prog, i0 = args
+            lifted = [x[:, None] for x in (w, rf, *prog)]
+            w1, rf1, losses = jax.vmap(one, in_axes=axes)(*lifted, i0)
+            return w1[:, 0], rf1[:, 0], losses[:, 0]
+        return fn
 
     def _chunk_fn(self, bucket: Bucket, length: int, k: int, mode: str):
         task, lay = self.task, self.layout
@@ -235,12 +303,12 @@ class Interpreter:
             """One program's instructions; returns its new weights and the register file."""
             def instruction(j, rf):
                 o = code[j]
-                row = lax.switch(o[0], branches, rf, sf, p, o[1:5])
-                return lax.dynamic_update_slice(rf, row.reshape(1, 1, size), (p, o[5], 0))
+                row = lax.switch(o[0], branches, rf, sf, p, o[1:FIELDS - 1])
+                return lax.dynamic_update_slice(rf, row.reshape(1, 1, size), (p, o[FIELDS - 1], 0))
 
             rf = lax.fori_loop(0, n, instruction, rf)
             w = _operand(rf, sf, p, ROW_W, True, size)
-            return w - _operand(rf, sf, p, update_row, True, size) * sf[SLOT_SCALE], rf
+            return w - (_operand(rf, sf, p, update_row, True, size) + w * sf[SLOT_DECAY]) * sf[SLOT_SCALE], rf
 
         def chunk(w, rf, code, n, scalars, update_row, k_data, i0):
             steps = i0 + jnp.arange(length, dtype=jnp.int32)

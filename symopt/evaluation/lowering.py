@@ -20,7 +20,11 @@
   scalar computed from tensors (``global_norm(g)``), lives in a vector row and
   is computed at every step by the *main* instructions;
 * a few idioms of moment updates become superinstructions (``(1 - b) * g + b * m``
-  is one ``axpby``; see :func:`_fuse`), so an Adam takes 5 to 7 instructions a step;
+  is one ``axpby``, Adam's bias-corrected direction one ``adamdir``; see
+  :func:`_fuse`), so an Adam takes 3 instructions a step;
+* an update ``x + wd * w`` (decoupled weight decay, the last term of AdamW,
+  Lion and hero's programs) is left to the weight step, as an update ``x * lr``
+  is (:func:`_absorb`);
 * vector rows are reused once their value is dead, and a new state is computed
   straight into its slot's row where the old state is dead by then, so most
   programs need no moves at the end of a step.
@@ -28,16 +32,19 @@
 Register layout (fixed, whatever the program): vector rows ``0`` w, ``1`` g,
 ``2`` zeros, ``3 ... 3+S-1`` the state slots, then temporaries; scalar slots
 ``0`` lr, ``1`` t, ``2`` the factor the update is multiplied by (lr for a
-program without ``lr``, else 1), then the constants, then uniform results. A
-main instruction is the int32 row ``(opcode, a0, a1, a2, a3, destination row)``.
+program without ``lr``, else 1), ``3`` the weight decay the weight step adds
+(0 for most programs), then the constants, then uniform results. A main
+instruction is the int32 row ``(opcode, a0 ... a5, destination row)``.
 
 The main instructions end with the moves of new states into their rows (most
-programs need none); then the interpreter sets ``w <- w - row[update] * slot[2]``.
+programs need none); then the interpreter sets
+``w <- w - (row[update] + w * slot[3]) * slot[2]``.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import math
 import struct
 
@@ -50,8 +57,8 @@ from symopt.programs.functions import FUNCTIONS, Kind
 from symopt.programs.program import Call, Const, Expr, Program, Var
 
 ROW_W, ROW_G, ROW_ZERO, ROW_STATE = 0, 1, 2, 3
-SLOT_LR, SLOT_T, SLOT_SCALE, SLOT_CONST = 0, 1, 2, 3
-FIELDS = 6  # opcode, a0, a1, a2, a3, destination row
+SLOT_LR, SLOT_T, SLOT_SCALE, SLOT_DECAY, SLOT_CONST = 0, 1, 2, 3, 4
+FIELDS = 2 + opcodes.MAX_ARITY  # opcode, operands a0 ... a5, destination row
 MIN_SIZE = 32  # one bucket holds every baseline: the interpreter's run time does not grow with it
 MIN_STATES = 4
 SLOTS_PER_INSTRUCTION = 8
@@ -102,8 +109,9 @@ class Lowered:
     n_states: int
     update_row: int
     scale_by_lr: bool  # the weight step multiplies the update by lr (no lr argument, or an update x * lr)
+    decay_slot: int | None = None  # the weight step adds w times this slot (an update x + w * s)
 
-    @property
+    @functools.cached_property
     def bucket(self) -> Bucket:
         need = max(len(self.main), self.n_rows - ROW_STATE - self.n_states,
                    math.ceil(self.n_slots / SLOTS_PER_INSTRUCTION), 1)
@@ -127,6 +135,8 @@ class Lowered:
         with np.errstate(all="ignore"):
             for fn, args, dst in self.uniform:
                 tab[:, dst] = FUNCTIONS[fn].elementwise(np, *(tab[:, a] for a in args))
+        if self.decay_slot is not None:
+            tab[:, SLOT_DECAY] = tab[:, self.decay_slot]
         return tab
 
     def listing(self) -> str:
@@ -140,7 +150,8 @@ class Lowered:
         for code, *args, dst in self.main.tolist():
             op = OPCODES[code]
             lines.append(f"r{dst} = {op.fn}({', '.join(operand(v, a) for v, a in zip(op.operands, args))})")
-        lines.append(f"# w -= r{self.update_row} * s{SLOT_SCALE}")
+        decay = "" if self.decay_slot is None else f" + r{ROW_W} * s{self.decay_slot}"
+        lines.append(f"# w -= (r{self.update_row}{decay}) * s{SLOT_SCALE}")
         lines += [f"# s{SLOT_CONST + i} = {c!r}" for i, c in enumerate(self.consts.tolist())]
         return "\n".join(lines)
 
@@ -272,8 +283,11 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
     ``x*s + y*t`` becomes ``axpby``, ``x*s + y`` ``axpy`` and ``y + x*s`` ``ypax``, where
     the products are read by the sum alone and are a vector times a uniform scalar;
     ``square(x)*s + y*t`` becomes ``sqaxpby`` and ``sqrt(x + s)`` ``sqrtadd``, where the
-    inner value is read once. A moment written ``(1 - b) * square(g) + b * v`` takes one
-    instruction instead of four; the arithmetic and its order are unchanged.
+    inner value is read once; ``sign(axpby(...))`` becomes ``signaxpby`` where the sum is read
+    once; ``divide(x, sqrtadd(y, u) + v)`` becomes ``rsqrtdiv`` and, where x
+    and y are themselves divided by uniform scalars, ``adamdir``. A moment written
+    ``(1 - b) * square(g) + b * v`` takes one instruction instead of four and Adam's direction
+    one instead of five; the arithmetic and its order are unchanged.
     """
     uses: dict[int, int] = {}
     for i in order:
@@ -312,10 +326,34 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
                 nodes[i] = _Node("sqaxpby", (nodes[x].args[0], s_, y, t), kind=n.kind)
             elif single(y, "square"):  # x*s + square(z)*t == square(z)*t + x*s exactly
                 nodes[i] = _Node("sqaxpby", (nodes[y].args[0], t, x, s_), kind=n.kind)
+        elif n.fn == "sign" and single(n.args[0], "axpby"):
+            nodes[i] = _Node("signaxpby", nodes[n.args[0]].args, kind=n.kind)
         elif n.fn == "sqrt" and not n.uniform and single(n.args[0], "+"):
             x, s_ = nodes[n.args[0]].args
             if nodes[s_].uniform and not nodes[x].uniform:
                 nodes[i] = _Node("sqrtadd", (x, s_), kind=n.kind)
+
+    def scaled_down(i: int) -> tuple[int, int] | None:
+        """(x, s) where node i is ``divide(x, s)``, read once, of a vector by a uniform scalar."""
+        n = nodes[i]
+        if single(i, "divide") and not n.uniform and nodes[n.args[1]].uniform and not nodes[n.args[0]].uniform:
+            return n.args
+        return None
+
+    for i in order:
+        n = nodes[i]
+        if n.fn != "divide" or n.uniform or nodes[n.args[0]].uniform or not single(n.args[1], "+"):
+            continue
+        x, d = n.args
+        q, v = nodes[d].args
+        if not nodes[v].uniform or not single(q, "sqrtadd"):
+            continue
+        y, u = nodes[q].args
+        a, b = scaled_down(x), scaled_down(y)
+        if a and b:
+            nodes[i] = _Node("adamdir", (*a, *b, u, v), kind=n.kind)
+        else:
+            nodes[i] = _Node("rsqrtdiv", (x, y, u, v), kind=n.kind)
 
 
 def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
@@ -336,11 +374,29 @@ def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
     return False
 
 
+def _absorb(nodes: list[_Node], returns: list[int]) -> int | None:
+    """An update ``x + w * s`` (``ypax`` or ``axpy`` of the weights by a uniform scalar) becomes ``x``, the weight
+    step adding ``w * s``: the same arithmetic, one instruction less. Applies when the sum is used
+    nowhere else and ``x`` is no uniform scalar. Returns the node of ``s`` (``returns[0]`` is then ``x``)."""
+    i = returns[0]
+    n = nodes[i]
+    if n.fn not in ("ypax", "axpy") or returns.count(i) != 1 or any(i in nodes[j].args for j in _live(nodes, returns)):
+        return None
+    x, w, s = n.args if n.fn == "ypax" else (n.args[2], n.args[0], n.args[1])  # w * s + x == x + w * s exactly
+    if nodes[w].fixed != (V, ROW_W) or nodes[x].uniform:
+        return None
+    returns[0] = x
+    return s
+
+
 def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: int) -> Lowered:
     returns = list(returns)
     scale_by_lr = not program.has_lr or _lr_as_scale(nodes, returns)
     _fuse(nodes, _live(nodes, returns), returns)
+    decay = _absorb(nodes, returns)
     order = _live(nodes, returns)
+    if decay is not None and decay not in order:
+        order = _live(nodes, [*returns, decay])  # the decay's slot is still needed
 
     # Scalar slots: lr, t, scale, the constants, then uniform results (computed on the host).
     slot: dict[int, int] = {}
@@ -424,7 +480,7 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
     for i in dict.fromkeys(returns):
         if i not in row:
             row[i] = alloc(i, end)
-            main.append([opcodes.BCAST, slot[i], 0, 0, 0, row[i]])
+            main.append(_move(opcodes.BCAST, slot[i], row[i]))
 
     # State copies: moves into the state rows at the end of the main instructions, in order. A
     # source that is a state row (which an earlier move may overwrite) is first moved to a fresh
@@ -437,14 +493,14 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
         nonlocal next_row
         tmp = free.pop(0) if free else next_row
         next_row = max(next_row, tmp + 1)
-        main.append([opcodes.MOV, src, 0, 0, 0, tmp])
+        main.append(_move(opcodes.MOV, src, tmp))
         return tmp
 
     if update_row in targets:
         update_row = to_temp(update_row)
     staged = {src: to_temp(src) for src, _ in moves if ROW_STATE <= src < first_temp}
     for src, dst in moves:
-        main.append([opcodes.MOV, staged.get(src, src), 0, 0, 0, dst])
+        main.append(_move(opcodes.MOV, staged.get(src, src), dst))
 
     with np.errstate(over="ignore"):  # a folded constant beyond float32 is inf, as in float32 arithmetic
         const_table = np.asarray(consts, np.float32)
@@ -458,6 +514,7 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
         n_states=n_states,
         update_row=update_row,
         scale_by_lr=scale_by_lr,
+        decay_slot=None if decay is None else slot[decay],
     )
 
 
@@ -467,3 +524,6 @@ def _instr(n: _Node, slot: dict[int, int], row: dict[int, int], dst: int) -> lis
     return [opcodes.opcode(n.fn, layout), *operands, *[0] * (opcodes.MAX_ARITY - len(operands)), dst]
 
 
+def _move(code: int, src: int, dst: int) -> list[int]:
+    """A one-operand instruction (``bcast`` or ``mov``) from ``src`` to row ``dst``."""
+    return [code, src, *[0] * (opcodes.MAX_ARITY - 1), dst]

@@ -16,9 +16,12 @@ and a reduction appears only on tensors: on a scalar, hero's reductions are
 plain arithmetic (``global_norm(x) = sqrt(square(x))``), which the lowering
 writes out. Two more opcodes move values: ``bcast(S)`` (a scalar slot as a
 row, for a program that returns a scalar) and ``mov(V)`` (a row copy), and
-five are superinstructions for the idioms moment updates are made of:
+eight are superinstructions for the idioms moment updates are made of:
 ``axpby = x*s + y*t``, ``axpy = x*s + y``, ``ypax = y + x*s``,
-``sqaxpby = square(x)*s + y*t`` and ``sqrtadd = sqrt(x + s)``.
+``sqaxpby = square(x)*s + y*t``, ``sqrtadd = sqrt(x + s)``, Lion's direction
+``signaxpby = sign(x*s + y*t)``, Adam's direction
+``rsqrtdiv = divide(x, sqrt(y + u) + v)`` and, with both moments bias-corrected,
+``adamdir = divide(divide(x, s), sqrt(divide(y, t) + u) + v)``.
 
 The library functions' JAX forms are applied by
 :mod:`symopt.evaluation.interpreter`; the superinstructions' are here.
@@ -34,7 +37,7 @@ import jax.numpy as jnp
 from symopt.programs.functions import FUNCTIONS
 
 V, S = True, False  # operand read from a vector row / from a scalar slot
-MAX_ARITY = 4
+MAX_ARITY = 6
 COMMUTATIVE = frozenset({"+", "*", "max", "min"})
 # Reductions over tensors, with the operand layouts they take (a clip norm may be a row).
 REDUCTIONS = {
@@ -61,6 +64,10 @@ FUSED = {  # superinstructions the lowering forms from single-use products (see 
     "ypax": ((V, V, S), lambda y, x, s: y + x * s),
     "sqaxpby": ((V, S, V, S), lambda x, s, y, t: jnp.square(x) * s + y * t),
     "sqrtadd": ((V, S), lambda x, s: jnp.sqrt(jnp.abs(x + s))),  # the library's sqrt takes |x|
+    "signaxpby": ((V, S, V, S), lambda x, s, y, t: jnp.sign(x * s + y * t)),
+    "rsqrtdiv": ((V, V, S, S), lambda x, y, u, v: jnp.divide(x, jnp.sqrt(jnp.abs(y + u)) + v)),
+    "adamdir": ((V, S, V, S, S, S),
+                lambda x, s, y, t, u, v: jnp.divide(jnp.divide(x, s), jnp.sqrt(jnp.abs(jnp.divide(y, t) + u)) + v)),
 }
 
 

@@ -15,7 +15,7 @@ def pack(lowered: list[Lowered], bucket: Bucket, k: int | None = None) -> dict[s
     """Stack lowered programs, padded to ``bucket``, into the interpreter's program arguments.
 
     Keys: ``code`` [K, size, 5], ``n`` [K], ``update_row`` [K]; K is ``k`` (default:
-    one per program) and the slots past the programs are idle (see :func:`idle`). The
+    one per program) and the slots past the programs are idle (no instructions, a zero update). The
     scalar slots come from :func:`scalars`.
     """
     k = len(lowered) if k is None else k
@@ -44,10 +44,4 @@ def scalars(lowered: list[Lowered], bucket: Bucket, learning_rates, steps: int,
     for j, low in enumerate(lowered):
         out[j, :, :low.n_slots] = low.scalars(rates[j], 0, steps)
     return out
-
-
-def idle(program_args: dict[str, np.ndarray], j: int) -> None:
-    """Make slot ``j`` of packed program arguments do nothing (its weights stay put), in place."""
-    program_args["n"][j] = 0
-    program_args["update_row"][j] = ROW_ZERO
 
