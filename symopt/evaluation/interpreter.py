@@ -12,16 +12,19 @@ chunk at a time (the same executable, so the same results) and checks the
 clock between. Executables are keyed by (bucket, chunk plan, K, mode).
 
 One step: the gradient of the task's loss at the weights (taken with respect to
-the parameter tree, then flattened) and the weights go to rows 1 and 0 of the
-register file; the program's main instructions run (``lax.fori_loop`` over its
-own instructions, ``lax.switch`` over opcodes: each branch reads its operand
-rows and scalar slots in place and returns one row, written back with a dynamic
-update, so the register file is updated in place and never copied); then
-``w <- w - (row[update] + w * slot[3]) * slot[2]``. The weights are carried apart from the
-register file: were they a row of it, XLA would copy the whole file at every
-step while the gradient reads them. State rows persist from step to step; the
-scalar slots of each step (lr, t, constants, uniform scalars) come in as a
-``[K, length, slots]`` table computed on the host.
+the parameter tree, then flattened); the program's main instructions run
+(``lax.fori_loop`` over its own instructions, ``lax.switch`` over opcodes: each
+branch reads its operand rows, scalar slots and the gradient in place and
+returns one row, written back with a dynamic update, so the register file is
+updated in place and never copied); then
+``w <- w - (row[update] + w * slot[3]) * slot[2]``. The weights and the gradient
+are held apart from the register file, and written into it (rows 0 and 1) only
+by a program's own loads (``mov(W)``, ``mov(G)``): were the weights a row of
+it, XLA would copy the whole file at every step while the gradient reads them,
+and writing both at every step costs about a microsecond per step on
+``mlp_digits``. State rows persist from step to step; the scalar slots of each
+step (lr, t, constants, uniform scalars) come in as a ``[K, length, slots]``
+table computed on the host.
 
 Modes:
 
@@ -51,8 +54,8 @@ import numpy as np
 from jax import lax
 
 from symopt.evaluation.fitness import diverged
-from symopt.evaluation.lowering import FIELDS, ROW_G, ROW_W, ROW_ZERO, SLOT_DECAY, SLOT_SCALE, Bucket
-from symopt.evaluation.opcodes import FUSED, OPCODES, Opcode
+from symopt.evaluation.lowering import FIELDS, ROW_ZERO, SLOT_DECAY, SLOT_SCALE, Bucket
+from symopt.evaluation.opcodes import FUSED, OPCODES, G, S, V, Opcode
 from symopt.programs.functions import FUNCTIONS, FlatSpace
 
 MODES = ("single", "loop", "select")
@@ -107,22 +110,24 @@ def layout_of(task) -> Layout:
     return Layout(treedef, tuple(tuple(x.shape) for x in leaves), segments)
 
 
-def _operand(rf, sf, k, index, is_vector: bool, size: int):
-    if is_vector:
+def _operand(rf, sf, k, index, kind: str, size: int, g=None, w=None):
+    if kind == V:
         return lax.dynamic_slice(rf, (k, index, 0), (1, 1, size)).reshape(size)
-    return sf[index]
+    if kind == S:
+        return sf[index]
+    return g if kind == G else w
 
 
 def _branches(layout: Layout) -> list[Callable]:
-    """One function per opcode: (rf [K, rows, P], sf [slots], k, a [MAX_ARITY]) -> the result row [P]."""
+    """One function per opcode: (rf [K, rows, P], sf [slots], k, a [MAX_ARITY], g [P], w [P]) -> the result row [P]."""
     size = layout.size
     space = FlatSpace(jnp, jnp.asarray(layout.segments), layout.n_segments)
 
     def make(op: Opcode):
         fn = FUNCTIONS.get(op.fn)
 
-        def branch(rf, sf, k, a):
-            vals = [_operand(rf, sf, k, a[i], v, size) for i, v in enumerate(op.operands)]
+        def branch(rf, sf, k, a, g, w):
+            vals = [_operand(rf, sf, k, a[i], kind, size, g, w) for i, kind in enumerate(op.operands)]
             if op.fn in ("bcast", "mov"):
                 out = vals[0]
             elif op.fn in FUSED:
@@ -299,23 +304,23 @@ class Interpreter:
             loss, grads = tree_value_and_grad(lay.unravel(flat), batch)
             return loss, lay.ravel(grads)
 
-        def run_program(rf, sf, p, code, n, update_row):
-            """One program's instructions; returns its new weights and the register file."""
+        def run_program(rf, sf, p, code, n, update_row, w, g):
+            """One program's instructions on its weights w and gradient g; returns its new weights and
+            the register file."""
             def instruction(j, rf):
                 o = code[j]
-                row = lax.switch(o[0], branches, rf, sf, p, o[1:FIELDS - 1])
+                row = lax.switch(o[0], branches, rf, sf, p, o[1:FIELDS - 1], g, w)
                 return lax.dynamic_update_slice(rf, row.reshape(1, 1, size), (p, o[FIELDS - 1], 0))
 
             rf = lax.fori_loop(0, n, instruction, rf)
-            w = _operand(rf, sf, p, ROW_W, True, size)
-            return w - (_operand(rf, sf, p, update_row, True, size) + w * sf[SLOT_DECAY]) * sf[SLOT_SCALE], rf
+            return w - (_operand(rf, sf, p, update_row, V, size) + w * sf[SLOT_DECAY]) * sf[SLOT_SCALE], rf
 
         def chunk(w, rf, code, n, scalars, update_row, k_data, i0):
             steps = i0 + jnp.arange(length, dtype=jnp.int32)
 
             def step(carry, xs):
-                # The weights are carried apart from the register file: while the gradient reads
-                # them, the register file can be updated in place (else XLA copies all of it).
+                # The weights and the gradient are held apart from the register file: instructions
+                # read them in place, and the register file is updated in place (never copied).
                 w, rf = carry
                 i, sfs = xs
                 if mode == "single":
@@ -324,15 +329,15 @@ class Interpreter:
                 else:
                     batch = jax.vmap(task.batch, in_axes=(0, None))(k_data, i)
                     loss, g = jax.vmap(value_and_grad)(w, batch)
-                rf = lax.dynamic_update_slice(rf, w[:, None], (0, ROW_W, 0))
-                rf = lax.dynamic_update_slice(rf, g[:, None], (0, ROW_G, 0))
                 if k == 1:
-                    w_new, rf = run_program(rf, sfs[0], 0, code[0], n[0], update_row[0])
+                    w_new, rf = run_program(rf, sfs[0], 0, code[0], n[0], update_row[0], w[0], g[0])
                     w = w_new[None]
                 else:
                     def one(p, carry):
                         w, rf = carry
-                        w_p, rf = run_program(rf, sfs[p], p, code[p], n[p], update_row[p])
+                        w_p, rf = run_program(rf, sfs[p], p, code[p], n[p], update_row[p],
+                                              lax.dynamic_index_in_dim(w, p, keepdims=False),
+                                              lax.dynamic_index_in_dim(g, p, keepdims=False))
                         return lax.dynamic_update_slice(w, w_p[None], (p, 0)), rf
 
                     w, rf = lax.fori_loop(0, k, one, (w, rf))

@@ -51,7 +51,7 @@ import struct
 import numpy as np
 
 from symopt.evaluation import opcodes
-from symopt.evaluation.opcodes import OPCODES, S, V
+from symopt.evaluation.opcodes import OPCODES, G, S, V, W
 from symopt.programs.check import check
 from symopt.programs.functions import FUNCTIONS, Kind
 from symopt.programs.program import Call, Const, Expr, Program, Var
@@ -141,8 +141,8 @@ class Lowered:
 
     def listing(self) -> str:
         """The instructions as text, for debugging."""
-        def operand(is_vector, a):
-            return f"r{a}" if is_vector else f"s{a}"
+        def operand(kind, a):
+            return {V: f"r{a}", S: f"s{a}", G: "g", W: "w"}[kind]
 
         lines = ["# uniform scalars (host, all steps at once)"]
         lines += [f"s{dst} = {fn}({', '.join(f's{a}' for a in args)})" for fn, args, dst in self.uniform]
@@ -150,7 +150,7 @@ class Lowered:
         for code, *args, dst in self.main.tolist():
             op = OPCODES[code]
             lines.append(f"r{dst} = {op.fn}({', '.join(operand(v, a) for v, a in zip(op.operands, args))})")
-        decay = "" if self.decay_slot is None else f" + r{ROW_W} * s{self.decay_slot}"
+        decay = "" if self.decay_slot is None else f" + w * s{self.decay_slot}"
         lines.append(f"# w -= (r{self.update_row}{decay}) * s{SLOT_SCALE}")
         lines += [f"# s{SLOT_CONST + i} = {c!r}" for i, c in enumerate(self.consts.tolist())]
         return "\n".join(lines)
@@ -163,7 +163,7 @@ class _Node:
     value: float | None = None  # constants
     kind: Kind = Kind.SCALAR
     uniform: bool = False  # a scalar that depends only on constants, lr and t
-    fixed: tuple[bool, int] | None = None  # arguments: (is vector, register)
+    fixed: tuple[str, int] | None = None  # arguments: (operand kind, register)
 
 
 class _Builder:
@@ -249,9 +249,9 @@ def lower(program: Program) -> Lowered:
     for arg in program.args:
         role = program.role(arg)
         if role == "weight":
-            node = _Node(None, kind=Kind.TENSOR, fixed=(V, ROW_W))
+            node = _Node(None, kind=Kind.TENSOR, fixed=(W, ROW_W))
         elif role == "grad":
-            node = _Node(None, kind=Kind.TENSOR, fixed=(V, ROW_G))
+            node = _Node(None, kind=Kind.TENSOR, fixed=(G, ROW_G))
         elif role == "lr":
             node = _Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_LR))
         elif role == "step":
@@ -368,7 +368,7 @@ def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
     if n.fn != "*" or returns.count(i) != 1 or any(i in nodes[j].args for j in _live(nodes, returns)):
         return False
     for x, lr in (n.args, n.args[::-1]):
-        if nodes[lr].fixed == (False, SLOT_LR) and not nodes[x].uniform:
+        if nodes[lr].fixed == (S, SLOT_LR) and not nodes[x].uniform:
             returns[0] = x
             return True
     return False
@@ -383,7 +383,7 @@ def _absorb(nodes: list[_Node], returns: list[int]) -> int | None:
     if n.fn not in ("ypax", "axpy") or returns.count(i) != 1 or any(i in nodes[j].args for j in _live(nodes, returns)):
         return None
     x, w, s = n.args if n.fn == "ypax" else (n.args[2], n.args[0], n.args[1])  # w * s + x == x + w * s exactly
-    if nodes[w].fixed != (V, ROW_W) or nodes[x].uniform:
+    if nodes[w].fixed != (W, ROW_W) or nodes[x].uniform:
         return None
     returns[0] = x
     return s
@@ -403,7 +403,7 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
     consts = []
     for i in order:
         n = nodes[i]
-        if n.fixed is not None and not n.fixed[0]:
+        if n.fixed is not None and n.fixed[0] == S:
             slot[i] = n.fixed[1]
         elif n.fn is None and n.fixed is None:
             slot[i] = SLOT_CONST + len(consts)
@@ -431,16 +431,27 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
     for i in returns:
         last_use[i] = end
 
+    # The gradient is read in place where every reader's opcode has that form, else loaded into its
+    # row first; so are the weights, which only the weight step reads in place.
+    virtual: dict[int, str] = {}  # node -> G, read in place
+    main: list[list[int]] = []
     row: dict[int, int] = {}
     for i in order:
         n = nodes[i]
-        if n.fixed is not None and n.fixed[0]:
-            row[i] = n.fixed[1]
+        if n.fixed is None or n.fixed[0] == S:
+            continue
+        kind, r = n.fixed
+        if kind == G and i not in returned and all(
+                _layout(nodes[j], slot, {i: G}) in opcodes.INDEX_LAYOUTS for j in main_nodes if i in nodes[j].args):
+            virtual[i] = G
+            continue
+        row[i] = r
+        if kind in (G, W) and (i in returned or any(i in nodes[j].args for j in main_nodes)):
+            main.append(_move(opcodes.LOAD_G if kind == G else opcodes.LOAD_W, 0, r))
     holder = {r: i for i, r in row.items()}  # vector row -> the node that lives there
     first_temp = ROW_STATE + n_states
     free: list[int] = []  # dead temporaries, reusable
     next_row = first_temp
-    main: list[list[int]] = []
 
     def alloc(node_id: int, pos: int) -> int:
         """A row for a new value: its state slot's row if the old state is dead, else a temporary."""
@@ -474,7 +485,7 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
                 free.append(r)
         free.sort()
         row[i] = alloc(i, pos)
-        main.append(_instr(n, slot, row, row[i]))
+        main.append(_instr(n, slot, row, virtual, row[i]))
 
     # Returned uniform scalars (constants, lr, t, ...) become rows.
     for i in dict.fromkeys(returns):
@@ -518,10 +529,15 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
     )
 
 
-def _instr(n: _Node, slot: dict[int, int], row: dict[int, int], dst: int) -> list[int]:
-    layout = tuple(a not in slot for a in n.args)  # operands without a scalar slot are rows
-    operands = [row[a] if is_v else slot[a] for a, is_v in zip(n.args, layout)]
-    return [opcodes.opcode(n.fn, layout), *operands, *[0] * (opcodes.MAX_ARITY - len(operands)), dst]
+def _layout(n: _Node, slot: dict[int, int], virtual: dict[int, str]) -> tuple[str, tuple[str, ...]]:
+    """(function, operand kinds) of a node's instruction: scalar slots, the values read in place, rows."""
+    return n.fn, tuple(S if a in slot else virtual.get(a, V) for a in n.args)
+
+
+def _instr(n: _Node, slot: dict[int, int], row: dict[int, int], virtual: dict[int, str], dst: int) -> list[int]:
+    fn, layout = _layout(n, slot, virtual)
+    operands = [row[a] if kind == V else slot[a] if kind == S else 0 for a, kind in zip(n.args, layout)]
+    return [opcodes.opcode(fn, layout), *operands, *[0] * (opcodes.MAX_ARITY - len(operands)), dst]
 
 
 def _move(code: int, src: int, dst: int) -> list[int]:

@@ -8,14 +8,20 @@ that depend only on constants, ``lr`` and ``t``: they are the same for every
 parameter and known before a step runs, so the lowering computes them on the
 host for all steps at once (see :mod:`symopt.evaluation.lowering`).
 
-An opcode is a function and an operand layout: for each operand, a vector row
-(``V``) or a scalar slot (``S``); ``g * 0.1`` is ``*(V,S)``, its constant
-broadcast inside the fused kernel. Every opcode writes one vector row.
+The gradient and the weights are not rows: the interpreter holds them apart,
+and an instruction reads the gradient in place (operand ``G``). An opcode is a
+function and an operand layout: for each operand, a vector row (``V``), a
+scalar slot (``S``) or the gradient (``G``, for the functions moment updates
+read it with, :data:`G_FUNCTIONS`); ``m * 0.9`` is ``*(V,S)``, its constant
+broadcast inside the fused kernel, and ``g * 0.1`` is ``*(G,S)``. Every opcode
+writes one vector row. A program that reads the gradient otherwise, or the
+weights at all, first loads them into their rows: ``mov(G)``, ``mov(W)``.
 Commutative operators have no ``(S,V)`` form (the lowering swaps the operands),
 and a reduction appears only on tensors: on a scalar, hero's reductions are
 plain arithmetic (``global_norm(x) = sqrt(square(x))``), which the lowering
-writes out. Two more opcodes move values: ``bcast(S)`` (a scalar slot as a
-row, for a program that returns a scalar) and ``mov(V)`` (a row copy), and
+writes out. Opcodes that move values: ``bcast(S)`` (a scalar slot as a
+row, for a program that returns a scalar), ``mov(V)`` (a row copy) and the
+loads; and
 eight are superinstructions for the idioms moment updates are made of:
 ``axpby = x*s + y*t``, ``axpy = x*s + y``, ``ypax = y + x*s``,
 ``sqaxpby = square(x)*s + y*t``, ``sqrtadd = sqrt(x + s)``, Lion's direction
@@ -36,8 +42,12 @@ import jax.numpy as jnp
 
 from symopt.programs.functions import FUNCTIONS
 
-V, S = True, False  # operand read from a vector row / from a scalar slot
+S, V, G, W = "S", "V", "G", "W"  # an operand read from a scalar slot, a vector row, the gradient, the weights
 MAX_ARITY = 6
+G_FUNCTIONS = frozenset({"axpby", "axpy", "ypax", "sqaxpby", "signaxpby", "rsqrtdiv",
+                         "*", "+", "-", "/", "divide", "interpolate", "sign", "square", "abs"})
+"""The functions with gradient operands (``G``): those that moment updates and the directions of
+AdamW's and Lion's mutants read ``g`` with. Any other reader loads it into a row."""
 COMMUTATIVE = frozenset({"+", "*", "max", "min"})
 # Reductions over tensors, with the operand layouts they take (a clip norm may be a row).
 REDUCTIONS = {
@@ -51,11 +61,11 @@ class Opcode:
     """One instruction kind: a library function (or ``bcast``/``mov``) on a fixed operand layout."""
 
     fn: str
-    operands: tuple[bool, ...]  # V or S per operand
+    operands: tuple[str, ...]  # S, V, G or W per operand
 
     @property
     def name(self) -> str:
-        return f"{self.fn}({','.join('V' if v else 'S' for v in self.operands)})"
+        return f"{self.fn}({','.join(self.operands)})"
 
 
 FUSED = {  # superinstructions the lowering forms from single-use products (see lowering._fuse)
@@ -72,7 +82,7 @@ FUSED = {  # superinstructions the lowering forms from single-use products (see 
 
 
 def _opcodes() -> tuple[Opcode, ...]:
-    ops = [Opcode("bcast", (S,)), Opcode("mov", (V,))]
+    ops = [Opcode("bcast", (S,)), Opcode("mov", (V,)), Opcode("mov", (G,)), Opcode("mov", (W,))]
     ops += [Opcode(name, layout) for name, (layout, _) in FUSED.items()]
     for fn in FUNCTIONS.values():
         if fn.arity == 0:
@@ -81,20 +91,35 @@ def _opcodes() -> tuple[Opcode, ...]:
             ops += [Opcode(fn.name, layout) for layout in REDUCTIONS[fn.name]]
             continue
         for layout in itertools.product((V, S), repeat=fn.arity):
-            if not any(layout):
+            if V not in layout:
                 continue  # all-scalar calls are uniform: computed on the host
             if fn.name in COMMUTATIVE and layout == (S, V):
                 continue
             ops.append(Opcode(fn.name, layout))
-    return tuple(ops)
+    return tuple(ops) + tuple(_gradient_forms(ops))
+
+
+def _gradient_forms(ops: list[Opcode]):
+    """The :data:`G_FUNCTIONS` opcodes again with one of their rows read from the gradient (not a
+    scalar's divisor, nor an interpolation's weight), and ``g * g``."""
+    yield Opcode("*", (G, G))
+    for op in ops:
+        if op.fn not in G_FUNCTIONS:
+            continue
+        for i, kind in enumerate(op.operands):
+            if kind == V and not (i == 1 and op.operands[0] == S) and not (op.fn == "interpolate" and i == 2):
+                yield Opcode(op.fn, op.operands[:i] + (G,) + op.operands[i + 1:])
 
 
 OPCODES: tuple[Opcode, ...] = _opcodes()
-INDEX: dict[tuple[str, tuple[bool, ...]], int] = {(op.fn, op.operands): i for i, op in enumerate(OPCODES)}
+INDEX: dict[tuple[str, tuple[str, ...]], int] = {(op.fn, op.operands): i for i, op in enumerate(OPCODES)}
+INDEX_LAYOUTS = frozenset(INDEX)
 BCAST = INDEX["bcast", (S,)]
 MOV = INDEX["mov", (V,)]
+LOAD_G = INDEX["mov", (G,)]
+LOAD_W = INDEX["mov", (W,)]
 
 
-def opcode(fn: str, operands: tuple[bool, ...]) -> int:
+def opcode(fn: str, operands: tuple[str, ...]) -> int:
     """The opcode number of ``fn`` on an operand layout (KeyError if there is none)."""
     return INDEX[fn, tuple(operands)]
