@@ -21,7 +21,7 @@ import pytest
 
 TASK = "quadratic_illcond"  # cheap: about 1 ms per candidate at 50 steps once compiled
 STEPS = 50
-SLOW_STEPS = 200_000  # same compiled chunks (4000 x 50), about a second or two of training
+SLOW_STEPS = 200_000  # 4000 chunks of 50 in one call, about a second or two of training
 VICTIM_STEPS = 600_000  # long enough to be still training when it is killed
 NAMES = ("adam", "lion", "momentum", "sgd", "rmsprop")
 CUSTOM = """def train(w, g, m, lr):

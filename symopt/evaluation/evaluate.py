@@ -14,10 +14,10 @@ against AdamW over tasks and seeds (:mod:`symopt.evaluation.fitness`).
 
 Training runs in chunks of steps, inside one compiled call; after each chunk a
 run that diverged stops (it scores the worst fitness). With a ``time_limit``
-the chunks are called one at a time and a candidate past it stops as well. Compiled executables (per task, program-size
-bucket, chunk length and batch size) and AdamW references (per task, seed and
-steps) are cached for the life of the process; nothing that compiles counts
-against a candidate's time limit.
+the chunks are called one at a time and a candidate past it stops as well.
+Compiled executables (per task, program-size bucket, chunk plan and batch size)
+and AdamW references (per task, seed and steps) are cached for the life of the
+process; nothing that compiles counts against a candidate's time limit.
 """
 
 from __future__ import annotations

@@ -85,7 +85,7 @@ GRADIENT_FORMS = tuple(Opcode(fn, layout) for fn, layout in [
 """The opcodes that read the gradient in place (``G``), and the loads of the gradient and the
 weights into their rows. Each opcode costs about 30 ms of compiling per executable, so these are
 the forms that the baseline programs read ``g`` with and that at least one in 200 candidates of
-``quick.toml`` campaigns do (3,182 programs of three campaigns: 94% read g only through them);
+``quick.toml`` campaigns do (3,182 programs of three campaigns: 93% read g only through them);
 any other reader loads it into its row first."""
 
 
