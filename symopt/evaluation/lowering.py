@@ -356,6 +356,12 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
             nodes[i] = _Node("rsqrtdiv", (x, y, u, v), kind=n.kind)
 
 
+def _update_alone(nodes: list[_Node], returns: list[int], fns: tuple[str, ...]) -> bool:
+    """Whether the update is a call of one of ``fns`` that nothing else reads (no state, no instruction)."""
+    i = returns[0]
+    return nodes[i].fn in fns and returns.count(i) == 1 and not any(i in nodes[j].args for j in _live(nodes, returns))
+
+
 def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
     """An update ``x * lr`` (hero's last statement) becomes ``x``, scaled by lr in the weight step.
 
@@ -363,10 +369,9 @@ def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
     saves an instruction. Applies when the product is used nowhere else and ``x`` is no
     uniform scalar. Returns whether it applied (``returns[0]`` is then ``x``).
     """
-    i = returns[0]
-    n = nodes[i]
-    if n.fn != "*" or returns.count(i) != 1 or any(i in nodes[j].args for j in _live(nodes, returns)):
+    if not _update_alone(nodes, returns, ("*",)):
         return False
+    n = nodes[returns[0]]
     for x, lr in (n.args, n.args[::-1]):
         if nodes[lr].fixed == (S, SLOT_LR) and not nodes[x].uniform:
             returns[0] = x
@@ -378,10 +383,9 @@ def _absorb(nodes: list[_Node], returns: list[int]) -> int | None:
     """An update ``x + w * s`` (``ypax`` or ``axpy`` of the weights by a uniform scalar) becomes ``x``, the weight
     step adding ``w * s``: the same arithmetic, one instruction less. Applies when the sum is used
     nowhere else and ``x`` is no uniform scalar. Returns the node of ``s`` (``returns[0]`` is then ``x``)."""
-    i = returns[0]
-    n = nodes[i]
-    if n.fn not in ("ypax", "axpy") or returns.count(i) != 1 or any(i in nodes[j].args for j in _live(nodes, returns)):
+    if not _update_alone(nodes, returns, ("ypax", "axpy")):
         return None
+    n = nodes[returns[0]]
     x, w, s = n.args if n.fn == "ypax" else (n.args[2], n.args[0], n.args[1])  # w * s + x == x + w * s exactly
     if nodes[w].fixed != (W, ROW_W) or nodes[x].uniform:
         return None
@@ -394,9 +398,7 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
     scale_by_lr = not program.has_lr or _lr_as_scale(nodes, returns)
     _fuse(nodes, _live(nodes, returns), returns)
     decay = _absorb(nodes, returns)
-    order = _live(nodes, returns)
-    if decay is not None and decay not in order:
-        order = _live(nodes, [*returns, decay])  # the decay's slot is still needed
+    order = _live(nodes, returns if decay is None else [*returns, decay])  # the decay keeps its slot
 
     # Scalar slots: lr, t, scale, the constants, then uniform results (computed on the host).
     slot: dict[int, int] = {}
@@ -442,7 +444,7 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
             continue
         kind, r = n.fixed
         if kind == G and i not in returned and all(
-                _layout(nodes[j], slot, {i: G}) in opcodes.INDEX_LAYOUTS for j in main_nodes if i in nodes[j].args):
+                _layout(nodes[j], slot, {i: G}) in opcodes.INDEX for j in main_nodes if i in nodes[j].args):
             virtual[i] = G
             continue
         row[i] = r

@@ -109,7 +109,6 @@ def _opcodes() -> tuple[Opcode, ...]:
 
 OPCODES: tuple[Opcode, ...] = _opcodes()
 INDEX: dict[tuple[str, tuple[str, ...]], int] = {(op.fn, op.operands): i for i, op in enumerate(OPCODES)}
-INDEX_LAYOUTS = frozenset(INDEX)
 BCAST = INDEX["bcast", (S,)]
 MOV = INDEX["mov", (V,)]
 LOAD_G = INDEX["mov", (G,)]
