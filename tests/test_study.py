@@ -15,7 +15,7 @@ from symopt.evaluation.fitness import fitness_of
 from symopt.programs import parse
 from symopt.search.campaign import BACKENDS
 from symopt.search.run_dir import read_hall_of_fame
-from symopt.programs import baselines
+from symopt.programs import baselines, variants
 from symopt.search import toy
 from symopt.search.predictors import correlations, sample
 from symopt.search.space import load
@@ -163,7 +163,11 @@ def test_headroom_panel_sets_each_baselines_momentum_decay_and_scales_its_rate()
     assert "0.1" in str(lion[3]["program"]).splitlines()[-1]  # no lr argument: the update itself is scaled
     sgd = [x for x in items if x["baseline"] == "sgd"]  # no decay to set: the program as it is, at each scale
     assert [(x["decay"], x["lr_scale"]) for x in sgd] == [(None, 1.0), (None, 0.1)]
-    assert {x["baseline"] for x in items} == {n for n in baselines.names() if baselines.is_program(n)}
+    assert {x["baseline"] for x in items if x["family"] == "baseline"} == {
+        n for n in baselines.names() if baselines.is_program(n)}
+    cautious = [x for x in items if x["baseline"] == "cautious"]  # a variant: each decay, at x1 only
+    assert [(x["family"], x["decay"], x["lr_scale"]) for x in cautious] == [("variant", 0.9, 1.0), ("variant", 0.35, 1.0)]
+    assert {x["baseline"] for x in items if x["family"] == "variant"} == set(variants.names())
     with pytest.raises(KeyError, match="assigns no constant to 'b1'"):
         baselines.get("sgd").with_constant("b1", 0.5)
 
@@ -180,12 +184,18 @@ def test_part_h_ranks_each_rule_at_its_best_decay_against_adamws_best_and_measur
     fresh = BACKENDS["serial"](config.campaign.validation, seeds, None, Grid(config.campaign.stages[0].lr_factors))
     adam = next(r for r in h["rows"] if r["baseline"] == "adam" and r["decay"] == 0.5)
     assert adam["fresh"] == pytest.approx(fitness_of(fresh([baselines.get("adam").with_constant("b1", 0.5)])[0]), abs=1e-9)
+    (task,) = config.campaign.validation  # one validation task: its score is the fitness
+    assert all(r["tasks"][task] == pytest.approx(r["fresh"]) for r in h["rows"])
+    top = max((r for r in h["rows"] if r["baseline"] != "adamw"), key=lambda r: r["fresh"])
+    assert h["per_task"][task]["other"] == top["fresh"] and h["per_task"][task]["other_rule"] == top["baseline"]
+    assert h["per_task"][task]["adamw"] == h["best"]["adamw"]["fresh"]
     nudged = h["adamw_nudged"]  # the grid steps by 3: nudges of 3^(k/4), and the best itself
     assert [float(x) for x in nudged] == pytest.approx([3 ** -0.5, 3 ** -0.25, 1.0, 3 ** 0.25, 3 ** 0.5], abs=1e-4)
     assert nudged["1.0000"] == h["best"]["adamw"]["fresh"]
     assert h["judge_sd"] == pytest.approx(float(np.std(list(nudged.values()), ddof=1)))
     assert h["part_c_leaders"] == pytest.approx({"search": 0.15, "control": 0.2})
-    assert lines[0].startswith("### (h) headroom") and "| adamw |" in "\n".join(lines)
+    assert lines[0].startswith("### (h) headroom") and "| adamw | baseline |" in "\n".join(lines)
+    assert "| laprop | variant |" in "\n".join(lines)
 
 
 def test_fresh_seeds_that_a_stage_trains_are_refused_with_the_clash_named():

@@ -29,7 +29,9 @@ Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md
   ``FRESH_SEEDS``; each task's Spearman correlation with validation, over all
   candidates and within each campaign (what selection acts on);
 * ``h`` headroom: every baseline program with its momentum decay (the constant
-  ``b1`` or ``beta``) at each of ``HEADROOM_DECAYS``, at lr x1 and x1/10, on the
+  ``b1`` or ``beta``) at each of ``HEADROOM_DECAYS``, at lr x1 and x1/10, and every
+  published Adam variant (:mod:`symopt.programs.variants`: AMSGrad, Adamax,
+  AdaBelief, ADOPT, AdEMAMix, LaProp, Cautious Adam) at each decay, on the
   validation tasks with ``FRESH_SEEDS``: each rule's best against AdamW's best,
   what a structure known to the field gains over tuning its constants (the
   control's move); and AdamW at its best with its rate nudged within a grid step, the
@@ -55,7 +57,7 @@ import numpy as np
 import proxy_tasks
 from symopt.evaluation import Grid, evaluate
 from symopt.evaluation.fitness import fitness_of
-from symopt.programs import baselines
+from symopt.programs import baselines, variants
 from symopt.search.campaign import BACKENDS, search, stage_evaluator, validator
 from symopt.search.compare import scale_lr
 from symopt.programs.parse import parse
@@ -348,16 +350,18 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
 
 
 def headroom_panel(decays=HEADROOM_DECAYS, scales=HEADROOM_LR) -> list[dict]:
-    """Every baseline program at each momentum decay (when it has one) and lr scale: part h's panel."""
+    """Part h's panel: every baseline program and every Adam variant at each momentum decay (when it has one),
+    the baselines at each lr scale, the variants (none sign-based) at x1."""
+    rules = [("baseline", name, baselines.get(name), scales)
+             for name in baselines.names() if baselines.is_program(name)]
+    rules += [("variant", name, variants.get(name), (1.0,)) for name in variants.names()]
     items = []
-    for name in baselines.names():
-        if not baselines.is_program(name):
-            continue
-        base = baselines.get(name)
+    for family, name, base, rule_scales in rules:
         decay = next((s.target for s in base.body if s.target in ("b1", "beta") and isinstance(s.value, Const)), None)
         for d in decays if decay else (None,):
             program = base.with_constant(decay, d) if decay else base
-            items += [{"baseline": name, "decay": d, "lr_scale": x, "program": scale_lr(program, x)} for x in scales]
+            items += [{"baseline": name, "family": family, "decay": d, "lr_scale": x, "program": scale_lr(program, x)}
+                      for x in rule_scales]
     return items
 
 
@@ -370,8 +374,8 @@ def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_
         return [fitness_of(r) for r in _in_batches(on_validation, programs)]
 
     items = headroom_panel(decays, scales)
-    rows = [{k: v for k, v in x.items() if k != "program"} | {"fresh": f}
-            for x, f in zip(items, fresh([x["program"] for x in items]))]
+    rows = [{k: v for k, v in x.items() if k != "program"} | {"fresh": fitness_of(r), "tasks": dict(r.scores)}
+            for x, r in zip(items, _in_batches(on_validation, [x["program"] for x in items]))]
     best = {}
     for r in rows:
         if r["baseline"] not in best or r["fresh"] > best[r["baseline"]]["fresh"]:
@@ -386,15 +390,23 @@ def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_
     spread = list(nudged.values())
     leaders = {kind: float(np.mean([r[key] for r in out["c"]["runs"]])) for kind, key in
                (("search", "leader_fresh"), ("control", "control_fresh"))} if "c" in out else None
+    per_task = _headroom_per_task(rows)
     out["h"] = {"fresh_seeds": list(fresh_seeds), "decays": list(decays), "lr_scales": list(scales), "rows": rows,
-                "best": best, "adamw_nudged": {f"{x:.4f}": v for x, v in sorted(nudged.items())},
+                "best": best, "per_task": per_task, "adamw_nudged": {f"{x:.4f}": v for x, v in sorted(nudged.items())},
                 "judge_sd": float(np.std(spread, ddof=1)), "part_c_leaders": leaders}
     lines = [f"### (h) headroom: each baseline program at momentum decays {list(decays)} and lr x{list(scales)}, "
+             f"each Adam variant at those decays, "
              f"on validation with seeds {list(fresh_seeds)}; its best against AdamW's best ({adamw['fresh']:+.4f}, "
              f"decay {adamw['decay']}, lr x{adamw['lr_scale']})", "",
-             "| baseline | best | decay | lr scale | over AdamW's best |", "|---|---|---|---|---|"]
-    lines += [f"| {r['baseline']} | {r['fresh']:+.4f} | {r['decay']} | x{r['lr_scale']} | "
+             "| rule | family | best | decay | lr scale | over AdamW's best |", "|---|---|---|---|---|---|"]
+    lines += [f"| {r['baseline']} | {r['family']} | {r['fresh']:+.4f} | {r['decay']} | x{r['lr_scale']} | "
               f"{r['fresh'] - adamw['fresh']:+.4f} |" for r in sorted(best.values(), key=lambda r: -r["fresh"])]
+    lines += ["", "each validation task alone: AdamW's best there (over its decays) against the best other rule "
+              "there (a best of many, so biased upward)", "",
+              "| task | AdamW's best | decay | best other rule | its score | margin |", "|---|---|---|---|---|---|"]
+    lines += [f"| {task} | {t['adamw']:+.4f} | {t['adamw_decay']} | {t['other_rule']} ({t['other_family']}, decay "
+              f"{t['other_decay']}, lr x{t['other_lr_scale']}) | {t['other']:+.4f} | {t['other'] - t['adamw']:+.4f} |"
+              for task, t in per_task.items()]
     lines += ["", "the judge's noise: AdamW at its best with its rate nudged by a quarter and half a grid step, "
               "the same optimizer to the grid: " + ", ".join(f"x{x:.3f} {v:+.4f}" for x, v in sorted(nudged.items()))
               + f"; standard deviation {out['h']['judge_sd']:.4f}"]
@@ -402,6 +414,18 @@ def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_
         lines.append(f"part c in this folder: the search leaders' mean fresh score {leaders['search']:+.4f}, "
                      f"the control leaders' {leaders['control']:+.4f}")
     return lines
+
+
+def _headroom_per_task(rows: list[dict]) -> dict:
+    """Per validation task: AdamW's best score over its rows, and the best row of any other rule."""
+    out = {}
+    for task in rows[0]["tasks"] if rows else ():
+        adamw = max((r for r in rows if r["baseline"] == "adamw"), key=lambda r: r["tasks"][task])
+        other = max((r for r in rows if r["baseline"] != "adamw"), key=lambda r: r["tasks"][task])
+        out[task] = {"adamw": adamw["tasks"][task], "adamw_decay": adamw["decay"], "other": other["tasks"][task],
+                     "other_rule": other["baseline"], "other_family": other["family"], "other_decay": other["decay"],
+                     "other_lr_scale": other["lr_scale"]}
+    return out
 
 
 def part_f(config, out: dict) -> list[str]:
