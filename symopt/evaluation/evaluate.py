@@ -220,7 +220,8 @@ def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: 
         steps: training steps on every task (default: each task's own ``steps``).
         batched: train programs together, K at a time (``True``: 8; an int: K; never
             more than there are programs), with the model's gradient batched over them;
-            same results as unbatched. Programs are grouped by size and each group is
+            the same results as unbatched up to float rounding (the batched gradient is
+            other kernels; a chaotic run can end elsewhere). Programs are grouped by size and each group is
             padded to the largest bucket in it and, the last one, to K with idle slots.
             Each distinct K compiles once per task: a search should pass a fixed K.
         time_limit: seconds of training per candidate; checked between chunks, a
