@@ -128,6 +128,15 @@ def test_funnel_moves_one_of_each_trained_behaviour():
     assert [e.id for e in hall] == [0]  # all four trained alike on the big stage: the oldest stays
 
 
+def test_fitness_within_same_fitness_is_one_behaviour_and_the_best_of_it_moves_on():
+    """Clones that differ by float rounding (an added 1e-10, say) score a hair apart: one place for them all."""
+    programs = [parse(f"def f(g):\n    return g * {i}.0\n") for i in range(1, 6)]
+    gap = funnel.SAME_FITNESS
+    scores = [0.037, 0.037 + 0.3 * gap, 0.037 - 0.6 * gap, 0.037 - 2.5 * gap, 0.02]
+    entries = [funnel.Entry(i, p, {"rescore": s}) for i, (p, s) in enumerate(zip(programs, scores))]
+    assert [e.id for e in funnel.leaders(entries, "rescore", 3)] == [1, 3, 4]
+
+
 def test_a_candidate_promoted_at_an_earlier_check_stays_in_the_running():
     programs = [parse(f"def f(g):\n    return g * {i}.0\n") for i in range(1, 5)]
     big = {1.0: 0.9, 2.0: 0.2, 3.0: 0.3, 4.0: 0.1}  # the big stage's fitness of each program (by its constant)
