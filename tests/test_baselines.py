@@ -160,7 +160,11 @@ def overridden():
 @pytest.mark.slow
 @pytest.mark.parametrize("name", sorted(TWINS))
 def test_matches_optax(name, defaults):
-    ours, theirs = defaults[f"ours/{name}"][0], defaults[f"optax/{name}"][0]
+    assert_matches_twin(name, defaults[f"ours/{name}"][0], defaults[f"optax/{name}"][0])
+
+
+def assert_matches_twin(name, ours, theirs):
+    """``ours`` (parameters after each step) is finite and within ``TOL`` of ``theirs``, which moved."""
     assert all(np.all(np.isfinite(leaf)) for leaf in jax.tree.leaves(ours))
     moved = max_rel_diff(theirs, jax.tree.map(lambda p: np.broadcast_to(p, (STEPS, *p.shape)), PARAMS))
     assert moved > 1e-3, f"{name} barely moved the parameters ({moved:.2g}): the test would prove nothing"

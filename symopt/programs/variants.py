@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import functools
 
+from symopt.programs.hints import did_you_mean
 from symopt.programs.parse import parse
 from symopt.programs.program import Program
 
@@ -142,5 +143,5 @@ def names() -> list[str]:
 def get(name: str) -> Program:
     """The variant ``name`` as a program (parsed once)."""
     if name not in _TEXTS:
-        raise KeyError(f"no Adam variant {name!r}; the variants are {', '.join(names())}")
-    return parse(_TEXTS[name])
+        raise KeyError(f"no Adam variant {name!r}{did_you_mean(name, _TEXTS)}; the variants are {', '.join(names())}")
+    return parse(_TEXTS[name], source=f"<variant {name}>")
