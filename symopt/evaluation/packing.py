@@ -14,7 +14,7 @@ from symopt.evaluation.lowering import FIELDS, ROW_ZERO, Bucket, Lowered
 def pack(lowered: list[Lowered], bucket: Bucket, k: int | None = None) -> dict[str, np.ndarray]:
     """Stack lowered programs, padded to ``bucket``, into the interpreter's program arguments.
 
-    Keys: ``code`` [K, size, 5], ``n`` [K], ``update_row`` [K]; K is ``k`` (default:
+    Keys: ``code`` [K, size, FIELDS], ``n`` [K], ``update_row`` [K]; K is ``k`` (default:
     one per program) and the slots past the programs are idle (no instructions, a zero update). The
     scalar slots come from :func:`scalars`.
     """
