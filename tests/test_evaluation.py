@@ -94,6 +94,17 @@ def uniform_scalars(g, m, t):
 """,
 }
 
+MATRICES = parse("""
+def matrices(w, g, m, v_row, v_col, lr):
+    m = interpolate(m, g, 0.1)
+    v_row = interpolate(v_row, row_mean(square(g)), 0.2)
+    v_col = interpolate(v_col, col_mean(square(g)), 0.2)
+    vhat = divide(v_row * v_col, col_mean(v_row) + 1e-30)
+    k = is_matrix(w)
+    muon = orthogonalize(m) * sqrt(max(1.0, divide(cols(g), rows(g))))
+    return (k * muon + (1.0 - k) * g / sqrt(vhat + 1e-30)) * lr, m, v_row, v_col
+""")  # every matrix function: Muon on the matrices, a factored second moment on the biases' rows
+
 NAN = parse("""
 def nan(g):
     return log(g - g)
@@ -247,6 +258,12 @@ def test_baseline_matches_optax_training_on_another_task(name):
 
 
 @pytest.mark.slow
+@pytest.mark.slow
+def test_matrix_functions_train_as_optax_does():
+    """Static loops over the layout's matrices (mlp_digits: kernels [64, 32], [32, 10] and bias vectors)."""
+    _assert_matches_native(MATRICES, "mlp_digits")
+
+
 @pytest.mark.parametrize("name", list(CUSTOM))
 def test_program_matches_optax_training(name):
     _assert_matches_native(parse(CUSTOM[name]), TASK)

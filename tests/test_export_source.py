@@ -77,6 +77,19 @@ def train(g, lr):
     s = exp10(0.5) + sqrt(lr) + log(lr) + reciprocal(4.0) + 1.0 / 3.0 + cbrt(-8.0) + get_pi()
     return (a + b + c + d + e) * lr * s, 
 """,
+    # every matrix function, on the matrix (4 x 3) and the vector; Muon's and Adafactor's pieces
+    "matrices": """
+def train(g, m, v_row, v_col, lr):
+    m = interpolate(m, g, 0.1)
+    v_row = interpolate(v_row, row_mean(square(g)), 0.2)
+    v_col = interpolate(v_col, col_mean(square(g)), 0.2)
+    vhat = divide(v_row * v_col, col_mean(v_row) + 1e-30)
+    scale = sqrt(max(1.0, divide(cols(g), rows(g))))
+    muon = orthogonalize(m) * scale
+    adafactor = g / sqrt(vhat + 1e-30)
+    k = is_matrix(g)
+    return (k * muon + (1.0 - k) * adafactor + row_mean(1.0)) * lr, m, v_row, v_col
+""",
     # names that clash with the module's own, scalar and per-tensor outputs, a repeated hyperparameter
     "clashes": """
 def train(params, grad, updates, state, jnp, ref, t):
@@ -135,6 +148,18 @@ def _assert_same(a, b, rtol=1e-6, atol=1e-7):
     for x, y in zip(jax.tree_util.tree_leaves(a), jax.tree_util.tree_leaves(b)):
         assert x.dtype == y.dtype and x.shape == y.shape
         np.testing.assert_allclose(np.asarray(x, np.float32), np.asarray(y, np.float32), rtol=rtol, atol=atol)
+
+
+def test_factored_state_is_stored_factored_by_both_exports(tmp_path):
+    """A row mean's slot keeps one number per row between steps, a column mean's one per column."""
+    program = _program("matrices")
+    params = jax.tree_util.tree_map(jnp.asarray, PARAMS)  # a [4, 3] matrix and a [3] vector
+    for opt in (to_optax(program, 0.01), _exported(tmp_path, program)(learning_rate=0.01)):
+        state = opt.init(params)
+        _, state = jax.jit(opt.update)(params, state, params)
+        shapes = {k: {n: tuple(x.shape) for n, x in getattr(state, k).items()} for k in ("m", "v_row", "v_col")}
+        assert shapes == {"m": {"a": (4, 3), "b": (3,)}, "v_row": {"a": (4, 1), "b": (3,)},
+                          "v_col": {"a": (1, 3), "b": (1,)}}
 
 
 @pytest.mark.slow
@@ -220,7 +245,8 @@ def test_source_is_standalone_and_readable(key):
     assert str(program).splitlines()[-1].strip() in fdoc and "update = " in fdoc and "As math" in fdoc
     # only the helpers the program uses
     defined = {n.name for n in tree.body if isinstance(n, ast.FunctionDef)}
-    assert defined - {"opt", "_like", "_leaf_sum", "_total"} <= calls(program)
+    assert defined - {"opt", "_like", "_leaf_sum", "_total", "_matrices", "_mean_over", "_rows_of", "_cols_of"} \
+        <= calls(program)
 
 
 def test_bad_names_and_baselines():

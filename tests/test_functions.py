@@ -12,7 +12,8 @@ import pytest
 import sympy as sp
 
 from symopt.programs import FUNCTIONS, HERO_FUNCTIONS, Kind
-from symopt.programs.functions import DIV_EPS, EXTRA_FUNCTIONS, FlatSpace, ShapeError, TreeSpace, get, suggest
+from symopt.programs.functions import (DIV_EPS, EXTRA_FUNCTIONS, MATRIX_FUNCTIONS, FlatSpace, ShapeError, TreeSpace, get,
+                                      join, suggest)
 
 F32_MAX = float(np.finfo(np.float32).max)
 RTOL = 1e-4
@@ -38,8 +39,9 @@ def test_exactly_the_45_hero_functions():
     assert len(set(HERO_FUNCTIONS)) == 45
     assert sorted(HERO_FUNCTIONS) == sorted(DESIGN_LIBRARY)
     # unary minus, written -x, and optax's plain division (outside hero's set)
-    assert set(FUNCTIONS) == set(HERO_FUNCTIONS) | {"neg"} | set(EXTRA_FUNCTIONS) == set(HERO_FUNCTIONS) | {"neg", "divide"}
-    assert {n for n in FUNCTIONS if FUNCTIONS[n].is_reduction} == set(REDUCTIONS)
+    assert set(FUNCTIONS) == set(HERO_FUNCTIONS) | {"neg"} | set(EXTRA_FUNCTIONS) \
+        == set(HERO_FUNCTIONS) | {"neg", "divide", *MATRIX_FUNCTIONS}
+    assert {n for n in FUNCTIONS if FUNCTIONS[n].is_reduction} == set(REDUCTIONS) | set(MATRIX_FUNCTIONS)
 
 
 @pytest.mark.parametrize("name", sorted(FUNCTIONS))
@@ -53,6 +55,9 @@ def test_each_function_has_four_faces(name):
     expr = f.sympy(*symbols)
     assert isinstance(expr, sp.Basic)
     assert expr.free_symbols <= set(symbols)
+    if name in MATRIX_FUNCTIONS:  # tests/test_matrix_functions.py has their faces
+        assert f.shape((Kind.TENSOR,)) in (Kind.TENSOR, Kind.ROWS, Kind.COLS, Kind.TENSOR_WISE)
+        return
     # the shape rule answers for scalars, and the numeric forms run on scalars
     assert f.shape((Kind.SCALAR,) * f.arity) == Kind.SCALAR
     args = [np.float32(0.5)] * f.arity
@@ -67,7 +72,8 @@ def test_each_function_has_four_faces(name):
 def test_elementwise_shape_rule_broadcasts(name):
     f = FUNCTIONS[name]
     for kinds in itertools.product(list(Kind), repeat=f.arity):
-        assert f.shape(kinds) == max(kinds)
+        assert f.shape(kinds) == join(kinds)
+        assert f.shape(kinds) == (Kind.TENSOR if {Kind.ROWS, Kind.COLS} <= set(kinds) else max(kinds))
 
 
 def test_reduction_shape_rules():

@@ -71,16 +71,18 @@ def test_update_must_depend_on_gradient_or_weights():
 def test_batch_space_rows_match_flat_space_runs():
     p = program("""
         x = global_norm(g) + norm(w) * dot(g, w)
-        update = clip_by_global_norm(g, 0.5) * x + cosine_sim(g, m) * lr
+        update = clip_by_global_norm(g, 0.5) * x + cosine_sim(g, m) * lr + orthogonalize(m) * is_matrix(g)
+        update = update + row_mean(g) * col_mean(w) / rows(g) + cols(w)
         m = interpolate(m, g, 0.1)
     """)
     rng = np.random.default_rng(0)
+    shapes = ((3,), (5,), (2, 4))
     segments = (3, 5, 8)
     rows = [{"w": rng.normal(size=16), "g": rng.normal(size=16), "m": rng.normal(size=16),
              "v": np.zeros(16), "lr": 0.01 * (i + 1)} for i in range(4)]
-    batched = run(p, BatchSpace(segments), {k: np.stack([np.atleast_1d(r[k]) for r in rows])
-                                            if k != "lr" else np.array([[r[k]] for r in rows]) for k in rows[0]})
-    flat = FlatSpace(np, np.repeat(np.arange(3), segments), 3)
+    batched = run(p, BatchSpace(shapes), {k: np.stack([np.atleast_1d(r[k]) for r in rows])
+                                          if k != "lr" else np.array([[r[k]] for r in rows]) for k in rows[0]})
+    flat = FlatSpace(np, np.repeat(np.arange(3), segments), 3, shapes)
     for i, r in enumerate(rows):
         single = run(p, flat, r)
         for got, want in zip(batched, single):

@@ -200,3 +200,31 @@ def test_accumulate_writes_into_a_free_slot_where_there_is_one():
     targets = {next(s.target for s in mutation.accumulate(momentum, space, np.random.default_rng(k)).body
                     if isinstance(s.value, Call) and s.value.fn == "interpolate") for k in range(20)}
     assert targets == {"v"}
+
+
+def test_one_wrap_puts_orthogonalize_into_adamws_update():
+    """From AdamW, Muon's direction (an orthogonalised moment) is one mutation away."""
+    import dataclasses
+
+    from symopt.programs.check import calls
+    from symopt.programs.liveness import eliminate_dead_code
+    from symopt.search.space import start_program
+
+    space = load("quick").space
+    space = dataclasses.replace(space, functions=(*space.functions, "orthogonalize"),
+                                mutation=dataclasses.replace(space.mutation, insert=0.0, delete=0.0, modify=0.0,
+                                                             constant=0.0, accumulate=0.0, wrap=1.0))
+    adamw = start_program("adamw", space)
+    children = [mutation.wrap(adamw, space, np.random.default_rng(s)) for s in range(60)]
+    children = [c for c in children if mutation.why_invalid(c, space) is None]  # not orthogonalize(lr), say
+    assert len(children) >= 30
+    for child in children:
+        assert parse(str(child)) == child and len(child.body) == len(adamw.body)
+    live = [c for c in children if "orthogonalize" in calls(eliminate_dead_code(c))]
+    assert live, "no wrap of 60 put orthogonalize where the update reads it"
+    # and through mutate(): a valid child that behaves differently, in one step
+    outcome = mutation.mutate(live[0], space, np.random.default_rng(0))
+    assert outcome.child is not None
+    stateless = parse("def f(w, g, lr):\n    return w\n")
+    assert mutation.wrap(parse("def f(g):\n    return 1.0\n"), space, np.random.default_rng(0)) is None
+    assert mutation.wrap(stateless, space, np.random.default_rng(0)).returns[0].fn in space.functions

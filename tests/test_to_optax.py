@@ -18,7 +18,8 @@ import optax
 import pytest
 
 from symopt import Program, parse
-from symopt.export.optax_export import optimizer_factory, state_type, to_optax
+from symopt.export.optax_export import optimizer_factory, state_type, stored_shape, to_optax
+from symopt.programs.check import state_kinds
 from symopt.programs.execute import hyperparameters, run
 from symopt.programs.functions import FlatSpace
 
@@ -118,7 +119,7 @@ def reference(program: Program, learning_rate, params, grads_seq, overrides=None
     """The updates of ``program`` run by ``execute.run`` on one flat float32 NumPy vector."""
     leaves = jax.tree_util.tree_leaves(params)
     sizes = [int(np.size(x)) for x in leaves]
-    space = FlatSpace(np, np.repeat(np.arange(len(sizes)), sizes), len(sizes))
+    space = FlatSpace(np, np.repeat(np.arange(len(sizes)), sizes), len(sizes), [np.shape(x) for x in leaves])
     w, n = flat(params), sum(sizes)
     state = {s: np.zeros(n, np.float32) for s in program.state_args}
     overrides = {k: np.float32(v) for k, v in (overrides or {}).items()}
@@ -193,7 +194,9 @@ def test_jit_matches_reference_without_recompiling(name):
 
 
 def _check_state(program, state, params, count):
-    """A NamedTuple of the int32 step count and one tree per state slot, shaped as the parameters."""
+    """A NamedTuple of the int32 step count and one tree per state slot, shaped as the parameters (a factored
+    slot as a row or a column of them: optax_export.stored_shape)."""
+    held = state_kinds(program)
     assert isinstance(state, tuple) and type(state) is not tuple and hasattr(state, "_fields")
     assert state._fields == ("count", *program.state_args)
     assert state.count.dtype == jnp.int32 and state.count.shape == () and int(state.count) == count
@@ -201,7 +204,7 @@ def _check_state(program, state, params, count):
         tree = getattr(state, slot)
         assert jax.tree_util.tree_structure(tree) == jax.tree_util.tree_structure(params)
         for leaf, ref in zip(jax.tree_util.tree_leaves(tree), jax.tree_util.tree_leaves(params)):
-            assert leaf.shape == ref.shape and leaf.dtype == ref.dtype
+            assert leaf.shape == stored_shape(ref.shape, held[slot]) and leaf.dtype == ref.dtype
             if count == 0:
                 assert np.all(np.asarray(leaf) == 0)
 

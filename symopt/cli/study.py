@@ -79,6 +79,9 @@ HEADROOM_DECAYS = (0.9, 0.7, 0.5, 0.35, 0.2)
 """Part h's values of each baseline's momentum decay (its constant ``b1`` or ``beta``)."""
 HEADROOM_LR = (1.0, 0.1)
 """Part h's learning-rate scales: a sign-based rule wants a smaller rate (the Lion paper: 3 to 10 times)."""
+HEADROOM_LR_BY_RULE = {"muon": (1.0, 3.0, 10.0), "adafactor": (1.0, 3.0, 10.0)}
+"""Rules whose step is smaller than Adam's at the same rate and so want larger ones: an orthogonalised matrix
+has entries of about 1 / sqrt(its width), Adafactor's step is the rate times the weights' RMS."""
 
 
 def panel(config, mutants: int = 12, seed: int = 0) -> list[tuple[str, object]]:
@@ -349,12 +352,15 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
     return lines
 
 
-def headroom_panel(decays=HEADROOM_DECAYS, scales=HEADROOM_LR) -> list[dict]:
+def headroom_panel(decays=HEADROOM_DECAYS, scales=HEADROOM_LR, rules=None) -> list[dict]:
     """Part h's panel: every baseline program and every Adam variant at each momentum decay (when it has one),
-    the baselines at each lr scale, the variants (none sign-based) at x1."""
-    rules = [("baseline", name, baselines.get(name), scales)
+    the baselines at each lr scale (their own, HEADROOM_LR_BY_RULE, where they want larger rates), the variants
+    (none sign-based) at x1. ``rules``: only these (and AdamW, the reference)."""
+    keep = None if rules is None else set(rules) | {"adamw"}
+    rules = [("baseline", name, baselines.get(name), HEADROOM_LR_BY_RULE.get(name, scales))
              for name in baselines.names() if baselines.is_program(name)]
     rules += [("variant", name, variants.get(name), (1.0,)) for name in variants.names()]
+    rules = [r for r in rules if keep is None or r[1] in keep]
     items = []
     for family, name, base, rule_scales in rules:
         decay = next((s.target for s in base.body if s.target in ("b1", "beta") and isinstance(s.value, Const)), None)
@@ -365,15 +371,18 @@ def headroom_panel(decays=HEADROOM_DECAYS, scales=HEADROOM_LR) -> list[dict]:
     return items
 
 
-def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_seeds=FRESH_SEEDS) -> list[str]:
+def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_seeds=FRESH_SEEDS, rules=None,
+           tasks=None) -> list[str]:
     c = config.campaign
     factors = sorted(c.stages[0].lr_factors)
+    if tasks:  # the headroom on other tasks than validation's (the search stage's networks, say), judged alike
+        config = dataclasses.replace(config, campaign=dataclasses.replace(c, validation=tuple(tasks)))
     on_validation = fresh_validator(config, fresh_seeds)
 
     def fresh(programs):
         return [fitness_of(r) for r in _in_batches(on_validation, programs)]
 
-    items = headroom_panel(decays, scales)
+    items = headroom_panel(decays, scales, rules)
     rows = [{k: v for k, v in x.items() if k != "program"} | {"fresh": fitness_of(r), "tasks": dict(r.scores)}
             for x, r in zip(items, _in_batches(on_validation, [x["program"] for x in items]))]
     best = {}
@@ -394,9 +403,11 @@ def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_
     out["h"] = {"fresh_seeds": list(fresh_seeds), "decays": list(decays), "lr_scales": list(scales), "rows": rows,
                 "best": best, "per_task": per_task, "adamw_nudged": {f"{x:.4f}": v for x, v in sorted(nudged.items())},
                 "judge_sd": float(np.std(spread, ddof=1)), "part_c_leaders": leaders}
-    lines = [f"### (h) headroom: each baseline program at momentum decays {list(decays)} and lr x{list(scales)}, "
+    lines = [f"### (h) headroom: each baseline program at momentum decays {list(decays)} and lr x{list(scales)} "
+             f"(muon, adafactor: x{list(HEADROOM_LR_BY_RULE['muon'])}), "
              f"each Adam variant at those decays, "
-             f"on validation with seeds {list(fresh_seeds)}; its best against AdamW's best ({adamw['fresh']:+.4f}, "
+             f"on {', '.join(config.campaign.validation)} with seeds {list(fresh_seeds)}; "
+             f"its best against AdamW's best ({adamw['fresh']:+.4f}, "
              f"decay {adamw['decay']}, lr x{adamw['lr_scale']})", "",
              "| rule | family | best | decay | lr scale | over AdamW's best |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['baseline']} | {r['family']} | {r['fresh']:+.4f} | {r['decay']} | x{r['lr_scale']} | "
@@ -464,6 +475,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--fresh-seeds", type=int, nargs="+", default=list(FRESH_SEEDS),
                         help=f"seeds of the fresh validation scores of c, t and h (default: {list(FRESH_SEEDS)}); "
                              "no stage may train them (checked)")
+    parser.add_argument("--rules", nargs="+", default=None,
+                        help="part h: only these baselines or variants (and AdamW, the reference; default: all)")
+    parser.add_argument("--headroom-tasks", nargs="+", default=None,
+                        help="part h: score on these tasks instead of the configuration's validation tasks")
     parser.add_argument("--out", default="runs/study", help="output folder (default: runs/study)")
 
 
@@ -509,7 +524,7 @@ def main(args: argparse.Namespace) -> int:
         elif part == "t":
             lines = part_t(config, out_dir, out, fresh_seeds=args.fresh_seeds)
         elif part == "h":
-            lines = part_h(config, out, fresh_seeds=args.fresh_seeds)
+            lines = part_h(config, out, fresh_seeds=args.fresh_seeds, rules=args.rules, tasks=args.headroom_tasks)
         else:
             lines = part_f(config, out)
         md += lines + [""]

@@ -121,7 +121,7 @@ def _operand(rf, sf, k, index, kind: str, size: int, g=None, w=None):
 def _branches(layout: Layout) -> list[Callable]:
     """One function per opcode: (rf [K, rows, P], sf [slots], k, a [MAX_ARITY], g [P], w [P]) -> the result row [P]."""
     size = layout.size
-    space = FlatSpace(jnp, jnp.asarray(layout.segments), layout.n_segments)
+    space = FlatSpace(jnp, jnp.asarray(layout.segments), layout.n_segments, layout.shapes)
 
     def make(op: Opcode):
         fn = FUNCTIONS.get(op.fn)

@@ -49,6 +49,9 @@ COMMUTATIVE = frozenset({"+", "*", "max", "min"})
 REDUCTIONS = {
     "norm": [(V,)], "global_norm": [(V,)], "dot": [(V, V)], "cosine_sim": [(V, V)],
     "clip_by_global_norm": [(V, S), (V, V)],
+    # the matrix functions: static loops over the task's tensors (their shapes are the layout's)
+    "orthogonalize": [(V,)], "row_mean": [(V,)], "col_mean": [(V,)], "rows": [(V,)], "cols": [(V,)],
+    "is_matrix": [(V,)],
 }
 
 

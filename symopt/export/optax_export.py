@@ -11,9 +11,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from symopt.programs.check import check
+from symopt.programs.check import check, state_kinds
 from symopt.programs.execute import bind, check_overrides, hyperparameters, run
-from symopt.programs.functions import TreeSpace
+from symopt.programs.functions import FACTORED, Kind, TreeSpace
 from symopt.programs.program import Const, Program
 
 ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
@@ -61,9 +61,11 @@ def to_optax(program: Program, learning_rate: ScalarOrSchedule = 1e-3,
     slots = program.state_args
     weight, lr_arg, step = (program.arg_for(r) for r in ("weight", "lr", "step"))
 
+    held = state_kinds(program)
+
     def init(params):
-        zeros = jax.tree_util.tree_map(jnp.zeros_like, params)
-        return State(jnp.zeros([], jnp.int32), *(zeros for _ in slots))
+        return State(jnp.zeros([], jnp.int32), *(jax.tree_util.tree_map(
+            lambda p, k=held[s]: jnp.zeros(stored_shape(p.shape, k), p.dtype), params) for s in slots))
 
     def update(updates, state, params=None, **extra_args):
         del extra_args
@@ -73,7 +75,10 @@ def to_optax(program: Program, learning_rate: ScalarOrSchedule = 1e-3,
             raise ValueError(f"program {program.name!r} reads the weights ({weight!r}): "
                              "call update(grads, state, params)")
         slot_trees = state[1:]
-        inputs = bind(program, {name: treedef.flatten_up_to(tree) for name, tree in zip(slots, slot_trees)},
+        # a factored slot is stored factored between steps and read spread over its leaves (as everywhere else)
+        full_slots = [[jnp.broadcast_to(x, g.shape) for x, g in zip(treedef.flatten_up_to(tree), leaves)]
+                      for tree in slot_trees]
+        inputs = bind(program, dict(zip(slots, full_slots)),
                       weight=treedef.flatten_up_to(params) if weight else None, grad=leaves, lr=lr,
                       step=(state.count + 1).astype(jnp.float32) if step else None)
         space = TreeSpace(jnp)
@@ -81,8 +86,8 @@ def to_optax(program: Program, learning_rate: ScalarOrSchedule = 1e-3,
         if not lr_arg:
             direction = space.map(lambda u: u * lr, direction)
         new_updates = [-u for u in _as_leaves(direction, leaves)]
-        new_state = [treedef.unflatten(_as_leaves(v, treedef.flatten_up_to(old)))
-                     for v, old in zip(new_slots, slot_trees)]
+        new_state = [treedef.unflatten([factor(x, held[s]) for x in _as_leaves(v, full)])
+                     for s, v, full in zip(slots, new_slots, full_slots)]
         return (treedef.unflatten(new_updates),
                 State(optax.safe_int32_increment(state.count), *new_state))
 
@@ -112,6 +117,24 @@ def optimizer_factory(program: Program) -> Callable[..., optax.GradientTransform
     factory.__name__ = factory.__qualname__ = program.name
     factory.__doc__ = f"The {program.name} update rule as an optax optimizer.\n\n{program}"
     return factory
+
+
+def stored_shape(shape: tuple[int, ...], kind: Kind) -> tuple[int, ...]:
+    """How a state slot of this kind stores a leaf of this shape: a factored one keeps a row (ROWS: one number per
+    row of the leaf's matrix view) or a column (COLS) of it; every other one the whole leaf."""
+    if kind not in FACTORED or not shape:
+        return tuple(shape)
+    if kind == Kind.ROWS:
+        return (*shape[:-1], 1) if len(shape) >= 2 else tuple(shape)
+    return (1,) * (len(shape) - 1) + (shape[-1] if len(shape) >= 2 else 1,)
+
+
+def factor(x, kind: Kind):
+    """A full leaf of a factored slot (constant along its columns, or its rows) as the slot stores it."""
+    if kind not in FACTORED or not x.ndim:
+        return x
+    return x[tuple(slice(0, 1) if size != want else slice(None)
+                   for size, want in zip(x.shape, stored_shape(x.shape, kind)))]
 
 
 def _as_leaves(value, like: list) -> list:

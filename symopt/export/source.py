@@ -24,7 +24,7 @@ import textwrap
 
 from symopt.export.optax_export import state_type
 from symopt.programs import functions
-from symopt.programs.check import ARG_KINDS, check
+from symopt.programs.check import ARG_KINDS, check, state_kinds
 from symopt.programs.execute import hyperparameters as program_hyperparameters
 from symopt.programs.functions import FUNCTIONS, Kind
 from symopt.programs.program import ATOM, PRECEDENCE, Call, Const, Expr, Program, Var, format_expr
@@ -52,6 +52,31 @@ def _total(tree):
         total = total + _leaf_sum(leaf)
     return total
 ''',
+    '_rows_of': '''
+def _rows_of(x):
+    """A leaf that is the same along each row of its matrix view, stored as one column [..., 1] (a vector as is)."""
+    return x[..., :1] if x.ndim >= 2 else x
+''',
+    '_cols_of': '''
+def _cols_of(x):
+    """A leaf that is the same along each column of its matrix view, stored as one row [1, ..., 1, cols]
+    (a vector as [1])."""
+    return x[(slice(0, 1),) * (x.ndim - 1)] if x.ndim >= 2 else x[:1]
+''',
+    '_matrices': '''
+def _matrices(f, x):
+    """f(m, ndim) on each leaf's matrix view m: [all axes but the last, the last]; a vector is one column."""
+    def leaf(a):
+        cols = a.shape[-1] if a.ndim >= 2 else 1
+        return f(a.reshape(a.size // cols, cols), a.ndim).reshape(a.shape)
+    return tree_map(leaf, x)
+''',
+    '_mean_over': '''
+def _mean_over(m, axis):
+    """The mean over one axis of a matrix, spread back over it; summed in float32 at least."""
+    mean = jnp.mean(m, axis=axis, keepdims=True, dtype=jnp.promote_types(m.dtype, jnp.float32))
+    return jnp.broadcast_to(mean.astype(m.dtype), m.shape)
+''',
 }
 
 _LIKE = '''
@@ -62,6 +87,7 @@ def _like(value, ref):
 
 # Names the module itself defines or reads inside the optimizer's functions.
 _MODULE_NAMES = {"jax", "jnp", "optax", "NamedTuple", "collections", "tree_map", "_like", *_HELPERS}
+_FACTORED_STORE = {Kind.ROWS: "_rows_of", Kind.COLS: "_cols_of"}  # how a factored state slot is stored
 _PARAMS = ("", "x", "x, y", "x, y, w")  # an element-wise helper's parameters, by arity
 # Builtins the module reads.
 _BUILTINS = {"callable", "hasattr", "ValueError"}
@@ -95,6 +121,8 @@ def _scalar_reduction(fn: str, args: list[str]) -> str:
     if fn == "clip_by_global_norm":
         x, c = args
         return f"({x}) * jnp.minimum(1.0, ({c}) / ({gn(x)} + {DIV_EPS}))"
+    if fn in ("row_mean", "col_mean"):
+        return args[0]  # a scalar is the same along every row and column
     raise AssertionError(fn)
 
 
@@ -274,8 +302,15 @@ def export_source(program: Program, name: str) -> str:
                  f"{local[weight]} = params"]
     if step:
         body.append(f"{local[step]} = (state.count + 1).astype(jnp.float32)")
+    held = state_kinds(program)
+    factored = {slot: _FACTORED_STORE[held[slot]] for slot in program.state_args if held[slot] in _FACTORED_STORE}
     for slot in program.state_args:
-        body.append(f"{local[slot]} = state.{slot_field[slot]}")
+        if slot in factored:  # stored factored between steps, read spread over its leaves
+            body.append(f"{local[slot]} = tree_map(lambda s, ref: jnp.broadcast_to(s, ref.shape), "
+                        f"state.{slot_field[slot]}, updates)")
+            emitter.helpers.add(factored[slot])
+        else:
+            body.append(f"{local[slot]} = state.{slot_field[slot]}")
 
     for stmt in program.body:
         target = local[stmt.target]
@@ -318,13 +353,17 @@ def export_source(program: Program, name: str) -> str:
              "    count=optax.safe_int32_increment(state.count),"]
     for slot, (value, kind) in zip(program.state_args, slot_values):
         field = slot_field[slot]
-        if kind == Kind.SCALAR:
+        if slot in factored:
+            body.append(f"    {field}=tree_map(lambda v, ref, old: {factored[slot]}(_like(v, ref).astype(old.dtype)), "
+                        f"{value}, updates, state.{field}),")
+        elif kind == Kind.SCALAR:
             body.append(f"    {field}=tree_map(lambda ref: _like({value}, ref), state.{field}),")
         else:
             body.append(f"    {field}=tree_map(_like, {value}, state.{field}),")
     body.append(")")
 
-    return _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, emitter.helpers)
+    zeros = {slot_field[s]: f"tree_map(lambda p: {f}(jnp.zeros_like(p)), params)" for s, f in factored.items()}
+    return _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, emitter.helpers, zeros)
 
 
 def _docstring(program: Program, name: str, defaults: dict, as_written: set) -> str:
@@ -350,7 +389,7 @@ def _docstring(program: Program, name: str, defaults: dict, as_written: set) -> 
     return text.replace("\\", "\\\\")
 
 
-def _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, helpers) -> str:
+def _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, helpers, zeros) -> str:
     doc = _docstring(program, name, defaults, as_written)
     out = [f'"""The {name} optimizer: a standalone optax module exported by symopt.\n\n'
            f'It needs only jax and optax. The update rule:\n\n'
@@ -388,7 +427,8 @@ def _module(program, name, state_name, fields, defaults, as_written, hp_dict, bo
         out.append(f"    {hp_dict} = {{{', '.join(f'{k!r}: {k}' for k in defaults)}}}")
     out += ["", "    def init_fn(params):",
             "        zeros = tree_map(jnp.zeros_like, params)",
-            f"        return {state_name}(jnp.zeros([], jnp.int32){', zeros' * (len(fields) - 1)})",
+            f"        return {state_name}(jnp.zeros([], jnp.int32)"
+            + "".join(f", {zeros.get(f, 'zeros')}" for f in fields[1:]) + ")",
             "", "    def update_fn(updates, state, params=None, **extra_args):",
             "        del extra_args"]
     out += [textwrap.indent(line, "        ") if line else "" for line in body]

@@ -8,7 +8,7 @@ Their hyperparameters are the statements that assign a constant and carry
 optax's argument names and defaults (``b1 = 0.9``), so
 ``to_optax(get("adam"), 1e-3, b1=0.95)`` is ``optax.adam(1e-3, b1=0.95)``.
 
-Programs (14)::
+Programs (16)::
 
     sgd        optax.sgd(lr)
     momentum   optax.sgd(lr, momentum=0.9)
@@ -24,15 +24,18 @@ Programs (14)::
     powersign  Bello et al. 2017; no optax twin
     addsign    Bello et al. 2017; no optax twin
     lookahead  optax.lookahead(optax.adam(lr), sync_period=6, slow_step_size=0.5)
+    muon       optax.contrib.muon(lr)                   (orthogonalize on matrices, Adam elsewhere)
+    adafactor  optax.adafactor(lr)                      (row_mean, col_mean: factored moments)
 
-Optax-level baselines (:class:`OptaxBaseline`, not programs)::
+Muon and Adafactor read each leaf's matrix view (``symopt.programs.functions.matrix_view``):
+``is_matrix(g)`` is the 0/1 switch between their matrix and vector branches. Shape decides:
+optax.contrib.muon's default orthogonalises 2-D leaves only (here every leaf of two or more axes,
+seen as [all axes but the last, the last]), and optax.adafactor factors the two largest axes of a
+leaf (here the matrix view's). On the 2-D and 1-D leaves of symopt's tasks the two agree.
 
-    adafactor  optax.adafactor(lr): its factored second moments need the mean of
-               each row and each column of a matrix, and the language has only
-               element-wise functions and whole-tensor / whole-tree reductions.
-
-:func:`kind` (``"program"`` or ``"optax"``) and :func:`is_program` tell the two
-apart; both kinds go through ``symopt.export.to_optax``, which delegates to
+:func:`kind` (``"program"`` or ``"optax"``) and :func:`is_program` tell programs from
+optax-level baselines (:class:`OptaxBaseline`, built directly from optax; none is registered
+now); both kinds go through ``symopt.export.to_optax``, which delegates to
 :meth:`OptaxBaseline.to_optax`.
 
 Lookahead is a program: a state slot ``k`` counts the steps since the last
@@ -82,7 +85,7 @@ from typing import Any, Callable
 
 from symopt.programs.execute import hyperparameters as _program_hyperparameters
 from symopt.programs.hints import did_you_mean
-from symopt.programs.optax_baselines import OptaxBaseline, adafactor
+from symopt.programs.optax_baselines import OptaxBaseline
 from symopt.programs.parse import parse
 from symopt.programs.program import Program
 
@@ -293,11 +296,63 @@ def lookahead(w, g, mu, nu, slow, k, t, lr):
     return update, mu, nu, slow, k
 """
 
+MUON = """
+def muon(w, g, m, v, t, lr):
+    # optax.contrib.muon with its defaults. On matrices (leaves of two or more axes): Nesterov
+    # momentum (beta 0.95, bias-corrected), orthogonalised by Newton-Schulz (Keller Jordan's
+    # five quintic steps) and scaled by sqrt(max(1, fan_out / fan_in)). On the other leaves,
+    # optax's Adam branch at the same rate: adamw(nesterov=True), b1 0.9, b2 0.999. The two
+    # share the slot m (each leaf is one or the other); v is the Adam branch's alone.
+    beta = 0.95
+    eps = 1e-08
+    weight_decay = 0.0
+    adam_b1 = 0.9
+    adam_b2 = 0.999
+    adam_eps_root = 0.0
+    adam_weight_decay = 0.0
+    matrix = is_matrix(g)
+    m = matrix * ((1.0 - beta) * g + beta * m) + (1.0 - matrix) * ((1.0 - adam_b1) * g + adam_b1 * m)
+    v = (1.0 - matrix) * ((1.0 - adam_b2) * square(g) + adam_b2 * v)
+    m_hat = beta * divide(m, 1.0 - power(beta, t + 1.0)) + (1.0 - beta) * divide(g, 1.0 - power(beta, t))
+    muon = orthogonalize(m_hat) * sqrt(max(1.0, divide(cols(g), rows(g)))) + weight_decay * w
+    mu_hat = adam_b1 * divide(m, 1.0 - power(adam_b1, t + 1.0)) + (1.0 - adam_b1) * divide(g, 1.0 - power(adam_b1, t))
+    nu_hat = divide(v, 1.0 - power(adam_b2, t))
+    adam = divide(mu_hat, sqrt(nu_hat + adam_eps_root) + eps) + adam_weight_decay * w
+    update = (matrix * muon + (1.0 - matrix) * adam) * lr
+    return update, m, v
+"""
+
+ADAFACTOR = """
+def adafactor(w, g, v, v_row, v_col, t, lr):
+    # optax.adafactor with its defaults (Shazeer & Stern 2018). A leaf whose matrix view has
+    # at least min_dim_size_to_factor rows and columns keeps its second moment factored: the
+    # mean of g^2 over each row (v_row) and over each column (v_col), and v_row v_col / mean(v_row)
+    # as the estimate; the other leaves keep the full v. The decay is 1 - t^-0.8; the update
+    # is clipped to RMS 1 per leaf, times lr, times the leaf's RMS (at least 1e-3), an RMS being
+    # norm(x) / sqrt(rows(x) * cols(x)) (optax takes sqrt(mean(x^2)): the same up to rounding).
+    min_dim_size_to_factor = 128.0
+    decay_rate = 0.8
+    eps = 1e-30
+    clipping_threshold = 1.0
+    min_scale = 0.001
+    factored = is_matrix(g) * max(sign(min(rows(g), cols(g)) + 0.5 - min_dim_size_to_factor), 0.0)
+    decay = 1.0 - power(t, -decay_rate)
+    g2 = square(g) + eps
+    v = decay * v + (1.0 - decay) * g2
+    v_row = decay * v_row + (1.0 - decay) * row_mean(g2)
+    v_col = decay * v_col + (1.0 - decay) * col_mean(g2)
+    y_factored = g * power(divide(v_row, col_mean(v_row)), -0.5) * power(v_col, -0.5)
+    y = factored * y_factored + (1.0 - factored) * (g * power(v, -0.5))
+    y = divide(y, max(1.0, divide(divide(norm(y), sqrt(rows(y) * cols(y))), clipping_threshold)))
+    update = y * lr * max(divide(norm(w), sqrt(rows(w) * cols(w))), min_scale)
+    return update, v, v_row, v_col
+"""
+
 _PROGRAM_TEXTS: dict[str, str] = {
     "sgd": SGD, "momentum": MOMENTUM, "nesterov": NESTEROV, "adagrad": ADAGRAD,
     "rmsprop": RMSPROP, "adadelta": ADADELTA, "adam": ADAM, "adamw": ADAMW,
     "nadam": NADAM, "radam": RADAM, "lion": LION, "powersign": POWERSIGN,
-    "addsign": ADDSIGN, "lookahead": LOOKAHEAD,
+    "addsign": ADDSIGN, "lookahead": LOOKAHEAD, "muon": MUON, "adafactor": ADAFACTOR,
 }
 
 _DOCS: dict[str, str] = {
@@ -320,6 +375,10 @@ _DOCS: dict[str, str] = {
     "lookahead": "Lookahead over Adam, sync_period 6, slow_step_size 0.5, as a program on plain "
                  "parameters (the fast weights; the slow weights are the state slot 'slow'); "
                  "optax.lookahead(optax.adam(lr), 6, 0.5) on LookaheadParams.",
+    "muon": "Muon (Keller Jordan): orthogonalised Nesterov momentum (beta 0.95) on matrices, "
+            "optax's Nadam-style Adam branch on the other leaves; optax.contrib.muon(lr).",
+    "adafactor": "Adafactor: factored second moments (row and column means) on matrices of at least "
+                 "128 x 128, update clipping and parameter-scale; optax.adafactor(lr).",
 }
 
 _OPTAX_TWINS: dict[str, str] = {
@@ -335,11 +394,12 @@ _OPTAX_TWINS: dict[str, str] = {
     "radam": "optax.radam(learning_rate)",
     "lion": "optax.lion(learning_rate)",
     "lookahead": "optax.lookahead(optax.adam(learning_rate), sync_period=6, slow_step_size=0.5)",
+    "muon": "optax.contrib.muon(learning_rate)",
     "adafactor": "optax.adafactor(learning_rate)",
 }
 
 
-_OPTAX_BUILDERS: dict[str, Callable[[], OptaxBaseline]] = {"adafactor": adafactor}
+_OPTAX_BUILDERS: dict[str, Callable[[], OptaxBaseline]] = {}
 
 _NAMES = tuple(sorted([*_PROGRAM_TEXTS, *_OPTAX_BUILDERS]))
 

@@ -11,7 +11,7 @@ import keyword
 import math
 
 from symopt.programs.errors import ProgramError
-from symopt.programs.functions import FUNCTIONS, Kind, ShapeError, suggest
+from symopt.programs.functions import FUNCTIONS, Kind, ShapeError, join, suggest
 from symopt.programs.program import Call, Const, Expr, Program, Var, walk
 
 ARG_KINDS = {"weight": Kind.TENSOR, "grad": Kind.TENSOR, "state": Kind.TENSOR,
@@ -92,3 +92,26 @@ def calls(program: Program) -> set[str]:
     """The library functions a program uses."""
     exprs = [s.value for s in program.body] + list(program.returns)
     return {e.fn for x in exprs for e in walk(x) if isinstance(e, Call)}
+
+
+def state_kinds(program: Program) -> dict[str, Kind]:
+    """What each state slot holds over a run: the least kinds, from zeros at step 0, that its new values keep.
+
+    ``check`` gives a slot the kind TENSOR, the most general; a slot whose new value is only ever
+    a ``row_mean`` of something (Adafactor's ``v_row``) holds one number per row, and that is what
+    it costs to store. A program whose shape rules need the general kinds keeps TENSOR everywhere.
+    """
+    states = program.state_args
+    held = {s: Kind.SCALAR for s in states}
+    for _ in range(2 * len(Kind) * max(len(states), 1)):  # the kinds only grow: a fixpoint within this
+        kinds = {a: (held[a] if a in held else ARG_KINDS[program.role(a)]) for a in program.args}
+        try:
+            for stmt in program.body:
+                kinds[stmt.target] = expr_kind(stmt.value, kinds)
+            new = {s: join((held[s], expr_kind(e, kinds))) for s, e in zip(states, program.returns[1:])}
+        except ProgramError:
+            return {s: Kind.TENSOR for s in states}
+        if new == held:
+            return held
+        held = new
+    return {s: Kind.TENSOR for s in states}

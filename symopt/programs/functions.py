@@ -38,16 +38,48 @@ DIV_EPS = 1e-8
 
 
 class Kind(enum.IntEnum):
-    """What a value is, ordered so that broadcasting takes the maximum.
+    """What a value is; broadcasting two kinds gives their :func:`join`.
 
     SCALAR: one number (``lr``, ``t``, constants, ``global_norm(g)``);
     TENSOR_WISE: one number per parameter tensor (``norm(g)``);
+    ROWS: one number per row of each tensor's matrix view (``row_mean(g)``, see :func:`matrix_view`);
+    COLS: one number per column of it (``col_mean(g)``);
     TENSOR: one number per parameter (``w``, ``g``, state slots).
+
+    A factored second moment (Adafactor's) keeps a ROWS and a COLS value: rows + columns
+    numbers per matrix, not rows x columns.
     """
 
     SCALAR = 0
     TENSOR_WISE = 1
-    TENSOR = 2
+    ROWS = 2
+    COLS = 3
+    TENSOR = 4
+
+
+def join(kinds) -> Kind:
+    """The kind of a value broadcast from values of these kinds: the largest, and rows with columns a tensor."""
+    kinds = set(kinds)
+    if {Kind.ROWS, Kind.COLS} <= kinds:
+        return Kind.TENSOR
+    return max(kinds, default=Kind.SCALAR)
+
+
+FACTORED = (Kind.ROWS, Kind.COLS)
+
+
+def matrix_view(shape: tuple[int, ...]) -> tuple[int, int]:
+    """How the matrix functions see a parameter tensor: (rows, columns).
+
+    A tensor of two or more axes is a matrix of its last axis (the outputs of a dense
+    layer's ``[in, out]`` kernel, of a convolution's ``[..., in, out]`` kernel) against all
+    the others; a vector (biases, gains) is one column, a 0-d tensor a 1 x 1 matrix. Shape
+    alone decides: a proxy task's tree carries no names, so embeddings and heads are
+    matrices too, as in optax.contrib.muon's default.
+    """
+    if len(shape) >= 2:
+        return math.prod(shape[:-1]), shape[-1]
+    return (shape[0] if shape else 1), 1
 
 
 class ShapeError(Exception):
@@ -77,17 +109,47 @@ class Space:
     def per_tensor(self, x):  # pragma: no cover - interface
         raise NotImplementedError
 
+    def matrices(self, f: Callable, x):  # pragma: no cover - interface
+        """``f(m, ndim)`` on each tensor's matrix view ``m`` (an array ``[..., rows, cols]``, see
+        :func:`matrix_view`; ``ndim`` the tensor's own number of axes), returning an array of
+        ``m``'s shape; the results reassembled as ``x`` is stored."""
+        raise NotImplementedError
+
 
 class FlatSpace(Space):
     """Tensor values as one flat vector; ``segments`` says which tensor each entry is in.
 
     Scalars are 0-d arrays. With ``segments=None`` the whole vector is one tensor.
+    ``shapes``, the tensors' shapes in order, is what the matrix functions need;
+    without it every tensor is a vector.
     """
 
-    def __init__(self, xp, segments=None, num_segments: int = 1):
+    def __init__(self, xp, segments=None, num_segments: int = 1, shapes=None):
         self.xp = xp
         self.segments = segments
         self.num_segments = num_segments
+        self.shapes = None if shapes is None else tuple(tuple(int(d) for d in s) for s in shapes)
+        if self.shapes is not None and len(self.shapes) != num_segments:
+            raise ValueError(f"{len(self.shapes)} shapes for {num_segments} segments")
+
+    def _shapes(self, n: int) -> tuple[tuple[int, ...], ...]:
+        if self.shapes is not None:
+            return self.shapes
+        if self.segments is None:
+            return ((n,),)
+        return tuple((int(c),) for c in np.bincount(np.asarray(self.segments), minlength=self.num_segments))
+
+    def matrices(self, f, x):
+        xp = self.xp
+        if not xp.ndim(x):
+            return x
+        pieces, start = [], 0
+        for shape in self._shapes(x.shape[0]):
+            size = math.prod(shape)
+            view = x[start:start + size].reshape(matrix_view(shape))
+            pieces.append(f(view, len(shape)).reshape(size))
+            start += size
+        return xp.concatenate(pieces) if len(pieces) > 1 else pieces[0]
 
     def const(self, value):
         return np.float32(value) if self.xp is np else value
@@ -139,6 +201,11 @@ class TreeSpace(Space):
     def per_tensor(self, x):
         return [self._sum(leaf) for leaf in x] if isinstance(x, list) else x
 
+    def matrices(self, f, x):
+        if not isinstance(x, list):
+            return x
+        return [f(leaf.reshape(matrix_view(leaf.shape)), leaf.ndim).reshape(leaf.shape) for leaf in x]
+
 
 @dataclasses.dataclass(frozen=True)
 class Function:
@@ -187,7 +254,7 @@ class Function:
 
 
 def _broadcast(kinds: tuple[Kind, ...]) -> Kind:
-    return max(kinds, default=Kind.SCALAR)
+    return join(kinds)
 
 
 def _no_tensor_wise(name: str, kinds: tuple[Kind, ...]) -> None:
@@ -224,6 +291,25 @@ def _norm_rule(kinds):
     return Kind.TENSOR_WISE if kinds[0] == Kind.TENSOR else Kind.SCALAR
 
 
+def _tensor_to(name, kind):
+    def rule(kinds):
+        if kinds[0] != Kind.TENSOR:
+            raise ShapeError(f"{name}() needs a tensor (one number per parameter), got a "
+                             f"{kinds[0].name.lower().replace('_', '-')} value")
+        return kind
+    return rule
+
+
+def _mean_rule(kept: Kind, dropped: Kind):
+    """row_mean keeps ROWS and turns COLS into one number per tensor; col_mean the other way round."""
+    def rule(kinds):
+        k = kinds[0]
+        if k == Kind.TENSOR:
+            return kept
+        return Kind.TENSOR_WISE if k == dropped else k
+    return rule
+
+
 # --- numeric forms of the reductions -----------------------------------------------
 
 
@@ -248,6 +334,56 @@ def _norm(s: Space, x):
     return s.map(s.xp.sqrt, s.per_tensor(s.map(s.xp.square, x)))
 
 
+# --- numeric forms of the matrix functions: on each tensor's matrix view [..., rows, cols] ---------
+
+NS_COEFFS = (3.4445, -4.7750, 2.0315)
+"""Muon's quintic Newton-Schulz coefficients (Keller Jordan; optax.contrib's default)."""
+NS_STEPS = 5
+
+
+def _newton_schulz(xp, m):
+    """Muon's orthogonalisation, as optax.contrib.orthogonalize_via_newton_schulz: X = M / (||M||_F + 1e-8)
+    (transposed when tall), then X <- aX + (bA + cA^2)X with A = X X^T, five times."""
+    tall = m.shape[-2] > m.shape[-1]
+    x = xp.swapaxes(m, -1, -2) if tall else m
+    x = x / (xp.linalg.norm(x, ord="fro", axis=(-2, -1), keepdims=True) + DIV_EPS)
+    a_, b_, c_ = NS_COEFFS
+    for _ in range(NS_STEPS):
+        a = x @ xp.swapaxes(x, -1, -2)
+        x = a_ * x + (b_ * a + c_ * (a @ a)) @ x
+    return xp.swapaxes(x, -1, -2) if tall else x
+
+
+def _mean_over(xp, m, axis):
+    """The mean over one axis of the matrix view, spread back over it; summed in float32 at least."""
+    mean = xp.mean(m, axis=axis, keepdims=True, dtype=xp.promote_types(m.dtype, xp.float32))
+    return xp.broadcast_to(mean.astype(m.dtype), m.shape)
+
+
+def _orthogonalize(s: Space, x):
+    return s.matrices(lambda m, ndim: _newton_schulz(s.xp, m), x)
+
+
+def _row_mean(s: Space, x):
+    return s.matrices(lambda m, ndim: _mean_over(s.xp, m, -1), x)
+
+
+def _col_mean(s: Space, x):
+    return s.matrices(lambda m, ndim: _mean_over(s.xp, m, -2), x)
+
+
+def _rows(s: Space, x):
+    return s.matrices(lambda m, ndim: s.xp.full_like(m, m.shape[-2]), x)
+
+
+def _cols(s: Space, x):
+    return s.matrices(lambda m, ndim: s.xp.full_like(m, m.shape[-1]), x)
+
+
+def _is_matrix(s: Space, x):
+    return s.matrices(lambda m, ndim: s.xp.full_like(m, 1.0 if ndim >= 2 else 0.0), x)
+
+
 # The exported module's definitions of the reductions (symopt.export.source).
 _GLOBAL_NORM_SOURCE = '''def global_norm(x):
     """The L2 norm of the whole tree (a scalar)."""
@@ -269,6 +405,41 @@ _CLIP_BY_GLOBAL_NORM_SOURCE = '''def clip_by_global_norm(x, c):
 _NORM_SOURCE = '''def norm(x):
     """The L2 norm of each tensor: a tree of 0-d arrays."""
     return tree_map(lambda a: jnp.sqrt(_leaf_sum(jnp.square(a))), x)
+'''
+
+_ORTHOGONALIZE_SOURCE = '''def orthogonalize(x):
+    """Muon's Newton-Schulz orthogonalisation of each leaf's matrix view (a vector is one column):
+    X = M / (||M||_F + 1e-8), transposed when tall, then X <- aX + (bA + cA^2)X with A = X X^T, 5 times,
+    (a, b, c) = (3.4445, -4.775, 2.0315)."""
+    def newton_schulz(m, ndim):
+        tall = m.shape[-2] > m.shape[-1]
+        x = m.T if tall else m
+        x = x / (jnp.linalg.norm(x, ord="fro") + 1e-08)
+        for _ in range(5):
+            a = x @ x.T
+            x = 3.4445 * x + (-4.775 * a + 2.0315 * (a @ a)) @ x
+        return x.T if tall else x
+    return _matrices(newton_schulz, x)
+'''
+_ROW_MEAN_SOURCE = '''def row_mean(x):
+    """The mean of each row of each leaf's matrix view, spread over the row (a vector is one column)."""
+    return _matrices(lambda m, ndim: _mean_over(m, -1), x)
+'''
+_COL_MEAN_SOURCE = '''def col_mean(x):
+    """The mean of each column of each leaf's matrix view, spread over the column (a vector is one column)."""
+    return _matrices(lambda m, ndim: _mean_over(m, -2), x)
+'''
+_ROWS_SOURCE = '''def rows(x):
+    """The number of rows of each leaf's matrix view: all axes but the last (a vector: its length)."""
+    return _matrices(lambda m, ndim: jnp.full_like(m, m.shape[-2]), x)
+'''
+_COLS_SOURCE = '''def cols(x):
+    """The number of columns of each leaf's matrix view: its last axis (a vector: 1)."""
+    return _matrices(lambda m, ndim: jnp.full_like(m, m.shape[-1]), x)
+'''
+_IS_MATRIX_SOURCE = '''def is_matrix(x):
+    """1 on the leaves of two or more axes, 0 on vectors and 0-d leaves."""
+    return _matrices(lambda m, ndim: jnp.full_like(m, 1.0 if ndim >= 2 else 0.0), x)
 '''
 
 
@@ -337,7 +508,51 @@ class norm(_Reduction):
     numeric = staticmethod(_norm)
 
 
-SYMPY_REDUCTIONS = {f.__name__: f for f in (global_norm, dot, cosine_sim, clip_by_global_norm, norm)}
+class _MatrixFunction(sp.Function):
+    """SymPy stand-in for a function of each tensor's matrix view: opaque, so no rewrite goes through it.
+
+    Only the means of a number are that number (a scalar is the same along every row and column).
+    """
+
+    nargs = 1
+    keeps_numbers = False
+
+    @classmethod
+    def eval(cls, x):
+        if cls.keeps_numbers and x.is_number:
+            return x
+
+
+class orthogonalize(_MatrixFunction):
+    """SymPy stand-in for Muon's orthogonalisation of each matrix."""
+
+
+class row_mean(_MatrixFunction):
+    """SymPy stand-in for the mean of each row."""
+
+    keeps_numbers = True
+
+
+class col_mean(_MatrixFunction):
+    """SymPy stand-in for the mean of each column."""
+
+    keeps_numbers = True
+
+
+class rows(_MatrixFunction):
+    """SymPy stand-in for the number of rows of each tensor's matrix view."""
+
+
+class cols(_MatrixFunction):
+    """SymPy stand-in for the number of columns of each tensor's matrix view."""
+
+
+class is_matrix(_MatrixFunction):
+    """SymPy stand-in for 1 on matrices, 0 on vectors."""
+
+
+SYMPY_REDUCTIONS = {f.__name__: f for f in (global_norm, dot, cosine_sim, clip_by_global_norm, norm, orthogonalize,
+                                            row_mean, col_mean, rows, cols, is_matrix)}
 
 
 def _sym_div(x, y):
@@ -470,13 +685,36 @@ _FUNCTIONS = [
              export=(_CLIP_BY_GLOBAL_NORM_SOURCE, "")),
     _binary("power", lambda xp, x, y: xp.power(x, y), lambda x, y: x ** y, "NaN for a negative base to a fractional power",
             export=("jnp.power(x, y)", "x ** y; NaN for a negative base to a fractional power.")),
+    # over each tensor's matrix view (matrix_view): not hero's; what Muon and Adafactor are made of
+    Function("orthogonalize", 1, orthogonalize, _tensor_to("orthogonalize", Kind.TENSOR), reduction=_orthogonalize,
+             doc="Muon's Newton-Schulz orthogonalisation of each tensor's matrix view (a vector is one column)",
+             export=(_ORTHOGONALIZE_SOURCE, "")),
+    Function("row_mean", 1, row_mean, _mean_rule(Kind.ROWS, Kind.COLS), reduction=_row_mean,
+             doc="the mean of each row of each tensor's matrix view, spread over the row",
+             export=(_ROW_MEAN_SOURCE, "")),
+    Function("col_mean", 1, col_mean, _mean_rule(Kind.COLS, Kind.ROWS), reduction=_col_mean,
+             doc="the mean of each column of each tensor's matrix view, spread over the column",
+             export=(_COL_MEAN_SOURCE, "")),
+    Function("rows", 1, rows, _tensor_to("rows", Kind.TENSOR_WISE), reduction=_rows,
+             doc="the number of rows of each tensor's matrix view (its fan-in)",
+             export=(_ROWS_SOURCE, "")),
+    Function("cols", 1, cols, _tensor_to("cols", Kind.TENSOR_WISE), reduction=_cols,
+             doc="the number of columns of each tensor's matrix view (its fan-out)",
+             export=(_COLS_SOURCE, "")),
+    Function("is_matrix", 1, is_matrix, _tensor_to("is_matrix", Kind.TENSOR_WISE), reduction=_is_matrix,
+             doc="1 on tensors of two or more axes, 0 on vectors: a rule treats the two apart with it",
+             export=(_IS_MATRIX_SOURCE, "")),
 ]
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in _FUNCTIONS}
 OPERATORS = ("+", "-", "*", "/", "neg")
 """Functions written as operators; ``neg`` is unary minus (hero counts it with ``-``)."""
 
-EXTRA_FUNCTIONS = ("divide",)
+MATRIX_FUNCTIONS = ("orthogonalize", "row_mean", "col_mean", "rows", "cols", "is_matrix")
+"""The functions of each tensor's matrix view (:func:`matrix_view`); every other function is element-wise
+or sums over whole tensors or the whole tree."""
+
+EXTRA_FUNCTIONS = ("divide", *MATRIX_FUNCTIONS)
 """Library functions beyond hero's: search spaces may add them, the baselines use them."""
 
 HERO_FUNCTIONS = tuple(name for name in FUNCTIONS if name != "neg" and name not in EXTRA_FUNCTIONS)

@@ -1,9 +1,9 @@
-"""Baselines the language cannot express (adafactor's factored moments), built directly from optax."""
+"""Baselines built directly from optax rather than written as programs (none is registered since Adafactor
+became a program; :class:`OptaxBaseline` is the type ``to_optax`` and ``compare`` accept for them)."""
 
 from __future__ import annotations
 
 import dataclasses
-import inspect
 import textwrap
 import types
 from typing import Any, Callable, Mapping
@@ -57,22 +57,4 @@ def _show(value: Any) -> str:
     if isinstance(value, type):
         return f"{value.__module__}.{value.__qualname__}".replace("jax.numpy", "jnp")
     return repr(value)
-
-
-def adafactor() -> OptaxBaseline:
-    """optax.adafactor as a baseline, with its signature's defaults as hyperparameters."""
-    import optax
-
-    params = inspect.signature(optax.adafactor).parameters
-    defaults = {k: p.default for k, p in params.items() if k != "learning_rate"}
-    return OptaxBaseline(
-        name="adafactor",
-        doc=("Adafactor (Shazeer & Stern 2018) as optax.adafactor: a matrix whose two largest "
-             "dimensions are both >= min_dim_size_to_factor (128) keeps factored second moments "
-             "(row and column means of g^2), which the language cannot express; smaller tensors "
-             "keep full second moments. Update clipped to block RMS 1, scaled by the parameter "
-             "RMS; learning_rate=None applies no learning rate, as in optax."),
-        build=optax.adafactor,
-        defaults=defaults,
-    )
 

@@ -6,7 +6,7 @@
   ``max``, ``min`` are flattened, and only the update and the live state slots
   are hashed. SHA-256 throughout, so it is the same in every process.
 * :func:`behaviour` runs the program with NumPy (the reference executor,
-  each probe a tree of three tensors) on fixed random probes and hashes what
+  each probe a tree of a vector, a wide and a tall matrix) on fixed random probes and hashes what
   it returns (AutoML-Zero's functional equivalence checking): trajectories of
   three steps with the state carried, from a zero state (steps 1-3) and from a
   random one (steps 1000-1002), with inputs of magnitude 1e-6, 1e-3, 1, 1e2 and
@@ -28,12 +28,13 @@ from __future__ import annotations
 import dataclasses
 import functools
 import hashlib
+import math
 from typing import Any
 
 import numpy as np
 
 from symopt.programs.execute import ROLES, bind, run
-from symopt.programs.functions import Space
+from symopt.programs.functions import Space, matrix_view
 from symopt.programs.liveness import eliminate_dead_code, live_states
 from symopt.programs.program import Const, Expr, Program, Var
 
@@ -94,7 +95,9 @@ def canonical_hash(program: Program) -> str:
 
 # --- behaviour fingerprint -----------------------------------------------------------------------
 
-SEGMENTS = (3, 5, 8)
+SHAPES = ((3,), (2, 4), (5, 3))
+"""The probe tree: a vector, a wide and a tall matrix (the matrix functions see them as such)."""
+SEGMENTS = tuple(math.prod(s) for s in SHAPES)
 SCALES = (1e-6, 1e-3, 1.0, 1e2, 1e4)
 STEPS = 3
 BITS = 20
@@ -110,7 +113,9 @@ class BatchSpace(Space):
 
     xp = np
 
-    def __init__(self, segments: tuple[int, ...]):
+    def __init__(self, shapes: tuple[tuple[int, ...], ...]):
+        self.shapes = shapes
+        segments = [math.prod(s) for s in shapes]
         self.ids = np.repeat(np.arange(len(segments)), segments)
         self.n = sum(segments)
 
@@ -132,6 +137,17 @@ class BatchSpace(Space):
         sums = np.zeros((x.shape[0], int(self.ids.max()) + 1), x.dtype)
         np.add.at(sums.T, self.ids, x.T)
         return sums[:, self.ids]
+
+    def matrices(self, f, x):
+        if not self._tensor(x):
+            return x
+        pieces, start = [], 0
+        for shape in self.shapes:
+            size = math.prod(shape)
+            view = x[:, start:start + size].reshape(x.shape[0], *matrix_view(shape))
+            pieces.append(f(view, len(shape)).reshape(x.shape[0], size))
+            start += size
+        return np.concatenate(pieces, axis=1)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -198,7 +214,7 @@ class Behaviour:
 def behaviour(program: Program) -> Behaviour:
     """The program's behaviour fingerprint on the fixed probes; see the module docstring."""
     probes = _probes()
-    space = BatchSpace(SEGMENTS)
+    space = BatchSpace(SHAPES)
     rows, n = probes.state.shape[1:]
     live = live_states(program)
     slots = program.state_args

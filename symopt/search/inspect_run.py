@@ -3,7 +3,8 @@
 Reads ``RUN/hall_of_fame.json`` (written by ``symopt search``): one row per entry
 with its rank, the simplified program (its return line and statement count, the
 full text under the row), its fitness on every funnel stage and on validation, and
-its optimizer state memory (live state slots x 4 bytes per parameter in float32),
+its optimizer state memory (live state slots x 4 bytes per parameter in float32; a factored slot, one number
+per row or column, counts rows + columns),
 and, from ``RUN/lineage.jsonl``, its ancestry back to the start program.
 """
 
@@ -11,6 +12,8 @@ from __future__ import annotations
 
 import pathlib
 
+from symopt.programs.check import state_kinds
+from symopt.programs.functions import Kind
 from symopt.programs.liveness import live_states
 from symopt.programs.parse import parse
 from symopt.search.run_dir import RunError, ancestry
@@ -29,18 +32,37 @@ def entry_program(data: dict, rank: int, run: str | pathlib.Path = "", simplifie
     return parse(entry.get("simplified") if simplified and entry.get("simplified") else entry["program"])
 
 
-def state_bytes(program) -> int:
-    """Optimizer state per parameter in float32: 4 bytes for each state slot that can reach the update.
+REFERENCE_MATRIX = 1024
+"""Factored state is counted per parameter of a REFERENCE_MATRIX x REFERENCE_MATRIX matrix: rows + columns."""
+
+
+def _slot_counts(program) -> tuple[int, int]:
+    """(full slots, factored slots) among the state slots that can reach the update."""
+    held = state_kinds(program)
+    live = live_states(program)
+    factored = sum(held[s] in (Kind.ROWS, Kind.COLS) for s in live)
+    return len(live) - factored, factored
+
+
+def state_bytes(program) -> float:
+    """Optimizer state per parameter in float32: 4 bytes for each state slot that can reach the update and
+    holds one number per parameter; a factored slot (one number per row, or per column: Adafactor's) holds
+    4 bytes per row of a REFERENCE_MATRIX-square matrix, 4 / REFERENCE_MATRIX per parameter.
 
     A slot that never influences the update (dead) costs nothing once exported, so it is not counted.
     """
-    return 4 * len(live_states(program))
+    full, factored = _slot_counts(program)
+    return round(4 * full + 4 * factored / REFERENCE_MATRIX, 4)
 
 
 def state_memory(program) -> str:
-    """``"2 slots = 8 B/param"``: optimizer state per parameter in float32 (live slots only)."""
-    n = state_bytes(program) // 4
-    return f"{n} slot{'s' if n != 1 else ''} = {4 * n} B/param"
+    """``"2 slots = 8 B/param"``: optimizer state per parameter in float32 (live slots only); factored slots
+    apart (``"1 slot + 2 factored = 4.008 B/param"``)."""
+    full, factored = _slot_counts(program)
+    text = f"{full} slot{'s' if full != 1 else ''}"
+    if factored:
+        text += f" + {factored} factored"
+    return f"{text} = {state_bytes(program):g} B/param"
 
 
 def _fmt(value) -> str:

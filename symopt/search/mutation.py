@@ -16,6 +16,10 @@
   until a modification reads it) and almost never arises from SGD in a
   3,000-training search; this writes it, or a running average of any other
   value, in one. ``c`` is log-uniform in [0.01, 1]: memories of 1 to 100 steps.
+* wrap (not in hero): a read of a name ``x`` is chosen at random and becomes
+  ``f(x)``, ``f`` a one-argument function of the space. From AdamW,
+  ``orthogonalize(m)`` (Muon's direction) is one wrap away; with hero's
+  operators it takes an insertion that stays dead code until a modification reads it.
 
 :func:`mutate` applies operators until the result is a valid program that
 behaves differently from the parent (its fingerprint differs), as hero's
@@ -232,7 +236,24 @@ def accumulate(program: Program, space: SearchSpace, rng: np.random.Generator) -
     return dataclasses.replace(program, body=tuple(body), returns=returns)
 
 
-OPERATORS = {"insert": insert, "delete": delete, "modify": modify, "constant": constant, "accumulate": accumulate}
+def wrap(program: Program, space: SearchSpace, rng: np.random.Generator) -> Program | None:
+    """A read of a name wrapped in a one-argument function of the space (None without reads or such functions)."""
+    reads = _reads(program)
+    unary = [f for f in space.functions if FUNCTIONS[f].arity == 1]
+    if not reads or not unary:
+        return None
+    index, path, name = reads[rng.integers(len(reads))]
+    wrapped = Call(unary[rng.integers(len(unary))], (Var(name),))
+    if index == len(program.body):
+        returns = (_replace(program.returns[0], path, wrapped),) + program.returns[1:]
+        return dataclasses.replace(program, returns=returns)
+    body = list(program.body)
+    body[index] = Assign(body[index].target, _replace(body[index].value, path, wrapped))
+    return dataclasses.replace(program, body=tuple(body))
+
+
+OPERATORS = {"insert": insert, "delete": delete, "modify": modify, "constant": constant, "accumulate": accumulate,
+             "wrap": wrap}
 
 
 def mutate_once(program: Program, space: SearchSpace, rng: np.random.Generator) -> tuple[str, Program | None]:

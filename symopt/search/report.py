@@ -52,7 +52,7 @@ class Point:
     """One trained candidate: its id, optimizer-state memory (bytes per parameter) and fitness."""
 
     id: int
-    memory: int
+    memory: float
     fitness: float
 
 
@@ -81,7 +81,7 @@ def best_so_far(records: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
 
 
 @functools.lru_cache(maxsize=None)
-def state_bytes(program_text: str) -> int:
+def state_bytes(program_text: str) -> float:
     """Optimizer state per parameter in float32 of a program's text (see inspect_run.state_bytes)."""
     return _program_state_bytes(parse(program_text))
 
@@ -304,7 +304,7 @@ def summary(written: Sequence[pathlib.Path], winner_text: str | None, rank: int,
     lines += ["", f"## Winner (hall of fame rank {rank}, simplified)", ""]
     lines += ["```python", winner_text.rstrip("\n"), "```"] if winner_text else ["none: no hall of fame in this run"]
     lines += ["", "## Pareto front (search stage)", "", "| memory (B/param) | fitness | id |", "|---:|---:|---:|"]
-    lines += [f"| {p.memory} | {p.fitness:+.4f} | {p.id} |" for p in front]
+    lines += [f"| {p.memory:g} | {p.fitness:+.4f} | {p.id} |" for p in front]
     return "\n".join(lines) + "\n"
 
 

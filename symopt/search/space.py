@@ -99,6 +99,9 @@ class MutationWeights:
     accumulate: float = _field(0.0, "weight of inserting a running average `s = interpolate(s, x, c)` of a "
                                     "name x into a state slot s that a later read of x then reads instead",
                                range=WEIGHT)
+    wrap: float = _field(0.0, "weight of wrapping a read of a name x in a one-argument function of the space, "
+                              "f(x) read in its place (orthogonalize(m): Muon's direction from momentum)",
+                         range=WEIGHT)
     max_tries: int = _field(50, "mutation steps before giving up on a child that is valid and behaves "
                                 "differently from its parent", range=Range(1, 10_000))
 
@@ -433,9 +436,9 @@ def _check_space(space: SearchSpace, source: str) -> None:
     if c.low > c.high:
         raise _error(source, "space.constants.low", f"{c.low} is above space.constants.high = {c.high}")
     m = space.mutation
-    if m.insert + m.delete + m.modify + m.constant + m.accumulate <= 0:
+    if m.insert + m.delete + m.modify + m.constant + m.accumulate + m.wrap <= 0:
         raise _error(source, "space.mutation",
-                     "the weights insert, delete, modify, constant and accumulate must not all be 0")
+                     "the weights insert, delete, modify, constant, accumulate and wrap must not all be 0")
     if m.accumulate > 0 and not space.state_args:
         raise _error(source, "space.mutation.accumulate",
                      "needs a state slot: add one to space.arguments (m, say) or set the weight to 0")

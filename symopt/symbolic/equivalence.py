@@ -58,6 +58,7 @@ ROUNDING = 2.0 ** -22
 LEARNING_RATES = (1e-3, 0.1, 0.0, 1.0)
 
 # Three parameter tensors of 6, 9 and 13 entries: per-tensor norms and tree-wide sums see several.
+_SHAPES = ((2, 3), (3, 3), (13,))  # a wide matrix, a square one and a vector, for the matrix functions
 _SEGMENTS = np.repeat([0, 1, 2], [6, 9, 13])
 _N = len(_SEGMENTS)
 _ALIGNED = {"normal": (0.0,), "tiny": (0.0, 1e-7, -1e-30), "huge": (0.0, 1e30, -1e30),
@@ -144,7 +145,7 @@ class _Probe:
         return values
 
     def compare(self, before: Program, after: Program, outputs: tuple[str, ...], dtype) -> Mismatch | None:
-        space = FlatSpace(np, _SEGMENTS, 3)
+        space = FlatSpace(np, _SEGMENTS, 3, _SHAPES)
         rng = np.random.default_rng(self.rounding_seed)
         state = {s: v.astype(dtype) for s, v in self.start.items()}
         for step in range(1, len(self.draws) + 1):
@@ -168,7 +169,7 @@ class _Rounded(FlatSpace):
     """The probes' space with each constant moved by a float32 rounding, up or down at random."""
 
     def __init__(self, rng: np.random.Generator):
-        super().__init__(np, _SEGMENTS, 3)
+        super().__init__(np, _SEGMENTS, 3, _SHAPES)
         self.rng = rng
 
     def const(self, value):
