@@ -39,7 +39,7 @@ computation, so it costs the same.
     linreg_illcond             validation  regression       2080    200  0.3     0.012    1.9
     deep_linear                validation  deep_linear     12288    100  0.04    0.013    2.0
     autoencoder_manifold       validation  autoencoder     10448    300  0.03    0.029    1.8
-    lm_grammar                 validation  transformer     15360    100  0.01    0.065    4.1
+    lm_grammar                 validation  transformer     15360    100  0.015   0.065    4.1
     cnn_digits_const           validation  cnn              3818    200  0.015   0.026    1.9
     lstm_char_const            validation  rnn             28512    200  0.03    0.21     2.1
     matrix_completion_const    validation  factorization     768    300  0.025   0.0012   0.91
@@ -47,7 +47,7 @@ computation, so it costs the same.
     linreg_illcond_const       validation  regression       2080    200  0.06    0.012    1.9
     deep_linear_const          validation  deep_linear     12288    100  0.012   0.013    2.0
     autoencoder_manifold_const validation  autoencoder     10448    300  0.005   0.029    1.8
-    lm_grammar_const           validation  transformer     15360    100  0.005   0.065    4.1
+    lm_grammar_const           validation  transformer     15360    100  0.008   0.065    4.1
 """
 
 from proxy_tasks.imported import is_import_path

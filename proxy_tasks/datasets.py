@@ -55,7 +55,7 @@ def grammar(n_tokens: int = 65_536, held_out: float = 0.1, max_depth: int = 6,
     depend on tokens arbitrarily far back. Token ids uint8 in 0..GRAMMAR_VOCAB_SIZE-1: (train, held-out tail).
     """
     rng = np.random.default_rng(109)
-    cdf = np.cumsum(rng.dirichlet(np.full(GRAMMAR_WORDS, 0.3), GRAMMAR_BRACKETS + 1), axis=1)  # row B: top level
+    cdf = np.cumsum(rng.dirichlet(np.full(GRAMMAR_WORDS, 0.1), GRAMMAR_BRACKETS + 1), axis=1)  # row B: top level
     move, kind, u = rng.random(n_tokens), rng.integers(GRAMMAR_BRACKETS, size=n_tokens), rng.random(n_tokens)
     words = np.minimum([np.searchsorted(c, u) for c in cdf], GRAMMAR_WORDS - 1) + 2 * GRAMMAR_BRACKETS
     words, move, kind = words.T.tolist(), move.tolist(), kind.tolist()  # words[i][context]

@@ -97,7 +97,7 @@ def lm_char(name: str, tag: str, width: int = 32, layers: int = 1, heads: int = 
 
 
 def lm_grammar(name: str, tag: str, width: int = 32, layers: int = 1, heads: int = 2, context: int = 16,
-               batch_size: int = 16, steps: int = 100, learning_rate: float = 1e-2) -> Task:
+               batch_size: int = 16, steps: int = 100, learning_rate: float = 0.015) -> Task:
     """Decoder-only transformer (`_transformer`) on the synthetic bracket grammar (datasets.grammar): another
     language, vocabulary and shape than lm_char's, where the next token depends on the nesting."""
     specs, apply = _transformer(datasets.GRAMMAR_VOCAB_SIZE, width, layers, heads, context)

@@ -68,7 +68,7 @@ ENTRIES: dict[str, Entry] = {
     "deep_linear": Entry("validation", synthetic.deep_linear, (0.013, 2.0), kwargs=dict(learning_rate=0.04)),
     "autoencoder_manifold": Entry("validation", synthetic.autoencoder_manifold, (0.029, 1.8),
                                   kwargs=dict(learning_rate=0.03)),
-    "lm_grammar": Entry("validation", language.lm_grammar, (0.065, 4.1), kwargs=dict(learning_rate=0.01)),
+    "lm_grammar": Entry("validation", language.lm_grammar, (0.065, 4.1), kwargs=dict(learning_rate=0.015)),
     # NumPy quadratics for tests and debugging, trained by symopt.search.toy (milliseconds, no JAX).
     "toy_quadratic": Entry("toy", toy.quadratic, None),
     "toy_quadratic_noisy": Entry("toy", toy.quadratic, None, kwargs=dict(noise=0.5, learning_rate=0.05)),
@@ -78,7 +78,7 @@ ENTRIES: dict[str, Entry] = {
 # Each validation task again at a constant rate, with AdamW's peak tuned for it as above (a constant rate's best
 # is lower: nothing decays the noise at the end). A run costs what the scheduled one does (same computation).
 CONSTANT_RATES = {"cnn_digits": 0.015, "lstm_char": 0.03, "matrix_completion": 0.025, "tabular_mlp": 0.04,
-                  "linreg_illcond": 0.06, "deep_linear": 0.012, "autoencoder_manifold": 0.005, "lm_grammar": 0.005}
+                  "linreg_illcond": 0.06, "deep_linear": 0.012, "autoencoder_manifold": 0.005, "lm_grammar": 0.008}
 ENTRIES |= {name + CONSTANT_SUFFIX: dataclasses.replace(ENTRIES[name], schedule="constant", variant_of=name,
                                                         kwargs=dict(learning_rate=lr))
             for name, lr in CONSTANT_RATES.items()}
