@@ -1,8 +1,8 @@
 """The table of proxy tasks: name -> (tag, factory, sizes, measured cost), built on first use.
 
-Every validation task NAME is also registered as NAME_const: the same task (model, data, steps, peak
-learning rate) trained at a constant rate instead of warm-up + cosine decay, so that validation judges a
-rule under both schedules. `names("validation")` lists both; `names("validation", schedule="cosine")` the
+Every validation task NAME is also registered as NAME_const: the same task (model, data, steps) trained
+at a constant rate instead of warm-up + cosine decay, AdamW's peak tuned for it, so that validation
+judges a rule under both schedules. `names("validation")` lists both; `names("validation", schedule="cosine")` the
 scheduled ones alone.
 """
 
