@@ -1,7 +1,8 @@
-"""Character-level language-model proxy tasks on the English text shipped in proxy_tasks/data/.
+"""Language-model proxy tasks: character level on the English text shipped in proxy_tasks/data/, and
+token level on a synthetic bracket grammar (datasets.grammar) for validation.
 
-The first 90% of the text trains (random windows, with replacement); eval_loss is the mean
-next-character cross-entropy (nats) over fixed, evenly spaced windows of the last 10%.
+The first 90% of the tokens trains (random windows, with replacement); eval_loss is the mean
+next-token cross-entropy (nats) over fixed, evenly spaced windows of the last 10%.
 A model that predicts uniformly over the 96 characters scores log(96) = 4.56.
 """
 
@@ -19,9 +20,8 @@ from proxy_tasks.task import Task
 V = datasets.VOCAB_SIZE
 
 
-def _text_batches(context: int, batch_size: int, n_eval: int = 64):
+def _token_batches(train_ids, test_ids, context: int, batch_size: int, n_eval: int = 64):
     """The batch function (token windows int32 [B, context + 1]) and the held-out windows."""
-    train_ids, test_ids = datasets.text()
     train = jnp.asarray(train_ids)
     offsets = jnp.arange(context + 1)
     eval_starts = np.linspace(0, len(test_ids) - context - 1, n_eval).astype(np.int64)
@@ -39,9 +39,10 @@ def _next_char_loss(apply):
     return lambda params, tokens: cross_entropy(apply(params, tokens[:, :-1]), tokens[:, 1:])
 
 
-def _lm_task(name, tag, kind, init, apply, context, batch_size, steps, learning_rate, description):
-    """Assemble a next-character task from a model's init and apply."""
-    batch, held_out = _text_batches(context, batch_size)
+def _lm_task(name, tag, kind, init, apply, context, batch_size, steps, learning_rate, description,
+             corpus=datasets.text):
+    """Assemble a next-token task from a model's init and apply, on `corpus()`: (train ids, held-out ids)."""
+    batch, held_out = _token_batches(*corpus(), context, batch_size)
     loss = _next_char_loss(apply)
     return Task(
         name=name, tag=tag, kind=kind, steps=steps, learning_rate=learning_rate,
@@ -53,19 +54,19 @@ def _lm_task(name, tag, kind, init, apply, context, batch_size, steps, learning_
     )
 
 
-def lm_char(name: str, tag: str, width: int = 32, layers: int = 1, heads: int = 2, context: int = 32,
-            batch_size: int = 8, steps: int = 200, learning_rate: float = 5e-3) -> Task:
-    """Decoder-only transformer (pre-LayerNorm, learned positions, 4x GELU MLP, causal attention)."""
+def _transformer(vocab: int, width: int, layers: int, heads: int, context: int):
+    """Decoder-only transformer (pre-LayerNorm, learned positions, 4x GELU MLP, causal attention):
+    its param specs and `apply(params, inputs [B, T]) -> logits [B, T, vocab]`."""
     head_dim = width // heads
     mask = jnp.tril(jnp.ones((context, context), bool))
     residual_scale = (2 * layers) ** -0.5
-    specs = {"embed": ((V, width), 0.1), "pos": ((context, width), 0.1)}
+    specs = {"embed": ((vocab, width), 0.1), "pos": ((context, width), 0.1)}
     for i in range(layers):
         specs |= layer_norm_specs(f"h{i}_ln1_", width) | dense_specs(f"h{i}_qkv_", width, 3 * width)
         specs |= dense_specs(f"h{i}_proj_", width, width, residual_scale)
         specs |= layer_norm_specs(f"h{i}_ln2_", width) | dense_specs(f"h{i}_mlp0_", width, 4 * width)
         specs |= dense_specs(f"h{i}_mlp1_", 4 * width, width, residual_scale)
-    specs |= layer_norm_specs("ln_f_", width) | dense_specs("out_", width, V)
+    specs |= layer_norm_specs("ln_f_", width) | dense_specs("out_", width, vocab)
 
     def attention(params, prefix, x):
         b, t, _ = x.shape
@@ -83,9 +84,26 @@ def lm_char(name: str, tag: str, width: int = 32, layers: int = 1, heads: int = 
             x = x + dense(params, f"h{i}_mlp1_", h)
         return dense(params, "out_", layer_norm(params, "ln_f_", x))
 
+    return specs, apply
+
+
+def lm_char(name: str, tag: str, width: int = 32, layers: int = 1, heads: int = 2, context: int = 32,
+            batch_size: int = 8, steps: int = 200, learning_rate: float = 5e-3) -> Task:
+    """Decoder-only transformer (`_transformer`) predicting the next character of the English text."""
+    specs, apply = _transformer(V, width, layers, heads, context)
     description = f"char transformer {layers}x{width}d {heads}h, context {context}, batch {batch_size}"
     return _lm_task(name, tag, "lm", lambda key: init_params(key, specs), apply, context, batch_size,
                     steps, learning_rate, description)
+
+
+def lm_grammar(name: str, tag: str, width: int = 32, layers: int = 1, heads: int = 2, context: int = 16,
+               batch_size: int = 16, steps: int = 100, learning_rate: float = 0.015) -> Task:
+    """Decoder-only transformer (`_transformer`) on the synthetic bracket grammar (datasets.grammar): another
+    language, vocabulary and shape than lm_char's, where the next token depends on the nesting."""
+    specs, apply = _transformer(datasets.GRAMMAR_VOCAB_SIZE, width, layers, heads, context)
+    description = f"transformer {layers}x{width}d {heads}h on a bracket grammar, context {context}, batch {batch_size}"
+    return _lm_task(name, tag, "transformer", lambda key: init_params(key, specs), apply, context, batch_size,
+                    steps, learning_rate, description, corpus=datasets.grammar)
 
 
 def lstm_char(name: str, tag: str, hidden: int = 64, embed: int = 16, context: int = 32,

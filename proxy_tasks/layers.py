@@ -39,6 +39,23 @@ def dense(params: dict, prefix: str, x: jax.Array) -> jax.Array:
     return x @ params[f"{prefix}w"] + params[f"{prefix}b"]
 
 
+def mlp_specs(sizes: tuple[int, ...]) -> Specs:
+    """Dense layers l0, l1, ... between consecutive sizes."""
+    specs = {}
+    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
+        specs |= dense_specs(f"l{i}_", n_in, n_out)
+    return specs
+
+
+def mlp_apply(params: dict, x: jax.Array, n_layers: int, act=jax.nn.relu) -> jax.Array:
+    """Dense layers l0, l1, ... with `act` between them, linear output."""
+    for i in range(n_layers):
+        x = dense(params, f"l{i}_", x)
+        if i < n_layers - 1:
+            x = act(x)
+    return x
+
+
 def layer_norm_specs(prefix: str, n: int) -> Specs:
     """Unit gain `{prefix}g` and zero bias `{prefix}b`."""
     return {f"{prefix}g": ((n,), 0.0, 1.0), f"{prefix}b": ((n,), 0.0)}

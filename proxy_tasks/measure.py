@@ -44,7 +44,7 @@ def measure(name: str, repeats: int = 5) -> dict:
                 lr=task.learning_rate, compile_s=compile_s, run_s=min(times))
 
 
-TUNE_FACTORS = (0.5, 1, 2, 3, 4, 6, 9, 13)
+TUNE_FACTORS = (0.25, 0.5, 1, 2, 3, 4, 6, 9, 13)
 
 
 def tune(name: str, factors=TUNE_FACTORS, seeds=(0, 1, 2)) -> dict[float, float]:
@@ -70,14 +70,14 @@ def main(argv: list[str]) -> None:
             losses = tune(name)
             best = min(losses, key=losses.get)
             lr = proxy_tasks.get(name).learning_rate
-            print(f"{name:20} peak {lr:g}: best x{best:g} | " + " ".join(f"x{f:g} {v:.4g}" for f, v in losses.items()),
+            print(f"{name:26} peak {lr:g}: best x{best:g} | " + " ".join(f"x{f:g} {v:.4g}" for f, v in losses.items()),
                   flush=True)
         return
     rows = [measure(name) for name in argv or _jax_names()]
-    print(f"{'name':20} {'tag':10} {'kind':13} {'params':>7} {'steps':>5} {'lr':>6} {'run s':>6} "
+    print(f"{'name':26} {'tag':10} {'kind':13} {'params':>7} {'steps':>5} {'lr':>6} {'run s':>6} "
           f"{'compile s':>9}")
     for m in rows:
-        print(f"{m['name']:20} {m['tag']:10} {m['kind']:13} {m['params']:7d} {m['steps']:5d} "
+        print(f"{m['name']:26} {m['tag']:10} {m['kind']:13} {m['params']:7d} {m['steps']:5d} "
               f"{m['lr']:6g} {m['run_s']:6.3f} {m['compile_s']:9.1f}")
     print()
     for m in rows:

@@ -1,8 +1,10 @@
-"""Synthetic proxy tasks: classic optimisation test problems with known structure.
+"""Synthetic proxy tasks: classic optimisation test problems with known structure, and held-out
+model families (tabular MLP, linear and deep linear regression, autoencoder) on synthetic data.
 
 The problem constants (curvatures, rotations, targets, data) are fixed by a numpy seed,
 so every build of a task is the same problem; the PRNG key given to `init` only picks the
-starting point. Each factory returns a `Task`; the registry gives it its name and tag.
+starting point (and, for the streaming tasks, the samples of each step). Each factory
+returns a `Task`; the registry gives it its name and tag.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from proxy_tasks.layers import init_params, sample_rows
+from proxy_tasks.layers import cross_entropy, init_params, mlp_apply, mlp_specs, sample_rows
 from proxy_tasks.task import Task
 
 
@@ -162,4 +164,138 @@ def matrix_completion(name: str, tag: str, size: int = 48, true_rank: int = 4, r
         batch=batch,
         eval_loss=lambda params: mse(params, test_cells),
         description=f"rank-{rank} completion of a {size}x{size} rank-{true_rank} matrix",
+    )
+
+
+def tabular_mlp(name: str, tag: str, features: int = 32, informative: int = 12, classes: int = 4,
+                hidden: tuple[int, ...] = (64, 64), n_train: int = 4096, n_test: int = 1024, batch_size: int = 64,
+                sharpness: float = 8.0, steps: int = 200, learning_rate: float = 0.04) -> Task:
+    """ReLU MLP classifier on synthetic tabular data, as tables come: raw columns on scales 0.1 .. 10 with
+    offsets, only `informative` of them related to the label (through a random tanh teacher network),
+    labels drawn from the teacher's softmax (so the Bayes loss is above 0). eval_loss: test cross-entropy."""
+    rng = np.random.default_rng(105)
+    n = n_train + n_test
+    z = rng.standard_normal((n, features))
+    teacher = np.tanh(z[:, :informative] @ rng.standard_normal((informative, 32)) / np.sqrt(informative))
+    logits = teacher @ rng.standard_normal((32, classes)) * (sharpness / np.sqrt(32))
+    p = np.exp(logits - logits.max(1, keepdims=True))
+    y = np.minimum((rng.random((n, 1)) > np.cumsum(p / p.sum(1, keepdims=True), 1)).sum(1), classes - 1)
+    x = z * np.logspace(-1.0, 1.0, features)[rng.permutation(features)] + rng.normal(0.0, 2.0, features)
+    x, y = jnp.asarray(x, jnp.float32), jnp.asarray(y, jnp.int32)
+    x_train, y_train, x_test, y_test = x[:n_train], y[:n_train], x[n_train:], y[n_train:]
+    sizes = (features, *hidden, classes)
+
+    def batch(key, step):
+        idx = sample_rows(jax.random.fold_in(key, step), n_train, batch_size)
+        return {"x": x_train[idx], "y": y_train[idx]}
+
+    return Task(
+        name=name, tag=tag, kind="tabular", steps=steps, learning_rate=learning_rate,
+        init=lambda key: init_params(key, mlp_specs(sizes)),
+        loss=lambda params, b: cross_entropy(mlp_apply(params, b["x"], len(sizes) - 1), b["y"]),
+        batch=batch,
+        eval_loss=lambda params: cross_entropy(mlp_apply(params, x_test, len(sizes) - 1), y_test),
+        description=f"MLP {'-'.join(map(str, sizes))} on synthetic tabular data ({informative} of {features} "
+                    f"columns informative, scales 0.1..10), batch {batch_size}",
+    )
+
+
+def linreg_illcond(name: str, tag: str, features: int = 64, outputs: int = 32, condition: float = 1e3,
+                   noise: float = 0.5, batch_size: int = 64, steps: int = 200, learning_rate: float = 0.3) -> Task:
+    """Multi-output linear regression y = x W* + b* + noise on fresh samples of a rotated, ill-conditioned
+    Gaussian (covariance eigenvalues log-spaced over `condition`). eval_loss: the exact excess risk
+    E|x (W - W*) + b - b*|^2 / outputs (noise-free, minimum 0)."""
+    rng = np.random.default_rng(106)
+    eig = np.logspace(0.0, -np.log10(condition), features)
+    q = _rotation(rng, features)
+    root = jnp.asarray((q * np.sqrt(eig)) @ q.T, jnp.float32)  # x = z @ root has covariance q diag(eig) q^T
+    cov = jnp.asarray((q * eig) @ q.T, jnp.float32)
+    w_star = jnp.asarray(rng.standard_normal((features, outputs)), jnp.float32)
+    b_star = jnp.asarray(rng.standard_normal(outputs), jnp.float32)
+
+    def loss(params, b):
+        return 0.5 * jnp.mean(jnp.sum((b["x"] @ params["w"] + params["b"] - b["y"]) ** 2, -1))
+
+    def batch(key, step):
+        z = jax.random.normal(jax.random.fold_in(key, step), (batch_size, features + outputs), jnp.float32)
+        x = z[:, :features] @ root
+        return {"x": x, "y": x @ w_star + b_star + noise * z[:, features:]}
+
+    def excess_risk(params):
+        d, db = params["w"] - w_star, params["b"] - b_star
+        return (jnp.sum(d * (cov @ d)) + jnp.sum(db * db)) / outputs
+
+    return Task(
+        name=name, tag=tag, kind="regression", steps=steps, learning_rate=learning_rate,
+        init=lambda key: init_params(key, {"w": ((features, outputs), features ** -0.5), "b": ((outputs,), 0.0)}),
+        loss=loss,
+        batch=batch,
+        eval_loss=excess_risk,
+        description=f"linear regression {features}->{outputs}, rotated covariance of condition number "
+                    f"{condition:g}, batch {batch_size}",
+    )
+
+
+def deep_linear(name: str, tag: str, dim: int = 32, hidden: int = 64, depth: int = 4, noise: float = 0.1,
+                spectrum: tuple[float, float] = (10.0, 0.01), init_scale: float = 0.5, batch_size: int = 64,
+                steps: int = 100, learning_rate: float = 0.04) -> Task:
+    """Deep linear regression: fit y = x T + noise (x ~ N(0, I), T with singular values log-spaced 3 .. 0.03)
+    with the product W_0 W_1 ... of `depth` matrices, dim -> hidden -> ... -> dim. Non-convex; the factors
+    must agree on each direction. eval_loss: the exact excess risk |W_0 ... - T|_F^2 / dim."""
+    rng = np.random.default_rng(107)
+    t = (_rotation(rng, dim) * np.geomspace(*spectrum, dim)) @ _rotation(rng, dim)
+    target = jnp.asarray(t, jnp.float32)
+    sizes = (dim, *[hidden] * (depth - 1), dim)
+    specs = {f"w{i}": ((a, b), init_scale * a ** -0.5) for i, (a, b) in enumerate(zip(sizes, sizes[1:]))}
+
+    def product(params):
+        m = params["w0"]
+        for i in range(1, depth):
+            m = m @ params[f"w{i}"]
+        return m
+
+    def loss(params, b):
+        return 0.5 * jnp.mean(jnp.sum((b["x"] @ product(params) - b["y"]) ** 2, -1))
+
+    def batch(key, step):
+        z = jax.random.normal(jax.random.fold_in(key, step), (batch_size, 2 * dim), jnp.float32)
+        return {"x": z[:, :dim], "y": z[:, :dim] @ target + noise * z[:, dim:]}
+
+    return Task(
+        name=name, tag=tag, kind="deep_linear", steps=steps, learning_rate=learning_rate,
+        init=lambda key: init_params(key, specs),
+        loss=loss,
+        batch=batch,
+        eval_loss=lambda params: jnp.sum((product(params) - target) ** 2) / dim,
+        description=f"deep linear regression, product of {depth} matrices {'-'.join(map(str, sizes))}, "
+                    f"batch {batch_size}",
+    )
+
+
+def autoencoder_manifold(name: str, tag: str, dim: int = 64, latent: int = 8,
+                         sizes: tuple[int, ...] = (64, 64, 16, 64, 64), noise: float = 0.05, n_test: int = 512,
+                         batch_size: int = 64, steps: int = 300, learning_rate: float = 0.03) -> Task:
+    """Tanh MLP autoencoder on fresh samples of a curved `latent`-dimensional manifold in `dim` dimensions,
+    x = tanh(z A) + noise (z ~ N(0, I)): no digits. eval_loss: reconstruction MSE on a fixed test set."""
+    rng = np.random.default_rng(108)
+    mix = rng.standard_normal((latent, dim)) * (1.5 / np.sqrt(latent))
+    z_test = rng.standard_normal((n_test, latent + dim))
+    x_test = jnp.asarray(np.tanh(z_test[:, :latent] @ mix) + noise * z_test[:, latent:], jnp.float32)
+    mix = jnp.asarray(mix, jnp.float32)
+
+    def mse(params, x):
+        return jnp.mean((mlp_apply(params, x, len(sizes) - 1, jnp.tanh) - x) ** 2)
+
+    def batch(key, step):
+        z = jax.random.normal(jax.random.fold_in(key, step), (batch_size, latent + dim), jnp.float32)
+        return {"x": jnp.tanh(z[:, :latent] @ mix) + noise * z[:, latent:]}
+
+    return Task(
+        name=name, tag=tag, kind="autoencoder", steps=steps, learning_rate=learning_rate,
+        init=lambda key: init_params(key, mlp_specs(sizes)),
+        loss=lambda params, b: mse(params, b["x"]),
+        batch=batch,
+        eval_loss=lambda params: mse(params, x_test),
+        description=f"autoencoder {'-'.join(map(str, sizes))} on a {latent}-d tanh manifold in {dim}-d, "
+                    f"batch {batch_size}",
     )

@@ -3,12 +3,15 @@
 A proxy task is a small JAX training problem. Everything in it is a pure function of
 arrays, so a whole training run is one `lax.scan` under one `jit`.
 
-Every task trains on a scheduled learning rate, as the Lion search did: a linear
+A task trains on a scheduled learning rate, as the Lion search did: a linear
 warm-up over the first `WARMUP` of the steps, then a cosine decay to `FINAL` of
-the peak. The peak is the task's AdamW `learning_rate` times a factor (the
-fitness tries a small grid of factors). `Task.learning_rates` is the one table of
-those rates; `Task.schedule` reads the same table as an optax schedule, so a
-program trained by the interpreter and by optax sees the very same rates.
+the peak; or, with `lr_schedule="constant"`, on the peak at every step (the
+validation set scores each held-out task both ways: a rule that only wins under
+decay is not a better rule). The peak is the task's AdamW `learning_rate` times a
+factor (the fitness tries a small grid of factors). `Task.learning_rates` is the
+one table of those rates; `Task.schedule` reads the same table as an optax
+schedule, so a program trained by the interpreter and by optax sees the very
+same rates.
 """
 
 from __future__ import annotations
@@ -29,21 +32,30 @@ WARMUP = 0.05
 """Share of the steps over which the learning rate rises linearly to its peak."""
 FINAL = 0.1
 """The learning rate at the last step, as a share of the peak (cosine decay)."""
+SCHEDULES = ("cosine", "constant")
+"""The shapes of `learning_rates`: warm-up then cosine decay, or the peak at every step."""
 
 
-def learning_rates(peak: float, steps: int) -> np.ndarray:
-    """Warm-up then cosine decay: the learning rate of steps 0 .. steps-1 (float32 [steps], read-only).
+def learning_rates(peak: float, steps: int, schedule: str = "cosine") -> np.ndarray:
+    """The learning rate of steps 0 .. steps-1 (float32 [steps], read-only): warm-up then cosine decay
+    ("cosine"), or `peak` throughout ("constant").
 
     Cached: every candidate of a campaign trains on the same few schedules.
     """
     steps = int(steps)
     if steps < 1:
         raise ValueError(f"steps must be positive, got {steps}")
-    return _learning_rates(float(peak), steps)
+    if schedule not in SCHEDULES:
+        raise ValueError(f"unknown learning-rate schedule {schedule!r}: use one of {', '.join(SCHEDULES)}")
+    return _learning_rates(float(peak), steps, schedule)
 
 
 @functools.lru_cache(maxsize=256)
-def _learning_rates(peak: float, steps: int) -> np.ndarray:
+def _learning_rates(peak: float, steps: int, schedule: str) -> np.ndarray:
+    if schedule == "constant":
+        rates = np.full(steps, peak, np.float32)
+        rates.setflags(write=False)
+        return rates
     i = np.arange(steps, dtype=np.float64)
     warmup = max(1, round(WARMUP * steps))
     rise = np.minimum(1.0, (i + 1) / warmup)
@@ -65,14 +77,21 @@ class Task:
     batch: Callable[[jax.Array, jax.Array], Batch]  # (key, int32 step) -> batch, traceable
     eval_loss: Callable[[Params], jax.Array]  # held-out loss, or the true objective
     steps: int  # default training steps
-    learning_rate: float  # AdamW reference learning rate (constant schedule)
+    learning_rate: float  # AdamW reference learning rate: the peak of the schedule
     weight_decay: float = 1e-4  # AdamW reference weight decay
     kind: str = ""  # family: "quadratic", "mlp", "cnn", "lm", ...
     description: str = ""  # one line
+    lr_schedule: str = "cosine"  # shape of the rates over the steps: one of SCHEDULES
+
+    def __post_init__(self):
+        if self.lr_schedule not in SCHEDULES:
+            raise ValueError(f"task {self.name!r}: unknown lr_schedule {self.lr_schedule!r}; "
+                             f"use one of {', '.join(SCHEDULES)}")
 
     def learning_rates(self, factor: float = 1.0, steps: int | None = None) -> np.ndarray:
-        """The scheduled learning rate of each step at ``factor`` times the AdamW peak (float32 [steps])."""
-        return learning_rates(factor * self.learning_rate, self.steps if steps is None else steps)
+        """The learning rate of each step at ``factor`` times the AdamW peak, on the task's `lr_schedule`
+        (float32 [steps])."""
+        return learning_rates(factor * self.learning_rate, self.steps if steps is None else steps, self.lr_schedule)
 
     def schedule(self, factor: float = 1.0, steps: int | None = None) -> Callable[[jax.Array], jax.Array]:
         """The same rates as an optax schedule (step count -> learning rate); the last rate after the end."""

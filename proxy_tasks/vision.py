@@ -10,8 +10,8 @@ import jax
 import jax.numpy as jnp
 
 from proxy_tasks import datasets
-from proxy_tasks.layers import (conv3x3, conv3x3_specs, cross_entropy, dense, dense_specs, init_params,
-                               sample_rows)
+from proxy_tasks.layers import (conv3x3, conv3x3_specs, cross_entropy, dense, dense_specs, init_params, mlp_apply,
+                               mlp_specs, sample_rows)
 from proxy_tasks.task import Task
 
 
@@ -33,23 +33,6 @@ def _digit_batches(batch_size: int, noise: float = 0.0):
     return batch, x_test, y_test
 
 
-def _mlp_specs(sizes: tuple[int, ...]) -> dict:
-    """Dense layers l0, l1, ... between consecutive sizes."""
-    specs = {}
-    for i, (n_in, n_out) in enumerate(zip(sizes, sizes[1:])):
-        specs |= dense_specs(f"l{i}_", n_in, n_out)
-    return specs
-
-
-def _mlp_apply(params: dict, x: jax.Array, n_layers: int, act=jax.nn.relu) -> jax.Array:
-    """Dense layers with `act` between them, linear output."""
-    for i in range(n_layers):
-        x = dense(params, f"l{i}_", x)
-        if i < n_layers - 1:
-            x = act(x)
-    return x
-
-
 def mlp_digits(name: str, tag: str, hidden: tuple[int, ...] = (64,), batch_size: int = 64,
                steps: int = 200, learning_rate: float = 1e-2, noise: float = 0.0) -> Task:
     """ReLU MLP classifier, 64 pixels -> hidden -> 10 classes, softmax cross-entropy."""
@@ -57,11 +40,11 @@ def mlp_digits(name: str, tag: str, hidden: tuple[int, ...] = (64,), batch_size:
     batch, x_test, y_test = _digit_batches(batch_size, noise)
 
     def logits(params, x):
-        return _mlp_apply(params, x.reshape(x.shape[0], 64), len(sizes) - 1)
+        return mlp_apply(params, x.reshape(x.shape[0], 64), len(sizes) - 1)
 
     return Task(
         name=name, tag=tag, kind="mlp", steps=steps, learning_rate=learning_rate,
-        init=lambda key: init_params(key, _mlp_specs(sizes)),
+        init=lambda key: init_params(key, mlp_specs(sizes)),
         loss=lambda params, b: cross_entropy(logits(params, b["x"]), b["y"]),
         batch=batch,
         eval_loss=lambda params: cross_entropy(logits(params, x_test), y_test),
@@ -100,11 +83,11 @@ def autoencoder_digits(name: str, tag: str, sizes: tuple[int, ...] = (64, 32, 8,
 
     def mse(params, x):
         x = x.reshape(x.shape[0], 64)
-        return jnp.mean((_mlp_apply(params, x, len(sizes) - 1, jnp.tanh) - x) ** 2)
+        return jnp.mean((mlp_apply(params, x, len(sizes) - 1, jnp.tanh) - x) ** 2)
 
     return Task(
         name=name, tag=tag, kind="autoencoder", steps=steps, learning_rate=learning_rate,
-        init=lambda key: init_params(key, _mlp_specs(sizes)),
+        init=lambda key: init_params(key, mlp_specs(sizes)),
         loss=lambda params, b: mse(params, b["x"]),
         batch=batch,
         eval_loss=lambda params: mse(params, x_test),

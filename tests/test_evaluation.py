@@ -299,6 +299,18 @@ def test_adamw_as_a_program_is_the_reference_and_scores_exactly_zero():
 
 
 @pytest.mark.slow
+def test_a_constant_rate_variant_shares_its_task_machine_and_trains_at_its_own_rates():
+    from symopt.evaluation.evaluate import interpreter
+    base, const = proxy_tasks.get("matrix_completion"), proxy_tasks.get("matrix_completion_const")
+    assert interpreter(const) is interpreter(base)
+    results = evaluate([baselines.get("adamw")], [base, const], steps=STEPS, chunk=CHUNK)[0]
+    for task in (base, const):  # each as optax.adamw on its own rates
+        _, ref_eval = training_run(task, adamw(task, steps=STEPS), STEPS)(jax.random.PRNGKey(0))
+        np.testing.assert_allclose(results.run(task.name).eval_loss, float(ref_eval), rtol=RTOL)
+    assert results.run(base.name).eval_loss != results.run(const.name).eval_loss
+
+
+@pytest.mark.slow
 def test_a_larger_or_smaller_step_gains_nothing_on_the_grid():
     """AdamW x3 is AdamW at the next factor: on the grid it can only tie or lose (no step-size exploit)."""
     grid = Grid((1 / 3, 1, 3))

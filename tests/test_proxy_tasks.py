@@ -1,6 +1,8 @@
 """The proxy tasks: each builds offline, has float32 params and reproducible batches, and
-AdamW at its default learning rate lowers both its training and its held-out loss."""
+AdamW at its default learning rate lowers both its training and its held-out loss; each
+validation task has a variant that trains at a constant rate."""
 
+import dataclasses
 import pathlib
 
 import jax
@@ -10,10 +12,13 @@ import optax
 import pytest
 
 import proxy_tasks
-from proxy_tasks.registry import ENTRIES
+from proxy_tasks import datasets
+from proxy_tasks.registry import CONSTANT_SUFFIX, ENTRIES
 from proxy_tasks.task import FINAL, WARMUP
 
-NAMES = proxy_tasks.names("search") + proxy_tasks.names("validation")  # the JAX tasks
+# The JAX tasks; the constant-rate variants of validation tasks train the same closures (tested apart).
+NAMES = proxy_tasks.names("search") + proxy_tasks.names("validation", schedule="cosine")
+CONSTANT = proxy_tasks.names("validation", schedule="constant")
 TEST_STEPS = 100  # enough to show the decrease on every task; most of the time is compiling
 KEY = jax.random.PRNGKey(0)
 
@@ -110,9 +115,76 @@ def test_names_and_tags():
     toys = proxy_tasks.names("toy")
     assert proxy_tasks.names() == sorted(search + validation + toys) and not set(search) & set(validation)
     assert toys and all(proxy_tasks.tag(t) == "toy" and proxy_tasks.get(t).tag == "toy" for t in toys)
-    assert len(NAMES) >= 12 and len(validation) >= 3
-    assert len({proxy_tasks.get(n).kind for n in validation}) == len(validation)
+    scheduled = proxy_tasks.names("validation", schedule="cosine")
+    assert len(NAMES) >= 17 and len(scheduled) >= 8
+    assert len({proxy_tasks.get(n).kind for n in scheduled}) == len(scheduled)  # one model family each
+    assert sorted(scheduled + CONSTANT) == validation and CONSTANT == [n + CONSTANT_SUFFIX for n in scheduled]
+    assert proxy_tasks.names("search", schedule="constant") == []
     assert {"mlp_digits_large", "lm_char_large"} <= set(search)
+
+
+def test_the_validation_set_trains_on_data_of_its_own():
+    """Besides the three older ones (digits, text, a matrix), no validation task reads the search stage's data."""
+    new = set(proxy_tasks.names("validation", schedule="cosine")) - {"cnn_digits", "lstm_char", "matrix_completion"}
+    assert len(new) >= 5
+    for name in new:
+        assert "digits" not in proxy_tasks.get(name).description and "char" not in proxy_tasks.get(name).description
+
+
+@pytest.mark.parametrize("name", CONSTANT)
+def test_a_constant_variant_is_its_task_at_a_constant_rate(name):
+    base, task = proxy_tasks.get(name.removesuffix(CONSTANT_SUFFIX)), proxy_tasks.get(name)
+    assert (task.lr_schedule, base.lr_schedule, task.tag) == ("constant", "cosine", "validation")
+    assert (task.init, task.loss, task.batch, task.eval_loss, task.steps, task.kind) == (
+        base.init, base.loss, base.batch, base.eval_loss, base.steps, base.kind)  # the same model and data
+    rates = task.learning_rates(factor=3.0)
+    assert rates.shape == (task.steps,) and np.all(rates == np.float32(3.0 * task.learning_rate))
+    assert [float(task.schedule(2.0)(i)) for i in (0, task.steps // 2, 10 * task.steps)] == [
+        pytest.approx(2.0 * task.learning_rate, rel=1e-6)] * 3
+
+
+@pytest.mark.slow
+def test_a_constant_variant_trains_as_optax_adamw_at_a_constant_rate():
+    """Its AdamW reference is optax.adamw at the constant peak, on the scheduled task's model and data."""
+    task, base, steps = proxy_tasks.get("deep_linear_const"), proxy_tasks.get("deep_linear"), 30
+    ours, _ = proxy_tasks.train(task, proxy_tasks.adamw(task, 2.0), seed=1, steps=steps)
+    constant = optax.adamw(2.0 * task.learning_rate, weight_decay=task.weight_decay)
+    np.testing.assert_array_equal(ours, proxy_tasks.train(base, constant, seed=1, steps=steps)[0])
+    scheduled, _ = proxy_tasks.train(base, optax.adamw(base.schedule(2.0 * task.learning_rate / base.learning_rate),
+                                                       weight_decay=base.weight_decay), seed=1, steps=steps)
+    assert not np.array_equal(ours, scheduled)  # the same peak with warm-up and decay trains otherwise
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", ["tabular_mlp_const", "lm_grammar_const"])
+def test_adamw_trains_a_constant_variant(name):
+    task = proxy_tasks.get(name)
+    losses, final_eval = proxy_tasks.train(task, proxy_tasks.adamw(task), seed=0, steps=TEST_STEPS)
+    assert np.isfinite(losses).all() and np.isfinite(final_eval)
+    assert losses[-10:].mean() < 0.8 * losses[:10].mean()
+
+
+def test_learning_rates_reject_an_unknown_schedule():
+    with pytest.raises(ValueError, match="constant"):
+        proxy_tasks.task.learning_rates(1.0, 10, "linear")
+    with pytest.raises(ValueError, match="lr_schedule"):
+        dataclasses.replace(proxy_tasks.get("deep_linear"), lr_schedule="step")
+    with pytest.raises(ValueError, match="cosine"):
+        proxy_tasks.names("validation", schedule="linear")
+
+
+def test_the_grammar_closes_the_innermost_open_bracket():
+    """The bracket grammar's closing tokens match its stack, so its next token depends on the nesting."""
+    train, test = datasets.grammar()
+    assert train.dtype == np.uint8 and train.max() < datasets.GRAMMAR_VOCAB_SIZE and len(test) > 1000
+    b, stack, closes = datasets.GRAMMAR_BRACKETS, [], 0
+    for token in train[:5000].tolist():
+        if token < b:
+            stack.append(token)
+        elif token < 2 * b:
+            assert stack and stack.pop() == token - b
+            closes += 1
+    assert closes > 500 and max(np.bincount(train, minlength=datasets.GRAMMAR_VOCAB_SIZE)) < 0.5 * len(train)
 
 
 def test_unknown_name_lists_known_tasks_and_a_close_match():

@@ -130,11 +130,13 @@ _initial: dict = {}
 
 
 def interpreter(task) -> Interpreter:
-    """The (cached) compiled machine of a task."""
+    """The (cached) compiled machine of a task. It trains on rates given as data, so tasks with the same model and
+    data (a validation task and its constant-rate variant, proxy_tasks' NAME_const) share one: half the compiling."""
+    key = (task.init, task.loss, task.batch, task.eval_loss)
     with _lock:
-        it = _interpreters.get(task)
+        it = _interpreters.get(key)
         if it is None:
-            it = _interpreters[task] = Interpreter(task)
+            it = _interpreters[key] = Interpreter(task)
         return it
 
 
