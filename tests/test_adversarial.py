@@ -7,11 +7,157 @@ limit, a signal, another user); none takes more than a few seconds. `symopt benc
 
 from __future__ import annotations
 
+import ctypes
+import json
+import os
+import pathlib
+import resource
+import shutil
+import subprocess
+import sys
+
 import pytest
 
+from symopt.cli import main
 from symopt.programs import baselines, parse
+from symopt.search import search, toy
+from symopt.search.run_dir import MAX_DOCUMENT_BYTES, write_derived
+from symopt.search.space import load
 from symopt.symbolic.equivalence import equivalent
 from symopt.symbolic.simplify import simplify
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+DEEP = 200_000
+
+
+@pytest.fixture(scope="module")
+def toy_run(tmp_path_factory):
+    """A finished toy campaign's run directory, with rank 1's derivation saved (as `symopt derive RUN` does)."""
+    run = tmp_path_factory.mktemp("toy") / "run"
+    search(toy.campaign(budget=10), seed=0, run_dir=run)
+    program = json.loads((run / "hall_of_fame.json").read_text())["hall_of_fame"][0]["program"]
+    write_derived(run, 1, {"start": program, "derived": program, "steps": []})
+    return run
+
+
+def _copy(toy_run, tmp_path) -> pathlib.Path:
+    return pathlib.Path(shutil.copytree(toy_run, tmp_path / "run"))
+
+
+def _one_line(capsys, prefix: str) -> str:
+    err = capsys.readouterr().err
+    assert err.startswith(prefix) and err.count("\n") == 1 and "Traceback" not in err, err
+    return err
+
+
+def _python(script: str, *, as_user: bool = False, limit_bytes: int | None = None, **kw):
+    """``script`` in a fresh interpreter on this checkout: as a plain user would run it (root without the
+    capabilities that let it read any file), or under an address-space limit."""
+    def start():
+        if as_user and os.geteuid() == 0:
+            libc = ctypes.CDLL(None, use_errno=True)
+            for cap in CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH:  # out of the bounding set: gone after exec
+                if libc.prctl(PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+                    raise OSError(ctypes.get_errno(), "prctl(PR_CAPBSET_DROP)")
+        if limit_bytes:
+            resource.setrlimit(resource.RLIMIT_AS, (limit_bytes, limit_bytes))
+
+    env = {**os.environ, "PYTHONPATH": f"{ROOT}{os.pathsep}{os.environ.get('PYTHONPATH', '')}"}
+    return subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120,
+                          preexec_fn=start, **kw)
+
+
+PR_CAPBSET_DROP, CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH = 24, 1, 2
+
+
+# -- 1. nesting deeper than Python's parsers go ----------------------------------------------------------
+
+NESTED = {
+    "an array": "[" * DEEP,
+    "an object": '{"a": ' * DEEP,
+    "an array just inside the parser's depth": "[" * 900 + "]" * 900,  # parses; printing it must not recurse
+}
+
+
+@pytest.mark.parametrize("nested", sorted(NESTED))
+@pytest.mark.parametrize("file, command", [("hall_of_fame.json", "inspect"), ("hall_of_fame.json", "export"),
+                                           ("lineage.jsonl", "inspect"), ("derived_rank1.json", "export --derived")])
+def test_nesting_too_deep_is_one_line_for_every_reader(toy_run, tmp_path, capsys, file, command, nested):
+    run = _copy(toy_run, tmp_path)
+    path = run / file
+    if file.endswith(".jsonl"):  # a line in the middle: corrupt, not torn
+        lines = path.read_text().splitlines(keepends=True)
+        path.write_text(lines[0] + NESTED[nested] + "\n" + "".join(lines[1:]))
+    else:
+        path.write_text(NESTED[nested])
+    name, *flags = command.split()
+    out = [] if name == "inspect" else ["-o", str(tmp_path / "out.py")]
+    assert main([name, str(run), *flags, *out]) == 1
+    _one_line(capsys, f"symopt {name}: {path}")
+    assert not (tmp_path / "out.py").exists()
+
+
+@pytest.mark.parametrize("nested", ["[" * 5000, "{a = " * 3000], ids=["arrays", "inline tables"])
+def test_a_config_nested_too_deeply_is_one_line_and_creates_nothing(tmp_path, capsys, nested):
+    path = tmp_path / "deep.toml"
+    path.write_text(f"[campaign]\nseeds = {nested}\n")
+    with pytest.raises(ValueError, match=f"^{path}: not valid TOML: arrays or tables nested too deeply"):
+        load(path)
+    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
+    _one_line(capsys, f"symopt search: {path}: not valid TOML")
+    assert not (tmp_path / "run").exists()
+
+
+# -- 2. a run directory its reader may not open -------------------------------------------------------------
+
+UNREADABLE = """
+from symopt.cli import main
+run = sys.argv[1]
+print(main(["inspect", run]), main(["export", run, "-o", run + ".py"]), main(["derive", run, "--steps", "1"]))
+"""
+
+
+def test_an_unreadable_run_directory_is_one_line(toy_run, tmp_path):
+    run = _copy(toy_run, tmp_path)
+    run.chmod(0)
+    try:  # as a user without root's override (root reads any directory)
+        done = _python(UNREADABLE.replace("sys.argv[1]", repr(str(run))), as_user=True)
+    finally:
+        run.chmod(0o700)
+    assert done.stdout.split() == ["1", "1", "1"], done.stderr
+    lines = done.stderr.splitlines()
+    assert len(lines) == 3 and "Traceback" not in done.stderr, done.stderr
+    for line, command in zip(lines, ("inspect", "export", "derive")):
+        assert line.startswith(f"symopt {command}: cannot read '{run}': Permission denied; give the user running "
+                               f"symopt read access (chmod u+rx '{run}')"), line
+
+
+# -- 3. reads are bounded -------------------------------------------------------------------------------------
+
+ENDLESS = """
+from symopt.cli import main
+print(main(["simplify", "/dev/zero"]), main(["derive", "/dev/zero"]), main(["simplify", "-"]))
+"""
+
+
+def test_an_endless_file_is_refused_after_a_bounded_read():
+    # under a 1.5 GB address space (the interpreter with JAX takes about 0.5): before, /dev/zero was read
+    # whole, into a MemoryError traceback (and a silent death)
+    with open("/dev/zero", "rb") as zero:
+        done = _python(ENDLESS, limit_bytes=1_500 * 2**20, stdin=zero)
+    assert done.stdout.split() == ["1", "1", "1"], done.stderr
+    lines = done.stderr.splitlines()
+    assert [line.split(": larger than 1 MiB;")[0] for line in lines] == [
+        "symopt simplify: /dev/zero", "symopt derive: /dev/zero", "symopt simplify: <stdin>"], done.stderr
+
+
+def test_a_run_file_past_its_bound_is_not_read_whole(toy_run, tmp_path, capsys):
+    run = _copy(toy_run, tmp_path)
+    with open(run / "hall_of_fame.json", "wb") as f:  # sparse: no disk spent
+        f.truncate(MAX_DOCUMENT_BYTES + 1)
+    assert main(["inspect", str(run)]) == 1
+    _one_line(capsys, f"symopt inspect: {run / 'hall_of_fame.json'}: larger than 64 MiB, far past what symopt writes;")
+
 
 # -- 5. the simplifier's guard holds on every probe set ----------------------------------------------------
 

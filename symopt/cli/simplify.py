@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from symopt.programs.errors import ProgramError
-from symopt.programs.parse import parse, read_text
+from symopt.programs.parse import parse, read_stream, read_text
 from symopt.programs.liveness import eliminate_dead_code
 from symopt.symbolic.simplify import simplify
 
@@ -21,7 +21,7 @@ def main(args: argparse.Namespace) -> int:
     """Read ``args.file``, print the simplified program; errors name the file and line (exit status 1)."""
     name = args.file
     try:
-        text = sys.stdin.read() if name == "-" else read_text(name)
+        text = read_stream(sys.stdin.buffer, "<stdin>") if name == "-" else read_text(name)
     except (OSError, ValueError) as e:
         print(f"symopt simplify: {e if isinstance(e, ValueError) else f'{name}: cannot read: {e.strerror}'}",
               file=sys.stderr)

@@ -236,6 +236,9 @@ def load(config: "str | pathlib.Path | Mapping[str, Any] | Config") -> Config:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise ValueError(f"{path}: not valid TOML: arrays or tables nested too deeply; a configuration nests "
+                         "a few levels") from None
     return from_dict(table, str(path))
 
 
