@@ -11,6 +11,7 @@ import ctypes
 import json
 import os
 import pathlib
+import re
 import resource
 import shutil
 import subprocess
@@ -21,6 +22,7 @@ import pytest
 from symopt.cli import main
 from symopt.programs import baselines, parse
 from symopt.search import search, toy
+from symopt.search.derive import derive
 from symopt.search.run_dir import MAX_DOCUMENT_BYTES, write_derived
 from symopt.search.space import load
 from symopt.symbolic.equivalence import equivalent
@@ -157,6 +159,56 @@ def test_a_run_file_past_its_bound_is_not_read_whole(toy_run, tmp_path, capsys):
         f.truncate(MAX_DOCUMENT_BYTES + 1)
     assert main(["inspect", str(run)]) == 1
     _one_line(capsys, f"symopt inspect: {run / 'hall_of_fame.json'}: larger than 64 MiB, far past what symopt writes;")
+
+
+# -- 4. numbers with bounds -----------------------------------------------------------------------------------
+
+SGD = "def sgd(g):\n    return g\n"
+
+
+def test_derive_refuses_more_steps_than_a_stage_allows(tmp_path, capsys):
+    # before, 10^11 steps was accepted: the evaluator grew past 17 GB in a minute
+    def backend(tasks, seeds, steps, grid):
+        raise AssertionError(f"a backend was built for {steps} steps")
+
+    with pytest.raises(ValueError, match=r"^steps 100000000000: give 1 to 1,000,000 training steps per task"):
+        derive(parse(SGD), "quick", steps=10**11, backend=backend)
+    (tmp_path / "sgd.py").write_text(SGD)
+    assert main(["derive", str(tmp_path / "sgd.py"), "--steps", str(10**11)]) == 1
+    _one_line(capsys, "symopt derive: steps 100000000000: give 1 to 1,000,000")
+
+
+@pytest.mark.parametrize("key", ["seeds", "stages[0].seeds", "stages[0].lr_factors"])
+def test_a_list_longer_than_its_bound_is_refused_before_anything_runs(tmp_path, capsys, key):
+    # before, 100,000 seeds were accepted: a budget-10 serial search ran past 90 s and left a partial run
+    long = list(range(1, 100_001))
+    stage = {"tasks": ["quadratic_illcond"], **({key.split(".")[1]: long} if "." in key else {})}
+    top = {"seeds": long} if "." not in key else {}
+    path = tmp_path / "many.toml"
+    path.write_text(f"[campaign]\nbudget = 10\n{''.join(f'{k} = {v}' for k, v in top.items())}\n"
+                    f"[[campaign.stages]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in stage.items()))
+    with pytest.raises(ValueError, match=f"campaign.{re.escape(key)}: 100,000 items; allowed: at most 100$"):
+        load(path)
+    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
+    _one_line(capsys, f"symopt search: {path}: campaign.{key}: 100,000 items; allowed: at most 100")
+    assert not (tmp_path / "run").exists()
+
+
+def test_a_huge_name_gives_a_short_line(tmp_path, capsys):
+    # before, a 5 MB name gave a line of 5,000,158 bytes (a file now holds at most 1 MiB: a dict has no bound)
+    with pytest.raises(ValueError, match=r"^<dict>: name: 'x/x/x/.*\(5,000,002 characters\) is not a plain name"):
+        load({"name": "x/" * 2_500_000})
+    path = tmp_path / "name.toml"
+    path.write_text(f'name = "{"x/" * 250_000}"\n')
+    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
+    assert len(_one_line(capsys, f"symopt search: {path}: name: 'x/x/x/")) < 400
+
+
+@pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "0"])
+def test_simplify_refuses_a_timeout_that_is_not_seconds(tmp_path, capsys, timeout):
+    (tmp_path / "sgd.py").write_text(SGD)
+    assert main(["simplify", str(tmp_path / "sgd.py"), "--timeout", timeout]) == 1
+    _one_line(capsys, f"symopt simplify: --timeout {float(timeout)}: give seconds > 0 and <= 3600")
 
 
 # -- 5. the simplifier's guard holds on every probe set ----------------------------------------------------

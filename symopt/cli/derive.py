@@ -45,8 +45,6 @@ def main(args: argparse.Namespace) -> int:
     source = pathlib.Path(args.source)
     saved = None
     try:
-        if args.steps is not None and args.steps < 1:
-            raise ValueError(f"--steps {args.steps}: give a positive number of training steps")
         if source.is_dir():
             from symopt.search.inspect_run import entry_program
 
