@@ -241,3 +241,17 @@ def test_simplified_radam_is_equivalent_on_every_probe_set():
     radam = baselines.get("radam")
     simplified = simplify(radam, timeout=20)
     assert all(equivalent(radam, simplified, seed=s) for s in range(6))
+
+
+# -- 6. a task path calls only what is marked as a task factory ------------------------------------------------
+
+@pytest.mark.parametrize("task", ["os:abort", "os:system", "pdb:set_trace", "json:loads"])
+def test_a_task_path_to_any_other_callable_is_refused_before_anything_is_created(tmp_path, capsys, task):
+    # before, "os:abort" was called: symopt search died with status 134 and left a run directory holding .lock
+    path = tmp_path / "call.toml"
+    path.write_text(f'[[campaign.stages]]\ntasks = ["quadratic_illcond", "{task}"]\n')
+    with pytest.raises(ValueError, match=r"is not a task .*marked as a task factory by its return annotation"):
+        load(path)
+    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
+    _one_line(capsys, f"symopt search: {path}: campaign.stages[0].tasks[1]: task '{task}': ")
+    assert not (tmp_path / "run").exists()
