@@ -8,6 +8,7 @@ limit, a signal, another user); none takes more than a few seconds. `symopt benc
 from __future__ import annotations
 
 import ctypes
+import ipaddress
 import json
 import os
 import pathlib
@@ -255,3 +256,48 @@ def test_a_task_path_to_any_other_callable_is_refused_before_anything_is_created
     assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
     _one_line(capsys, f"symopt search: {path}: campaign.stages[0].tasks[1]: task '{task}': ")
     assert not (tmp_path / "run").exists()
+
+
+# -- 7. a local Ray instance listens on loopback alone ---------------------------------------------------------
+
+
+def _listening(pids: set[int]) -> list[str]:
+    """The addresses on which the processes ``pids`` accept TCP connections (from /proc: no tool needed)."""
+    inodes = set()
+    for pid in pids:
+        try:
+            links = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+        except OSError:  # gone meanwhile
+            continue
+        inodes |= {link[8:-1] for link in links if link.startswith("socket:[")}
+    found = []
+    for table in ("tcp", "tcp6"):
+        for row in pathlib.Path(f"/proc/net/{table}").read_text().splitlines()[1:]:
+            local, state, inode = row.split()[1], row.split()[3], row.split()[9]
+            if state == "0A" and inode in inodes:  # LISTEN
+                raw = bytes.fromhex(local.split(":")[0])
+                raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))  # words are little-endian
+                found.append(str(ipaddress.ip_address(raw)))
+    return found
+
+
+def _is_loopback(address: str) -> bool:
+    ip = ipaddress.ip_address(address)
+    return ip.is_loopback or bool(getattr(ip, "ipv4_mapped", None) and ip.ipv4_mapped.is_loopback)
+
+
+def test_the_local_ray_instance_listens_on_loopback_only(ray_session):
+    # before, the GCS, the raylet, the driver and every worker listened on all interfaces (*:PORT)
+    import ray
+
+    @ray.remote
+    def worker_pid() -> int:
+        return os.getpid()
+
+    node = ray._private.worker._global_node
+    pids = {os.getpid(), ray.get(worker_pid.remote())}
+    pids |= {p.process.pid for infos in node.all_processes.values() for p in infos}
+    addresses = _listening(pids)
+    assert len(addresses) >= 3  # the GCS, the raylet, the driver and the worker at least
+    assert all(_is_loopback(a) for a in addresses), addresses
+    assert ray_session["address"].startswith("127.0.0.1:")
