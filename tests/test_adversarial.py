@@ -8,6 +8,8 @@ limit, a signal, another user); none takes more than a few seconds. `symopt benc
 from __future__ import annotations
 
 import ctypes
+import errno
+import gc
 import ipaddress
 import json
 import os
@@ -17,6 +19,7 @@ import resource
 import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -24,10 +27,11 @@ from symopt.cli import main
 from symopt.programs import baselines, parse
 from symopt.search import search, toy
 from symopt.search.derive import derive
+from symopt.search.durable import write_error
 from symopt.search.run_dir import MAX_DOCUMENT_BYTES, write_derived
 from symopt.search.space import load
 from symopt.symbolic.equivalence import equivalent
-from symopt.symbolic.simplify import simplify
+from symopt.symbolic.simplify import SimplifyTimeout, simplify, with_deadline
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 DEEP = 200_000
@@ -301,3 +305,49 @@ def test_the_local_ray_instance_listens_on_loopback_only(ray_session):
     assert len(addresses) >= 3  # the GCS, the raylet, the driver and the worker at least
     assert all(_is_loopback(a) for a in addresses), addresses
     assert ray_session["address"].startswith("127.0.0.1:")
+
+
+# -- 9. messages and alarms --------------------------------------------------------------------------------
+
+
+def test_the_simplify_alarm_never_fires_inside_a_gc_callback(monkeypatch):
+    # before: "Exception ignored in: <function _xla_gc_callback ...> SimplifyTimeout" (JAX registers one)
+    dropped = []
+    monkeypatch.setattr(sys, "unraisablehook", dropped.append)
+    spins = [0.3]
+
+    def slow_callback(phase, info):
+        if phase == "start" and spins:  # the first collection holds the alarm's deadline inside the callback
+            end = time.monotonic() + spins.pop()
+            while time.monotonic() < end:
+                pass
+
+    def work():
+        gc.collect()
+        while True:
+            pass
+
+    gc.callbacks.append(slow_callback)
+    try:
+        with pytest.raises(SimplifyTimeout):
+            with_deadline(work, 0.05)
+    finally:
+        gc.callbacks.remove(slow_callback)
+    assert dropped == []
+
+
+def test_a_full_disk_names_the_command_line_fix():
+    error = write_error("RUN/evaluations.jsonl", OSError(errno.ENOSPC, os.strerror(errno.ENOSPC)), resumable=True)
+    assert str(error) == ("cannot write RUN/evaluations.jsonl: No space left on device; free disk space (or raise "
+                          "the file-size limit, ulimit -f); everything logged so far is kept: run the same command "
+                          "again with --resume")
+
+
+def test_a_torn_last_line_warns_in_one_line_without_python_source(toy_run, tmp_path):
+    run = _copy(toy_run, tmp_path)
+    lineage = run / "lineage.jsonl"
+    lineage.write_bytes(lineage.read_bytes() + b'{"id": 99, "par')  # the writer died in the middle of a line
+    done = _python(f"from symopt.cli import main; print(main(['inspect', {str(run)!r}, '--brief']))")
+    assert done.stdout.splitlines()[-1] == "0", done.stderr
+    assert done.stderr == (f"symopt: warning: {lineage}: ignoring a torn last line (15 bytes; the writer was killed "
+                           "while writing it)\n")
