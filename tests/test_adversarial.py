@@ -351,3 +351,29 @@ def test_a_torn_last_line_warns_in_one_line_without_python_source(toy_run, tmp_p
     assert done.stdout.splitlines()[-1] == "0", done.stderr
     assert done.stderr == (f"symopt: warning: {lineage}: ignoring a torn last line (15 bytes; the writer was killed "
                            "while writing it)\n")
+
+
+# -- 8. derive writes a run directory only under its lock --------------------------------------------------------
+
+HOLD = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(fd, fcntl.LOCK_EX)
+os.pwrite(fd, f"{os.getpid()}\\n".encode(), 0)
+print("held", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_derive_refuses_a_run_directory_another_process_writes(toy_run, tmp_path, capsys):
+    run = _copy(toy_run, tmp_path)
+    (run / "derived_rank1.json").unlink()
+    holder = subprocess.Popen([sys.executable, "-c", HOLD, str(run / ".lock")], stdin=subprocess.PIPE,
+                              stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert main(["derive", str(run), "--steps", "1"]) == 1
+    finally:
+        holder.communicate("")
+    _one_line(capsys, f"symopt derive: run directory {run} is in use by another symopt process (pid {holder.pid}")
+    assert not (run / "derived_rank1.json").exists()

@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping
 from symopt.programs.errors import ProgramError
 from symopt.programs.parse import parse
 from symopt.programs.program import Program
-from symopt.search.durable import atomic_write
+from symopt.search.durable import DirLock, atomic_write
 
 LOG_NAME = "evaluations.jsonl"
 CONFIG_NAME = "config.json"
@@ -327,9 +327,11 @@ def derived_path(run: str | os.PathLike, rank: int) -> pathlib.Path:
 
 
 def write_derived(run: str | os.PathLike, rank: int, derivation: Mapping[str, Any]) -> pathlib.Path:
-    """derived_rankN.json: a derivation's JSON (:meth:`symopt.search.derive.Derivation.as_json`) and its rank."""
+    """derived_rankN.json: a derivation's JSON (:meth:`symopt.search.derive.Derivation.as_json`) and its rank,
+    written under the run directory's lock (Busy while a search or another derive holds it)."""
     path = derived_path(run, rank)
-    atomic_write(path, json.dumps(dict(derivation, rank=rank), indent=1) + "\n")
+    with DirLock(run):
+        atomic_write(path, json.dumps(dict(derivation, rank=rank), indent=1) + "\n")
     return path
 
 
