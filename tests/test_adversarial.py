@@ -124,6 +124,7 @@ print(main(["inspect", run]), main(["export", run, "-o", run + ".py"]), main(["d
 """
 
 
+@pytest.mark.slow  # a process of its own
 def test_an_unreadable_run_directory_is_one_line(toy_run, tmp_path):
     run = _copy(toy_run, tmp_path)
     run.chmod(0)
@@ -147,6 +148,7 @@ print(main(["simplify", "/dev/zero"]), main(["derive", "/dev/zero"]), main(["sim
 """
 
 
+@pytest.mark.slow  # a process of its own
 def test_an_endless_file_is_refused_after_a_bounded_read():
     # under a 1.5 GB address space (the interpreter with JAX takes about 0.5): before, /dev/zero was read
     # whole, into a MemoryError traceback (and a silent death)
@@ -343,6 +345,7 @@ def test_a_full_disk_names_the_command_line_fix():
                           "again with --resume")
 
 
+@pytest.mark.slow  # a process of its own
 def test_a_torn_last_line_warns_in_one_line_without_python_source(toy_run, tmp_path):
     run = _copy(toy_run, tmp_path)
     lineage = run / "lineage.jsonl"
@@ -377,3 +380,10 @@ def test_derive_refuses_a_run_directory_another_process_writes(toy_run, tmp_path
         holder.communicate("")
     _one_line(capsys, f"symopt derive: run directory {run} is in use by another symopt process (pid {holder.pid}")
     assert not (run / "derived_rank1.json").exists()
+
+
+def test_readme_names_the_tests_of_this_suite():
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("**What is bounded"):readme.index("**Configuration ranges**")]
+    named = set(re.findall(r"`(test_[a-z_]+)`", table))
+    assert named and named <= {n for n in globals() if n.startswith("test_")}, named - set(globals())
