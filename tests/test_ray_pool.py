@@ -63,6 +63,9 @@ def _client(address: str, **env) -> str:
     """A separate process connecting to ``address`` with the given auth settings only: what it got."""
     clean = {k: v for k, v in os.environ.items() if not k.startswith("RAY_")}
     clean["RAY_gcs_server_port_wait_time_s"] = "1"  # one connection attempt (Ray retries for 20 s by default)
+    # the instance listens on 127.0.0.1 alone: a client joins it as a node of this machine's loopback (else
+    # Ray looks for its node at the machine's outward address, and waits for ever)
+    clean["RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER"] = "0"
     proc = subprocess.run([sys.executable, "-c", CLIENT, address], env={**clean, **env}, capture_output=True,
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr[-3000:]
