@@ -130,6 +130,8 @@ def test_an_unreadable_run_directory_is_one_line(toy_run, tmp_path):
     run.chmod(0)
     try:  # as a user without root's override (root reads any directory)
         done = _python(UNREADABLE.replace("sys.argv[1]", repr(str(run))), as_user=True)
+    except subprocess.SubprocessError as e:  # root that may not give up its capabilities (a bare container)
+        pytest.skip(f"cannot run as a plain user here: {e}")
     finally:
         run.chmod(0o700)
     assert done.stdout.split() == ["1", "1", "1"], done.stderr
@@ -150,10 +152,10 @@ print(main(["simplify", "/dev/zero"]), main(["derive", "/dev/zero"]), main(["sim
 
 @pytest.mark.slow  # a process of its own
 def test_an_endless_file_is_refused_after_a_bounded_read():
-    # under a 1.5 GB address space (the interpreter with JAX takes about 0.5): before, /dev/zero was read
+    # under a 2 GB address space (the interpreter with JAX takes about 0.5): before, /dev/zero was read
     # whole, into a MemoryError traceback (and a silent death)
     with open("/dev/zero", "rb") as zero:
-        done = _python(ENDLESS, limit_bytes=1_500 * 2**20, stdin=zero)
+        done = _python(ENDLESS, limit_bytes=2 * 2**30, stdin=zero)
     assert done.stdout.split() == ["1", "1", "1"], done.stderr
     lines = done.stderr.splitlines()
     assert [line.split(": larger than 1 MiB;")[0] for line in lines] == [
@@ -352,8 +354,9 @@ def test_a_torn_last_line_warns_in_one_line_without_python_source(toy_run, tmp_p
     lineage.write_bytes(lineage.read_bytes() + b'{"id": 99, "par')  # the writer died in the middle of a line
     done = _python(f"from symopt.cli import main; print(main(['inspect', {str(run)!r}, '--brief']))")
     assert done.stdout.splitlines()[-1] == "0", done.stderr
-    assert done.stderr == (f"symopt: warning: {lineage}: ignoring a torn last line (15 bytes; the writer was killed "
-                           "while writing it)\n")
+    about = [line for line in done.stderr.splitlines() if "lineage.jsonl" in line or "warnings.warn" in line]
+    assert about == [f"symopt: warning: {lineage}: ignoring a torn last line (15 bytes; the writer was killed while "
+                     "writing it)"], done.stderr
 
 
 # -- 8. derive writes a run directory only under its lock --------------------------------------------------------
