@@ -1,15 +1,18 @@
 """Tasks of the user's own, named by import path ``"package.module:attr"`` wherever a registered name is accepted.
 
 ``attr`` is a :class:`~proxy_tasks.task.Task` (or an object with its fields: init, loss, batch, eval_loss,
-steps, learning_rate), or a function of no arguments returning one. The module is imported with the
-current directory on ``sys.path`` (as ``python -m`` would), and the task is renamed to its import path, so
-results, gates and logs name it exactly as the configuration does.
+steps, learning_rate), or a task factory: a function of no arguments marked by its return annotation
+``-> Task``. The module is imported with the current directory on ``sys.path`` (as ``python -m`` would):
+naming a module runs its import, which is the point. Nothing else it holds is called: ``"os:abort"`` is
+refused when the configuration is read (the annotation is read as written, never evaluated). The task is
+renamed to its import path, so results, gates and logs name it exactly as the configuration does.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import importlib
+import inspect
 import math
 import os
 import pathlib
@@ -54,7 +57,8 @@ def _import(module: str, path: str):
 
 
 def find(path: str):
-    """The object that ``"module:attr"`` names (the module imported, the attribute read, nothing called)."""
+    """The task or task factory that ``"module:attr"`` names (the module imported, the attribute read, nothing
+    called). Raises ValueError when it is neither."""
     module, attr = _split(path)
     obj = _import(module, path)
     for part in attr.split("."):
@@ -62,22 +66,38 @@ def find(path: str):
             public = sorted(n for n in dir(obj) if not n.startswith("_"))[:20]
             raise ValueError(f"task {path!r}: {module!r} has no attribute {attr!r}; it has: {', '.join(public)}")
         obj = getattr(obj, part)
+    if not (_is_task(obj) or is_factory(obj)):
+        raise ValueError(f"task {path!r}: {type(obj).__name__} is not a task (no {', '.join(_missing(obj))}); give a "
+                         f"proxy_tasks.Task, or a function of no arguments marked as a task factory by its return "
+                         f"annotation (def {attr.rpartition('.')[2]}() -> Task: ...); symopt calls nothing else")
     return obj
+
+
+def is_factory(obj) -> bool:
+    """Whether ``obj`` is a task factory: a Python function whose return annotation is Task (the class, or the
+    name written as a string under ``from __future__ import annotations``, which is read, not evaluated)."""
+    if not inspect.isfunction(obj):
+        return False
+    mark = obj.__annotations__.get("return")
+    return mark is Task or (isinstance(mark, str) and mark.rpartition(".")[2] == "Task")
+
+
+def _missing(obj) -> list[str]:
+    return [f for f in FIELDS if not hasattr(obj, f)]
 
 
 def load(path: str) -> Task:
     """The task ``"module:attr"`` names, as a Task renamed to ``path``. Raises ValueError naming what is wrong."""
     obj = find(path)
-    if not _is_task(obj) and callable(obj):
+    if not _is_task(obj):  # a task factory (find checked)
         try:
             obj = obj()
         except Exception as e:
             raise ValueError(f"task {path!r}: calling {path.partition(':')[2]}() failed: "
                              f"{type(e).__name__}: {e}") from None
     if not _is_task(obj):
-        missing = [f for f in FIELDS if not hasattr(obj, f)]
-        raise ValueError(f"task {path!r}: {type(obj).__name__} is not a task (no {', '.join(missing)}); give a "
-                         "proxy_tasks.Task or a function of no arguments returning one")
+        raise ValueError(f"task {path!r}: {path.partition(':')[2]}() returned {type(obj).__name__}, not a task (no "
+                         f"{', '.join(_missing(obj))}); return a proxy_tasks.Task")
     if not isinstance(obj, Task):
         values = {f.name: getattr(obj, f.name) for f in dataclasses.fields(Task) if hasattr(obj, f.name)}
         obj = Task(**{"tag": "search", **values, "name": path})

@@ -198,7 +198,7 @@ def test_a_run_without_hall_of_fame_still_gets_fitness_and_pareto(tmp_path, caps
     ("corrupt log", "line 1 is corrupt"),
     ("bad rank", "no rank 3; the only rank is 1"),
     ("unknown task", "unknown task 'quadratc'"),
-    ("bad steps", "--steps must be positive"),
+    ("bad steps", "--steps 0: give 1 to 1,000,000 training steps per task"),
     ("no search records", "no record of the search stage 'renamed'"),
 ])
 def test_errors_name_the_problem(tmp_path, capsys, case, expected):

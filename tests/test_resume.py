@@ -10,10 +10,12 @@ import signal
 import subprocess
 import sys
 import time
+import types
 
 import pytest
 from doubles import Shuffled
 
+from symopt.search import campaign as campaign_module
 from symopt.search import search, toy
 from symopt.search.run_dir import read_log
 
@@ -80,21 +82,27 @@ def test_resume_of_a_finished_run_trains_nothing(reference, tmp_path):
     assert resumed.replayed == len(_lines(ref_dir)) and _lines(tmp_path) == _lines(ref_dir)
 
 
-def test_a_resumed_run_counts_the_wall_time_of_its_earlier_calls(reference, tmp_path):
+def _clock(monkeypatch, start: float, end: float) -> None:
+    """The campaign's clock reads ``start`` when it starts and ``end`` at every later reading (no real time)."""
+    readings = iter([start])
+    monkeypatch.setattr(campaign_module, "time", types.SimpleNamespace(perf_counter=lambda: next(readings, end)))
+
+
+def test_a_resumed_run_counts_the_wall_time_of_its_earlier_calls(reference, tmp_path, monkeypatch):
     ref, ref_dir = reference
     for name in ("config.json", "evaluations.jsonl", "hall_of_fame.json"):
         shutil.copy(ref_dir / name, tmp_path)
     earlier = json.loads((tmp_path / "hall_of_fame.json").read_text())["seconds"]
     assert earlier == ref.seconds > 0
-    t0 = time.perf_counter()
+    _clock(monkeypatch, 100.0, 107.5)  # this call takes 7.5 s
     resumed = search(TOY, seed=1, run_dir=tmp_path, resume=True)
-    assert earlier < resumed.seconds <= earlier + time.perf_counter() - t0
+    assert resumed.seconds == earlier + 7.5
     assert json.loads((tmp_path / "hall_of_fame.json").read_text())["seconds"] == resumed.seconds
     (tmp_path / "hall_of_fame.json").write_text("{")  # an output: a bad one costs the earlier time, not the run
-    t0 = time.perf_counter()
+    _clock(monkeypatch, 200.0, 202.0)
     with pytest.warns(RuntimeWarning, match="hall_of_fame.json.*earlier calls' wall time is not counted"):
         again = search(TOY, seed=1, run_dir=tmp_path, resume=True)
-    assert again.seconds <= time.perf_counter() - t0  # this call's time only
+    assert again.seconds == 2.0  # this call's time only
     _same(ref, again)
 
 

@@ -32,8 +32,12 @@ def make(lr=0.1, vector=False):
                 steps=30, learning_rate=lr)
 
 good = make()
-vector = lambda: make(vector=True)
-wild = lambda: make(lr=1e30)
+def vector() -> Task:
+    return make(vector=True)
+
+def wild() -> "proxy_tasks.Task":  # the mark written as a string: read, never evaluated
+    return make(lr=1e30)
+
 not_a_task = 42
 """
 
@@ -80,8 +84,17 @@ def test_a_missing_module_is_refused_when_the_file_loads(tmp_path):
         load(path)
 
 
+def test_an_attribute_that_is_no_task_nor_factory_is_refused_when_the_file_loads(module, tmp_path):
+    (tmp_path / f"{module}.py").write_text(TASKS + "def unmarked():\n    return make()\n")
+    for attr, what in [("not_a_task", "int"), ("unmarked", "function")]:
+        path = _config(tmp_path, validation=[f"{module}:good", f"{module}:{attr}"])
+        with pytest.raises(ValueError, match=rf"campaign.validation\[1\]: task '{module}:{attr}': {what} is not a task "
+                                             r"\(no init, .*\(def " + attr + r"\(\) -> Task: ...\); symopt calls "
+                                             "nothing else$"):
+            load(path)
+
+
 @pytest.mark.parametrize("attr, problem", [
-    ("not_a_task", "int is not a task (no init, loss, batch, eval_loss, steps, learning_rate)"),
     ("vector", "loss returns (4,) float32, not a float scalar"),
     ("wild", "AdamW at the reference learning_rate 1e+30 does not train it"),
 ])
@@ -109,8 +122,9 @@ def test_symopt_search_refuses_a_task_that_cannot_train_in_one_line(module, tmp_
 def test_compare_takes_an_import_path(module, capsys):
     assert main(["compare", "sgd", "--tasks", f"{module}:not_a_task", "--steps", "10"]) == 1
     assert capsys.readouterr().err == (f"symopt compare: --tasks: task '{module}:not_a_task': int is not a task (no "
-                                       "init, loss, batch, eval_loss, steps, learning_rate); give a proxy_tasks.Task "
-                                       "or a function of no arguments returning one\n")
+                                       "init, loss, batch, eval_loss, steps, learning_rate); give a proxy_tasks.Task, "
+                                       "or a function of no arguments marked as a task factory by its return "
+                                       "annotation (def not_a_task() -> Task: ...); symopt calls nothing else\n")
     _, tasks, cells = compare(["sgd"], [f"{module}:good"], steps=10, lrs=(1.0,))
     assert tasks[0].name == f"{module}:good" and math.isfinite(cells["sgd"][0].losses[1.0])
     with pytest.raises(CompareError, match=f"--tasks: task '{module}:wild': AdamW"):

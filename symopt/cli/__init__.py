@@ -7,6 +7,7 @@ used in this package and nowhere else in symopt.
 from __future__ import annotations
 
 import argparse
+import warnings
 
 from symopt.cli import (bench_driver, bench_eval, bench_fuzz, bench_scale, bench_simplify, compare, demo, derive,
                         export, inspect, report, search, simplify, study)
@@ -56,6 +57,15 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+def _warning_line(message, category, filename, lineno, line=None) -> str:
+    """A warning as one line for the user, without the Python file, line and source that raised it."""
+    return f"symopt: warning: {message}\n"
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    previous, warnings.formatwarning = warnings.formatwarning, _warning_line
+    try:
+        return int(args.func(args) or 0)
+    finally:
+        warnings.formatwarning = previous

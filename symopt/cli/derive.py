@@ -17,6 +17,7 @@ import sys
 from symopt.programs.errors import ProgramError
 from symopt.programs.parse import parse, read_text
 from symopt.search.derive import derive
+from symopt.search.durable import Busy, DirLock, WriteError
 from symopt.search.run_dir import CONFIG_NAME, RunError, derived_path, read_config, read_hall_of_fame, write_derived
 from symopt.search.space import from_fields
 
@@ -42,17 +43,23 @@ def _stage(value: str | None) -> int | str:
 
 
 def main(args: argparse.Namespace) -> int:
-    source = pathlib.Path(args.source)
+    lock = DirLock(args.source)
+    try:
+        return _derive(args, pathlib.Path(args.source), lock)
+    finally:
+        lock.release()
+
+
+def _derive(args: argparse.Namespace, source: pathlib.Path, lock: DirLock) -> int:
     saved = None
     try:
-        if args.steps is not None and args.steps < 1:
-            raise ValueError(f"--steps {args.steps}: give a positive number of training steps")
         if source.is_dir():
             from symopt.search.inspect_run import entry_program
 
             program = entry_program(read_hall_of_fame(source), args.rank, source, simplified=False)
             config = args.config or from_fields(read_config(source), str(source / CONFIG_NAME))
             saved = derived_path(source, args.rank)
+            lock.acquire()  # before anything trains: a search or another derive writing the run is refused now
         else:
             program = parse(read_text(source), str(source))
             config = args.config or "quick"
@@ -61,8 +68,13 @@ def main(args: argparse.Namespace) -> int:
                                                           f"{s.fitness:+.4f}, {s.check})", file=sys.stderr))
         derivation = derive(program, config, stage=_stage(args.stage), tolerance=args.tolerance, steps=args.steps,
                             validate=args.validate, progress=progress)
-    except (RunError, ProgramError, ValueError) as e:
+    except (RunError, ProgramError, ValueError, Busy) as e:
         print(f"symopt derive: {e}", file=sys.stderr)
+        return 1
+    except WriteError as e:  # the lock file: derive saves its derivation in the run directory
+        print(f"symopt derive: {e.args[0].split('; ')[0]}; derive saves derived_rank{args.rank}.json there: make "
+              f"{str(source)!r} writable, or derive a program file (symopt inspect {source} shows them)",
+              file=sys.stderr)
         return 1
     except OSError as e:
         print(f"symopt derive: {args.source}: cannot read: {e.strerror}", file=sys.stderr)

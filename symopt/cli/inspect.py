@@ -3,11 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import pathlib
 import sys
 
 from symopt.search.inspect_run import table
-from symopt.search.run_dir import LINEAGE_NAME, RunError, read_hall_of_fame, read_lineage
+from symopt.search.run_dir import LINEAGE_NAME, RunError, has_file, read_hall_of_fame, read_lineage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -21,7 +20,7 @@ def main(args: argparse.Namespace) -> int:
         if not data["hall_of_fame"]:
             print(f"run {args.run}: the hall of fame is empty")
             return 0
-        lineage = read_lineage(args.run) if (pathlib.Path(args.run) / LINEAGE_NAME).is_file() else None
+        lineage = read_lineage(args.run) if has_file(args.run, LINEAGE_NAME) else None
         print(f"hall of fame of {args.run} ({len(data['hall_of_fame'])} entries)\n")
         print(table(data, brief=getattr(args, "brief", False), lineage=lineage))
     except RunError as e:

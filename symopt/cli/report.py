@@ -24,6 +24,7 @@ from symopt.search.report import (
     summary,
 )
 from symopt.search.run_dir import LOG_NAME, RunError, read_run
+from symopt.search.space import MAX_STEPS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -57,8 +58,8 @@ def main(args: argparse.Namespace) -> int:
             raise RunError(f"{run.path / LOG_NAME}: no record of the search stage {stage!r} "
                            f"(the first stage in config.json); was the run's config.json replaced?")
         steps = getattr(args, "steps", None)
-        if steps is not None and steps < 1:
-            raise ValueError(f"--steps must be positive, got {steps}")
+        if steps is not None and not 1 <= steps <= MAX_STEPS:
+            raise ValueError(f"--steps {steps}: give 1 to {MAX_STEPS:,} training steps per task (a stage's limit)")
         tasks = getattr(args, "tasks", None) or ((run.config or {}).get("campaign") or {}).get("validation") or []
         proxy, toys = curve_tasks(tasks)
     except (RunError, ValueError) as e:

@@ -6,8 +6,9 @@ import argparse
 import sys
 
 from symopt.programs.errors import ProgramError
-from symopt.programs.parse import parse, read_text
+from symopt.programs.parse import parse, read_stream, read_text
 from symopt.programs.liveness import eliminate_dead_code
+from symopt.search.space import SECONDS
 from symopt.symbolic.simplify import simplify
 
 
@@ -20,8 +21,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     """Read ``args.file``, print the simplified program; errors name the file and line (exit status 1)."""
     name = args.file
+    timeout = getattr(args, "timeout", 10.0)
+    if timeout not in SECONDS:  # NaN is in no range
+        print(f"symopt simplify: --timeout {timeout}: give seconds > 0 and <= {SECONDS.high:g}", file=sys.stderr)
+        return 1
     try:
-        text = sys.stdin.read() if name == "-" else read_text(name)
+        text = read_stream(sys.stdin.buffer, "<stdin>") if name == "-" else read_text(name)
     except (OSError, ValueError) as e:
         print(f"symopt simplify: {e if isinstance(e, ValueError) else f'{name}: cannot read: {e.strerror}'}",
               file=sys.stderr)
@@ -34,5 +39,5 @@ def main(args: argparse.Namespace) -> int:
     if getattr(args, "dead_code_only", False):
         print(eliminate_dead_code(program), end="")
     else:
-        print(simplify(program, timeout=getattr(args, "timeout", 10.0)), end="")
+        print(simplify(program, timeout=timeout), end="")
     return 0

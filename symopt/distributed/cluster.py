@@ -47,6 +47,7 @@ local instance or not: their modules may be anywhere on the driver's path.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import pathlib
@@ -247,7 +248,8 @@ def connect(address: str | None = None, *, insecure: bool = False, num_cpus: int
     """Start or join Ray for an evaluation pool; returns a small description of the cluster.
 
     With no ``address`` and no ``RAY_ADDRESS``, starts a local instance with
-    ``num_cpus`` CPUs (default: the cores this process may run on), no dashboard,
+    ``num_cpus`` CPUs (default: the cores this process may run on), listening on
+    127.0.0.1 only (:func:`_loopback`; unless ``_node_ip_address`` is given), no dashboard,
     a small object store and (``quiet``) warnings only, worker output not echoed.
     With an address, joins that cluster; ``ship`` (default: True when joining)
     sends this checkout's symopt and proxy_tasks along (:func:`ship_runtime_env`).
@@ -282,8 +284,26 @@ def connect(address: str | None = None, *, insecure: bool = False, num_cpus: int
     kwargs.update(init_kwargs)
     # "local": a new instance of our own even when another one runs on this machine (plain
     # ray.init() would join the latest of them, and refuse num_cpus)
-    ray.init(address=address if joining else "local", **kwargs)
+    with _loopback(not joining and "_node_ip_address" not in init_kwargs):
+        ray.init(address=address if joining else "local", **kwargs)
     return describe()
+
+
+@contextlib.contextmanager
+def _loopback(local: bool):
+    """A local start on 127.0.0.1 alone, in Ray's own single-machine mode (its default on macOS and Windows;
+    ``RAY_ENABLE_WINDOWS_OR_OSX_CLUSTER=0`` elsewhere): the node's address is then the loopback one, and the
+    GCS, the raylet and every worker's gRPC server listen on it alone. Otherwise Ray resolves even
+    ``_node_ip_address="127.0.0.1"`` to the machine's outward address, and they all listen on every interface.
+    Ray reads the switch when it picks the node's address, in ``ray.init``; a cluster start is left alone."""
+    from ray._private import ray_constants
+
+    saved = ray_constants.ENABLE_RAY_CLUSTER
+    ray_constants.ENABLE_RAY_CLUSTER = saved and not local
+    try:
+        yield
+    finally:
+        ray_constants.ENABLE_RAY_CLUSTER = saved
 
 
 def describe() -> dict:

@@ -9,8 +9,8 @@ from __future__ import annotations
 
 import ast
 import os
-import pathlib
 import warnings
+from typing import BinaryIO
 
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
@@ -19,6 +19,8 @@ from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
 MAX_CHARS = 100_000
 MAX_DEPTH = 200
 MAX_STATEMENTS = 1_000
+MAX_FILE_BYTES = 2**20
+"""Most bytes read from a program or configuration file (a program is at most MAX_CHARS characters)."""
 
 _BINOPS = {ast.Add: "+", ast.Sub: "-", ast.Mult: "*", ast.Div: "/"}
 _NODE_NAMES = {
@@ -162,18 +164,28 @@ def parse(text: str, source: str | None = None) -> Program:
 
 
 def read_text(path: str | os.PathLike) -> str:
-    """A user's text file (a program, a search configuration) as a str: UTF-8, a byte-order mark allowed.
+    """A user's text file (a program, a search configuration) as a str: UTF-8, a byte-order mark allowed,
+    at most MAX_FILE_BYTES (read no further: ``/dev/zero`` is refused after 1 MiB).
 
     Raises:
-        ValueError: the file is not UTF-8; the message names the file and the first bad byte.
+        ValueError: the file is not UTF-8 or too large; the message names the file and the first bad byte.
         OSError: the file cannot be read.
     """
-    data = pathlib.Path(path).read_bytes()
+    with open(path, "rb") as f:
+        return read_stream(f, str(path))
+
+
+def read_stream(stream: BinaryIO, name: str) -> str:
+    """:func:`read_text` of an open binary stream (``sys.stdin.buffer``); ``name`` names it in errors."""
+    data = stream.read(MAX_FILE_BYTES + 1)
+    if len(data) > MAX_FILE_BYTES:
+        raise ValueError(f"{name}: larger than {MAX_FILE_BYTES // 2**20} MiB; a program file holds at most "
+                         f"{MAX_CHARS:,} characters and a configuration is a few KB: give the right file")
     try:
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as e:
         line = data.count(b"\n", 0, e.start) + 1
-        raise ValueError(f"{path}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); save the file as "
+        raise ValueError(f"{name}: not UTF-8 text (byte 0x{data[e.start]:02x} on line {line}); save the file as "
                          f"UTF-8") from None
 
 

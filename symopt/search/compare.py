@@ -34,6 +34,7 @@ from symopt.programs.parse import parse, read_text
 from symopt.programs.program import Assign, Call, Const, Program, Var
 from symopt.search.inspect_run import entry_program
 from symopt.search.run_dir import RunError, read_hall_of_fame
+from symopt.search.space import MAX_ITEMS, MAX_STEPS
 
 DEFAULT_LRS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
@@ -146,10 +147,11 @@ def compare(specs, tasks, seeds=(0,), steps=None, lrs=DEFAULT_LRS) -> tuple[list
     factors = [float(f) for f in lrs]
     if not factors or any(not math.isfinite(f) or f <= 0 for f in factors):
         raise CompareError(f"--lrs: learning-rate factors must be positive numbers, got {list(lrs)}")
-    if steps is not None and steps < 1:
-        raise CompareError(f"--steps must be positive, got {steps}")
-    if not seeds:
-        raise CompareError("no seeds")
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise CompareError(f"--steps {steps}: give 1 to {MAX_STEPS:,} training steps per task (a stage's limit)")
+    if not seeds or len(seeds) > MAX_ITEMS or len(factors) > MAX_ITEMS:
+        raise CompareError(f"give 1 to {MAX_ITEMS} seeds and learning-rate factors, got {len(seeds)} and "
+                           f"{len(factors)}")
     resolved = [resolve(s) for s in specs]  # every name is checked before anything trains
     task_objs = []
     for t in tasks:

@@ -48,7 +48,7 @@ from symopt.programs.liveness import eliminate_dead_code, size
 from symopt.programs.parse import parse
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr
 from symopt.search.campaign import BACKENDS, validator
-from symopt.search.space import load, stage_name
+from symopt.search.space import MAX_STEPS, load, stage_name
 from symopt.symbolic.equivalence import equivalent
 from symopt.symbolic.simplify import simplify
 
@@ -391,6 +391,8 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         stage = names.index(stage)
     if not 0 <= stage < len(c.stages):
         raise ValueError(f"stage {stage}: {cfg.name!r} has stages 0 to {len(c.stages) - 1} ({', '.join(names)})")
+    if steps is not None and not 1 <= steps <= MAX_STEPS:
+        raise ValueError(f"steps {steps}: give 1 to {MAX_STEPS:,} training steps per task (a stage's limit)")
     if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance {tolerance}: give a finite number >= 0")
     st = c.stages[stage]

@@ -47,7 +47,7 @@ def write_error(path: str | os.PathLike, e: OSError, resumable: bool = False) ->
     else:
         fix = "check the path"
     if resumable:
-        fix += "; everything logged so far is kept: continue with --resume (resume=True)"
+        fix += "; everything logged so far is kept: run the same command again with --resume"
     out = WriteError(f"cannot write {path}: {e.strerror or e}; {fix}")
     out.errno = e.errno
     return out

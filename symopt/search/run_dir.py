@@ -32,13 +32,14 @@ import dataclasses
 import json
 import os
 import pathlib
+import stat
 import warnings
 from typing import Any, Callable, Mapping
 
 from symopt.programs.errors import ProgramError
 from symopt.programs.parse import parse
 from symopt.programs.program import Program
-from symopt.search.durable import atomic_write
+from symopt.search.durable import DirLock, atomic_write
 
 LOG_NAME = "evaluations.jsonl"
 CONFIG_NAME = "config.json"
@@ -57,15 +58,40 @@ class RunError(ValueError):
 EXPECTED = "a run directory written by `symopt search ... --run-dir DIR`"
 
 
+MAX_DOCUMENT_BYTES = 64 * 2**20
+"""Largest JSON document a reader loads (config.json, hall_of_fame.json, ...): symopt writes a few KB to a
+few MB (1,000 hall-of-fame entries at most); the append-only logs grow with the run and are not bounded."""
+
+
+def _kind(path: pathlib.Path) -> str | None:
+    """'file', 'dir', 'other', or None when nothing is there. A directory that cannot be searched (chmod 000)
+    is a RunError naming it and the fix, not a PermissionError."""
+    try:
+        mode = path.stat().st_mode
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as e:
+        where = path.parent if isinstance(e, PermissionError) and path.parent != path else path
+        raise RunError(f"cannot read {str(where)!r}: {e.strerror}; give the user running symopt read access "
+                       f"(chmod u+rx {str(where)!r}) or run as its owner") from None
+    return "file" if stat.S_ISREG(mode) else "dir" if stat.S_ISDIR(mode) else "other"
+
+
+def has_file(run: str | os.PathLike, name: str) -> bool:
+    """Whether the run directory holds the regular file ``name``. Raises RunError when it cannot be read."""
+    return _kind(pathlib.Path(run) / name) == "file"
+
+
 def run_file(run: str | os.PathLike, name: str) -> pathlib.Path:
     """``run/name``, checked to exist. Raises RunError."""
     path = pathlib.Path(run)
     expected = f"{EXPECTED} (holding {name})"
-    if not path.exists():
+    kind = _kind(path)
+    if kind is None:
         raise RunError(f"run directory {str(path)!r} does not exist; expected {expected}")
-    if not path.is_dir():
+    if kind != "dir":
         raise RunError(f"{str(path)!r} is not a directory; expected {expected}")
-    if not (path / name).is_file():
+    if not has_file(path, name):
         raise RunError(f"{str(path)!r} has no {name}; expected {expected}")
     return path / name
 
@@ -93,7 +119,10 @@ _KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
 
 
 def _show(v) -> str:
-    text = repr(v)
+    try:
+        text = repr(v)
+    except RecursionError:  # a list nested nearly as deep as json.loads allows
+        text = "[[[...]]]" if isinstance(v, list) else "{...}"
     return f"{type(v).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
 
 
@@ -135,6 +164,14 @@ def _scores(obj: dict, key: str, prefix: str, optional: bool = False) -> None:
         _check(value, "number", f"{prefix}{key}.{stage}", null=True)
 
 
+def _loads(data: bytes):
+    """json.loads, with nesting too deep for Python's parser (``[`` 200,000 times) a ValueError like bad JSON."""
+    try:
+        return json.loads(data)
+    except RecursionError:
+        raise ValueError("nested too deeply") from None
+
+
 # -- the append-only logs ---------------------------------------------------------------------------
 
 
@@ -157,7 +194,7 @@ def _read_jsonl(path: pathlib.Path, check: Callable[[Any], None], fix: str) -> t
         try:
             if end < 0:
                 raise ValueError("no newline at its end")
-            record = json.loads(line)
+            record = _loads(line)
         except ValueError as e:
             if not last:
                 raise RunError(f"{path}: line {n} is corrupt (not JSON: {e}); {fix}") from None
@@ -222,9 +259,14 @@ def read_lineage(run_dir: str | os.PathLike) -> dict[int, dict]:
 def _read_json(path: pathlib.Path, check: Callable[[Any], None], fix: str):
     """The JSON document in ``path``, checked. Raises RunError naming the file and the fix."""
     try:
-        value = json.loads(path.read_bytes())
+        with open(path, "rb") as f:
+            data = f.read(MAX_DOCUMENT_BYTES + 1)
     except OSError as e:
         raise RunError(f"cannot read {path}: {e.strerror}") from None
+    if len(data) > MAX_DOCUMENT_BYTES:
+        raise RunError(f"{path}: larger than {MAX_DOCUMENT_BYTES // 2**20} MiB, far past what symopt writes; {fix}")
+    try:
+        value = _loads(data)
     except ValueError as e:
         raise RunError(f"{path}: not valid JSON ({e}); {fix}") from None
     try:
@@ -285,9 +327,11 @@ def derived_path(run: str | os.PathLike, rank: int) -> pathlib.Path:
 
 
 def write_derived(run: str | os.PathLike, rank: int, derivation: Mapping[str, Any]) -> pathlib.Path:
-    """derived_rankN.json: a derivation's JSON (:meth:`symopt.search.derive.Derivation.as_json`) and its rank."""
+    """derived_rankN.json: a derivation's JSON (:meth:`symopt.search.derive.Derivation.as_json`) and its rank,
+    written under the run directory's lock (Busy while a search or another derive holds it)."""
     path = derived_path(run, rank)
-    atomic_write(path, json.dumps(dict(derivation, rank=rank), indent=1) + "\n")
+    with DirLock(run):
+        atomic_write(path, json.dumps(dict(derivation, rank=rank), indent=1) + "\n")
     return path
 
 
@@ -301,7 +345,7 @@ def read_derived(run: str | os.PathLike, rank: int) -> dict:
         _get(d, "steps", "list")
 
     name = DERIVED_NAME.format(rank=rank)
-    if not (pathlib.Path(run) / name).is_file() and pathlib.Path(run).is_dir():
+    if _kind(pathlib.Path(run)) == "dir" and not has_file(run, name):
         raise RunError(f"{str(run)!r} has no {name}; run `symopt derive {run} --rank {rank}` first")
     return _read_json(run_file(run, name), check, f"run `symopt derive {run} --rank {rank}` again")
 
@@ -353,7 +397,7 @@ def read_run(run: str | pathlib.Path) -> RunData:
     records, _ = read_log(log)
     if not records:
         raise RunError(f"{log} is empty: the search trained nothing yet")
-    config = read_config(path) if (path / CONFIG_NAME).is_file() else None
-    hof = read_hall_of_fame(path) if (path / HALL_OF_FAME_NAME).is_file() else None
-    curve = read_meta_validation(path) if (path / META_VALIDATION_NAME).is_file() else None
+    config = read_config(path) if has_file(path, CONFIG_NAME) else None
+    hof = read_hall_of_fame(path) if has_file(path, HALL_OF_FAME_NAME) else None
+    curve = read_meta_validation(path) if has_file(path, META_VALIDATION_NAME) else None
     return RunData(path, records, config, hof, curve)

@@ -67,6 +67,12 @@ SEED = Range(0, 2**32 - 1)
 POSITIVE = Range(0, 1e10, above=True)
 WEIGHT = Range(0, 1e6)
 PROBABILITY = Range(0, 1)
+MAX_STEPS = 10**6
+"""Most training steps per task a stage (or ``derive --steps``, ``compare --steps``) may ask for."""
+MAX_ITEMS = 100
+"""Most seeds or learning-rate factors in one list: each multiplies every training's cost."""
+SECONDS = Range(0, 3600, above=True)
+"""A SymPy time limit in seconds (``campaign.simplify_timeout``, ``symopt simplify --timeout``)."""
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
 """A configuration name: it names the default run directory runs/NAME, so no path separators or dots first."""
 
@@ -131,11 +137,11 @@ class Stage:
     tasks: tuple[str, ...] = _field((), "proxy tasks of this stage", nonempty=True, tasks=True)
     promote: int = _field(10, "how many leaders of the previous stage are scored here (ignored for the first)",
                           range=Range(1, 100_000))
-    steps: int = _field(0, "training steps per task (0: each task's default)", range=Range(0, 10**6))
-    seeds: tuple[int, ...] = _field((), "seeds (empty: campaign.seeds)", range=SEED)
+    steps: int = _field(0, "training steps per task (0: each task's default)", range=Range(0, MAX_STEPS))
+    seeds: tuple[int, ...] = _field((), "seeds (empty: campaign.seeds)", range=SEED, max_items=MAX_ITEMS)
     lr_factors: tuple[float, ...] = _field(DEFAULT_FACTORS, "learning-rate factors (of each task's AdamW peak) "
                                            "at which every candidate and AdamW train; each scores at its best",
-                                           range=Range(0, 1000, above=True))
+                                           range=Range(0, 1000, above=True), max_items=MAX_ITEMS)
     hurdle: float = _field(WORST_FITNESS, "fitness on the first seed below which the other seeds are not trained "
                                           f"({WORST_FITNESS} or less: no hurdle)", range=Range(-1e6, 1e6))
     gates: tuple[str, ...] = _field((), "tasks of this stage that only gate the fitness: left out of its mean, "
@@ -170,7 +176,7 @@ class CampaignConfig:
     max_generated: int = _field(0, "stop after this many mutation steps (0: 100 x budget)",
                                range=Range(0, 10**10))
     seeds: tuple[int, ...] = _field((0,), "training seeds for each task", nonempty=True,
-                                    range=SEED)
+                                    range=SEED, max_items=MAX_ITEMS)
     seed: int = _field(0, "seed of the search itself (mutation, selection)", range=SEED)
     batch: int = _field(1, "candidates evaluated together (1: strictly serial evolution)",
                        range=Range(1, 10_000))
@@ -187,8 +193,7 @@ class CampaignConfig:
     check_interval: int = _field(0, "trainings between funnel checks during the search: the leaders so far go "
                                     "through the later stages and validation (0: only at the end)",
                                 range=Range(0, COUNT))
-    simplify_timeout: float = _field(5.0, "seconds of SymPy per hall-of-fame program",
-                                     range=Range(0, 3600, above=True))
+    simplify_timeout: float = _field(5.0, "seconds of SymPy per hall-of-fame program", range=SECONDS)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -239,6 +244,9 @@ def load(config: "str | pathlib.Path | Mapping[str, Any] | Config") -> Config:
         table = tomllib.loads(text)
     except tomllib.TOMLDecodeError as e:
         raise ValueError(f"{path}: not valid TOML: {e}") from None
+    except RecursionError:  # arrays or inline tables nested thousands deep
+        raise ValueError(f"{path}: not valid TOML: arrays or tables nested too deeply; a configuration nests "
+                         "a few levels") from None
     return from_dict(table, str(path))
 
 
@@ -292,8 +300,9 @@ def _build(cls, table, path: str, source: str):
     by_key = {_key(f): f for f in fields}
     for key in table:
         if key not in by_key:
-            hint = did_you_mean(str(key), by_key, n=1)
-            raise _error(source, _join(path, key), f"unknown key{hint}; allowed keys here: {', '.join(by_key)}")
+            hint = did_you_mean(str(key), by_key, n=1) if len(str(key)) <= 100 else ""
+            raise _error(source, _join(path, _clip(str(key))), f"unknown key{hint}; allowed keys here: "
+                         f"{', '.join(by_key)}")
     hints = typing.get_type_hints(cls)
     values = {}
     for key, f in by_key.items():
@@ -317,6 +326,8 @@ def _convert(hint, value, path: str, source: str, f: dataclasses.Field):
             return HERO_FUNCTIONS
         if not isinstance(value, list):
             raise _error(source, path, f"expected a list, got {_show(value)}")
+        if len(value) > meta.get("max_items", len(value)):
+            raise _error(source, path, f"{len(value):,} items; allowed: at most {meta['max_items']}")
         if dataclasses.is_dataclass(item):
             return tuple(_build(item, v, f"{path}[{i}]", source) for i, v in enumerate(value))
         out = tuple(_in_range(_scalar(item, v, f"{path}[{i}]", source), meta, f"{path}[{i}]", source)
@@ -327,11 +338,12 @@ def _convert(hint, value, path: str, source: str, f: dataclasses.Field):
     out = _scalar(hint, value, path, source)
     choices = meta.get("choices")
     if choices and out not in choices:
-        hint_ = did_you_mean(str(out), choices, n=1)
-        raise _error(source, path, f"{out!r} is not allowed{hint_}; use one of: {', '.join(map(repr, choices))}")
+        hint_ = did_you_mean(str(out), choices, n=1) if len(str(out)) <= 100 else ""
+        raise _error(source, path, f"{_clip(repr(out))} is not allowed{hint_}; use one of: "
+                     f"{', '.join(map(repr, choices))}")
     if meta.get("plain") and not NAME.fullmatch(out):
-        raise _error(source, path, f"{out!r} is not a plain name; allowed: letters, digits, _ . - (not starting "
-                     "with . or -), at most 100 characters")
+        raise _error(source, path, f"{_clip(repr(out))} is not a plain name; allowed: letters, digits, _ . - "
+                     "(not starting with . or -), at most 100 characters")
     return _in_range(out, meta, path, source)
 
 
@@ -361,7 +373,12 @@ def _check_values(obj, prefix: str, source: str) -> None:
 
 
 def _show(value) -> str:
-    return f"{type(value).__name__} {value!r}"
+    return f"{type(value).__name__} {_clip(repr(value))}"
+
+
+def _clip(text: str, most: int = 60) -> str:
+    """``text``, or its start and length when longer than ``most`` (an error line stays a line to read)."""
+    return text if len(text) <= most else f"{text[:most - 20]}... ({len(text):,} characters)"
 
 
 def _scalar(hint, value, path: str, source: str):
@@ -400,7 +417,9 @@ def ranges_table() -> str:
                 show = (lambda x: f"{x:g}") if item is float else str
                 default = show(f.default) if item is hint else f"[{', '.join(map(show, f.default))}]"
                 allowed = f.metadata["range"].describe(item is int)
-                rows.append(f"| `{path}` | {allowed}{' (each)' if item is not hint else ''} | {default} | "
+                most = f.metadata.get("max_items")
+                each = "" if item is hint else f" (each{f'; at most {most}' if most else ''})"
+                rows.append(f"| `{path}` | {allowed}{each} | {default} | "
                             f"{f.metadata['doc']} |")
 
     walk(Config, "")
@@ -490,9 +509,9 @@ def _check_tasks(tasks, path: str, source: str, known: list[str]) -> None:
             except ValueError as e:
                 raise _error(source, f"{path}[{j}]", str(e)) from None
         elif task not in known:
-            hint = did_you_mean(task, known, n=1)
-            raise _error(source, f"{path}[{j}]", f"unknown task {task!r}{hint}; allowed: {', '.join(known)}, "
-                         "or a task of your own by import path \"package.module:attr\"")
+            hint = did_you_mean(task, known, n=1) if len(task) <= 100 else ""
+            raise _error(source, f"{path}[{j}]", f"unknown task {_clip(repr(task))}{hint}; allowed: "
+                         f"{', '.join(known)}, or a task of your own by import path \"package.module:attr\"")
 
 
 def check_tasks(config: Config) -> None:

@@ -22,8 +22,8 @@ meet:
 
 ``after`` matches when it is non-finite (NaN or ±inf) exactly where ``before``
 is, and every finite entry is within the noise of ``before`` itself: 1e-6
-relative, plus 16 times the largest change of ``before`` when its constants
-and inputs each move by a float32 rounding (2^-22 relative, up or down at
+relative, plus 16 times the largest change of ``before`` when its inexact constants
+(those float32 cannot hold: 0.1, not 1.0) and inputs each move by a float32 rounding (2^-22 relative, up or down at
 random; two such runs). Reordered arithmetic and folded constants stay inside
 that noise, even where terms cancel (``interpolate(m, g, 0.28)`` for
 ``interpolate(interpolate(m, g, 0.1), g, 0.2)`` differs in one float32 ulp of a
@@ -166,14 +166,18 @@ class _Probe:
 
 
 class _Rounded(FlatSpace):
-    """The probes' space with each constant moved by a float32 rounding, up or down at random."""
+    """The probes' space with each constant that float32 cannot hold exactly moved by a float32 rounding, up or
+    down at random (an exact one has no rounding to move it by)."""
 
     def __init__(self, rng: np.random.Generator):
         super().__init__(np, _SEGMENTS, 3, _SHAPES)
         self.rng = rng
 
     def const(self, value):
-        return np.float32(float(np.float32(value)) * (1.0 + self.rng.choice((-1.0, 1.0)) * ROUNDING))
+        exact = float(np.float32(value))
+        if exact == value:  # 1.0, 0.5, 3.0: float32 holds it, so no rounding moves it (radam's 1 - on stays 0)
+            return np.float32(exact)
+        return np.float32(exact * (1.0 + self.rng.choice((-1.0, 1.0)) * ROUNDING))
 
 
 def _rounded(inputs: dict, whole: set[str], rng: np.random.Generator) -> dict:
