@@ -171,7 +171,7 @@ def test_headroom_panel_sets_each_baselines_momentum_decay_and_scales_its_rate()
     with pytest.raises(KeyError, match="assigns no constant to 'b1'"):
         baselines.get("sgd").with_constant("b1", 0.5)
     muon = [x for x in items if x["baseline"] == "muon"]  # its beta, and the larger rates it wants
-    assert [(x["decay"], x["lr_scale"]) for x in muon][:3] == [(0.9, 1.0), (0.9, 3.0), (0.9, 10.0)]
+    assert [(x["decay"], x["lr_scale"]) for x in muon][:4] == [(0.9, 1.0), (0.9, 3.0), (0.9, 10.0), (0.9, 30.0)]
     assert "beta = 0.35" in str(muon[-1]["program"])
     only = headroom_panel(decays=(0.9,), scales=(1.0,), rules=["muon", "adafactor"])
     assert {x["baseline"] for x in only} == {"adamw", "muon", "adafactor"}

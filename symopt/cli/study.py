@@ -79,7 +79,7 @@ HEADROOM_DECAYS = (0.9, 0.7, 0.5, 0.35, 0.2)
 """Part h's values of each baseline's momentum decay (its constant ``b1`` or ``beta``)."""
 HEADROOM_LR = (1.0, 0.1)
 """Part h's learning-rate scales: a sign-based rule wants a smaller rate (the Lion paper: 3 to 10 times)."""
-HEADROOM_LR_BY_RULE = {"muon": (1.0, 3.0, 10.0), "adafactor": (1.0, 3.0, 10.0)}
+HEADROOM_LR_BY_RULE = {"muon": (1.0, 3.0, 10.0, 30.0), "adafactor": (1.0, 3.0, 10.0, 30.0)}
 """Rules whose step is smaller than Adam's at the same rate and so want larger ones: an orthogonalised matrix
 has entries of about 1 / sqrt(its width), Adafactor's step is the rate times the weights' RMS."""
 
