@@ -2,6 +2,7 @@
 
 import importlib.util
 import json
+import math
 import shutil
 
 import jax
@@ -162,15 +163,19 @@ def test_scaled_program_trains_like_to_optax_at_that_lr():
 
 @pytest.mark.slow
 def test_compare_picks_the_better_lr(capsys):
-    argv = ["compare", "adam", "momentum", "--tasks", "quadratic_illcond", "--steps", "60", "--lrs", "0.1", "3"]
+    argv = ["compare", "adam", "momentum", "adamw", "--tasks", "quadratic_illcond", "--steps", "60", "--lrs", "0.1", "3"]
     assert main(argv) == 0
     out = capsys.readouterr().out
-    assert "adam " in out and "momentum " in out and "fitness vs AdamW" in out
-    labels, tasks, cells = compare_mod.compare(["adam", "momentum"], ["quadratic_illcond"], steps=60, lrs=[0.1, 3])
+    assert "adam " in out and "momentum " in out and "vs AdamW at its best" in out
+    labels, tasks, cells = compare_mod.compare(["adam", "momentum", "adamw"], ["quadratic_illcond"], steps=60,
+                                               lrs=[0.1, 3])
     base = tasks[0].learning_rate
+    assert cells["adamw"][0].score == pytest.approx(0.0, abs=1e-6)  # AdamW against itself, both at their best
     for label in labels:
         c = cells[label][0]
         assert c.losses[c.best] == min(c.losses.values()) and c.lr == pytest.approx(c.best * base)
+        assert c.adamw == cells["adamw"][0].losses[cells["adamw"][0].best]
+        assert c.score == pytest.approx(math.log(c.adamw / c.losses[c.best]))
         assert f"@ lr {c.lr:.3g}" in next(line for line in out.splitlines() if line.startswith(label + " "))
         assert len({c.losses[0.1], c.losses[3.0]}) == 2
 

@@ -32,5 +32,5 @@ def main(args: argparse.Namespace) -> int:
     print(f"final eval loss at the best learning rate (grid: task AdamW lr x {{{grid}}}; {steps}; "
           f"seeds {' '.join(map(str, args.seeds))})\n")
     print(table(labels, tasks, cells))
-    print("\nlast column: mean log(L_AdamW / L) at the chosen lr, AdamW at the same lr (0 = AdamW, higher is better)")
+    print("\nlast column: mean log(L_AdamW / L), each at its best lr of the grid (0 = tuned AdamW, higher is better)")
     return 0
