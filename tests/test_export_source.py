@@ -153,13 +153,13 @@ def _assert_same(a, b, rtol=1e-6, atol=1e-7):
 def test_factored_state_is_stored_factored_by_both_exports(tmp_path):
     """A row mean's slot keeps one number per row between steps, a column mean's one per column."""
     program = _program("matrices")
-    params = jax.tree_util.tree_map(jnp.asarray, PARAMS)  # a [4, 3] matrix and a [3] vector
+    params = jax.tree_util.tree_map(jnp.asarray, {**PARAMS, "c": np.float32(0.5)})  # [4, 3], [3] and a 0-d leaf
     for opt in (to_optax(program, 0.01), _exported(tmp_path, program)(learning_rate=0.01)):
         state = opt.init(params)
         _, state = jax.jit(opt.update)(params, state, params)
         shapes = {k: {n: tuple(x.shape) for n, x in getattr(state, k).items()} for k in ("m", "v_row", "v_col")}
-        assert shapes == {"m": {"a": (4, 3), "b": (3,)}, "v_row": {"a": (4, 1), "b": (3,)},
-                          "v_col": {"a": (1, 3), "b": (1,)}}
+        assert shapes == {"m": {"a": (4, 3), "b": (3,), "c": ()}, "v_row": {"a": (4, 1), "b": (3,), "c": ()},
+                          "v_col": {"a": (1, 3), "b": (1,), "c": ()}}
 
 
 @pytest.mark.slow

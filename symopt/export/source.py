@@ -60,8 +60,8 @@ def _rows_of(x):
     '_cols_of': '''
 def _cols_of(x):
     """A leaf that is the same along each column of its matrix view, stored as one row [1, ..., 1, cols]
-    (a vector as [1])."""
-    return x[(slice(0, 1),) * (x.ndim - 1)] if x.ndim >= 2 else x[:1]
+    (a vector as [1], a 0-d leaf as it is)."""
+    return x[(slice(0, 1),) * (x.ndim - 1)] if x.ndim >= 2 else x[:1] if x.ndim else x
 ''',
     '_matrices': '''
 def _matrices(f, x):
