@@ -253,10 +253,6 @@ class Function:
 # --- shape rules ------------------------------------------------------------------
 
 
-def _broadcast(kinds: tuple[Kind, ...]) -> Kind:
-    return join(kinds)
-
-
 def _no_tensor_wise(name: str, kinds: tuple[Kind, ...]) -> None:
     if Kind.TENSOR_WISE in kinds:
         raise ShapeError(f"{name}() of a per-tensor value (such as norm(x)) is not defined")
@@ -567,11 +563,11 @@ def _sym_cbrt(x):
 
 
 def _unary(name, ew, sym, doc="", export=("", "")):
-    return Function(name, 1, sym, _broadcast, elementwise=ew, doc=doc, export=export)
+    return Function(name, 1, sym, join, elementwise=ew, doc=doc, export=export)
 
 
 def _binary(name, ew, sym, doc="", export=("", "")):
-    return Function(name, 2, sym, _broadcast, elementwise=ew, doc=doc, export=export)
+    return Function(name, 2, sym, join, elementwise=ew, doc=doc, export=export)
 
 
 def _const(name, value, sym, export=("", "")):
@@ -672,7 +668,7 @@ _FUNCTIONS = [
     # over the whole parameter tree
     Function("global_norm", 1, global_norm, _to_scalar("global_norm"), reduction=_global_norm,
              export=(_GLOBAL_NORM_SOURCE, "")),
-    Function("interpolate", 3, lambda x, y, w: (1 - w) * x + w * y, _broadcast,
+    Function("interpolate", 3, lambda x, y, w: (1 - w) * x + w * y, join,
              elementwise=lambda xp, x, y, w: (1 - w) * x + w * y, doc="(1 - w) * x + w * y",
              export=("(1 - w) * x + w * y", "(1 - w) * x + w * y.")),
     Function("dot", 2, dot, _same_kind_to_scalar("dot"), reduction=_dot,
