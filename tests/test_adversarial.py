@@ -57,6 +57,14 @@ def _one_line(capsys, prefix: str) -> str:
     return err
 
 
+def _search_refused(tmp_path, capsys, config, prefix: str) -> str:
+    """``symopt search CONFIG`` exits 1 with one line starting ``prefix`` and leaves no run directory."""
+    assert main(["search", str(config), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
+    err = _one_line(capsys, prefix)
+    assert not (tmp_path / "run").exists()
+    return err
+
+
 def _python(script: str, *, as_user: bool = False, limit_bytes: int | None = None, **kw):
     """``script`` in a fresh interpreter on this checkout: as a plain user would run it (root without the
     capabilities that let it read any file), or under an address-space limit."""
@@ -110,9 +118,7 @@ def test_a_config_nested_too_deeply_is_one_line_and_creates_nothing(tmp_path, ca
     path.write_text(f"[campaign]\nseeds = {nested}\n")
     with pytest.raises(ValueError, match=f"^{path}: not valid TOML: arrays or tables nested too deeply"):
         load(path)
-    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
-    _one_line(capsys, f"symopt search: {path}: not valid TOML")
-    assert not (tmp_path / "run").exists()
+    _search_refused(tmp_path, capsys, path, f"symopt search: {path}: not valid TOML")
 
 
 # -- 2. a run directory its reader may not open -------------------------------------------------------------
@@ -198,9 +204,7 @@ def test_a_list_longer_than_its_bound_is_refused_before_anything_runs(tmp_path, 
                     f"[[campaign.stages]]\n" + "".join(f"{k} = {json.dumps(v)}\n" for k, v in stage.items()))
     with pytest.raises(ValueError, match=f"campaign.{re.escape(key)}: 100,000 items; allowed: at most 100$"):
         load(path)
-    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
-    _one_line(capsys, f"symopt search: {path}: campaign.{key}: 100,000 items; allowed: at most 100")
-    assert not (tmp_path / "run").exists()
+    _search_refused(tmp_path, capsys, path, f"symopt search: {path}: campaign.{key}: 100,000 items; allowed: at most 100")
 
 
 def test_a_huge_name_gives_a_short_line(tmp_path, capsys):
@@ -209,8 +213,7 @@ def test_a_huge_name_gives_a_short_line(tmp_path, capsys):
         load({"name": "x/" * 2_500_000})
     path = tmp_path / "name.toml"
     path.write_text(f'name = "{"x/" * 250_000}"\n')
-    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
-    assert len(_one_line(capsys, f"symopt search: {path}: name: 'x/x/x/")) < 400
+    assert len(_search_refused(tmp_path, capsys, path, f"symopt search: {path}: name: 'x/x/x/")) < 400
 
 
 @pytest.mark.parametrize("timeout", ["nan", "inf", "-1", "0"])
@@ -261,9 +264,7 @@ def test_a_task_path_to_any_other_callable_is_refused_before_anything_is_created
     path.write_text(f'[[campaign.stages]]\ntasks = ["quadratic_illcond", "{task}"]\n')
     with pytest.raises(ValueError, match=r"is not a task .*marked as a task factory by its return annotation"):
         load(path)
-    assert main(["search", str(path), "--serial", "--run-dir", str(tmp_path / "run")]) == 1
-    _one_line(capsys, f"symopt search: {path}: campaign.stages[0].tasks[1]: task '{task}': ")
-    assert not (tmp_path / "run").exists()
+    _search_refused(tmp_path, capsys, path, f"symopt search: {path}: campaign.stages[0].tasks[1]: task '{task}': ")
 
 
 # -- 7. a local Ray instance listens on loopback alone ---------------------------------------------------------
