@@ -183,7 +183,7 @@ SGD = "def sgd(g):\n    return g\n"
 
 def test_derive_refuses_more_steps_than_a_stage_allows(tmp_path, capsys):
     # before, 10^11 steps was accepted: the evaluator grew past 17 GB in a minute
-    def backend(tasks, seeds, steps, grid):
+    def backend(tasks, seeds, steps, grid, functions=None):
         raise AssertionError(f"a backend was built for {steps} steps")
 
     with pytest.raises(ValueError, match=r"^steps 100000000000: give 1 to 1,000,000 training steps per task"):

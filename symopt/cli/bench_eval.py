@@ -13,7 +13,8 @@ of different programs (default: five baselines), per candidate:
 (d) ``native_s``: the same optax training already compiled: run time only.
 
 Each of (a), (b), (d) is the best of ``repeats`` rounds (rounds interleave the
-three, so a busy machine hurts them alike), averaged over the programs. Run it
+three, so a busy machine hurts them alike), averaged over the programs. The
+persistent compilation cache is off throughout: every compile is a real one. Run it
 on a quiet machine, pinned to one core as a worker is:
 ``taskset -c 0 symopt bench eval``. Targets: (c)/(a) >= 50, (a)/(d) <= 1.25.
 """
@@ -28,6 +29,7 @@ import time
 
 import proxy_tasks
 from proxy_tasks.task import training_run
+from symopt.evaluation import compile_cache
 from symopt.evaluation.compiles import count_compiles
 from symopt.evaluation.evaluate import evaluate, reference
 from symopt.export.optax_export import to_optax
@@ -39,6 +41,11 @@ DEFAULT_PROGRAMS = ("adam", "adamw", "lion", "momentum", "rmsprop")
 
 def run(task_name: str = DEFAULT_TASK, program_names=DEFAULT_PROGRAMS, repeats: int = 5) -> dict:
     """Measure (a)-(d); returns the figures as a dict (see the module docstring)."""
+    with compile_cache.disabled():
+        return _run(task_name, program_names, repeats)
+
+
+def _run(task_name: str, program_names, repeats: int) -> dict:
     import jax
 
     task = proxy_tasks.get(task_name)

@@ -26,10 +26,11 @@ class Job:
     steps: int | None
     time_limit: float | None
     grid: dict | None = None  # Grid.as_json(): learning-rate factors and hurdle
+    functions: tuple[str, ...] | None = None  # what the stage's programs may call (None: any function)
     attempts: int = 0  # workers it has been sent to
 
     def args(self, curves: bool) -> tuple:
-        return (self.program, self.tasks, self.seeds, self.steps, self.time_limit, curves, self.grid)
+        return (self.program, self.tasks, self.seeds, self.steps, self.time_limit, curves, self.grid, self.functions)
 
 
 @dataclasses.dataclass

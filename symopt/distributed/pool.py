@@ -163,18 +163,21 @@ class EvaluatorPool:
 
     def submit(self, candidate_id: Hashable, program: Any, *, tasks: str | Sequence[str] = POOL_DEFAULT,
                seeds: int | Sequence[int] = POOL_DEFAULT, steps: int | None = POOL_DEFAULT,
-               time_limit: float | None = POOL_DEFAULT, grid: Grid | None = None) -> None:
+               time_limit: float | None = POOL_DEFAULT, grid: Grid | None = None,
+               functions: Sequence[str] | None = None) -> None:
         """Queue one candidate: its id (unique in this pool) and its program as text (a Program is printed).
 
         ``tasks``, ``seeds``, ``steps`` and ``time_limit`` override the pool's for it
         (``steps=None``: each task's own steps; ``time_limit=None``: no limit); ``grid``
-        is its learning-rate grid (default: factor 1 only).
+        is its learning-rate grid (default: factor 1 only); ``functions`` what its stage's
+        programs may call (``symopt.evaluate``'s; default: any function).
         """
         self._check_open()
         if candidate_id in self._pending or candidate_id in self._delivered:
             raise ValueError(f"candidate id {candidate_id!r} was already submitted to this pool")
         job = self._job(candidate_id, program_text(program), tasks, seeds, steps, time_limit)
         job.grid = grid.as_json() if grid is not None else None
+        job.functions = None if functions is None else tuple(sorted(functions))
         self._pending[candidate_id] = job
         self._queue.append(job)
         self.stats.submitted += 1
@@ -221,7 +224,8 @@ class EvaluatorPool:
 
     def evaluate(self, programs: Sequence[Any], tasks: str | Sequence[str] = POOL_DEFAULT,
                  seeds: int | Sequence[int] = POOL_DEFAULT, steps: int | None = POOL_DEFAULT, *,
-                 raise_errors: bool = True, grid: Grid | None = None) -> list[Evaluation]:
+                 raise_errors: bool = True, grid: Grid | None = None,
+                 functions: Sequence[str] | None = None) -> list[Evaluation]:
         """A batch, in order (all of it in flight at once). Other candidates' results stay pending.
 
         With ``raise_errors``, a failed evaluation raises RuntimeError (as the serial
@@ -232,7 +236,7 @@ class EvaluatorPool:
         for p in programs:
             self._batch += 1
             cid = ("symopt.distributed.batch", self._batch)
-            self.submit(cid, p, tasks=tasks, seeds=seeds, steps=steps, grid=grid)
+            self.submit(cid, p, tasks=tasks, seeds=seeds, steps=steps, grid=grid, functions=functions)
             ids.append(cid)
         wanted, got, others = set(ids), {}, []
         while len(got) < len(ids):
@@ -251,12 +255,11 @@ class EvaluatorPool:
     _batch = 0
 
     def backend(self, tasks: Sequence[str], seeds: Sequence[int], steps: int | None,
-                grid: Grid | None = None) -> "PoolStage":
+                grid: Grid | None = None, functions: Sequence[str] | None = None) -> "PoolStage":
         """A ``symopt.search`` backend: ``search(config, backend=pool.backend)`` trains every stage on the pool."""
         self._stages += 1
         return PoolStage(self, self._stages, task_names(tasks), seed_tuple(seeds),
-                         None if steps is None else int(steps),
-                         grid)
+                         None if steps is None else int(steps), grid, functions)
 
     _stages = 0
 
@@ -278,11 +281,13 @@ class EvaluatorPool:
 
     def warm(self, programs: Sequence[Any] | None = None, tasks: str | Sequence[str] = POOL_DEFAULT,
              seeds: int | Sequence[int] = POOL_DEFAULT, steps: int | None = POOL_DEFAULT,
-             timeout: float | None = None) -> float:
+             timeout: float | None = None, grid: Grid | None = None,
+             functions: Sequence[str] | None = None) -> float:
         """Fill every actor's compile caches: each evaluates every program once (results discarded).
 
         Default program: the AdamW baseline. Warm with one program per program-size
-        bucket that the campaign will meet (or simply with its candidates). Returns seconds.
+        bucket that the campaign will meet (or simply with its candidates), on the stage's
+        ``grid`` and ``functions`` (as :meth:`submit` takes them). Returns seconds.
         """
         t0 = time.monotonic()
         self.wait_ready(timeout)
@@ -290,8 +295,9 @@ class EvaluatorPool:
             programs = [baselines.get("adamw")]
         texts = [program_text(p) for p in programs]
         job = self._job(None, "", tasks, seeds, steps, None)
-        refs = [s.actor.evaluate.remote(t, job.tasks, job.seeds, job.steps, None, False, job.grid)
-                for s in self._slots if s.ready for t in texts]
+        job.grid = grid.as_json() if grid is not None else None
+        job.functions = None if functions is None else tuple(sorted(functions))
+        refs = [s.actor.evaluate.remote(t, *job.args(curves=False)[1:]) for s in self._slots if s.ready for t in texts]
         for ref in refs:
             try:
                 _ray().get(ref)

@@ -26,12 +26,13 @@ class PoolStage:
     """
 
     def __init__(self, pool: EvaluatorPool, tag: int, tasks: tuple[str, ...], seeds: tuple[int, ...],
-                 steps: int | None, grid: Grid | None = None):
+                 steps: int | None, grid: Grid | None = None, functions: Sequence[str] | None = None):
         self.pool, self.tag, self.tasks, self.seeds, self.steps, self.grid = pool, tag, tasks, seeds, steps, grid
+        self.functions = functions
 
     def __call__(self, programs: Sequence[Any]) -> list[Evaluation]:
         return self.pool.evaluate([program_text(p) for p in programs], self.tasks, self.seeds, self.steps,
-                                  grid=self.grid)
+                                  grid=self.grid, functions=self.functions)
 
     @property
     def capacity(self) -> int:
@@ -39,7 +40,7 @@ class PoolStage:
 
     def submit(self, key: Hashable, program: Any) -> None:
         self.pool.submit(("symopt.distributed.stage", self.tag, key), program, tasks=self.tasks, seeds=self.seeds,
-                         steps=self.steps, grid=self.grid)
+                         steps=self.steps, grid=self.grid, functions=self.functions)
 
     def next_result(self) -> tuple[Hashable, Evaluation]:
         ev = self.pool.next_result()

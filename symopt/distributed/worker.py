@@ -43,11 +43,13 @@ def _run_summary(run, curves: bool) -> dict:
 
 
 def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], steps: int | None = None,
-                  time_limit: float | None = None, curves: bool = False, grid: Mapping | None = None) -> dict:
+                  time_limit: float | None = None, curves: bool = False, grid: Mapping | None = None,
+                  functions: Sequence[str] | None = None) -> dict:
     """Evaluate one program text in this process; plain data out (what an actor returns).
 
     Proxy tasks go through :func:`symopt.evaluation.evaluate` (on ``grid``, a
-    :class:`~symopt.evaluation.fitness.Grid` as JSON: factors and hurdle); ``toy_*``
+    :class:`~symopt.evaluation.fitness.Grid` as JSON: factors and hurdle; ``functions``: what the
+    stage's programs may call, the executables' instruction set); ``toy_*``
     tasks through :func:`symopt.search.toy.evaluate`, as the serial backend does.
     """
     if not isinstance(program, str):
@@ -57,7 +59,8 @@ def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], step
     if toy.all_toy(tasks):
         (r,) = toy.evaluate([parsed], tasks, seeds, steps)
     else:
-        (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit, grid=Grid(**(grid or {})))
+        (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit, grid=Grid(**(grid or {})),
+                        functions=functions)
     return {"program": str(r.program), "fitness": float(r.fitness), "seconds": float(r.seconds),
             "runs": [_run_summary(run, curves) for run in r.runs], "scores": dict(r.scores)}
 
@@ -85,11 +88,12 @@ class Evaluator:
                 "core_lock": self.core_lock}
 
     def evaluate(self, program: str, tasks: Sequence[str], seeds: Sequence[int], steps: int | None = None,
-                 time_limit: float | None = None, curves: bool = False, grid: Mapping | None = None) -> dict:
+                 time_limit: float | None = None, curves: bool = False, grid: Mapping | None = None,
+                 functions: Sequence[str] | None = None) -> dict:
         """One candidate; an exception in the evaluation comes back as ``error`` (the actor lives on)."""
         t0 = time.perf_counter()
         try:
-            out = evaluate_text(program, tasks, seeds, steps, time_limit, curves, grid)
+            out = evaluate_text(program, tasks, seeds, steps, time_limit, curves, grid, functions)
             out["error"] = None
         except Exception as e:  # noqa: BLE001 - a bad candidate must not take the worker down
             out = {"program": program, "fitness": math.nan, "seconds": math.nan, "runs": [],

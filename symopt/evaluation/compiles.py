@@ -5,8 +5,9 @@
     c.count, c.seconds, c.names
 
 Every backend compilation (``jax.jit`` on first call, ``.lower().compile()``,
-eager operations on new shapes) records one event; a compilation served from
-JAX's persistent cache records none.
+eager operations on new shapes) records one event; an executable loaded from the
+persistent cache (:mod:`symopt.evaluation.compile_cache`) counts in ``c.loaded``
+instead.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from typing import Iterator
 import jax
 
 EVENT = "/jax/core/compile/backend_compile_duration"
+LOADED = "/jax/compilation_cache/cache_retrieval_time_sec"
 
 
 @dataclasses.dataclass
@@ -28,21 +30,32 @@ class Compiles:
     count: int = 0
     seconds: float = 0.0
     names: list[str] = dataclasses.field(default_factory=list)
+    loaded: int = 0  # executables loaded from the persistent cache instead
+    loaded_seconds: float = 0.0
 
 
 _active: list[Compiles] = []
 _lock = threading.Lock()
 _registered = False
+_thread = threading.local()  # .loaded: this thread's last compile request was served by the cache
 
 
 def _listener(event: str, duration: float, **kwargs) -> None:
+    if event == LOADED:  # recorded inside the request, whose own event follows in the same thread
+        _thread.loaded = True
+        return
     if event != EVENT:
         return
+    loaded, _thread.loaded = getattr(_thread, "loaded", False), False
     with _lock:
         for c in _active:
-            c.count += 1
-            c.seconds += duration
-            c.names.append(str(kwargs.get("fun_name", "?")))
+            if loaded:
+                c.loaded += 1
+                c.loaded_seconds += duration
+            else:
+                c.count += 1
+                c.seconds += duration
+                c.names.append(str(kwargs.get("fun_name", "?")))
 
 
 @contextlib.contextmanager

@@ -36,8 +36,10 @@ from symopt.evaluation import fitness as fit
 from symopt.evaluation.fitness import Grid
 from symopt.evaluation.interpreter import Interpreter
 from symopt.evaluation.lowering import Bucket, Lowered, lower
+from symopt.evaluation.opcodes import InstructionSet, instruction_set
 from symopt.evaluation.packing import pack, scalars
 from symopt.programs.baselines import get
+from symopt.programs.check import calls
 from symopt.programs.parse import parse
 from symopt.programs.program import Program
 
@@ -146,31 +148,34 @@ def reference_program(task) -> Program:
 
 
 def reference(task, seed: int, steps: int, factor: float = 1.0, chunk: int = DEFAULT_CHUNK,
-              factors=None) -> float:
+              factors=None, ops: InstructionSet | None = None) -> float:
     """AdamW's final eval loss on a task: :func:`reference_program` on the interpreter, with the task's
     schedule at ``factor`` times its peak, trained with the grid ``factors`` (default: that factor alone)."""
-    return references(task, (seed,), steps, factors or (factor,), chunk)[float(factor), seed]
+    return references(task, (seed,), steps, factors or (factor,), chunk, ops)[float(factor), seed]
 
 
-def references(task, seeds, steps: int, factors, chunk: int = DEFAULT_CHUNK) -> dict[tuple[float, int], float]:
+def references(task, seeds, steps: int, factors, chunk: int = DEFAULT_CHUNK,
+               ops: InstructionSet | None = None) -> dict[tuple[float, int], float]:
     """AdamW's final eval losses by (factor, seed); a seed's factors trained together in one call.
 
-    That call is the one that trains a candidate at the same factors (same chunks), so the
-    start program of a campaign, AdamW itself, reproduces the reference bit for bit; the
-    cache is per grid, since another width of call may round differently.
+    That call is the one that trains a candidate at the same factors (same chunks, same
+    instruction set ``ops``), so the start program of a campaign, AdamW itself, reproduces the
+    reference bit for bit; the cache is per grid, since another width of call may round differently.
     """
     seeds, factors = tuple(int(s) for s in seeds), tuple(float(f) for f in factors)
+    ops = ops or instruction_set()
     with _lock:
-        missing = [s for s in seeds if (task, s, steps, factors, chunk) not in _references]
+        missing = [s for s in seeds if (task, s, steps, factors, chunk, ops) not in _references]
         if missing:
             it, low, k = interpreter(task), lower(reference_program(task)), len(factors)
             rates = [task.learning_rates(f, steps) for f in factors]
         for s in missing:
             outcomes = _train(it, [low] * k, rates, [s] * k, low.bucket, k, "single" if k == 1 else "loop",
-                              chunk_plan(steps, chunk), time.perf_counter(), None)
-            _references[task, s, steps, factors, chunk] = [float("nan") if o.diverged else o.eval_loss
-                                                             for o in outcomes]
-        return {(f, s): _references[task, s, steps, factors, chunk][i] for i, f in enumerate(factors) for s in seeds}
+                              chunk_plan(steps, chunk), time.perf_counter(), None, ops)
+            _references[task, s, steps, factors, chunk, ops] = [float("nan") if o.diverged else o.eval_loss
+                                                                  for o in outcomes]
+        return {(f, s): _references[task, s, steps, factors, chunk, ops][i]
+                for i, f in enumerate(factors) for s in seeds}
 
 
 def initial_eval_loss(task, seed: int) -> float:
@@ -211,7 +216,8 @@ def chunk_plan(steps: int, target: int = DEFAULT_CHUNK) -> tuple[int, ...]:
 
 def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: bool | int = False,
              time_limit: float | None = None, chunk: int = DEFAULT_CHUNK,
-             batch_mode: str | None = None, grid: Grid | None = None) -> list[Result]:
+             batch_mode: str | None = None, grid: Grid | None = None,
+             functions: Iterable[str] | None = None) -> list[Result]:
     """Train every program on every task, seed and learning-rate factor; one :class:`Result` per program.
 
     Args:
@@ -236,9 +242,15 @@ def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: 
         grid: the learning-rate factors and the hurdle (:class:`~symopt.evaluation.fitness.Grid`;
             default: factor 1 only, every seed). All factors of one seed train in one
             compiled call (one slot of the batched machine each).
+        functions: the library functions these programs may call (a campaign passes its
+            space's): the compiled executables then hold only the opcodes those lower to
+            (:func:`~symopt.evaluation.opcodes.instruction_set`, about 35 ms of compiling each),
+            and a program that calls another is refused. Default: every function, so that
+            executables compiled once run any program.
 
     Raises:
         ProgramError: a program does not check.
+        ValueError: a program calls a function outside ``functions``.
     """
     programs = _programs(programs)
     tasks = _tasks(tasks)
@@ -255,6 +267,8 @@ def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: 
     lowered = [lower(p) for p in programs]
     if not lowered:
         return []
+    _check_calls(programs, functions)
+    ops = instructions(functions)
     if batched is False or batched is None:
         groups = [[i] for i in range(len(lowered))]
         k = 1
@@ -272,10 +286,27 @@ def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: 
         for i in members:
             bucket = bucket.join(lowered[i].bucket)
         group = _evaluate_group([lowered[i] for i in members], bucket, k, mode, tasks, seeds, steps, time_limit,
-                                chunk, grid)
+                                chunk, grid, ops)
         for i, r in zip(members, group):
             results[i] = r
     return results  # type: ignore[return-value]
+
+
+def instructions(functions: Iterable[str] | None) -> InstructionSet:
+    """The instruction set of the executables that ``evaluate(..., functions=functions)`` trains on:
+    the opcodes of ``functions`` and of the AdamW reference (None: every opcode)."""
+    return instruction_set(None if functions is None else frozenset(functions) | calls(get("adamw")))
+
+
+def _check_calls(programs: Sequence[Program], functions: Iterable[str] | None) -> None:
+    if functions is None:
+        return
+    allowed = frozenset(functions) | calls(get("adamw"))
+    for p in programs:
+        outside = calls(p) - allowed
+        if outside:
+            raise ValueError(f"program {p.name!r} calls {sorted(outside)}, outside functions={sorted(functions)}: "
+                             f"add them, or pass functions=None (every function)")
 
 
 def _programs(programs) -> list[Program]:
@@ -308,6 +339,7 @@ class _Plan(NamedTuple):
     chunks: tuple[int, ...]  # chunk lengths
     rates: dict[float, np.ndarray]  # factor -> learning rate of each step
     chunk: int  # the chunk length asked for (part of the reference's cache key)
+    ops: InstructionSet  # the executables' opcodes (part of it too)
 
 
 @dataclasses.dataclass
@@ -319,7 +351,8 @@ class _Outcome:
 
 
 def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: str, tasks, seeds,
-                    steps: int | None, time_limit: float | None, chunk: int, grid: Grid) -> list[Result]:
+                    steps: int | None, time_limit: float | None, chunk: int, grid: Grid,
+                    ops: InstructionSet) -> list[Result]:
     """Evaluate up to k programs together on every task, factor and seed: the first seed, then the
     others for the programs past the grid's hurdle."""
     factors = grid.factors
@@ -331,12 +364,13 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
         plan = chunk_plan(n_steps, chunk)
         it = interpreter(task)
         # Everything that compiles, and the AdamW references, happen here, before the clock starts.
-        it.run(bucket, plan, width, slot_mode)
+        it.run(bucket, plan, width, slot_mode, ops)
         for seed in seeds:
             it.init(seed)
             initial_eval_loss(task, seed)
-        references(task, seeds, n_steps, factors, chunk)
-        plans.append(_Plan(task, it, n_steps, plan, {f: task.learning_rates(f, n_steps) for f in factors}, chunk))
+        references(task, seeds, n_steps, factors, chunk, ops)
+        plans.append(_Plan(task, it, n_steps, plan, {f: task.learning_rates(f, n_steps) for f in factors}, chunk,
+                           ops))
 
     started = time.perf_counter()
     outcomes: dict[tuple[int, str, int, float], _Outcome] = {}  # (program, task, seed, factor)
@@ -357,7 +391,7 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
                 else:
                     group = _train(plan.it, [p for p in progs for _ in factors],
                                    [plan.rates[f] for _ in progs for f in factors], [seed] * (len(progs) * len(factors)),
-                                   bucket, width, slot_mode, plan.chunks, started, time_limit)
+                                   bucket, width, slot_mode, plan.chunks, started, time_limit, ops)
                 for n, j in enumerate(active):
                     for m, f in enumerate(factors):
                         outcomes[j, plan.task.name, seed, f] = group[n * len(factors) + m]
@@ -381,7 +415,7 @@ def _runs(j: int, plans, seeds, factors, outcomes) -> list[Run]:
             for f in factors:
                 o = outcomes[j, plan.task.name, seed, f]
                 eval_loss = float("nan") if o.diverged or o.timed_out else o.eval_loss
-                ref = reference(plan.task, seed, plan.steps, f, plan.chunk, factors)
+                ref = reference(plan.task, seed, plan.steps, f, plan.chunk, factors, plan.ops)
                 runs.append(Run(task=plan.task.name, seed=seed, steps=plan.steps, losses=o.curve, eval_loss=eval_loss,
                                 reference_eval_loss=ref, score=fit.score(eval_loss, ref), diverged=o.diverged,
                                 timed_out=o.timed_out, factor=f))
@@ -393,23 +427,23 @@ def _scores(runs: Sequence[Run], plans, seeds, factors) -> dict[str, float]:
     out = {}
     for plan in plans:
         losses = {(r.factor, r.seed): r.eval_loss for r in runs if r.task == plan.task.name}
-        ref = references(plan.task, seeds, plan.steps, factors, plan.chunk)
+        ref = references(plan.task, seeds, plan.steps, factors, plan.chunk, plan.ops)
         out[plan.task.name] = fit.task_score(losses, ref, {s: initial_eval_loss(plan.task, s) for s in seeds})
     return out
 
 
 def _train(it: Interpreter, lowered: Sequence[Lowered], rates: Sequence[np.ndarray], seeds: Sequence[int],
            bucket: Bucket, k: int, mode: str, plan: tuple[int, ...], started: float,
-           time_limit: float | None) -> list[_Outcome]:
+           time_limit: float | None, ops: InstructionSet) -> list[_Outcome]:
     """Train slot j = ``lowered[j]`` on the schedule ``rates[j]`` and seed ``seeds[j]`` (slots past them idle
     up to k): one call of the run executable, or one per chunk under a time limit."""
     steps, n, pad = sum(plan), len(lowered), k - len(lowered)
-    args = pack(list(lowered), bucket, k)
+    args = pack(list(lowered), bucket, k, ops)
     table = scalars(list(lowered), bucket, np.stack(rates), steps, k)
     inits = [it.init(seed) for seed in seeds]
     w = np.stack([flat for flat, _ in inits] + [inits[0][0]] * pad)
     k_data = np.stack([key for _, key in inits] + [inits[0][1]] * pad)
-    exe = it.run(bucket, plan, k, mode)
+    exe = it.run(bucket, plan, k, mode, ops)
     program = (args["code"], args["n"], table, args["update_row"], k_data)
     if time_limit is not None:  # called once per chunk: sent to the device once
         program = jax.device_put(program)

@@ -9,7 +9,7 @@ through a plan of chunks (``lax.scan`` of ``length`` steps each, in a
 the loop ends early once every slot has, and at the end of the plan the eval
 losses are computed, all in one call. A caller with a time limit calls it one
 chunk at a time (the same executable, so the same results) and checks the
-clock between. Executables are keyed by (bucket, chunk plan, K, mode).
+clock between. Executables are keyed by (bucket, chunk plan, K, mode, instruction set).
 
 One step: the gradient of the task's loss at the weights (taken with respect to
 the parameter tree, then flattened); the program's main instructions run
@@ -53,9 +53,10 @@ import jax.numpy as jnp
 import numpy as np
 from jax import lax
 
+from symopt.evaluation import compile_cache
 from symopt.evaluation.fitness import diverged
 from symopt.evaluation.lowering import FIELDS, ROW_ZERO, SLOT_DECAY, SLOT_SCALE, Bucket
-from symopt.evaluation.opcodes import FUSED, OPCODES, G, S, V, Opcode
+from symopt.evaluation.opcodes import FUSED, OPCODES, G, S, V, InstructionSet, Opcode, instruction_set
 from symopt.programs.functions import FUNCTIONS, FlatSpace
 
 MODES = ("single", "loop", "select")
@@ -118,8 +119,9 @@ def _operand(rf, sf, k, index, kind: str, size: int, g=None, w=None):
     return g if kind == G else w
 
 
-def _branches(layout: Layout) -> list[Callable]:
-    """One function per opcode: (rf [K, rows, P], sf [slots], k, a [MAX_ARITY], g [P], w [P]) -> the result row [P]."""
+def _branches(layout: Layout, ops: InstructionSet) -> list[Callable]:
+    """One function per opcode of ``ops``: (rf [K, rows, P], sf [slots], k, a [MAX_ARITY], g [P], w [P]) -> the
+    result row [P]."""
     size = layout.size
     space = FlatSpace(jnp, jnp.asarray(layout.segments), layout.n_segments, layout.shapes)
 
@@ -138,13 +140,14 @@ def _branches(layout: Layout) -> list[Callable]:
 
         return branch
 
-    return [make(op) for op in OPCODES]
+    return [make(OPCODES[i]) for i in ops.opcodes]
 
 
 class Interpreter:
     """The compiled executables of one proxy task (init, eval, training chunks), built on first use."""
 
     def __init__(self, task):
+        compile_cache.enable()
         self.task = task
         self.layout = layout_of(task)
         self._lock = threading.Lock()
@@ -163,8 +166,11 @@ class Interpreter:
     def compiled_keys(self) -> list[tuple]:
         return list(self._compiled)
 
-    def run(self, bucket: Bucket, plan: tuple[int, ...], k: int, mode: str):
+    def run(self, bucket: Bucket, plan: tuple[int, ...], k: int, mode: str, ops: InstructionSet | None = None):
         """The compiled run: (state, code, n, scalars, update_row, k_data, c0, c1) -> (state, evals [K]).
+
+        Its opcode switch holds the instruction set ``ops`` (default: every opcode); ``code`` names
+        them by branch (:meth:`InstructionSet.local`).
 
         Trains chunks ``c0 .. c1-1`` of ``plan`` (chunk lengths: equal ones, then at most one
         shorter, as ``evaluate.chunk_plan`` makes them), stopping early when no slot is active.
@@ -181,7 +187,8 @@ class Interpreter:
         full = plan[0] if plan else 0
         if not plan or min(plan) < 1 or any(x != full for x in plan[:-1]) or plan[-1] > full:
             raise ValueError(f"chunk plan {plan}: equal chunks, then at most one shorter")
-        return self._get(("run", bucket, plan, k, mode), lambda: self._compile_run(bucket, plan, k, mode))
+        ops = ops or instruction_set()
+        return self._get(("run", bucket, plan, k, mode, ops), lambda: self._compile_run(bucket, plan, k, mode, ops))
 
     def start(self, bucket: Bucket, steps: int, w: np.ndarray, n_active: int) -> RunState:
         """A fresh :class:`RunState`: weights ``w`` [K, P], state rows at zero, the first
@@ -224,11 +231,11 @@ class Interpreter:
 
     # -- building --------------------------------------------------------------------------------
 
-    def _compile_run(self, bucket: Bucket, plan: tuple[int, ...], k: int, mode: str):
+    def _compile_run(self, bucket: Bucket, plan: tuple[int, ...], k: int, mode: str, ops: InstructionSet):
         length = plan[0]
         n_full = plan.count(length)
         tail = plan[-1] if len(plan) > n_full else 0
-        chunks = {n: self._k_chunk_fn(bucket, n, k, mode) for n in {length, tail} - {0}}
+        chunks = {n: self._k_chunk_fn(bucket, n, k, mode, ops) for n in {length, tail} - {0}}
         eval_losses = jax.vmap(lambda flat: self.task.eval_loss(self.layout.unravel(flat)))
 
         def advance(state: RunState, n: int, i0, prog) -> RunState:
@@ -278,11 +285,11 @@ class Interpreter:
         ]
         return jax.jit(run, donate_argnums=(0,)).lower(*specs).compile()
 
-    def _k_chunk_fn(self, bucket: Bucket, length: int, k: int, mode: str):
+    def _k_chunk_fn(self, bucket: Bucket, length: int, k: int, mode: str, ops: InstructionSet):
         """(w, rf, code, n, scalars [K, length, slots], update_row, k_data, i0) -> (w, rf, losses [K, length])."""
         if mode != "select":
-            return self._chunk_fn(bucket, length, k, mode)
-        one = self._chunk_fn(bucket, length, 1, "single")
+            return self._chunk_fn(bucket, length, k, mode, ops)
+        one = self._chunk_fn(bucket, length, 1, "single", ops)
         axes = (0,) * (3 + len(PROGRAM_ARGS)) + (None,)
 
         def fn(w, rf, *args):
@@ -292,10 +299,10 @@ class Interpreter:
             return w1[:, 0], rf1[:, 0], losses[:, 0]
         return fn
 
-    def _chunk_fn(self, bucket: Bucket, length: int, k: int, mode: str):
+    def _chunk_fn(self, bucket: Bucket, length: int, k: int, mode: str, ops: InstructionSet):
         task, lay = self.task, self.layout
         size = lay.size
-        branches = _branches(lay)
+        branches = _branches(lay, ops)
         tree_value_and_grad = jax.value_and_grad(task.loss)
 
         def value_and_grad(flat, batch):

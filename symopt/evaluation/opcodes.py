@@ -36,9 +36,12 @@ The library functions' JAX forms are applied by
 from __future__ import annotations
 
 import dataclasses
+import functools
 import itertools
+from typing import Iterable
 
 import jax.numpy as jnp
+import numpy as np
 
 from symopt.programs.functions import FUNCTIONS
 
@@ -121,3 +124,73 @@ LOAD_W = INDEX["mov", (W,)]
 def opcode(fn: str, operands: tuple[str, ...]) -> int:
     """The opcode number of ``fn`` on an operand layout (KeyError if there is none)."""
     return INDEX[fn, tuple(operands)]
+
+
+WRITTEN_OUT = {
+    "norm": ("sqrt", "square"), "global_norm": ("sqrt", "square"), "dot": ("*",),
+    "cosine_sim": ("/", "*", "sqrt", "square"), "clip_by_global_norm": ("min", "/", "*", "sqrt", "square"),
+}
+"""The functions a reduction of a scalar is written out with (``lowering._Builder.scalar_reduction``)."""
+FUSED_FROM = {
+    "axpby": ("+", "*"), "axpy": ("+", "*"), "ypax": ("+", "*"), "sqaxpby": ("+", "*", "square"),
+    "sqrtadd": ("sqrt", "+"), "signaxpby": ("sign", "+", "*"), "rsqrtdiv": ("divide", "sqrt", "+"),
+    "adamdir": ("divide", "sqrt", "+"),
+}
+"""The functions each superinstruction is formed from (``lowering._fuse``): it can appear only where all are called."""
+
+
+@dataclasses.dataclass(frozen=True)
+class InstructionSet:
+    """The opcodes one compiled interpreter holds, as indices into :data:`OPCODES` (ascending).
+
+    An executable's ``lax.switch`` has one branch per opcode of its set, about 30 ms of compiling each,
+    so a campaign compiles the opcodes its space can produce and no others
+    (:func:`instruction_set`). A program's code names opcodes by their index in :data:`OPCODES`;
+    :meth:`local` renumbers it to the executable's branches.
+    """
+
+    opcodes: tuple[int, ...]
+
+    def __len__(self) -> int:
+        return len(self.opcodes)
+
+    @functools.cached_property
+    def _branch(self) -> np.ndarray:
+        out = np.full(len(OPCODES), -1, np.int32)
+        out[list(self.opcodes)] = np.arange(len(self.opcodes), dtype=np.int32)
+        return out
+
+    def local(self, code: np.ndarray, name: str = "a program") -> np.ndarray:
+        """Opcode numbers ``code`` as branch numbers of this set's executables; ValueError naming the first
+        opcode outside the set (never a silent recompile)."""
+        out = self._branch[code]
+        if (out < 0).any():
+            missing = OPCODES[int(np.asarray(code)[out < 0].flat[0])]
+            raise ValueError(f"{name} lowers to {missing.name}, outside this evaluation's instruction set: "
+                             f"pass functions= that include {missing.fn!r} (or None for every function)")
+        return out
+
+
+@functools.lru_cache(maxsize=None)
+def _instruction_set(functions: frozenset[str] | None) -> InstructionSet:
+    if functions is None:
+        return InstructionSet(tuple(range(len(OPCODES))))
+    unknown = functions - set(FUNCTIONS)
+    if unknown:
+        raise ValueError(f"unknown functions {sorted(unknown)}: use names of symopt.programs.functions.FUNCTIONS")
+    called = set(functions)
+    for fn in functions:
+        called.update(WRITTEN_OUT.get(fn, ()))
+    called |= {f for f, parts in FUSED_FROM.items() if called.issuperset(parts)}
+    called |= {"bcast", "mov"}
+    return InstructionSet(tuple(i for i, op in enumerate(OPCODES) if op.fn in called))
+
+
+def instruction_set(functions: Iterable[str] | None = None) -> InstructionSet:
+    """The opcodes that programs calling only ``functions`` lower to (None: every opcode).
+
+    Each function with every operand layout, the scalar forms of its reductions
+    (:data:`WRITTEN_OUT`), the superinstructions formed from what is called
+    (:data:`FUSED_FROM`), and the moves and loads.
+    """
+    return _instruction_set(None if functions is None else frozenset(functions))

@@ -9,15 +9,19 @@ from __future__ import annotations
 import numpy as np
 
 from symopt.evaluation.lowering import FIELDS, ROW_ZERO, Bucket, Lowered
+from symopt.evaluation.opcodes import InstructionSet, instruction_set
 
 
-def pack(lowered: list[Lowered], bucket: Bucket, k: int | None = None) -> dict[str, np.ndarray]:
+def pack(lowered: list[Lowered], bucket: Bucket, k: int | None = None,
+         ops: InstructionSet | None = None) -> dict[str, np.ndarray]:
     """Stack lowered programs, padded to ``bucket``, into the interpreter's program arguments.
 
     Keys: ``code`` [K, size, FIELDS], ``n`` [K], ``update_row`` [K]; K is ``k`` (default:
-    one per program) and the slots past the programs are idle (no instructions, a zero update). The
-    scalar slots come from :func:`scalars`.
+    one per program) and the slots past the programs are idle (no instructions, a zero update).
+    Opcodes are numbered as the branches of an executable of the instruction set ``ops`` (default:
+    every opcode). The scalar slots come from :func:`scalars`.
     """
+    ops = ops or instruction_set()
     k = len(lowered) if k is None else k
     if k < len(lowered):
         raise ValueError(f"{len(lowered)} programs do not fit in {k} slots")
@@ -27,6 +31,7 @@ def pack(lowered: list[Lowered], bucket: Bucket, k: int | None = None) -> dict[s
         if not bucket.holds(low.bucket):
             raise ValueError(f"program {low.program.name!r} needs {low.bucket}, larger than {bucket}")
         out["code"][j, :len(low.main)] = low.main
+        out["code"][j, :len(low.main), 0] = ops.local(low.main[:, 0], f"program {low.program.name!r}")
         out["n"][j] = len(low.main)
         out["update_row"][j] = low.update_row
     return out

@@ -13,8 +13,10 @@ simplifies it. The start program goes through the same stages as a reference.
 
 ``backend`` says how candidates are trained: ``"serial"`` (in this process:
 :func:`symopt.evaluation.evaluate` for proxy tasks, :func:`symopt.search.toy.evaluate`
-for the ``toy_*`` tasks) or a callable ``backend(tasks, seeds, steps, grid) ->
-evaluate_fn`` (``grid``: the stage's learning-rate factors and hurdle), where
+for the ``toy_*`` tasks) or a callable ``backend(tasks, seeds, steps, grid, functions) ->
+evaluate_fn`` (``grid``: the stage's learning-rate factors and hurdle; ``functions``: what
+the campaign's programs can call, :func:`campaign_functions`, so that the executables
+compile only those opcodes), where
 ``evaluate_fn(programs)`` returns one result (a number or an object with
 ``.fitness``) per program. The search stage runs steady-state
 (:mod:`symopt.search.steady`): an ``evaluate_fn`` that is also an asynchronous
@@ -44,10 +46,11 @@ import inspect
 import os
 import pathlib
 import time
-from typing import Any, Callable, Mapping, Sequence
+from typing import Any, Callable, Collection, Mapping, Sequence
 
 from symopt.evaluation import evaluate
 from symopt.evaluation.fitness import Grid, fitness_of
+from symopt.programs.check import calls
 from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.program import Program
 from symopt.search import evolution, funnel, steady, toy
@@ -57,7 +60,8 @@ from symopt.search.space import Config, check_tasks, load, stage_name
 from symopt.search.start import start_program
 from symopt.symbolic.simplify import simplify
 
-Backend = Callable[[Sequence[str], Sequence[int], int | None, Grid], Callable[[Sequence[Program]], Sequence[Any]]]
+Backend = Callable[[Sequence[str], Sequence[int], int | None, Grid, Collection[str] | None],
+                   Callable[[Sequence[Program]], Sequence[Any]]]
 
 
 @dataclasses.dataclass
@@ -133,9 +137,10 @@ def _scores(e: HallOfFameEntry) -> str:
     return ", ".join(parts)
 
 
-def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None, grid: Grid = Grid()):
+def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None, grid: Grid = Grid(),
+                   functions: Sequence[str] | None = None):
     """Train in this process: the toy tasks with NumPy, the proxy tasks with symopt.evaluation (on the
-    learning-rate grid)."""
+    learning-rate grid, on executables of the instruction set of ``functions``)."""
     tasks, seeds = list(tasks), tuple(seeds)
     if toy.all_toy(tasks):
         if grid.gates:
@@ -152,7 +157,7 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
         programs = list(programs)
         # several candidates at once train together (the model's gradient batched over them)
         return evaluate(programs, tasks, seeds=seeds, batched=len(programs) if len(programs) > 1 else False,
-                        grid=grid, **kwargs)
+                        grid=grid, functions=functions, **kwargs)
 
     return evaluate_fn
 
@@ -160,18 +165,23 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
 BACKENDS: dict[str, Backend] = {"serial": serial_backend}
 
 
-def stage_evaluator(campaign, stage, make: Backend):
+def stage_evaluator(campaign, stage, make: Backend, functions: Collection[str] | None = None):
     """The evaluator of one stage of a campaign configuration: its tasks, its seeds (else the campaign's), its
-    steps (else each task's) and its learning-rate grid."""
-    return make(stage.tasks, stage.seeds or campaign.seeds, stage.steps or None, stage.grid)
+    steps (else each task's) and its learning-rate grid; programs that call only ``functions`` (None: any)."""
+    return make(stage.tasks, stage.seeds or campaign.seeds, stage.steps or None, stage.grid, functions)
 
 
-def validator(campaign, make: Backend):
+def validator(campaign, make: Backend, functions: Collection[str] | None = None):
     """The validation evaluator of a campaign configuration: its validation tasks, every seed, the first stage's
     learning-rate grid (no hurdle); None when it has no validation tasks."""
     if not campaign.validation:
         return None
-    return make(campaign.validation, campaign.seeds, None, Grid(campaign.stages[0].lr_factors))
+    return make(campaign.validation, campaign.seeds, None, Grid(campaign.stages[0].lr_factors), functions)
+
+
+def campaign_functions(cfg: Config, start: Program) -> frozenset[str]:
+    """What a campaign's programs can call: its space's functions and its start's (mutation writes no others)."""
+    return frozenset(cfg.space.functions) | calls(start)
 
 
 def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None = None, seed: int | None = None,
@@ -205,8 +215,9 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
     lineage = None
     try:
         lineage = Lineage(run_path, c.budget)
-        evaluators = [stage_evaluator(c, st, make) for st in c.stages]
-        validate = validator(c, make)
+        functions = campaign_functions(cfg, start)
+        evaluators = [stage_evaluator(c, st, make, functions) for st in c.stages]
+        validate = validator(c, make, functions)
 
         def on_result(stage: str, entry: funnel.Entry, result) -> None:
             log.write(entry.id, None, entry.program, result, stage)

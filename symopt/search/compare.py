@@ -30,8 +30,9 @@ import proxy_tasks
 from proxy_tasks import training_run
 from symopt.evaluation import Grid, evaluate
 from symopt.evaluation import fitness as fit
-from symopt.evaluation.evaluate import reference, references
+from symopt.evaluation.evaluate import instructions, reference, references
 from symopt.programs import baselines
+from symopt.programs.check import calls
 from symopt.programs.errors import ProgramError
 from symopt.programs.parse import parse, read_text
 from symopt.programs.program import Assign, Call, Const, Program, Var
@@ -62,10 +63,10 @@ class Cell:
         return fit.score(self.losses[self.best], self.adamw)
 
 
-def _adamw_best(task, seeds, steps, factors) -> float:
+def _adamw_best(task, seeds, steps, factors, functions) -> float:
     """AdamW's mean final eval loss over ``seeds`` at its best factor (the references the evaluator caches)."""
     n = task.steps if steps is None else int(steps)
-    refs = references(task, tuple(seeds), n, tuple(factors))
+    refs = references(task, tuple(seeds), n, tuple(factors), ops=instructions(functions))
     means = [sum(refs[f, s] for s in seeds) / len(seeds) for f in factors]
     return min((m for m in means if math.isfinite(m)), default=math.inf)
 
@@ -112,26 +113,27 @@ def scale_lr(program, factor: float):
     return parse(str(scaled))
 
 
-def _cell(losses: dict, scores: dict, task, seeds, steps) -> Cell:
+def _cell(losses: dict, scores: dict, task, seeds, steps, functions) -> Cell:
     best = min(losses, key=lambda f: (losses[f], -scores[f]))  # ties (all diverged): the better score, then order
-    return Cell(losses, scores, best, best * task.learning_rate, _adamw_best(task, seeds, steps, list(losses)))
+    return Cell(losses, scores, best, best * task.learning_rate,
+                _adamw_best(task, seeds, steps, list(losses), functions))
 
 
-def _program_cells(program, tasks, seeds, steps, factors) -> list[Cell]:
+def _program_cells(program, tasks, seeds, steps, factors, functions) -> list[Cell]:
     cells = []
     for task in tasks:
-        [r] = evaluate([program], [task], seeds=seeds, steps=steps, grid=Grid(tuple(factors)))
+        [r] = evaluate([program], [task], seeds=seeds, steps=steps, grid=Grid(tuple(factors)), functions=functions)
         losses, scores = {}, {}
         for f in factors:
             runs = [run for run in r.runs if run.factor == f]
             evals = [run.eval_loss for run in runs]
             losses[f] = float(sum(evals) / len(evals)) if all(math.isfinite(x) for x in evals) else math.inf
             scores[f] = float(sum(run.score for run in runs) / len(runs))
-        cells.append(_cell(losses, scores, task, seeds, steps))
+        cells.append(_cell(losses, scores, task, seeds, steps, functions))
     return cells
 
 
-def _optax_cells(baseline, tasks, seeds, steps, factors) -> list[Cell]:
+def _optax_cells(baseline, tasks, seeds, steps, factors, functions) -> list[Cell]:
     import jax
     import numpy as np
 
@@ -150,10 +152,10 @@ def _optax_cells(baseline, tasks, seeds, steps, factors) -> list[Cell]:
                     task_scores.append(-math.inf)
                 else:
                     evals.append(eval_loss)
-                    task_scores.append(fit.score(eval_loss, reference(task, seed, n, f)))
+                    task_scores.append(fit.score(eval_loss, reference(task, seed, n, f, ops=instructions(functions))))
             losses[f] = float(np.mean(evals))
             scores[f] = float(np.mean(task_scores))
-        cells.append(_cell(losses, scores, task, seeds, steps))
+        cells.append(_cell(losses, scores, task, seeds, steps, functions))
     return cells
 
 
@@ -178,13 +180,15 @@ def compare(specs, tasks, seeds=(0,), steps=None, lrs=DEFAULT_LRS) -> tuple[list
                 proxy_tasks.require_trainable(t)
         except ValueError as e:
             raise CompareError(f"--tasks: {e}") from None
+    # the executables hold the opcodes of these programs only
+    functions = frozenset().union(*(calls(opt) for _, opt in resolved if isinstance(opt, Program)))
     labels, cells = [], {}
     for label, opt in resolved:
         while label in cells:
             label += "'"
         labels.append(label)
         train = _program_cells if isinstance(opt, Program) else _optax_cells
-        cells[label] = train(opt, task_objs, tuple(seeds), steps, factors)
+        cells[label] = train(opt, task_objs, tuple(seeds), steps, factors, functions)
     return labels, task_objs, cells
 
 

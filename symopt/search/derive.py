@@ -376,7 +376,7 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         tolerance: how far below the start's fitness a step may fall (default: the measured noise).
         noise_sets: further seed sets the start trains on to measure the noise.
         steps: training steps per task, overriding the stage's (cheap checks).
-        backend: ``"serial"`` or a campaign backend ``backend(tasks, seeds, steps, grid) -> evaluate_fn``.
+        backend: ``"serial"`` or a campaign backend ``backend(tasks, seeds, steps, grid, functions) -> evaluate_fn``.
         validate: also train the start and the derived program on the config's validation tasks, as the
             campaign does (:func:`symopt.search.campaign.validator`).
     """
@@ -401,12 +401,14 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)} or a callable")
     seeds = tuple(st.seeds or c.seeds)
     n_steps = steps or st.steps or None
-    fitness = CachedFitness(make(st.tasks, seeds, n_steps, st.grid))
+    # its steps may call any function (SymPy writes x**-1 as reciprocal, a power as cube or exp2, ...)
+    functions = None
+    fitness = CachedFitness(make(st.tasks, seeds, n_steps, st.grid, functions))
     start = fitness(program)
     noise: list[float] = []
     if tolerance is None:
         noise = [start] + [CachedFitness(make(st.tasks, tuple(s + NOISE_SEED_OFFSET * k for s in seeds), n_steps,
-                                              st.grid))(program) for k in range(1, noise_sets + 1)]
+                                              st.grid, functions))(program) for k in range(1, noise_sets + 1)]
         finite = [f for f in noise if math.isfinite(f)]
         if len(finite) < len(noise):
             raise ValueError("the start program diverges on some seeds, so the noise of its fitness cannot be "
@@ -420,7 +422,7 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         if not c.validation:
             raise ValueError(f"{cfg.name!r} has no validation tasks (campaign.validation); drop validate")
 
-        scores = validator(c, make)([program, derivation.derived])
+        scores = validator(c, make, functions)([program, derivation.derived])
         derivation.validation = {"tasks": list(c.validation), "start": fitness_of(scores[0]),
                                  "derived": fitness_of(scores[1])}
     return derivation

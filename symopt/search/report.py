@@ -34,10 +34,10 @@ import numpy as np
 
 import proxy_tasks
 from symopt.evaluation import evaluate
-from symopt.evaluation.fitness import fitness_of
+from symopt.evaluation.fitness import Grid, fitness_of
 from symopt.programs import baselines
+from symopt.programs.check import calls
 from symopt.programs.parse import parse
-from symopt.search.compare import scale_lr
 from symopt.search.inspect_run import state_bytes as _program_state_bytes
 from symopt.search.run_dir import RunData
 
@@ -125,21 +125,25 @@ def loss_curves(winner, tasks: Sequence[str], steps: int | None = None, seed: in
                 lrs: Sequence[float] = (1.0,)) -> dict[str, dict[str, Curve]]:
     """Train the winner, AdamW and Lion on each task at each lr factor; keep each one's best eval loss.
 
-    ``{task: {label: Curve}}``; a factor scales the task's AdamW learning rate (as in
-    ``symopt compare``), so ``lrs=(1.0,)`` trains everything at that rate.
+    ``{task: {label: Curve}}``; a factor scales the task's schedule (as in ``symopt compare``
+    and a campaign's grid), so ``lrs=(1.0,)`` trains everything at the task's own rate. Each
+    optimizer trains all its factors in one compiled call, on executables of only the opcodes
+    the three call.
     """
     programs = {"winner": winner, **{name: baselines.get(name) for name in BASELINES}}
-    variants = [(label, f, scale_lr(p, f)) for label, p in programs.items() for f in lrs]
+    functions = frozenset().union(*(calls(p) for p in programs.values()))
     out: dict[str, dict[str, Curve]] = {}
     for task in tasks:
-        results = evaluate([v for _, _, v in variants], [task], seeds=(seed,), steps=steps)
+        results = evaluate(list(programs.values()), [task], seeds=(seed,), steps=steps, grid=Grid(tuple(lrs)),
+                           functions=functions)
         best: dict[str, Curve] = {}
-        for (label, f, _), r in zip(variants, results):
-            run = r.run(task, seed)
-            loss = run.eval_loss if math.isfinite(run.eval_loss) and not run.diverged else math.inf
-            old = best.get(label)
-            if old is None or loss < (old.run.eval_loss if not old.run.diverged else math.inf):
-                best[label] = Curve(f, run)
+        for label, r in zip(programs, results):
+            for f in lrs:
+                run = r.run(task, seed, f)
+                loss = run.eval_loss if math.isfinite(run.eval_loss) and not run.diverged else math.inf
+                old = best.get(label)
+                if old is None or loss < (old.run.eval_loss if not old.run.diverged else math.inf):
+                    best[label] = Curve(float(f), run)
         out[task] = best
     return out
 
