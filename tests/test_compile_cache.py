@@ -73,3 +73,38 @@ def test_an_unwritable_cache_directory_says_how_to_fix_it(tmp_path):
     assert out.returncode != 0
     assert f"cannot create symopt's compilation cache {tmp_path / 'file' / 'cache'}" in out.stderr
     assert f"set {compile_cache.ENV} to a writable directory, or {compile_cache.ENV}=off" in out.stderr
+
+
+# Builds "a" and "b" in turn, logging each as it starts; the parent holds the claim of "a".
+IN_TURN = """
+import pathlib, sys
+from symopt.evaluation import compile_cache
+log = pathlib.Path(sys.argv[1])
+compile_cache.in_turn([(k, lambda k=k: log.write_text(log.read_text() + k)) for k in ("a", "b")])
+"""
+
+
+def test_a_process_compiles_first_what_no_other_is_compiling(tmp_path, monkeypatch):
+    import time
+
+    monkeypatch.setenv(compile_cache.ENV, str(tmp_path / "cache"))
+    log = tmp_path / "log"
+    log.write_text("")
+    held = subprocess.Popen([sys.executable, "-c", "import sys, time\nfrom symopt.evaluation import compile_cache\n"
+                             "lock = compile_cache.claim('a'); lock.acquire(); print('held', flush=True)\n"
+                             "sys.stdin.readline()"],
+                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert held.stdout.readline().strip() == "held"  # another process is compiling "a"
+        builder = subprocess.Popen([sys.executable, "-c", IN_TURN, str(log)])
+        deadline = time.monotonic() + 120
+        while log.read_text() != "b" and time.monotonic() < deadline:
+            time.sleep(0.1)
+        time.sleep(0.5)
+        assert log.read_text() == "b"  # "b" first, and "a" waits for the other process
+        held.stdin.write("done\n")
+        held.stdin.flush()
+        assert builder.wait(timeout=120) == 0
+        assert log.read_text() == "ba"  # then "a" (from the cache, were it an executable)
+    finally:
+        held.kill()

@@ -16,11 +16,13 @@ that the user gave JAX itself (``JAX_COMPILATION_CACHE_DIR``) is left as it is.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import os
 import pathlib
 import threading
-from typing import Iterator
+from typing import Callable, Iterator, Sequence
 
+import filelock
 import jax
 import jaxlib
 from jax.experimental.compilation_cache import compilation_cache
@@ -86,3 +88,55 @@ def disabled() -> Iterator[None]:
         with _lock:
             jax.config.update("jax_enable_compilation_cache", True)
             compilation_cache.reset_cache()
+
+
+CLAIM_WAIT_SECONDS = 600.0
+"""How long a process waits for another one's compile before it compiles the executable itself."""
+
+
+def claim(key: str) -> filelock.FileLock:
+    """The lock a process holds while it compiles what ``key`` names (in the cache's ``claims/``)."""
+    path = enable()
+    if path is None:
+        raise RuntimeError(f"symopt's compilation cache is off ({ENV}): nothing to claim")
+    (path / "claims").mkdir(exist_ok=True)
+    return filelock.FileLock(path / "claims" / f"{hashlib.sha256(key.encode()).hexdigest()[:32]}.lock")
+
+
+def in_turn(builds: Sequence[tuple[str, Callable[[], object]]]) -> None:
+    """Run each ``(key, build)`` once, first those that no other process is building now.
+
+    With the cache on, two processes that need the same executables (a campaign's
+    evaluators, each at the start of a stage) each compile what the other is not
+    compiling and then load the rest from the cache, instead of both compiling
+    everything. ``key`` names what a build compiles, the same in every process;
+    a claim is a file lock, so it goes with a process that dies.
+    """
+    if enable() is None:
+        for _, build in builds:
+            build()
+        return
+    todo = list(builds)
+    while todo:
+        busy = [job for job in todo if not _built(*job, wait=0)]
+        if busy and len(busy) == len(todo):  # all being compiled elsewhere: wait for the first, then load it
+            _built(*busy.pop(0), wait=CLAIM_WAIT_SECONDS)
+        todo = busy
+
+
+def _built(key: str, build: Callable[[], object], wait: float) -> bool:
+    """Build under the key's claim, waiting at most ``wait`` seconds for it; False if another process kept it
+    (after a wait > 0, build anyway)."""
+    lock = claim(key)
+    try:
+        lock.acquire(timeout=wait)
+    except filelock.Timeout:
+        if not wait:
+            return False
+        build()
+        return True
+    try:
+        build()
+    finally:
+        lock.release()
+    return True

@@ -23,6 +23,7 @@ process; nothing that compiles counts against a candidate's time limit.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import numbers
 import threading
 import time
@@ -32,6 +33,7 @@ import jax
 import numpy as np
 
 import proxy_tasks
+from symopt.evaluation import compile_cache
 from symopt.evaluation import fitness as fit
 from symopt.evaluation.fitness import Grid
 from symopt.evaluation.interpreter import Interpreter
@@ -358,13 +360,19 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
     factors = grid.factors
     width = k * len(factors)  # slots of one call: program-major, then factor
     slot_mode = "single" if width == 1 else mode
+    # Everything that compiles, and the AdamW references, happen here, before the clock starts.
+    builds = {}
+    for task in tasks:
+        it, plan = interpreter(task), chunk_plan(task.steps if steps is None else int(steps), chunk)
+        key = f"{task.loss.__module__}.{task.loss.__qualname__} {it.layout.shapes} {bucket} {plan} {width} " \
+              f"{slot_mode} {ops.opcodes}"
+        builds[key] = functools.partial(it.run, bucket, plan, width, slot_mode, ops)
+    compile_cache.in_turn(list(builds.items()))
     plans = []
     for task in tasks:
         n_steps = task.steps if steps is None else int(steps)
         plan = chunk_plan(n_steps, chunk)
         it = interpreter(task)
-        # Everything that compiles, and the AdamW references, happen here, before the clock starts.
-        it.run(bucket, plan, width, slot_mode, ops)
         for seed in seeds:
             it.init(seed)
             initial_eval_loss(task, seed)
