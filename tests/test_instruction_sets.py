@@ -16,7 +16,7 @@ from symopt.programs import baselines
 from symopt.programs.check import calls
 from symopt.programs.generate import numpy_chooser, random_program
 from symopt.programs.parse import parse
-from symopt.search.campaign import campaign_functions
+from symopt.search.campaign import campaign_functions, executable_functions
 from symopt.search.space import load
 from symopt.search.start import start_program
 
@@ -75,3 +75,13 @@ def test_a_smaller_set_trains_bit_for_bit_as_every_opcode_does():
             assert x.eval_loss == y.eval_loss and np.array_equal(x.losses, y.losses)
     keys = [key for key in interpreter(proxy_tasks.get("mlp_digits")).compiled_keys() if key[0] == "run"]
     assert {len(key[-1]) for key in keys} >= {len(OPCODES), len(instructions(functions))}  # two executables
+
+
+def test_campaigns_reports_and_comparisons_share_two_sets():
+    quick = load("quick")
+    shared = executable_functions(["+", "*", "sign"])
+    assert shared == campaign_functions(quick, start_program(quick.campaign.start, quick.space))
+    assert executable_functions(calls(baselines.get("lion")) | calls(baselines.get("adamw"))) == shared
+    assert executable_functions(["cos"]) is None  # outside quick.toml's space: every opcode
+    hero = load("hero")
+    assert campaign_functions(hero, start_program(hero.campaign.start, hero.space)) is None

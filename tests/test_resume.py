@@ -300,7 +300,7 @@ def test_resume_mid_batch_ends_in_the_uninterrupted_state(tmp_path):
 @pytest.mark.slow
 def test_an_out_of_order_run_resumes_on_another_backend(tmp_path):
     """Results that came back in any order replay exactly; the rest is trained once, on the serial backend."""
-    backend = lambda tasks, seeds, steps, grid: Shuffled(tasks, seeds, steps)  # noqa: E731
+    backend = lambda tasks, seeds, steps, grid, functions: Shuffled(tasks, seeds, steps)  # noqa: E731
     ref = search(TOY, seed=1, backend=backend, run_dir=tmp_path / "ref")
     lines = _lines(tmp_path / "ref")
     search_lines = [json.loads(x) for x in lines if json.loads(x)["stage"] == "small"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import warnings
 
-from symopt.cli import (bench_driver, bench_eval, bench_fuzz, bench_scale, bench_simplify, compare, demo, derive,
-                        export, inspect, report, search, simplify, study)
+from symopt.cli import (bench_compile, bench_driver, bench_eval, bench_fuzz, bench_scale, bench_simplify, compare, demo,
+                        derive, export, inspect, report, search, simplify, study)
 
 COMMANDS = (
     ("demo", demo, "parse a baseline, print its math and LaTeX, write it as an optax module"),
@@ -30,6 +30,8 @@ COMMANDS = (
 
 BENCHMARKS = (
     ("eval", bench_eval, "cost of evaluating a candidate: interpreter vs a fresh jit vs native"),
+    ("compile", bench_compile, "a campaign's executable: compile (every opcode, its instruction set), load from the "
+                               "cache, time per instruction by bucket"),
     ("scale", bench_scale, "evaluations/s with 1 worker and with N Ray workers"),
     ("driver", bench_driver, "the driver's CPU per training (mutation, fingerprints, the log), no training, no Ray"),
     ("simplify", bench_simplify, "how often simplification changes the update, on random programs over the whole "

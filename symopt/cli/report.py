@@ -20,6 +20,7 @@ from symopt.search.report import (
     plot_meta_validation,
     plot_pareto,
     points,
+    search_grid,
     search_records,
     summary,
 )
@@ -36,9 +37,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--rank", type=int, default=1, help="hall-of-fame entry whose loss curves to plot (default 1)")
     parser.add_argument("--steps", type=int, help="training steps for the loss curves (default: each task's own)")
     parser.add_argument("--seed", type=int, default=0, help="seed of the loss-curve training runs (default 0)")
-    parser.add_argument("--lrs", type=float, nargs="+", default=list(DEFAULT_LRS),
+    parser.add_argument("--lrs", type=float, nargs="+",
                         help="learning-rate grid for the loss curves, as factors of each task's AdamW rate; each "
-                             "optimizer is drawn at its best (default: 0.1 0.3 1 3 10; --lrs 1: no tuning)")
+                             "optimizer is drawn at its best (default: the run's search grid, else 0.1 0.3 1 3 10; "
+                             "--lrs 1: no tuning)")
 
 
 def _hall_points(hof: dict | None, pts: Sequence[Point]) -> list[Point]:
@@ -88,7 +90,7 @@ def main(args: argparse.Namespace) -> int:
         notes.append("no proxy task to train on: loss curves skipped (pass --tasks, e.g. --tasks quadratic_illcond)")
     if winner is not None and proxy:
         print(f"training rank {rank}, AdamW and Lion on {', '.join(proxy)} ...", flush=True)
-        lrs = tuple(getattr(args, "lrs", None) or DEFAULT_LRS)
+        lrs = tuple(getattr(args, "lrs", None) or search_grid(run) or DEFAULT_LRS)
         curves = loss_curves(winner, proxy, steps, getattr(args, "seed", 0), lrs)
         plot_curves(curves, rank, out / "curves.png", tuned=len(lrs) > 1)
         written.append(out / "curves.png")

@@ -42,6 +42,7 @@ logged fitness, a number, not the backend's result object.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import inspect
 import os
 import pathlib
@@ -179,9 +180,23 @@ def validator(campaign, make: Backend, functions: Collection[str] | None = None)
     return make(campaign.validation, campaign.seeds, None, Grid(campaign.stages[0].lr_factors), functions)
 
 
-def campaign_functions(cfg: Config, start: Program) -> frozenset[str]:
-    """What a campaign's programs can call: its space's functions and its start's (mutation writes no others)."""
-    return frozenset(cfg.space.functions) | calls(start)
+def campaign_functions(cfg: Config, start: Program) -> frozenset[str] | None:
+    """The functions whose opcodes a campaign's executables hold (:func:`executable_functions`): those its
+    programs can call, its space's and its start's (mutation writes no others)."""
+    return executable_functions(frozenset(cfg.space.functions) | calls(start))
+
+
+@functools.lru_cache(maxsize=1)
+def _quick_functions() -> frozenset[str]:
+    space = load("quick").space
+    return frozenset(space.functions) | calls(start_program(load("quick").campaign.start, space))
+
+
+def executable_functions(functions: Collection[str]) -> frozenset[str] | None:
+    """The ``functions=`` to train programs that call ``functions`` with: ``quick.toml``'s space and start when
+    they hold them, else None (every opcode). Two sets, so that campaigns, reports and comparisons share their
+    executables (in a process and in the compilation cache), each compiling a fraction of the opcodes."""
+    return _quick_functions() if frozenset(functions) <= _quick_functions() else None
 
 
 def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None = None, seed: int | None = None,

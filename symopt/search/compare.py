@@ -36,6 +36,7 @@ from symopt.programs.check import calls
 from symopt.programs.errors import ProgramError
 from symopt.programs.parse import parse, read_text
 from symopt.programs.program import Assign, Call, Const, Program, Var
+from symopt.search.campaign import executable_functions
 from symopt.search.inspect_run import entry_program
 from symopt.search.run_dir import RunError, read_hall_of_fame
 from symopt.search.space import MAX_ITEMS, MAX_STEPS
@@ -181,7 +182,8 @@ def compare(specs, tasks, seeds=(0,), steps=None, lrs=DEFAULT_LRS) -> tuple[list
         except ValueError as e:
             raise CompareError(f"--tasks: {e}") from None
     # the executables hold the opcodes of these programs only
-    functions = frozenset().union(*(calls(opt) for _, opt in resolved if isinstance(opt, Program)))
+    functions = executable_functions(frozenset().union(*(calls(opt) for _, opt in resolved
+                                                         if isinstance(opt, Program))))
     labels, cells = [], {}
     for label, opt in resolved:
         while label in cells:

@@ -38,6 +38,7 @@ from symopt.evaluation.fitness import Grid, fitness_of
 from symopt.programs import baselines
 from symopt.programs.check import calls
 from symopt.programs.parse import parse
+from symopt.search.campaign import executable_functions
 from symopt.search.inspect_run import state_bytes as _program_state_bytes
 from symopt.search.run_dir import RunData
 
@@ -62,6 +63,16 @@ def first_stage(run: RunData) -> str:
     if stages and isinstance(stages[0], dict):
         return stages[0].get("name") or "stage1"  # as symopt.search.space.stage_name
     return run.records[0]["stage"]
+
+
+def search_grid(run: RunData) -> tuple[float, ...] | None:
+    """The search stage's learning-rate factors in ``config.json`` (None where it has none, or not a grid)."""
+    stages = ((run.config or {}).get("campaign") or {}).get("stages") or []
+    factors = stages[0].get("lr_factors") if stages and isinstance(stages[0], dict) else None
+    try:
+        return Grid(tuple(factors)).factors if isinstance(factors, list) else None
+    except (TypeError, ValueError):
+        return None
 
 
 def logged_fitness(record: dict) -> float:
@@ -131,7 +142,7 @@ def loss_curves(winner, tasks: Sequence[str], steps: int | None = None, seed: in
     the three call.
     """
     programs = {"winner": winner, **{name: baselines.get(name) for name in BASELINES}}
-    functions = frozenset().union(*(calls(p) for p in programs.values()))
+    functions = executable_functions(frozenset().union(*(calls(p) for p in programs.values())))
     out: dict[str, dict[str, Curve]] = {}
     for task in tasks:
         results = evaluate(list(programs.values()), [task], seeds=(seed,), steps=steps, grid=Grid(tuple(lrs)),
