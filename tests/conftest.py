@@ -37,7 +37,12 @@ def _starts_a_process(item) -> bool:
 
 
 def pytest_collection_modifyitems(items):
-    """Mark ``slow`` every test that starts Ray or another process: the fast tier (``-m "not slow"``) runs none."""
+    """Mark ``slow`` every test that starts Ray or another process: the fast tier (``-m "not slow"``) runs none.
+
+    Under pytest-xdist (``-n 2 --dist loadgroup``, pyproject.toml) they are also one group, run in turn by one
+    worker: one Ray instance per session, and never two clusters or process-killing tests at once.
+    """
     for item in items:
         if "ray_session" in getattr(item, "fixturenames", ()) or _starts_a_process(item):
             item.add_marker(pytest.mark.slow)
+            item.add_marker(pytest.mark.xdist_group("processes"))
