@@ -49,7 +49,10 @@ import pathlib
 import time
 from typing import Any, Callable, Collection, Mapping, Sequence
 
+import jax
+
 from symopt.evaluation import evaluate
+from symopt.evaluation.evaluate import DEFAULT_BATCH
 from symopt.evaluation.fitness import Grid, fitness_of
 from symopt.programs.check import calls
 from symopt.programs.liveness import eliminate_dead_code
@@ -156,11 +159,19 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
 
     def evaluate_fn(programs):
         programs = list(programs)
-        # several candidates at once train together (the model's gradient batched over them)
-        return evaluate(programs, tasks, seeds=seeds, batched=len(programs) if len(programs) > 1 else False,
-                        grid=grid, functions=functions, **kwargs)
+        return evaluate(programs, tasks, seeds=seeds, batched=_batch(len(programs)), grid=grid, functions=functions,
+                        **kwargs)
 
     return evaluate_fn
+
+
+def _batch(n: int) -> int | bool:
+    """How the serial backend batches ``n`` candidates: on a CPU one at a time, on the executables that the
+    search stage and the Ray evaluators train on (K programs in one call train no faster there, and each new K
+    compiles every task again); elsewhere in batches of a fixed size."""
+    if n < 2 or jax.default_backend() == "cpu":
+        return False
+    return DEFAULT_BATCH
 
 
 BACKENDS: dict[str, Backend] = {"serial": serial_backend}
