@@ -297,13 +297,18 @@ def evaluate(programs, tasks, seeds=(0,), *, steps: int | None = None, batched: 
 def instructions(functions: Iterable[str] | None) -> InstructionSet:
     """The instruction set of the executables that ``evaluate(..., functions=functions)`` trains on:
     the opcodes of ``functions`` and of the AdamW reference (None: every opcode)."""
-    return instruction_set(None if functions is None else frozenset(functions) | calls(get("adamw")))
+    return instruction_set(_allowed(functions))
+
+
+def _allowed(functions: Iterable[str] | None) -> frozenset[str] | None:
+    """What programs may call under ``functions=``: those, and what the AdamW reference calls (None: anything)."""
+    return None if functions is None else frozenset(functions) | calls(get("adamw"))
 
 
 def _check_calls(programs: Sequence[Program], functions: Iterable[str] | None) -> None:
-    if functions is None:
+    allowed = _allowed(functions)
+    if allowed is None:
         return
-    allowed = frozenset(functions) | calls(get("adamw"))
     for p in programs:
         outside = calls(p) - allowed
         if outside:
@@ -360,25 +365,22 @@ def _evaluate_group(lowered: Sequence[Lowered], bucket: Bucket, k: int, mode: st
     factors = grid.factors
     width = k * len(factors)  # slots of one call: program-major, then factor
     slot_mode = "single" if width == 1 else mode
-    # Everything that compiles, and the AdamW references, happen here, before the clock starts.
-    builds = {}
-    for task in tasks:
-        it, plan = interpreter(task), chunk_plan(task.steps if steps is None else int(steps), chunk)
-        key = f"{task.loss.__module__}.{task.loss.__qualname__} {it.layout.shapes} {bucket} {plan} {width} " \
-              f"{slot_mode} {ops.opcodes}"
-        builds[key] = functools.partial(it.run, bucket, plan, width, slot_mode, ops)
-    compile_cache.in_turn(list(builds.items()))
     plans = []
     for task in tasks:
         n_steps = task.steps if steps is None else int(steps)
-        plan = chunk_plan(n_steps, chunk)
-        it = interpreter(task)
+        plans.append(_Plan(task, interpreter(task), n_steps, chunk_plan(n_steps, chunk),
+                           {f: task.learning_rates(f, n_steps) for f in factors}, chunk, ops))
+    # Everything that compiles, and the AdamW references, happen here, before the clock starts; executables
+    # not yet in this process are compiled in turn with other processes (a key per executable, the same in each).
+    builds = {f"{p.task.loss.__module__}.{p.task.loss.__qualname__} {p.it.layout.shapes} {bucket} {p.chunks} "
+              f"{width} {slot_mode} {ops.opcodes}": functools.partial(p.it.run, bucket, p.chunks, width, slot_mode, ops)
+              for p in plans if not p.it.has_run(bucket, p.chunks, width, slot_mode, ops)}
+    compile_cache.in_turn(list(builds.items()))
+    for p in plans:
         for seed in seeds:
-            it.init(seed)
-            initial_eval_loss(task, seed)
-        references(task, seeds, n_steps, factors, chunk, ops)
-        plans.append(_Plan(task, it, n_steps, plan, {f: task.learning_rates(f, n_steps) for f in factors}, chunk,
-                           ops))
+            p.it.init(seed)
+            initial_eval_loss(p.task, seed)
+        references(p.task, seeds, p.steps, factors, chunk, ops)
 
     started = time.perf_counter()
     outcomes: dict[tuple[int, str, int, float], _Outcome] = {}  # (program, task, seed, factor)

@@ -190,6 +190,12 @@ class Interpreter:
         ops = ops or instruction_set()
         return self._get(("run", bucket, plan, k, mode, ops), lambda: self._compile_run(bucket, plan, k, mode, ops))
 
+    def has_run(self, bucket: Bucket, plan: tuple[int, ...], k: int, mode: str, ops: InstructionSet | None = None
+                ) -> bool:
+        """Whether :meth:`run` of these arguments is compiled in this process already."""
+        with self._lock:
+            return ("run", bucket, tuple(int(x) for x in plan), k, mode, ops or instruction_set()) in self._compiled
+
     def start(self, bucket: Bucket, steps: int, w: np.ndarray, n_active: int) -> RunState:
         """A fresh :class:`RunState`: weights ``w`` [K, P], state rows at zero, the first
         ``n_active`` slots active (the rest idle)."""

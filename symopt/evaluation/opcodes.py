@@ -143,7 +143,7 @@ FUSED_FROM = {
 class InstructionSet:
     """The opcodes one compiled interpreter holds, as indices into :data:`OPCODES` (ascending).
 
-    An executable's ``lax.switch`` has one branch per opcode of its set, about 30 ms of compiling each,
+    An executable's ``lax.switch`` has one branch per opcode of its set, about 35 ms of compiling each,
     so a campaign compiles the opcodes its space can produce and no others
     (:func:`instruction_set`). A program's code names opcodes by their index in :data:`OPCODES`;
     :meth:`local` renumbers it to the executable's branches.

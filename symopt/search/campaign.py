@@ -47,7 +47,7 @@ import inspect
 import os
 import pathlib
 import time
-from typing import Any, Callable, Collection, Mapping, Sequence
+from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import jax
 
@@ -201,6 +201,11 @@ def campaign_functions(cfg: Config, start: Program) -> frozenset[str] | None:
 def _quick_functions() -> frozenset[str]:
     space = load("quick").space
     return frozenset(space.functions) | calls(start_program(load("quick").campaign.start, space))
+
+
+def programs_functions(programs: Iterable[Program]) -> frozenset[str] | None:
+    """:func:`executable_functions` of what ``programs`` call: the ``functions=`` to train them together with."""
+    return executable_functions(frozenset().union(*(calls(p) for p in programs)))
 
 
 def executable_functions(functions: Collection[str]) -> frozenset[str] | None:

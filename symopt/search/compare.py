@@ -32,11 +32,10 @@ from symopt.evaluation import Grid, evaluate
 from symopt.evaluation import fitness as fit
 from symopt.evaluation.evaluate import instructions, reference, references
 from symopt.programs import baselines
-from symopt.programs.check import calls
 from symopt.programs.errors import ProgramError
 from symopt.programs.parse import parse, read_text
 from symopt.programs.program import Assign, Call, Const, Program, Var
-from symopt.search.campaign import executable_functions
+from symopt.search.campaign import programs_functions
 from symopt.search.inspect_run import entry_program
 from symopt.search.run_dir import RunError, read_hall_of_fame
 from symopt.search.space import MAX_ITEMS, MAX_STEPS
@@ -181,9 +180,8 @@ def compare(specs, tasks, seeds=(0,), steps=None, lrs=DEFAULT_LRS) -> tuple[list
                 proxy_tasks.require_trainable(t)
         except ValueError as e:
             raise CompareError(f"--tasks: {e}") from None
-    # the executables hold the opcodes of these programs only
-    functions = executable_functions(frozenset().union(*(calls(opt) for _, opt in resolved
-                                                         if isinstance(opt, Program))))
+    # one instruction set for all of them (rounded up: symopt.search.campaign.executable_functions)
+    functions = programs_functions(opt for _, opt in resolved if isinstance(opt, Program))
     labels, cells = [], {}
     for label, opt in resolved:
         while label in cells:

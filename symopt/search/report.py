@@ -36,9 +36,8 @@ import proxy_tasks
 from symopt.evaluation import evaluate
 from symopt.evaluation.fitness import Grid, fitness_of
 from symopt.programs import baselines
-from symopt.programs.check import calls
 from symopt.programs.parse import parse
-from symopt.search.campaign import executable_functions
+from symopt.search.campaign import programs_functions
 from symopt.search.inspect_run import state_bytes as _program_state_bytes
 from symopt.search.run_dir import RunData
 
@@ -142,7 +141,7 @@ def loss_curves(winner, tasks: Sequence[str], steps: int | None = None, seed: in
     the three call.
     """
     programs = {"winner": winner, **{name: baselines.get(name) for name in BASELINES}}
-    functions = executable_functions(frozenset().union(*(calls(p) for p in programs.values())))
+    functions = programs_functions(programs.values())
     out: dict[str, dict[str, Curve]] = {}
     for task in tasks:
         results = evaluate(list(programs.values()), [task], seeds=(seed,), steps=steps, grid=Grid(tuple(lrs)),
