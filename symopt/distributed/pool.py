@@ -175,9 +175,7 @@ class EvaluatorPool:
         self._check_open()
         if candidate_id in self._pending or candidate_id in self._delivered:
             raise ValueError(f"candidate id {candidate_id!r} was already submitted to this pool")
-        job = self._job(candidate_id, program_text(program), tasks, seeds, steps, time_limit)
-        job.grid = grid.as_json() if grid is not None else None
-        job.functions = None if functions is None else tuple(sorted(functions))
+        job = self._job(candidate_id, program_text(program), tasks, seeds, steps, time_limit, grid, functions)
         self._pending[candidate_id] = job
         self._queue.append(job)
         self.stats.submitted += 1
@@ -294,9 +292,7 @@ class EvaluatorPool:
         if programs is None:
             programs = [baselines.get("adamw")]
         texts = [program_text(p) for p in programs]
-        job = self._job(None, "", tasks, seeds, steps, None)
-        job.grid = grid.as_json() if grid is not None else None
-        job.functions = None if functions is None else tuple(sorted(functions))
+        job = self._job(None, "", tasks, seeds, steps, None, grid, functions)
         refs = [s.actor.evaluate.remote(t, *job.args(curves=False)[1:]) for s in self._slots if s.ready for t in texts]
         for ref in refs:
             try:
@@ -349,12 +345,14 @@ class EvaluatorPool:
 
     # -- internals -------------------------------------------------------------------------------------
 
-    def _job(self, cid, text, tasks, seeds, steps, time_limit) -> Job:
-        """A job with the pool's settings where the caller left POOL_DEFAULT."""
+    def _job(self, cid, text, tasks, seeds, steps, time_limit, grid: Grid | None, functions) -> Job:
+        """A job with the pool's settings where the caller left POOL_DEFAULT (grid and functions as they travel)."""
         job = Job(cid, text, self.tasks if tasks is POOL_DEFAULT else task_names(tasks),
                    self.seeds if seeds is POOL_DEFAULT else seed_tuple(seeds),
                    self.steps if steps is POOL_DEFAULT else (None if steps is None else int(steps)),
-                   self.time_limit if time_limit is POOL_DEFAULT else time_limit)
+                   self.time_limit if time_limit is POOL_DEFAULT else time_limit,
+                   grid.as_json() if grid is not None else None,
+                   None if functions is None else tuple(sorted(functions)))
         if not job.tasks:
             raise ValueError("no tasks: give them to the pool or to submit()")
         return job
