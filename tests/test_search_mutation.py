@@ -228,3 +228,42 @@ def test_one_wrap_puts_orthogonalize_into_adamws_update():
     stateless = parse("def f(w, g, lr):\n    return w\n")
     assert mutation.wrap(parse("def f(g):\n    return 1.0\n"), space, np.random.default_rng(0)) is None
     assert mutation.wrap(stateless, space, np.random.default_rng(0)).returns[0].fn in space.functions
+
+
+def test_one_graft_gives_adamw_muons_direction_on_matrices_and_keeps_its_vectors():
+    """From AdamW, one graft orthogonalises the update of each matrix at AdamW's norm; vectors keep AdamW's step."""
+    import dataclasses
+
+    import jax.numpy as jnp
+
+    from optax.contrib._muon import orthogonalize_via_newton_schulz
+
+    from symopt import to_optax
+    from symopt.programs.functions import NS_COEFFS
+    from symopt.search.space import start_program
+
+    space = load("quick").space
+    space = dataclasses.replace(space, mutation=dataclasses.replace(
+        space.mutation, insert=0.0, delete=0.0, modify=0.0, constant=0.0, accumulate=0.0, wrap=0.0, graft=1.0))
+    adamw = start_program("adamw", space)
+    children = [mutation.graft(adamw, space, np.random.default_rng(s)) for s in range(40)]
+    assert all(mutation.why_invalid(c, space) is None and parse(str(c)) == c for c in children)
+    child = next(c for c in children if c.body[-2].value.fn == "orthogonalize")
+    rng = np.random.default_rng(0)
+    params = {"w": jnp.asarray(rng.normal(size=(6, 4)), jnp.float32), "b": jnp.asarray(rng.normal(size=4), jnp.float32)}
+    grads = {k: jnp.asarray(rng.normal(size=v.shape), jnp.float32) for k, v in params.items()}
+    (base, _), (grafted, _) = (opt.update(grads, opt.init(params), params)
+                               for opt in (to_optax(adamw, 0.1), to_optax(child, 0.1)))
+    np.testing.assert_allclose(grafted["b"], base["b"], rtol=1e-6)
+    direction = orthogonalize_via_newton_schulz(base["w"], jnp.asarray(NS_COEFFS))
+    np.testing.assert_allclose(grafted["w"], direction * jnp.linalg.norm(base["w"]) / jnp.linalg.norm(direction),
+                               rtol=1e-4, atol=1e-7)
+    assert not np.allclose(grafted["w"], base["w"], rtol=1e-2)
+    # a returned expression is named first, and a returned state slot is left as the state
+    momentum = parse("def f(g, m):\n    m = 0.9 * m + g\n    return m, m\n")
+    out = mutation.graft(momentum, space, np.random.default_rng(0))
+    assert out.returns[1] == Var("m") and out.returns[0] != Var("m")
+    assert mutation.graft(parse("def f(g):\n    return 2.0 * g\n"), space, np.random.default_rng(0)).body[0].value \
+        == Call("*", (Const(2.0), Var("g")))
+    no_norm = dataclasses.replace(space, functions=tuple(f for f in space.functions if f != "norm"))
+    assert mutation.graft(adamw, no_norm, np.random.default_rng(0)) is None

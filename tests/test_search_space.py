@@ -73,6 +73,8 @@ def test_dict_config_and_defaults():
      "space.mutation.accumulate", "needs a state slot"),
     ({"space": {"functions": ["+", "*"], "mutation": {"accumulate": 0.5}}, "campaign": TOY_STAGES},
      "space.mutation.accumulate", "add interpolate to space.functions"),
+    ({"space": {"functions": ["+", "-", "*", "/", "orthogonalize"], "mutation": {"graft": 0.5}},
+      "campaign": TOY_STAGES}, "space.mutation.graft", "add is_matrix, norm to space.functions"),
 ])
 def test_bad_config_names_file_key_and_allowed(table, where, allowed):
     with pytest.raises(ValueError, match=f"^bad.toml: {where}: .*{allowed}"):

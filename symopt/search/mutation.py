@@ -20,6 +20,15 @@
   ``f(x)``, ``f`` a one-argument function of the space. From AdamW,
   ``orthogonalize(m)`` (Muon's direction) is one wrap away; with hero's
   operators it takes an insertion that stays dead code until a modification reads it.
+* graft (not in hero): the update ``u`` that the program returns takes, on
+  matrix leaves only, the direction of ``f(u)`` at the norm of ``u``:
+  ``d = f(u)``, ``u + is_matrix(u) * (d * (norm(u) / norm(d)) - u)``, ``f`` a
+  one-argument function of the space. Learning-rate grafting (Agarwal et al.
+  2020: the direction of one rule, the per-layer step size of another) keeps
+  the rule's learning rate right, so ``f = orthogonalize`` gives Muon's
+  direction at AdamW's step size in one move: a wrap of the update at AdamW's
+  rate steps ``sqrt(max(rows, cols))`` times too little, and its vectors
+  (biases, gains) would lose AdamW's direction, which Muon keeps for them.
 
 :func:`mutate` applies operators until the result is a valid program that
 behaves differently from the parent (its fingerprint differs), as hero's
@@ -41,11 +50,11 @@ import numpy as np
 
 from symopt.programs.check import check
 from symopt.programs.errors import ProgramError
-from symopt.programs.functions import FUNCTIONS
+from symopt.programs.functions import FUNCTIONS, Kind
 from symopt.programs.liveness import inputs_read, live_states
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
 from symopt.search.dedup import Behaviour, behaviour, canonical_hash
-from symopt.search.space import SearchSpace
+from symopt.search.space import GRAFT_FUNCTIONS, SearchSpace
 
 CONST_DIGITS = 4
 """New and mutated constants keep this many significant digits, so programs stay readable."""
@@ -252,14 +261,39 @@ def wrap(program: Program, space: SearchSpace, rng: np.random.Generator) -> Prog
     return dataclasses.replace(program, body=tuple(body))
 
 
+def _graftable(space: SearchSpace) -> list[str]:
+    """One-argument functions of the space whose value on a tensor is a tensor (a direction to graft)."""
+    return [f for f in space.functions if FUNCTIONS[f].arity == 1 and FUNCTIONS[f].shape((Kind.TENSOR,)) == Kind.TENSOR]
+
+
+def graft(program: Program, space: SearchSpace, rng: np.random.Generator) -> Program | None:
+    """On matrix leaves, the returned update takes the direction of f(update) at its own norm (None if no f)."""
+    functions = _graftable(space)
+    if not functions or not set(GRAFT_FUNCTIONS) <= set(space.functions):
+        return None
+    body = list(program.body)
+    u = program.returns[0]
+    if not isinstance(u, Var):  # name it, so that the graft reads it and does not repeat it
+        body.append(Assign(fresh_name(program), u))
+        u = Var(body[-1].target)
+    direction = fresh_name(dataclasses.replace(program, body=tuple(body)))
+    body.append(Assign(direction, Call(functions[rng.integers(len(functions))], (u,))))
+    # a fresh name for the result: u may also be a state slot that the program returns
+    result = fresh_name(dataclasses.replace(program, body=tuple(body)))
+    d = Var(direction)
+    step = Call("*", (d, Call("/", (Call("norm", (u,)), Call("norm", (d,))))))
+    body.append(Assign(result, Call("+", (u, Call("*", (Call("is_matrix", (u,)), Call("-", (step, u))))))))
+    return dataclasses.replace(program, body=tuple(body), returns=(Var(result),) + program.returns[1:])
+
+
 OPERATORS = {"insert": insert, "delete": delete, "modify": modify, "constant": constant, "accumulate": accumulate,
-             "wrap": wrap}
+             "wrap": wrap, "graft": graft}
 
 
 def mutate_once(program: Program, space: SearchSpace, rng: np.random.Generator) -> tuple[str, Program | None]:
     """One operator, chosen by the space's weights (no insertion at the maximum length)."""
     # OPERATORS lists hero's lacking operators last: with their weights 0 the draw is hero's
-    growing = ("insert", "accumulate")  # they add a statement: none at the maximum length
+    growing = ("insert", "accumulate", "graft")  # they add statements: none at the maximum length
     room = len(program.body) < space.max_length
     names = tuple(OPERATORS)
     weights = np.array([getattr(space.mutation, n) if (room if n in growing else program.body) else 0.0

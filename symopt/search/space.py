@@ -93,6 +93,10 @@ class Constants:
                             range=Range(0, 1e30, above=True))
 
 
+GRAFT_FUNCTIONS = ("+", "-", "*", "/", "is_matrix", "norm")
+"""What the graft mutation writes beside its direction ``f``: the space must hold them all."""
+
+
 @dataclasses.dataclass(frozen=True)
 class MutationWeights:
     """Relative weights of the mutation operators, and how often to retry."""
@@ -108,6 +112,9 @@ class MutationWeights:
     wrap: float = _field(0.0, "weight of wrapping a read of a name x in a one-argument function of the space, "
                               "f(x) read in its place (orthogonalize(m): Muon's direction from momentum)",
                          range=WEIGHT)
+    graft: float = _field(0.0, "weight of grafting: on matrix leaves, the returned update u takes the direction of "
+                               "f(u), a one-argument function of the space, at the norm of u (f = orthogonalize: "
+                               "Muon's direction at the rule's own step size)", range=WEIGHT)
     max_tries: int = _field(50, "mutation steps before giving up on a child that is valid and behaves "
                                 "differently from its parent", range=Range(1, 10_000))
 
@@ -455,15 +462,19 @@ def _check_space(space: SearchSpace, source: str) -> None:
     if c.low > c.high:
         raise _error(source, "space.constants.low", f"{c.low} is above space.constants.high = {c.high}")
     m = space.mutation
-    if m.insert + m.delete + m.modify + m.constant + m.accumulate + m.wrap <= 0:
+    if m.insert + m.delete + m.modify + m.constant + m.accumulate + m.wrap + m.graft <= 0:
         raise _error(source, "space.mutation",
-                     "the weights insert, delete, modify, constant, accumulate and wrap must not all be 0")
+                     "the weights insert, delete, modify, constant, accumulate, wrap and graft must not all be 0")
     if m.accumulate > 0 and not space.state_args:
         raise _error(source, "space.mutation.accumulate",
                      "needs a state slot: add one to space.arguments (m, say) or set the weight to 0")
     if m.accumulate > 0 and "interpolate" not in space.functions:
         raise _error(source, "space.mutation.accumulate",
                      "writes interpolate(s, x, c): add interpolate to space.functions or set the weight to 0")
+    missing = [f for f in GRAFT_FUNCTIONS if f not in space.functions]
+    if m.graft > 0 and missing:
+        raise _error(source, "space.mutation.graft", f"writes u + is_matrix(u) * (d * (norm(u) / norm(d)) - u): add "
+                     f"{', '.join(missing)} to space.functions or set the weight to 0")
 
 
 def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -> None:
