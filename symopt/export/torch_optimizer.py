@@ -26,10 +26,10 @@ import torch
 from symopt.export.layout import defaults as hyperparameter_defaults, factor, stored_shape
 from symopt.export.torch_array import as_tensor, xp
 from symopt.export import torch_source
-from symopt.export.torch_source import check_constructor_args
-from symopt.programs.check import calls, check, state_kinds
+from symopt.export.torch_source import check_torch_forms
+from symopt.programs.check import check, state_kinds
 from symopt.programs.execute import bind, run
-from symopt.programs.functions import FUNCTIONS, OPERATORS, TreeSpace
+from symopt.programs.functions import TreeSpace
 from symopt.programs.program import Program
 
 __all__ = ["DTYPES", "ProgramOptimizer", "to_torch"]
@@ -37,23 +37,14 @@ __all__ = ["DTYPES", "ProgramOptimizer", "to_torch"]
 DTYPES = tuple(getattr(torch, name) for name in torch_source.DTYPES)
 """The parameter dtypes an exported optimizer takes; its state keeps each parameter's dtype."""
 
-def without_torch_form(program: Program) -> list[str]:
-    """The library functions the program calls that have no torch form (``Function.torch``)."""
-    return sorted(fn for fn in calls(program) if fn not in OPERATORS and not FUNCTIONS[fn].torch)
-
-
 def check_torch(program: Program) -> dict:
     """Check that a program can be a torch optimizer; return its hyperparameters' defaults (None: as written)."""
     if not isinstance(program, Program):
         raise TypeError(f"to_torch() needs a symopt.Program, got {type(program).__name__}; "
                         f"use symopt.parse(text) to make one")
     check(program)
-    missing = without_torch_form(program)
-    if missing:
-        raise ValueError(f"program {program.name!r} calls {', '.join(map(repr, missing))}, which has no torch form: "
-                         f"give its Function a torch= form in symopt/programs/functions.py")
     defaults = hyperparameter_defaults(program)
-    check_constructor_args(program, defaults)
+    check_torch_forms(program, defaults)
     return defaults
 
 

@@ -14,11 +14,11 @@ from __future__ import annotations
 import textwrap
 
 from symopt.export.emit import Dialect, Emitter, docstring, scope, signature, statements
-from symopt.programs.check import state_kinds
-from symopt.programs.functions import Kind
+from symopt.programs.check import calls, state_kinds
+from symopt.programs.functions import FUNCTIONS, OPERATORS, Kind
 from symopt.programs.program import Program
 
-__all__ = ["CONSTRUCTOR_ARGS", "DTYPES", "check_constructor_args", "torch_source"]
+__all__ = ["CONSTRUCTOR_ARGS", "DTYPES", "check_torch_forms", "torch_source"]
 
 # The module's own helpers (tree_map, _tensor and _like are always written); the library's reductions bring
 # their definitions (Function.torch).
@@ -140,7 +140,7 @@ def torch_source(program: Program, name: str) -> str:
     """The text of a standalone PyTorch module that defines the optimizer class ``name`` (see the module's
     docstring and :func:`symopt.export_source`)."""
     defaults, names, local = scope(program, name, "export_source", _MODULE_NAMES | _BUILTINS, _STEP_LOCALS)
-    check_constructor_args(program, defaults)
+    check_torch_forms(program, defaults)
     emitter = Emitter(program, local, names, TORCH)
     weight, grad, lr_arg, step = (program.arg_for(r) for r in ("weight", "grad", "lr", "step"))
     held = state_kinds(program)
@@ -191,8 +191,13 @@ def torch_source(program: Program, name: str) -> str:
     return _module(program, name, defaults, body, start, emitter.helpers)
 
 
-def check_constructor_args(program: Program, defaults: dict) -> None:
-    """Refuse a hyperparameter named as one of the constructor's own arguments (``params``, ``lr``)."""
+def check_torch_forms(program: Program, defaults: dict) -> None:
+    """Refuse a (checked) program that calls a function with no torch form (``Function.torch``; every library
+    function has one), or that names a hyperparameter as one of the constructor's own arguments (``lr``)."""
+    missing = sorted(fn for fn in calls(program) if fn not in OPERATORS and not FUNCTIONS[fn].torch)
+    if missing:
+        raise ValueError(f"program {program.name!r} calls {', '.join(map(repr, missing))}, which has no torch form: "
+                         f"give its Function a torch= form in symopt/programs/functions.py")
     clash = [k for k in defaults if k in CONSTRUCTOR_ARGS]
     if clash:
         raise ValueError(f"hyperparameter {clash[0]!r} of program {program.name!r} clashes with the torch "
