@@ -275,6 +275,16 @@ def test_bf16_parameters_stay_bf16_and_train_as_optax_does(tmp_path):
         assert np.max(np.abs(a - b)) <= 2 * 2 ** -8 * np.max(np.abs(b))  # two bf16 roundings of the largest
 
 
+@pytest.mark.parametrize("dtype", [torch.float16, torch.float64])
+def test_other_float_dtypes_train_in_their_dtype(dtype):
+    """float16 and float64 parameters keep their dtype and take the same steps as float32, to their precision."""
+    program = baselines.get("adam")
+    ours = sin_steps(lambda ps: to_torch(program)(ps, lr=0.01), steps=5, dtype=dtype)
+    theirs = sin_steps(lambda ps: to_torch(program)(ps, lr=0.01), steps=5)
+    tol = 4 * torch.finfo(dtype).eps if dtype == torch.float16 else 1e-6
+    assert_near(ours, theirs, tol=tol)
+
+
 # --- errors ---------------------------------------------------------------------------------------------
 
 def test_unsupported_dtype_is_refused_with_the_supported_ones(tmp_path):

@@ -25,8 +25,7 @@ import torch
 
 from symopt.export.layout import defaults as hyperparameter_defaults, factor, stored_shape
 from symopt.export.torch_array import as_tensor, xp
-from symopt.export import torch_source
-from symopt.export.torch_source import check_torch_forms
+from symopt.export.torch_source import DTYPES as DTYPE_NAMES, check_torch_forms
 from symopt.programs.check import check, state_kinds
 from symopt.programs.execute import bind, run
 from symopt.programs.functions import TreeSpace
@@ -34,8 +33,9 @@ from symopt.programs.program import Program
 
 __all__ = ["DTYPES", "ProgramOptimizer", "to_torch"]
 
-DTYPES = tuple(getattr(torch, name) for name in torch_source.DTYPES)
+DTYPES = tuple(getattr(torch, name) for name in DTYPE_NAMES)
 """The parameter dtypes an exported optimizer takes; its state keeps each parameter's dtype."""
+
 
 def check_torch(program: Program) -> dict:
     """Check that a program can be a torch optimizer; return its hyperparameters' defaults (None: as written)."""

@@ -1,8 +1,10 @@
 """The function library of update-rule programs: hero's 45 functions.
 
 Each function has four faces: a numeric form written once against an array
-module ``xp`` (instantiated with ``jax.numpy`` and with ``numpy``), a SymPy
-form, and a shape rule over value kinds (see :class:`Kind`).
+module ``xp`` (instantiated with ``jax.numpy``, with ``numpy`` and, in
+:func:`symopt.to_torch`, with torch under NumPy's names), a SymPy form, and a
+shape rule over value kinds (see :class:`Kind`); and the source forms the
+exported modules are written with, for JAX (``export``) and PyTorch (``torch``).
 
 Domains follow hero (google/automl, hero/fn_lib.py), with two repairs:
 
