@@ -19,14 +19,14 @@ Lion = symopt.to_torch(rule)  # a torch.optim.Optimizer subclass
 torch.manual_seed(0)
 model = torch.nn.Sequential(torch.nn.Linear(8, 32), torch.nn.Tanh(), torch.nn.Linear(32, 1))
 opt = Lion(model.parameters(), lr=3e-3, wd=0.1)  # the program's constants are keyword arguments
-schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=300)
-x = torch.randn(512, 8)
+schedule = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=200)
+x = torch.randn(256, 8)
 y = torch.sin(x.sum(dim=1, keepdim=True))
-for step in range(300):
+for step in range(200):
     opt.zero_grad()
     loss = torch.nn.functional.mse_loss(model(x), y)
     loss.backward()
     opt.step()
     schedule.step()
-    if step % 100 == 0 or step == 299:
+    if step % 50 == 0 or step == 199:
         print(f"step {step:3d}  loss {loss.item():.4f}")

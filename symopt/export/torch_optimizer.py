@@ -53,6 +53,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
 
     program: Program
     hyperparameters: dict
+    held: dict  # what each state slot holds (state_kinds): a factored one is stored as a row or a column
 
     def __init__(self, params, lr=1e-3, **hyperparameters):
         unknown = sorted(set(hyperparameters) - set(self.hyperparameters))
@@ -92,7 +93,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
         return loss
 
     def _step_group(self, group: dict, params: list) -> None:
-        program, slots, held = self.program, self.program.state_args, state_kinds(self.program)
+        program, slots, held = self.program, self.program.state_args, self.held
         states = [self.state[p] for p in params]
         for p, s in zip(params, states):
             if not s:  # a parameter's first step: its slots start at zero
@@ -133,8 +134,8 @@ def to_torch(program: Program, name: str | None = None) -> type[ProgramOptimizer
     doc = (f"The {program.name!r} update rule as a torch.optim.Optimizer (symopt.to_torch).\n\n"
            f"new parameters = {'w - update' if program.has_lr else 'w - lr * update'}, from the program:\n\n"
            f"{program}")
-    cls = type(name, (ProgramOptimizer,), {"program": program, "hyperparameters": defaults, "__doc__": doc,
-                                           "__module__": __name__})
+    cls = type(name, (ProgramOptimizer,), {"program": program, "hyperparameters": defaults,
+                                           "held": state_kinds(program), "__doc__": doc, "__module__": __name__})
     kw = inspect.Parameter.KEYWORD_ONLY
     cls.__signature__ = inspect.Signature(
         [inspect.Parameter("params", inspect.Parameter.POSITIONAL_OR_KEYWORD),
