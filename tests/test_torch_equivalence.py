@@ -27,7 +27,8 @@ from test_baselines import BATCHES, PARAMS, STEPS, TOL, TWINS, run_many  # noqa:
 
 from symopt import Program, baselines, to_optax, to_torch  # noqa: E402
 
-pytestmark = pytest.mark.slow
+# one worker runs the module under pytest-xdist (--dist loadgroup): its fixtures train and compile once
+pytestmark = [pytest.mark.slow, pytest.mark.xdist_group("torch_equivalence")]
 
 ORDER = sorted(PARAMS)  # jax's leaf order (b1, w1, w2): tree-wide sums add the leaves in the same order
 PROGRAMS = sorted(n for n in baselines.names() if isinstance(baselines.get(n), Program))
