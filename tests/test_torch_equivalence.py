@@ -156,27 +156,42 @@ def test_lion_matches_the_paper():
 
 @pytest.fixture(scope="module")
 def hall_of_fame():
-    """The programs of a tiny seeded serial campaign over the whole library (3 s), as found and simplified."""
+    """The hall of fame of a tiny seeded serial campaign over the whole library (3 s; its seed picked for
+    variety: global_norm, power, arcsin, arctan, logs), as found and simplified."""
     from symopt.programs.functions import FUNCTIONS
     from symopt.search import search
 
     config = {"space": {"functions": [n for n in FUNCTIONS if n != "neg"], "max_length": 12},
               "campaign": {"population": 8, "tournament": 2, "budget": 40, "batch": 4, "hall_of_fame": 5,
                            "stages": [{"tasks": ["quadratic_illcond"], "steps": 30, "lr_factors": [1.0]}]}}
-    campaign = search(config, seed=3)
     programs = {}
-    for i, e in enumerate([*campaign.hall_of_fame, campaign.reference]):
-        programs[f"entry{i}/found"] = e.program
-        programs[f"entry{i}/simplified"] = e.simplified
+    for seed in (5,):
+        campaign = search(config, seed=seed)
+        for i, e in enumerate([*campaign.hall_of_fame, campaign.reference]):
+            programs[f"seed{seed}/entry{i}/found"] = e.program
+            programs[f"seed{seed}/entry{i}/simplified"] = e.simplified
     return programs
 
 
+def bounded(trajectory: dict) -> bool:
+    """The run trained: its parameters stayed finite and within [-100, 100] (they start within [-2, 2])."""
+    return all(np.all(np.isfinite(v)) and np.max(np.abs(v)) <= 100 for v in trajectory.values())
+
+
 def test_hall_of_fame_trains_as_its_optax_export(hall_of_fame):
-    """Every entry, as found and simplified; a tiny search's entries include rules that barely move (a
-    momentum never updated), so only the most of them must move the parameters."""
+    """Every entry, as found and simplified. A tiny search's hall of fame holds rules that blow up on this
+    problem (seed 2's ``update / lr``: steps of 100 g, parameters at 3e5 by step 5, where 1e-7 roundings have
+    grown to 3e-3): those must blow up in torch too; the others (most of them) must train the same parameters.
+    Some barely move them (a momentum never updated), so only most must move."""
     lr = 1e-2
     theirs = optax_trajectories({key: (p, lr) for key, p in hall_of_fame.items()})
+    trained = [key for key in hall_of_fame if bounded(theirs[key])]
     for key, program in hall_of_fame.items():
         ours = torch_trajectory(lambda params: to_torch(program)(params, lr=lr))
-        assert_close(key, ours, theirs[key], must_move=False, detail=str(program))
-    assert sum(moved(t) > 1e-3 for t in theirs.values()) > len(theirs) / 2
+        if key in trained:
+            assert_close(key, ours, theirs[key], must_move=False, detail=str(program))
+        else:
+            assert not bounded(ours), f"{key} blows up in optax, not in torch\n{program}"
+            print(f"{key}: blows up in both")
+    assert len(trained) >= 0.75 * len(hall_of_fame)
+    assert sum(moved(theirs[key]) > 1e-3 for key in trained) > len(trained) / 2
