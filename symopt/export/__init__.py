@@ -16,7 +16,9 @@ def to_torch(program, name: str | None = None):
     ``symopt.to_optax(program, lr, **hyperparameters)`` computes, per parameter group: tree-wide
     functions (``global_norm``, ``dot``, ...) are over all of a group's parameters that have a
     gradient, and ``t`` is the group's step count. float32, bfloat16, float16 and float64 parameters;
-    the state keeps each parameter's dtype. ``name`` is the class's name (default: the program's
+    the state keeps each parameter's dtype. The matrix functions see a tensor as JAX does, its last axis
+    against the others: torch's ``nn.Linear`` weight is ``[out, in]``, so there ``rows`` counts outputs
+    and ``cols`` inputs (the transpose of a JAX kernel). ``name`` is the class's name (default: the program's
     name in CamelCase). ``symopt.export_source(program, name, framework="torch")`` writes the same
     optimizer as a standalone module.
 
