@@ -1,4 +1,5 @@
-"""``symopt export RUN --rank N -o FILE.py``: a hall-of-fame entry as a standalone optax module.
+"""``symopt export RUN --rank N -o FILE.py [--torch]``: a hall-of-fame entry as a standalone optax module
+(with ``--torch``, a PyTorch module: a ``torch.optim.Optimizer`` class).
 
 The module is :func:`symopt.export_source` of the entry's simplified program,
 checked again against the program as found (:mod:`symopt.symbolic.equivalence`):
@@ -28,7 +29,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("run", help="run directory written by `symopt search` (holds hall_of_fame.json)")
     parser.add_argument("--rank", type=int, default=1, help="hall-of-fame rank, 1-based (default: 1)")
     parser.add_argument("-o", "--output", required=True, help="the module to write (FILE.py)")
-    parser.add_argument("--name", default=None, help="the optimizer function's name (default: found_rankN)")
+    parser.add_argument("--name", default=None, help="the optimizer's name (default: found_rankN, with --torch "
+                                                     "the class FoundRankN)")
+    parser.add_argument("--torch", action="store_true", help="write a PyTorch module (a torch.optim.Optimizer "
+                                                             "class, needing only torch) instead of an optax one")
     form = parser.add_mutually_exclusive_group()
     form.add_argument("--as-found", action="store_true", help="export the program as found, not simplified")
     form.add_argument("--derived", action="store_true", help="export the derived form written by "
@@ -64,8 +68,9 @@ def main(args: argparse.Namespace) -> int:
             program = _derived(args.run, args.rank, entry_program(data, args.rank, args.run, simplified=False))
         elif not getattr(args, "as_found", False):
             program = _trusted(program, entry_program(data, args.rank, args.run, simplified=False), args.rank)
-        name = args.name or f"found_rank{args.rank}"  # the rank is known to be good here
-        source = export_source(program, name)
+        torch = getattr(args, "torch", False)
+        name = args.name or (f"FoundRank{args.rank}" if torch else f"found_rank{args.rank}")  # the rank is good here
+        source = export_source(program, name, framework="torch" if torch else "optax")
     except (RunError, ValueError) as e:
         print(f"symopt export: {e}", file=sys.stderr)
         return 1
@@ -76,7 +81,8 @@ def main(args: argparse.Namespace) -> int:
     except OSError as e:
         print(f"symopt export: cannot write {str(out)!r}: {e}", file=sys.stderr)
         return 1
-    print(f"wrote {out}: {name}(learning_rate=1e-3, ...) -> optax.GradientTransformationExtraArgs "
-          f"(rank {args.rank} of {args.run})")
+    made = (f"{name}(params, lr=1e-3, ...), a torch.optim.Optimizer" if torch
+            else f"{name}(learning_rate=1e-3, ...) -> optax.GradientTransformationExtraArgs")
+    print(f"wrote {out}: {made} (rank {args.rank} of {args.run})")
     print(str(program).rstrip("\n"))
     return 0

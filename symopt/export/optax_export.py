@@ -11,10 +11,13 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from symopt.export.layout import defaults as hyperparameter_defaults, factor, stored_shape
 from symopt.programs.check import check, state_kinds
-from symopt.programs.execute import bind, check_overrides, hyperparameters, run
-from symopt.programs.functions import FACTORED, Kind, TreeSpace
-from symopt.programs.program import Const, Program
+from symopt.programs.execute import bind, check_overrides, run
+from symopt.programs.functions import TreeSpace
+from symopt.programs.program import Program
+
+__all__ = ["factor", "optimizer_factory", "state_type", "stored_shape", "to_optax"]
 
 ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]
 
@@ -101,12 +104,7 @@ def optimizer_factory(program: Program) -> Callable[..., optax.GradientTransform
     ``optax.inject_hyperparams(optimizer_factory(program))(learning_rate=0.1, b1=0.95)``
     injects them as it does for optax's own optimizers.
     """
-    defaults = hyperparameters(program)
-    # A name assigned two different constants: an override replaces both, so its default is None,
-    # "as written" (as export_source does); the first value as default would change the program.
-    for k in defaults:
-        if len({s.value.value for s in program.body if s.target == k and isinstance(s.value, Const)}) > 1:
-            defaults[k] = None
+    defaults = hyperparameter_defaults(program)  # None: a name assigned two constants, kept as written
 
     def factory(learning_rate: ScalarOrSchedule = 1e-3, **overrides):
         return to_optax(program, learning_rate, **{k: v for k, v in overrides.items() if v is not None})
@@ -117,24 +115,6 @@ def optimizer_factory(program: Program) -> Callable[..., optax.GradientTransform
     factory.__name__ = factory.__qualname__ = program.name
     factory.__doc__ = f"The {program.name} update rule as an optax optimizer.\n\n{program}"
     return factory
-
-
-def stored_shape(shape: tuple[int, ...], kind: Kind) -> tuple[int, ...]:
-    """How a state slot of this kind stores a leaf of this shape: a factored one keeps a row (ROWS: one number per
-    row of the leaf's matrix view) or a column (COLS) of it; every other one the whole leaf."""
-    if kind not in FACTORED or not shape:
-        return tuple(shape)
-    if kind == Kind.ROWS:
-        return (*shape[:-1], 1) if len(shape) >= 2 else tuple(shape)
-    return (1,) * (len(shape) - 1) + (shape[-1] if len(shape) >= 2 else 1,)
-
-
-def factor(x, kind: Kind):
-    """A full leaf of a factored slot (constant along its columns, or its rows) as the slot stores it."""
-    if kind not in FACTORED or not x.ndim:
-        return x
-    return x[tuple(slice(0, 1) if size != want else slice(None)
-                   for size, want in zip(x.shape, stored_shape(x.shape, kind)))]
 
 
 def _as_leaves(value, like: list) -> list:

@@ -18,21 +18,15 @@ first, into temporaries.
 
 from __future__ import annotations
 
-import keyword
-import re
 import textwrap
 
+from symopt.export.emit import Dialect, Emitter, camel, docstring, scope, signature, statements
 from symopt.export.optax_export import state_type
-from symopt.programs import functions
-from symopt.programs.check import ARG_KINDS, check, state_kinds
-from symopt.programs.execute import hyperparameters as program_hyperparameters
-from symopt.programs.functions import FUNCTIONS, Kind
-from symopt.programs.program import ATOM, PRECEDENCE, Call, Const, Expr, Program, Var, format_expr
-from symopt.symbolic import to_sympy
+from symopt.programs.check import state_kinds
+from symopt.programs.functions import Kind
+from symopt.programs.program import Program
 
 __all__ = ["export_source"]
-
-DIV_EPS = repr(functions.DIV_EPS)  # '1e-08', as the helpers below write it
 
 
 # The exported module's own helpers; the library's reductions bring their definitions
@@ -88,156 +82,15 @@ def _like(value, ref):
 # Names the module itself defines or reads inside the optimizer's functions.
 _MODULE_NAMES = {"jax", "jnp", "optax", "NamedTuple", "collections", "tree_map", "_like", *_HELPERS}
 _FACTORED_STORE = {Kind.ROWS: "_rows_of", Kind.COLS: "_cols_of"}  # how a factored state slot is stored
-_PARAMS = ("", "x", "x, y", "x, y, w")  # an element-wise helper's parameters, by arity
 # Builtins the module reads.
 _BUILTINS = {"callable", "hasattr", "ValueError"}
 # Local names of the update function (program names that equal one of these are renamed).
 _UPDATE_LOCALS = {"updates", "state", "params", "extra_args", "learning_rate", "ref"}
+JAX = Dialect("jnp", _HELPERS, lambda f: f.export[0])
+"""The optax module's array module and forms: Function.export (symopt/programs/functions.py)."""
 
 
-def _definition(helper: str) -> str:
-    """The text of a module-level helper: one of the module's own, or a library reduction's."""
-    return _HELPERS[helper] if helper in _HELPERS else FUNCTIONS[helper].export[0]
-
-
-def _calls(text: str) -> list[str]:
-    """The helpers (the module's own and the reductions) that a helper's text calls, itself left out."""
-    own = re.match(r"\s*def (\w+)", text)
-    names = [*_HELPERS, *(fn for fn, f in FUNCTIONS.items() if f.is_reduction)]
-    return [n for n in names if n != (own and own.group(1)) and re.search(rf"(?<![\w.]){n}\(", text)]
-
-
-def _scalar_reduction(fn: str, args: list[str]) -> str:
-    """A reduction of scalar arguments, inline: the tree-wide sum of one number is that number."""
-    def gn(a):
-        return f"jnp.sqrt(jnp.square({a}))"
-    if fn in ("global_norm", "norm"):
-        return gn(args[0])
-    if fn == "dot":
-        return f"({args[0]}) * ({args[1]})"
-    if fn == "cosine_sim":
-        x, y = args
-        return f"({x}) * ({y}) / ({gn(x)} * {gn(y)} + {DIV_EPS})"
-    if fn == "clip_by_global_norm":
-        x, c = args
-        return f"({x}) * jnp.minimum(1.0, ({c}) / ({gn(x)} + {DIV_EPS}))"
-    if fn in ("row_mean", "col_mean"):
-        return args[0]  # a scalar is the same along every row and column
-    raise AssertionError(fn)
-
-
-class _Names:
-    """Fresh identifiers that clash with nothing taken."""
-
-    def __init__(self, taken):
-        self.taken = set(taken)
-
-    def fresh(self, base: str) -> str:
-        """``base``, else ``base_``, ``base_2``, ``base_3``, ...: the first one not taken."""
-        name, n = base, 1
-        while name in self.taken or keyword.iskeyword(name):
-            n += 1
-            name = f"{base}_" if n == 2 else f"{base}_{n - 1}"
-        self.taken.add(name)
-        return name
-
-
-class _Emitter:
-    """Program expressions as Python text over trees (tensor and per-tensor values) and scalars."""
-
-    def __init__(self, program: Program, local: dict[str, str], names: _Names):
-        self.local = local
-        self.names = names
-        self.kinds: dict[str, Kind] = {a: ARG_KINDS[program.role(a)] for a in program.args}
-        self.pre: list[str] = []       # temporaries to compute before the current statement
-        self.trees: list[str] = []     # the trees the current tree_map lambda reads
-        self.helpers: set[str] = set()
-
-    # -- kinds -----------------------------------------------------------------------
-
-    def kind(self, expr: Expr) -> Kind:
-        if isinstance(expr, Const):
-            return Kind.SCALAR
-        if isinstance(expr, Var):
-            return self.kinds[expr.name]
-        return FUNCTIONS[expr.fn].shape(tuple(self.kind(a) for a in expr.args))
-
-    # -- values in the update function's scope ----------------------------------------
-
-    def value(self, expr: Expr) -> str:
-        """Text that evaluates to the expression's value: a tree, or a scalar."""
-        if isinstance(expr, Var):
-            return self.local[expr.name]
-        if self.kind(expr) == Kind.SCALAR:
-            return self.leaf(expr, hoist=False)[0]
-        if FUNCTIONS[expr.fn].is_reduction:
-            return self.reduction(expr)
-        outer, self.trees = self.trees, []
-        code, _ = self.leaf(expr, hoist=True)
-        trees, self.trees = self.trees, outer
-        return f"tree_map(lambda {', '.join(trees)}: {code}, {', '.join(trees)})"
-
-    def reduction(self, expr: Call) -> str:
-        fn = expr.fn
-        if all(self.kind(a) == Kind.SCALAR for a in expr.args):
-            return _scalar_reduction(fn, [self.value(a) for a in expr.args])
-        self._use(fn)
-        return f"{fn}({', '.join(self.value(a) for a in expr.args)})"
-
-    def _use(self, helper: str) -> None:
-        if helper in self.helpers:
-            return
-        self.helpers.add(helper)
-        for dep in _calls(_definition(helper)):
-            self._use(dep)
-
-    # -- element-wise text (inside a tree_map lambda, or plain scalar arithmetic) -----
-
-    def leaf(self, expr: Expr, hoist: bool) -> tuple[str, int]:
-        """Text of one leaf of the value, and its precedence; trees read go to ``self.trees``."""
-        if isinstance(expr, Const):
-            return repr(expr.value), (ATOM if expr.value >= 0 else 0)
-        if isinstance(expr, Var):
-            return self._read(self.local[expr.name], self.kinds[expr.name]), ATOM
-        fn = FUNCTIONS[expr.fn]
-        if fn.is_reduction:
-            code = self.reduction(expr)
-            kind = self.kind(expr)
-            if not hoist:
-                return code, ATOM if code.startswith(expr.fn) else 0
-            temp = self.names.fresh(f"_{expr.fn}")
-            self.pre.append(f"{temp} = {code}")
-            return self._read(temp, kind), ATOM
-        args = [self.leaf(a, hoist) for a in expr.args]
-        if expr.fn not in PRECEDENCE:
-            self.helpers.add(expr.fn)
-            return f"{expr.fn}({', '.join(code for code, _ in args)})", ATOM
-        prec = PRECEDENCE[expr.fn]
-        if expr.fn == "neg":
-            (x, xp), = args
-            return "-" + (x if xp == ATOM else f"({x})"), prec
-        (x, xp), (y, yp) = args
-        x = x if xp >= prec else f"({x})"
-        if expr.fn == "/":
-            denominator = f"{y} + {DIV_EPS}" if yp >= 1 else f"({y}) + {DIV_EPS}"
-            if any(self.kind(a) != Kind.SCALAR for a in expr.args):
-                return f"{x} / ({denominator})", prec
-            # Scalars may be Python floats: jnp.divide gives inf where Python would raise.
-            return f"jnp.divide({args[0][0]}, {denominator})", ATOM
-        y = y if yp > prec else f"({y})"
-        return f"{x} {expr.fn} {y}", prec
-
-    def _read(self, name: str, kind: Kind) -> str:
-        if kind != Kind.SCALAR and name not in self.trees:
-            self.trees.append(name)
-        return name
-
-
-def _camel(name: str) -> str:
-    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) or "Optimizer"
-
-
-def export_source(program: Program, name: str) -> str:
+def export_source(program: Program, name: str, framework: str = "optax") -> str:
     """The text of a standalone Python module that defines the optimizer ``name``.
 
     The module imports only ``jax``, ``jax.numpy``, ``optax`` and ``typing`` (or
@@ -249,44 +102,27 @@ def export_source(program: Program, name: str) -> str:
     The hyperparameters are the names the program assigns a constant
     (``b1 = 0.9``); the docstring carries the program and its SymPy form.
 
+    ``framework="torch"`` writes a PyTorch module instead: the class ``name``, a
+    ``torch.optim.Optimizer`` that computes what ``symopt.to_torch(program)`` does
+    (``symopt.export.torch_source``).
+
     Raises:
         TypeError: ``program`` is not a :class:`~symopt.Program` (optax-level
             baselines have no program to export).
         ValueError: ``name`` is not a Python identifier, or clashes with a name
             the module defines; or a hyperparameter's name does.
     """
-    if not isinstance(program, Program):
-        what = type(program).__name__
-        hint = (" (an optax-level baseline has no program text: use its to_optax() instead)"
-                if hasattr(program, "to_optax") else "; use symopt.parse(text) to make one")
-        raise TypeError(f"export_source() needs a symopt.Program, got {what}{hint}")
-    check(program)
-    if not isinstance(name, str) or not name.isidentifier() or keyword.iskeyword(name):
-        raise ValueError(f"optimizer name {name!r} is not a Python identifier")
-    state_name = _camel(name) + "State"
-    module_names = _MODULE_NAMES | set(FUNCTIONS) | {state_name} | _BUILTINS
-    if name in module_names:
-        raise ValueError(f"optimizer name {name!r} clashes with a name the exported module uses; choose another")
+    if framework == "torch":
+        from symopt.export.torch_source import torch_source
 
-    defaults = {k: v for k, v in program_hyperparameters(program).items() if k != "learning_rate"}
-    for k in defaults:
-        if k in module_names:
-            raise ValueError(f"hyperparameter {k!r} of program {program.name!r} clashes with a name the "
-                             f"exported module uses ({k} would become an argument of {name}()); rename it")
-    # A hyperparameter assigned different constants in two places: None keeps each as written
-    # (to_optax replaces every constant assignment of a name it overrides).
-    as_written = {k for k in defaults
-                  if len({s.value.value for s in program.body
-                          if s.target == k and isinstance(s.value, Const)}) > 1}
-
-    program_names = set(program.args) | {s.target for s in program.body}
-    reserved = module_names | _UPDATE_LOCALS
-    names = _Names(reserved | program_names | set(defaults))
-    local = {}
-    for n in sorted(program_names):
-        local[n] = names.fresh(n) if n in reserved else n
+        return torch_source(program, name)
+    if framework != "optax":
+        raise ValueError(f"framework {framework!r}: export_source writes 'optax' or 'torch' modules")
+    state_name = camel(name) + "State" if isinstance(name, str) else ""
+    defaults, names, local = scope(program, name, "export_source", _MODULE_NAMES | {state_name} | _BUILTINS,
+                                   _UPDATE_LOCALS)
     hp_dict = names.fresh("hyperparameters")
-    emitter = _Emitter(program, local, names)
+    emitter = Emitter(program, local, names, JAX)
     weight, grad, lr_arg, step = (program.arg_for(r) for r in ("weight", "grad", "lr", "step"))
     fields = state_type(program)._fields
     slot_field = dict(zip(program.state_args, fields[1:]))
@@ -312,32 +148,8 @@ def export_source(program: Program, name: str) -> str:
         else:
             body.append(f"{local[slot]} = state.{slot_field[slot]}")
 
-    for stmt in program.body:
-        target = local[stmt.target]
-        kind = emitter.kind(stmt.value)
-        emitter.pre = []
-        text = f"# {stmt.target} = {format_expr(stmt.value)}"
-        if stmt.target in defaults and isinstance(stmt.value, Const):
-            value = f"{hp_dict}[{stmt.target!r}]"
-            if stmt.target in as_written:
-                value = f"{stmt.value.value!r} if {value} is None else {value}"
-            code = value
-        else:
-            code = emitter.value(stmt.value)
-        emitter.kinds[stmt.target] = kind
-        body += ["", text, *emitter.pre, f"{target} = {code}"]
-
-    outputs = []
-    for i, expr in enumerate(program.returns):
-        emitter.pre = []
-        if isinstance(expr, Var):
-            outputs.append((local[expr.name], emitter.kind(expr)))
-            continue
-        temp = names.fresh("update" if i == 0 else f"new_{program.state_args[i - 1]}")
-        code = emitter.value(expr)
-        body += ["", f"# return value {i + 1}: {format_expr(expr)}", *emitter.pre, f"{temp} = {code}"]
-        outputs.append((temp, emitter.kind(expr)))
-
+    lines, outputs = statements(program, emitter, lambda k: f"{hp_dict}[{k!r}]", defaults)
+    body += lines
     (update, update_kind), *slot_values = outputs
     scaled = (lambda u: u) if lr_arg else (lambda u: f"{u} * {lr}")
     new_updates = names.fresh("new_updates")
@@ -363,34 +175,22 @@ def export_source(program: Program, name: str) -> str:
     body.append(")")
 
     zeros = {slot_field[s]: f"tree_map(lambda p: {f}(jnp.zeros_like(p)), params)" for s, f in factored.items()}
-    return _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, emitter.helpers, zeros)
+    return _module(program, name, state_name, fields, defaults, hp_dict, body, emitter.helpers, zeros)
 
 
-def _docstring(program: Program, name: str, defaults: dict, as_written: set) -> str:
-    form = to_sympy(program)
-    math = "\n".join(f"{k} = {v}" for k, v in [("update", form.update), *form.state.items()])
-    args = ["learning_rate: a float, or an optax schedule of the step count"
-            + (" (the program's lr)." if program.has_lr else "; it multiplies the program's update.")]
-    for k, v in defaults.items():
-        args.append(f"{k}: None keeps the program's constants as written." if k in as_written
-                    else f"{k}: the program's '{k} = {v!r}'.")
+def _docstring(program: Program, defaults: dict) -> str:
     weight = program.arg_for("weight")
-    text = (f"The {program.name!r} update rule as an optax optimizer (exported by symopt).\n\n"
-            f"The new parameters are {'w - update' if program.has_lr else 'w - learning_rate * update'}, "
-            f"from the program:\n\n"
-            f"{textwrap.indent(str(program), '    ')}\n"
-            f"As math (SymPy; each x / y runs as x / (y + 1e-8); the state on the right is the old state):\n\n"
-            f"{textwrap.indent(math, '    ')}\n\n"
-            f"Args:\n{textwrap.indent(chr(10).join(args), '    ')}\n\n"
-            f"Returns:\n    An optax.GradientTransformationExtraArgs"
-            + (f"; its update(grads, state, params) needs params (the program reads {weight!r})." if weight else ".")
-            )
-    assert '"""' not in text
-    return text.replace("\\", "\\\\")
+    return docstring(program, "an optax optimizer", defaults,
+                     "learning_rate: a float, or an optax schedule of the step count"
+                     + (" (the program's lr)." if program.has_lr else "; it multiplies the program's update."),
+                     "learning_rate",
+                     "Returns:\n    An optax.GradientTransformationExtraArgs"
+                     + (f"; its update(grads, state, params) needs params (the program reads {weight!r})."
+                        if weight else "."))
 
 
-def _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, helpers, zeros) -> str:
-    doc = _docstring(program, name, defaults, as_written)
+def _module(program, name, state_name, fields, defaults, hp_dict, body, helpers, zeros) -> str:
+    doc = _docstring(program, defaults)
     out = [f'"""The {name} optimizer: a standalone optax module exported by symopt.\n\n'
            f'It needs only jax and optax. The update rule:\n\n'
            f'{textwrap.indent(str(program), "    ")}"""\n',
@@ -409,19 +209,10 @@ def _module(program, name, state_name, fields, defaults, as_written, hp_dict, bo
         # (as symopt.to_optax names them: a slot that cannot be a field name is numbered)
         out.append(f"{state_name} = collections.namedtuple({state_name!r}, {list(fields)!r}, rename=True)")
     out.append("")
-    for fn, f in FUNCTIONS.items():  # library order
-        if fn in helpers and not f.is_reduction:
-            expr, fdoc = f.export
-            out += ["", f"def {fn}({_PARAMS[f.arity]}):", f'    """{fdoc}"""', f"    return {expr}", ""]
-    for helper in [*_HELPERS, *(fn for fn, f in FUNCTIONS.items() if f.is_reduction)]:
-        if helper in helpers:
-            out += ["\n" + _definition(helper).strip("\n"), ""]
+    out += JAX.definitions(helpers)
     out += [_LIKE.rstrip("\n"), "", ""]
-    sig = ["learning_rate=0.001"]
-    if defaults:
-        sig.append("*")
-        sig += [f"{k}=None" if k in as_written else f"{k}={v!r}" for k, v in defaults.items()]
-    out.append(f"def {name}({', '.join(sig)}) -> optax.GradientTransformationExtraArgs:")
+    out.append(f"def {name}({', '.join(['learning_rate=0.001', *signature(defaults)])}) "
+               f"-> optax.GradientTransformationExtraArgs:")
     out.append(textwrap.indent(f'"""{doc}\n"""', "    "))
     if defaults:
         out.append(f"    {hp_dict} = {{{', '.join(f'{k!r}: {k}' for k in defaults)}}}")

@@ -1,8 +1,10 @@
 """The function library of update-rule programs: hero's 45 functions.
 
 Each function has four faces: a numeric form written once against an array
-module ``xp`` (instantiated with ``jax.numpy`` and with ``numpy``), a SymPy
-form, and a shape rule over value kinds (see :class:`Kind`).
+module ``xp`` (instantiated with ``jax.numpy``, with ``numpy`` and, in
+:func:`symopt.to_torch`, with torch under NumPy's names), a SymPy form, and a
+shape rule over value kinds (see :class:`Kind`); and the source forms the
+exported modules are written with, for JAX (``export``) and PyTorch (``torch``).
 
 Domains follow hero (google/automl, hero/fn_lib.py), with two repairs:
 
@@ -33,6 +35,7 @@ import sympy as sp
 from sympy.codegen.cfunctions import expm1 as _sp_expm1, log2 as _sp_log2, log10 as _sp_log10
 
 from symopt.programs.hints import did_you_mean
+from symopt.programs.sources import JAX as _JAX_SOURCES, TORCH as _TORCH_SOURCES
 
 DIV_EPS = 1e-8
 
@@ -221,7 +224,11 @@ class Function:
     the parameter tree set ``reduction(space, *args)`` instead. ``export`` is what
     :func:`symopt.export_source` writes into a module: for an element-wise
     function its body over ``x, y, w`` and a one-line docstring, for a reduction
-    its whole definition over trees (and ``""``); empty for the operators.
+    its whole definition over trees (and ``""``); empty for the operators. ``torch`` is the same for
+    ``export_source(..., framework="torch")`` (its docstring is ``export[1]``): an element-wise body over
+    tensors or numbers ``x, y, w`` (``_tensor(x)`` makes a number a float32 0-d tensor), a reduction's
+    definition over lists of tensors, one per parameter of a group. The optimizer of :func:`symopt.to_torch`
+    runs the numeric form on ``symopt.export.torch_array``'s NumPy-like face of torch.
     """
 
     name: str
@@ -232,6 +239,7 @@ class Function:
     reduction: Callable | None = None
     doc: str = ""
     export: tuple[str, str] = ("", "")
+    torch: str = ""
 
     def apply(self, space: Space, *args):
         """The function on values stored as ``space`` stores them."""
@@ -359,7 +367,7 @@ def _newton_schulz(xp, m):
 def _mean_over(xp, m, axis):
     """The mean over one axis of the matrix view, spread back over it; summed in float32 at least."""
     mean = xp.mean(m, axis=axis, keepdims=True, dtype=xp.promote_types(m.dtype, xp.float32))
-    return xp.broadcast_to(mean.astype(m.dtype), m.shape)
+    return xp.broadcast_to(xp.asarray(mean, dtype=m.dtype), m.shape)
 
 
 def _orthogonalize(s: Space, x):
@@ -384,65 +392,6 @@ def _cols(s: Space, x):
 
 def _is_matrix(s: Space, x):
     return s.matrices(lambda m, ndim: s.xp.full_like(m, 1.0 if ndim >= 2 else 0.0), x)
-
-
-# The exported module's definitions of the reductions (symopt.export.source).
-_GLOBAL_NORM_SOURCE = '''def global_norm(x):
-    """The L2 norm of the whole tree (a scalar)."""
-    return jnp.sqrt(_total(tree_map(jnp.square, x)))
-'''
-_DOT_SOURCE = '''def dot(x, y):
-    """The inner product of two trees (a scalar)."""
-    return _total(tree_map(lambda a, b: a * b, x, y))
-'''
-_COSINE_SIM_SOURCE = '''def cosine_sim(x, y):
-    """dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8) (a scalar)."""
-    return dot(x, y) / (global_norm(x) * global_norm(y) + 1e-08)
-'''
-_CLIP_BY_GLOBAL_NORM_SOURCE = '''def clip_by_global_norm(x, c):
-    """x * min(1, c / (global_norm(x) + 1e-8))."""
-    factor = jnp.minimum(1.0, c / (global_norm(x) + 1e-08))
-    return tree_map(lambda a: a * factor, x)
-'''
-_NORM_SOURCE = '''def norm(x):
-    """The L2 norm of each tensor: a tree of 0-d arrays."""
-    return tree_map(lambda a: jnp.sqrt(_leaf_sum(jnp.square(a))), x)
-'''
-
-_ORTHOGONALIZE_SOURCE = '''def orthogonalize(x):
-    """Muon's Newton-Schulz orthogonalisation of each leaf's matrix view (a vector is one column):
-    X = M / (||M||_F + 1e-8), transposed when tall, then X <- aX + (bA + cA^2)X with A = X X^T, 5 times,
-    (a, b, c) = (3.4445, -4.775, 2.0315)."""
-    def newton_schulz(m, ndim):
-        tall = m.shape[-2] > m.shape[-1]
-        x = m.T if tall else m
-        x = x / (jnp.linalg.norm(x, ord="fro") + 1e-08)
-        for _ in range(5):
-            a = x @ x.T
-            x = 3.4445 * x + (-4.775 * a + 2.0315 * (a @ a)) @ x
-        return x.T if tall else x
-    return _matrices(newton_schulz, x)
-'''
-_ROW_MEAN_SOURCE = '''def row_mean(x):
-    """The mean of each row of each leaf's matrix view, spread over the row (a vector is one column)."""
-    return _matrices(lambda m, ndim: _mean_over(m, -1), x)
-'''
-_COL_MEAN_SOURCE = '''def col_mean(x):
-    """The mean of each column of each leaf's matrix view, spread over the column (a vector is one column)."""
-    return _matrices(lambda m, ndim: _mean_over(m, -2), x)
-'''
-_ROWS_SOURCE = '''def rows(x):
-    """The number of rows of each leaf's matrix view: all axes but the last (a vector: its length)."""
-    return _matrices(lambda m, ndim: jnp.full_like(m, m.shape[-2]), x)
-'''
-_COLS_SOURCE = '''def cols(x):
-    """The number of columns of each leaf's matrix view: its last axis (a vector: 1)."""
-    return _matrices(lambda m, ndim: jnp.full_like(m, m.shape[-1]), x)
-'''
-_IS_MATRIX_SOURCE = '''def is_matrix(x):
-    """1 on the leaves of two or more axes, 0 on vectors and 0-d leaves."""
-    return _matrices(lambda m, ndim: jnp.full_like(m, 1.0 if ndim >= 2 else 0.0), x)
-'''
 
 
 # --- SymPy forms that have no SymPy builtin ---------------------------------------
@@ -568,16 +517,17 @@ def _sym_cbrt(x):
 # --- the library --------------------------------------------------------------------
 
 
-def _unary(name, ew, sym, doc="", export=("", "")):
-    return Function(name, 1, sym, join, elementwise=ew, doc=doc, export=export)
+def _unary(name, ew, sym, doc="", export=("", ""), torch=""):
+    return Function(name, 1, sym, join, elementwise=ew, doc=doc, export=export, torch=torch)
 
 
-def _binary(name, ew, sym, doc="", export=("", "")):
-    return Function(name, 2, sym, join, elementwise=ew, doc=doc, export=export)
+def _binary(name, ew, sym, doc="", export=("", ""), torch=""):
+    return Function(name, 2, sym, join, elementwise=ew, doc=doc, export=export, torch=torch)
 
 
-def _const(name, value, sym, export=("", "")):
-    return Function(name, 0, lambda: sym, lambda kinds: Kind.SCALAR, elementwise=lambda xp: value, export=export)
+def _const(name, value, sym, export=("", ""), torch=""):
+    return Function(name, 0, lambda: sym, lambda kinds: Kind.SCALAR, elementwise=lambda xp: value, export=export,
+                    torch=torch)
 
 
 def _abs_then(f):
@@ -595,117 +545,154 @@ _FUNCTIONS = [
     _unary("neg", lambda xp, x: -x, lambda x: -x, "unary minus, written -x"),
     _binary("divide", lambda xp, x, y: xp.divide(x, y), lambda x, y: x / y,
             "x / y unguarded, as optax divides; not one of hero's 45 (the baselines use it to match optax)",
-            export=("jnp.divide(x, y)", "x / y, unguarded (as optax divides).")),
+            export=("jnp.divide(x, y)", "x / y, unguarded (as optax divides)."),
+           torch='torch.divide(_tensor(x), y)'),
     _binary("max", lambda xp, x, y: xp.maximum(x, y), sp.Max,
-            export=("jnp.maximum(x, y)", "Element-wise maximum.")),
+            export=("jnp.maximum(x, y)", "Element-wise maximum."),
+           torch='torch.maximum(_tensor(x), _tensor(y))'),
     _binary("min", lambda xp, x, y: xp.minimum(x, y), sp.Min,
-            export=("jnp.minimum(x, y)", "Element-wise minimum.")),
+            export=("jnp.minimum(x, y)", "Element-wise minimum."),
+           torch='torch.minimum(_tensor(x), _tensor(y))'),
     # constants
     _const("get_pi", math.pi, sp.pi,
-           export=("3.141592653589793", "pi.")),
+           export=("3.141592653589793", "pi."),
+           torch='3.141592653589793'),
     _const("get_e", math.e, sp.E,
-           export=("2.718281828459045", "e.")),
+           export=("2.718281828459045", "e."),
+           torch='2.718281828459045'),
     _const("get_eps", 1e-8, sp.Float(1e-8),
-           export=("1e-08", "hero's epsilon, 1e-8.")),
+           export=("1e-08", "hero's epsilon, 1e-8."),
+           torch='1e-08'),
     # element-wise
     _unary("abs", lambda xp, x: xp.abs(x), sp.Abs,
-           export=("jnp.abs(x)", "|x|.")),
+           export=("jnp.abs(x)", "|x|."),
+           torch='torch.abs(_tensor(x))'),
     _unary("cos", lambda xp, x: xp.cos(x), sp.cos,
-           export=("jnp.cos(x)", "cos(x).")),
+           export=("jnp.cos(x)", "cos(x)."),
+           torch='torch.cos(_tensor(x))'),
     _unary("sin", lambda xp, x: xp.sin(x), sp.sin,
-           export=("jnp.sin(x)", "sin(x).")),
+           export=("jnp.sin(x)", "sin(x)."),
+           torch='torch.sin(_tensor(x))'),
     _unary("tan", lambda xp, x: xp.tan(x), sp.tan,
-           export=("jnp.tan(x)", "tan(x).")),
+           export=("jnp.tan(x)", "tan(x)."),
+           torch='torch.tan(_tensor(x))'),
     _unary("arcsin", lambda xp, x: xp.arcsin(x), sp.asin, "NaN outside [-1, 1]",
-           export=("jnp.arcsin(x)", "arcsin(x); NaN outside [-1, 1].")),
+           export=("jnp.arcsin(x)", "arcsin(x); NaN outside [-1, 1]."),
+           torch='torch.arcsin(_tensor(x))'),
     _unary("arccos", lambda xp, x: xp.arccos(x), sp.acos, "NaN outside [-1, 1]",
-           export=("jnp.arccos(x)", "arccos(x); NaN outside [-1, 1].")),
+           export=("jnp.arccos(x)", "arccos(x); NaN outside [-1, 1]."),
+           torch='torch.arccos(_tensor(x))'),
     _unary("arctan", lambda xp, x: xp.arctan(x), sp.atan,
-           export=("jnp.arctan(x)", "arctan(x).")),
+           export=("jnp.arctan(x)", "arctan(x)."),
+           torch='torch.arctan(_tensor(x))'),
     _unary("sinh", lambda xp, x: xp.sinh(x), sp.sinh,
-           export=("jnp.sinh(x)", "sinh(x).")),
+           export=("jnp.sinh(x)", "sinh(x)."),
+           torch='torch.sinh(_tensor(x))'),
     _unary("cosh", lambda xp, x: xp.cosh(x), sp.cosh,
-           export=("jnp.cosh(x)", "cosh(x).")),
+           export=("jnp.cosh(x)", "cosh(x)."),
+           torch='torch.cosh(_tensor(x))'),
     _unary("tanh", lambda xp, x: xp.tanh(x), sp.tanh,
-           export=("jnp.tanh(x)", "tanh(x).")),
+           export=("jnp.tanh(x)", "tanh(x)."),
+           torch='torch.tanh(_tensor(x))'),
     _unary("arcsinh", lambda xp, x: xp.arcsinh(x), sp.asinh,
-           export=("jnp.arcsinh(x)", "arcsinh(x).")),
+           export=("jnp.arcsinh(x)", "arcsinh(x)."),
+           torch='torch.arcsinh(_tensor(x))'),
     _unary("arccosh", lambda xp, x: xp.arccosh(x), sp.acosh, "NaN below 1",
-           export=("jnp.arccosh(x)", "arccosh(x); NaN below 1.")),
+           export=("jnp.arccosh(x)", "arccosh(x); NaN below 1."),
+           torch='torch.arccosh(_tensor(x))'),
     _unary("arctanh", lambda xp, x: xp.arctanh(x), sp.atanh, "NaN outside (-1, 1)",
-           export=("jnp.arctanh(x)", "arctanh(x); NaN outside (-1, 1).")),
+           export=("jnp.arctanh(x)", "arctanh(x); NaN outside (-1, 1)."),
+           torch='torch.arctanh(_tensor(x))'),
     _unary("exp", lambda xp, x: xp.exp(x), sp.exp,
-           export=("jnp.exp(x)", "e ** x.")),
+           export=("jnp.exp(x)", "e ** x."),
+           torch='torch.exp(_tensor(x))'),
     _unary("exp2", lambda xp, x: xp.exp2(x), lambda x: 2 ** x,
-           export=("jnp.exp2(x)", "2 ** x.")),
+           export=("jnp.exp2(x)", "2 ** x."),
+           torch='torch.exp2(_tensor(x))'),
     _unary("exp10", lambda xp, x: xp.power(xp.asarray(10.0, dtype=x.dtype) if hasattr(x, "dtype") else 10.0, x),
            lambda x: 10 ** x,
-           export=('jnp.power(jnp.asarray(10.0, dtype=x.dtype) if hasattr(x, "dtype") else 10.0, x)', "10 ** x, in the dtype of x.")),
+           export=('jnp.power(jnp.asarray(10.0, dtype=x.dtype) if hasattr(x, "dtype") else 10.0, x)', "10 ** x, in the dtype of x."),
+           torch='torch.pow(10.0, _tensor(x))'),
     # expm1, log10 and log2 keep SymPy functions of their own: exp(x) - 1 is not expm1 in float32
     _unary("expm1", lambda xp, x: xp.expm1(x), _sp_expm1,
-           export=("jnp.expm1(x)", "e ** x - 1.")),
+           export=("jnp.expm1(x)", "e ** x - 1."),
+           torch='torch.expm1(_tensor(x))'),
     _unary("log", _abs_then("log"), lambda x: sp.log(sp.Abs(x)), "log(|x|)",
-           export=("jnp.log(jnp.abs(x))", "log(|x|), as hero.")),
+           export=("jnp.log(jnp.abs(x))", "log(|x|), as hero."),
+           torch='torch.log(torch.abs(_tensor(x)))'),
     _unary("log10", _abs_then("log10"), lambda x: _sp_log10(sp.Abs(x)), "log10(|x|)",
-           export=("jnp.log10(jnp.abs(x))", "log10(|x|), as hero.")),
+           export=("jnp.log10(jnp.abs(x))", "log10(|x|), as hero."),
+           torch='torch.log10(torch.abs(_tensor(x)))'),
     _unary("log2", _abs_then("log2"), lambda x: _sp_log2(sp.Abs(x)), "log2(|x|)",
-           export=("jnp.log2(jnp.abs(x))", "log2(|x|), as hero.")),
+           export=("jnp.log2(jnp.abs(x))", "log2(|x|), as hero."),
+           torch='torch.log2(torch.abs(_tensor(x)))'),
     _unary("log1p", lambda xp, x: xp.log(xp.abs(1 + x)), lambda x: sp.log(sp.Abs(1 + x)), "log(|1 + x|)",
-           export=("jnp.log(jnp.abs(1 + x))", "log(|1 + x|), as hero.")),
+           export=("jnp.log(jnp.abs(1 + x))", "log(|1 + x|), as hero."),
+           torch='torch.log(torch.abs(1 + _tensor(x)))'),
     _unary("square", lambda xp, x: xp.square(x), lambda x: x ** 2,
-           export=("jnp.square(x)", "x ** 2.")),
+           export=("jnp.square(x)", "x ** 2."),
+           torch='torch.square(_tensor(x))'),
     _unary("sqrt", _abs_then("sqrt"), lambda x: sp.sqrt(sp.Abs(x)), "sqrt(|x|)",
-           export=("jnp.sqrt(jnp.abs(x))", "sqrt(|x|), as hero.")),
+           export=("jnp.sqrt(jnp.abs(x))", "sqrt(|x|), as hero."),
+           torch='torch.sqrt(torch.abs(_tensor(x)))'),
     _unary("cube", lambda xp, x: x * x * x, lambda x: x ** 3,
-           export=("x * x * x", "x ** 3.")),
+           export=("x * x * x", "x ** 3."),
+           torch='x * x * x'),
     _unary("cbrt", lambda xp, x: xp.cbrt(x), _sym_cbrt, "real cube root (hero's is broken)",
-           export=("jnp.cbrt(x)", "The real cube root.")),
+           export=("jnp.cbrt(x)", "The real cube root."),
+           torch='torch.sign(_tensor(x)) * torch.abs(_tensor(x)) ** (1.0 / 3.0)'),
     _unary("sign", lambda xp, x: xp.sign(x), sp.sign,
-           export=("jnp.sign(x)", "-1, 0 or 1.")),
+           export=("jnp.sign(x)", "-1, 0 or 1."),
+           torch='torch.sign(_tensor(x))'),
     _unary("reciprocal", lambda xp, x: xp.divide(1.0, x), lambda x: 1 / x, "1 / x, unguarded as in hero",
-           export=("jnp.divide(1.0, x)", "1 / x, unguarded as in hero.")),
+           export=("jnp.divide(1.0, x)", "1 / x, unguarded as in hero."),
+           torch='torch.divide(1.0, _tensor(x))'),
     Function("norm", 1, norm, _norm_rule, reduction=_norm,
              doc="L2 norm of each parameter tensor, as hero's jnp.linalg.norm per leaf",
-             export=(_NORM_SOURCE, "")),
+             export=(_JAX_SOURCES['norm'], ""), torch=_TORCH_SOURCES['norm']),
     _unary("invert", lambda xp, x: -x - 1, lambda x: -x - 1, "-x - 1: ~x extended to reals (hero's is bitwise)",
-           export=("-x - 1", "-x - 1: bitwise NOT (~x) extended to real numbers.")),
+           export=("-x - 1", "-x - 1: bitwise NOT (~x) extended to real numbers."),
+           torch='-x - 1'),
     _unary("negative", lambda xp, x: -x, lambda x: -x,
-           export=("-x", "-x.")),
+           export=("-x", "-x."),
+           torch='-x'),
     # over the whole parameter tree
     Function("global_norm", 1, global_norm, _to_scalar("global_norm"), reduction=_global_norm,
-             export=(_GLOBAL_NORM_SOURCE, "")),
+             export=(_JAX_SOURCES['global_norm'], ""), torch=_TORCH_SOURCES['global_norm']),
     Function("interpolate", 3, lambda x, y, w: (1 - w) * x + w * y, join,
              elementwise=lambda xp, x, y, w: (1 - w) * x + w * y, doc="(1 - w) * x + w * y",
-             export=("(1 - w) * x + w * y", "(1 - w) * x + w * y.")),
+             export=("(1 - w) * x + w * y", "(1 - w) * x + w * y."),
+           torch='(1 - w) * x + w * y'),
     Function("dot", 2, dot, _same_kind_to_scalar("dot"), reduction=_dot,
-             export=(_DOT_SOURCE, "")),
+             export=(_JAX_SOURCES['dot'], ""), torch=_TORCH_SOURCES['dot']),
     Function("cosine_sim", 2, cosine_sim, _same_kind_to_scalar("cosine_sim"), reduction=_cosine_sim,
              doc="dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8)",
-             export=(_COSINE_SIM_SOURCE, "")),
+             export=(_JAX_SOURCES['cosine_sim'], ""), torch=_TORCH_SOURCES['cosine_sim']),
     Function("clip_by_global_norm", 2, clip_by_global_norm, _clip_rule, reduction=_clip_by_global_norm,
              doc="x * min(1, c / (global_norm(x) + 1e-8))",
-             export=(_CLIP_BY_GLOBAL_NORM_SOURCE, "")),
+             export=(_JAX_SOURCES['clip_by_global_norm'], ""), torch=_TORCH_SOURCES['clip_by_global_norm']),
     _binary("power", lambda xp, x, y: xp.power(x, y), lambda x, y: x ** y, "NaN for a negative base to a fractional power",
-            export=("jnp.power(x, y)", "x ** y; NaN for a negative base to a fractional power.")),
+            export=("jnp.power(x, y)", "x ** y; NaN for a negative base to a fractional power."),
+           torch='torch.pow(_tensor(x), _tensor(y))'),
     # over each tensor's matrix view (matrix_view): not hero's; what Muon and Adafactor are made of
     Function("orthogonalize", 1, orthogonalize, _tensor_to("orthogonalize", Kind.TENSOR), reduction=_orthogonalize,
              doc="Muon's Newton-Schulz orthogonalisation of each tensor's matrix view (a vector is one column)",
-             export=(_ORTHOGONALIZE_SOURCE, "")),
+             export=(_JAX_SOURCES['orthogonalize'], ""), torch=_TORCH_SOURCES['orthogonalize']),
     Function("row_mean", 1, row_mean, _mean_rule(Kind.ROWS, Kind.COLS), reduction=_row_mean,
              doc="the mean of each row of each tensor's matrix view, spread over the row",
-             export=(_ROW_MEAN_SOURCE, "")),
+             export=(_JAX_SOURCES['row_mean'], ""), torch=_TORCH_SOURCES['row_mean']),
     Function("col_mean", 1, col_mean, _mean_rule(Kind.COLS, Kind.ROWS), reduction=_col_mean,
              doc="the mean of each column of each tensor's matrix view, spread over the column",
-             export=(_COL_MEAN_SOURCE, "")),
+             export=(_JAX_SOURCES['col_mean'], ""), torch=_TORCH_SOURCES['col_mean']),
     Function("rows", 1, rows, _tensor_to("rows", Kind.TENSOR_WISE), reduction=_rows,
              doc="the number of rows of each tensor's matrix view (its fan-in)",
-             export=(_ROWS_SOURCE, "")),
+             export=(_JAX_SOURCES['rows'], ""), torch=_TORCH_SOURCES['rows']),
     Function("cols", 1, cols, _tensor_to("cols", Kind.TENSOR_WISE), reduction=_cols,
              doc="the number of columns of each tensor's matrix view (its fan-out)",
-             export=(_COLS_SOURCE, "")),
+             export=(_JAX_SOURCES['cols'], ""), torch=_TORCH_SOURCES['cols']),
     Function("is_matrix", 1, is_matrix, _tensor_to("is_matrix", Kind.TENSOR_WISE), reduction=_is_matrix,
              doc="1 on tensors of two or more axes, 0 on vectors: a rule treats the two apart with it",
-             export=(_IS_MATRIX_SOURCE, "")),
+             export=(_JAX_SOURCES['is_matrix'], ""), torch=_TORCH_SOURCES['is_matrix']),
 ]
 
 FUNCTIONS: dict[str, Function] = {f.name: f for f in _FUNCTIONS}
