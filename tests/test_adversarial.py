@@ -386,8 +386,8 @@ def test_derive_refuses_a_run_directory_another_process_writes(toy_run, tmp_path
     assert not (run / "derived_rank1.json").exists()
 
 
-def test_readme_names_the_tests_of_this_suite():
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("**What is bounded"):readme.index("**Configuration ranges**")]
+def test_the_run_directory_page_names_the_tests_of_this_suite():
+    page = (ROOT / "docs" / "run-directory.md").read_text()
+    table = page[page.index("**What is bounded"):page.index("## Looking at a run")]
     named = set(re.findall(r"`(test_[a-z_]+)`", table))
     assert named and named <= {n for n in globals() if n.startswith("test_")}, named - set(globals())

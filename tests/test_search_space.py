@@ -144,9 +144,9 @@ def test_every_numeric_key_has_a_range_that_holds_its_default():
         assert all(d in allowed for d in defaults), f"{cls.__name__}.{f.name}"
 
 
-def test_readme_lists_the_ranges():
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert space_mod.ranges_table() in readme
+def test_the_configuration_page_lists_the_ranges():
+    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert space_mod.ranges_table() in page
 
 
 @pytest.mark.parametrize("line, expected", [

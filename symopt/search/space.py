@@ -402,8 +402,8 @@ def _scalar(hint, value, path: str, source: str):
 
 
 def ranges_table() -> str:
-    """Every numeric key with its allowed range, default and meaning, as a Markdown table (README's
-    "Configuration ranges" section is this table; a test keeps the two equal)."""
+    """Every numeric key with its allowed range, default and meaning, as a Markdown table (docs/configuration.md's
+    "Configuration ranges" is this table; a test keeps the two equal)."""
     rows = ["| key | allowed | default | what |", "|---|---|---|---|"]
 
     def walk(cls, prefix: str) -> None:
