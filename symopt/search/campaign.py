@@ -217,7 +217,8 @@ def executable_functions(functions: Collection[str]) -> frozenset[str] | None:
 
 def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None = None, seed: int | None = None,
            backend: str | Backend = "serial", run_dir: str | os.PathLike | None = None, resume: bool = False,
-           progress: Callable[[evolution.State, int], None] | None = None) -> Campaign:
+           progress: Callable[[evolution.State, int], None] | None = None,
+           on_check: Callable[[dict], None] | None = None) -> Campaign:
     """Search for an update rule; see the module docstring.
 
     Args:
@@ -228,6 +229,8 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
         run_dir: the run directory (log, lineage, snapshots, hall of fame; :mod:`symopt.search.run_dir`).
         resume: continue the run logged in ``run_dir`` by replaying it (see the module docstring).
         progress: called as ``progress(state, replayed)`` after each training accepted on the search stage.
+        on_check: called with each point of the meta-validation curve (:func:`meta_validation_point`) as the
+            funnel check that made it ends: every ``campaign.check_interval`` trainings and at the end.
     """
     t0 = time.perf_counter()
     cfg = load(config)
@@ -271,6 +274,8 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
             curve.append(meta_validation_point(state.stats.evaluated, state.best.fitness, names, entries.values()))
             if run_path is not None:
                 write_meta_validation(run_path, curve)
+            if on_check:
+                on_check(curve[-1])
             return hall
 
         def on_accept(state: evolution.State) -> None:
