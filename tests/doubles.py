@@ -8,13 +8,13 @@ import numpy as np
 
 from symopt.programs.program import Program
 from symopt.evaluation import Result
-from symopt.search.toy import evaluate
+from symopt.evaluation.toy import evaluate
 
 
 class Shuffled:
     """A toy-task evaluator that finishes its candidates in a seeded random order, as a cluster does.
 
-    An asynchronous evaluator (:class:`symopt.search.steady.AsyncEvaluator`) with
+    An asynchronous evaluator (:class:`symopt.evolve.steady.AsyncEvaluator`) with
     ``width`` candidates in flight, and a batch ``evaluate_fn`` (in order) for the
     funnel stages; ``backend=lambda t, s, n, grid: Shuffled(t, s, n)`` plugs it into a search.
     """

@@ -25,11 +25,12 @@ import pytest
 
 from symopt.cli import main
 from symopt.programs import baselines, parse
-from symopt.search import search, toy
-from symopt.search.derive import derive
-from symopt.search.durable import write_error
-from symopt.search.run_dir import MAX_DOCUMENT_BYTES, write_derived
-from symopt.search.space import load
+from symopt.campaign import search
+from symopt.evaluation import toy
+from symopt.tools.derive import derive
+from symopt.runs.durable import write_error
+from symopt.runs.run_dir import MAX_DOCUMENT_BYTES, write_derived
+from symopt.config.space import load
 from symopt.symbolic.equivalence import equivalent
 from symopt.symbolic.simplify import SimplifyTimeout, simplify, with_deadline
 

@@ -15,7 +15,7 @@ import pytest
 
 from symopt.export import export_source, to_optax
 from symopt.programs import FUNCTIONS, parse
-from symopt.programs.check import calls
+from symopt.programs.checker import calls
 from symopt.programs.program import PRECEDENCE
 
 _counter = itertools.count()
@@ -292,7 +292,7 @@ def test_every_hall_of_fame_entry_exports_a_module_that_trains_like_the_program_
     """A real campaign (serial, tiny budget, all 45 functions): what export writes is what was found and scored."""
     import proxy_tasks
     from symopt.programs.liveness import size
-    from symopt.search import search
+    from symopt.campaign import search
 
     config = {"space": {"functions": "hero", "max_length": 10},
               "campaign": {"population": 6, "tournament": 2, "budget": 6, "batch": 4, "hall_of_fame": 3,

@@ -15,9 +15,10 @@ import types
 import pytest
 from doubles import Shuffled
 
-from symopt.search import campaign as campaign_module
-from symopt.search import search, toy
-from symopt.search.run_dir import read_log
+from symopt.campaign import campaign as campaign_module
+from symopt.campaign import search
+from symopt.evaluation import toy
+from symopt.runs.run_dir import read_log
 
 TOY = toy.campaign()
 TOML = """name = "tiny"

@@ -23,9 +23,10 @@ from test_resume import TOML as RESUME_TOML
 from test_resume import _cli
 
 from symopt.cli import main
-from symopt.search import search, toy
-from symopt.search.durable import AppendLog, WriteError
-from symopt.search.run_dir import RunError, read_lineage, read_log
+from symopt.campaign import search
+from symopt.evaluation import toy
+from symopt.runs.durable import AppendLog, WriteError
+from symopt.runs.run_dir import RunError, read_lineage, read_log
 
 TOML = RESUME_TOML.replace("budget = 600", "budget = 100")
 

@@ -5,7 +5,8 @@ import json
 import pytest
 
 from symopt.programs import parse
-from symopt.search import search, toy
+from symopt.campaign import search
+from symopt.evaluation import toy
 from symopt.symbolic.equivalence import equivalent
 
 TOY = toy.campaign()

@@ -8,9 +8,9 @@ import pytest
 from symopt.evaluation.fitness import Grid
 from symopt.programs import parse
 from symopt.programs.functions import HERO_FUNCTIONS
-from symopt.search import space as space_mod
-from symopt.search.space import SearchSpace, from_dict, load
-from symopt.search.start import conform
+from symopt.config import space as space_mod
+from symopt.config.space import SearchSpace, from_dict, load
+from symopt.config.start import conform
 
 TOY_STAGES = {"stages": [{"tasks": ["toy_quadratic"]}]}
 
@@ -228,8 +228,8 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
 
 
 def test_a_run_config_json_loads_back_to_the_same_config():
-    from symopt.search.run_log import config_json
-    from symopt.search.space import from_fields
+    from symopt.runs.run_log import config_json
+    from symopt.config.space import from_fields
 
     for name in ("quick", "hero"):
         config = load(name)

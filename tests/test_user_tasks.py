@@ -12,8 +12,8 @@ import pytest
 
 import proxy_tasks
 from symopt.cli import main
-from symopt.search.compare import CompareError, compare
-from symopt.search.space import check_tasks, load
+from symopt.tools.compare import CompareError, compare
+from symopt.config.space import check_tasks, load
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODULES = itertools.count()
@@ -136,8 +136,8 @@ def test_readme_example_runs_on_ray_workers(ray_session, tmp_path, monkeypatch):
     examples/sine.toml, shrunk: a campaign on real Ray actors, which get the module by runtime_env."""
     from symopt.distributed import EvaluatorPool
     from symopt.distributed.cluster import task_runtime_env
-    from symopt.search import search
-    from symopt.search.space import task_names
+    from symopt.campaign import search
+    from symopt.config.space import task_names
 
     shutil.copy(ROOT / "examples" / "sine_task.py", tmp_path / "sine_task.py")
     monkeypatch.syspath_prepend(str(tmp_path))

@@ -1,12 +1,12 @@
-"""``symopt inspect RUN``: a run directory's hall of fame as a plain-text table (:mod:`symopt.search.inspect_run`)."""
+"""``symopt inspect RUN``: a run directory's hall of fame as a plain-text table (:mod:`symopt.tools.inspect_run`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from symopt.search.inspect_run import table
-from symopt.search.run_dir import LINEAGE_NAME, RunError, has_file, read_hall_of_fame, read_lineage
+from symopt.tools.inspect_run import table
+from symopt.runs.run_dir import LINEAGE_NAME, RunError, has_file, read_hall_of_fame, read_lineage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

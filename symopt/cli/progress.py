@@ -1,6 +1,6 @@
 """What ``symopt search`` shows as it goes: a live line on a terminal, plain lines otherwise, or nothing.
 
-The campaign knows nothing of the terminal: :func:`symopt.search.campaign.search` calls
+The campaign knows nothing of the terminal: :func:`symopt.campaign.campaign.search` calls
 ``progress(state, replayed)`` after each training accepted on the search stage and ``on_check(point)``
 after each funnel check (a point of the meta-validation curve). :class:`Progress` turns those calls
 into output, and writes nothing else: the run directory is the same with it, without it (``--quiet``)

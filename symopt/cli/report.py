@@ -1,4 +1,4 @@
-"""``symopt report RUN``: PNG plots and a short markdown summary of a run directory (:mod:`symopt.search.report`)."""
+"""``symopt report RUN``: PNG plots and a short markdown summary of a run directory (:mod:`symopt.tools.report`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pathlib
 import sys
 from typing import Sequence
 
-from symopt.search.compare import DEFAULT_LRS
-from symopt.search.inspect_run import entry_program
-from symopt.search.report import (
+from symopt.tools.compare import DEFAULT_LRS
+from symopt.tools.inspect_run import entry_program
+from symopt.tools.report import (
     Point,
     curve_tasks,
     first_stage,
@@ -24,8 +24,8 @@ from symopt.search.report import (
     search_records,
     summary,
 )
-from symopt.search.run_dir import LOG_NAME, RunError, read_run
-from symopt.search.space import MAX_STEPS
+from symopt.runs.run_dir import LOG_NAME, RunError, read_run
+from symopt.config.space import MAX_STEPS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -27,8 +27,8 @@ from typing import Mapping, Sequence
 import symopt
 from symopt.distributed.cores import pin_to_core
 from symopt.evaluation import Grid, evaluate
-from symopt.programs.parse import parse
-from symopt.search import toy
+from symopt.programs.parser import parse
+from symopt.evaluation import toy
 
 THREAD_ENV = {"NPROC": "1", "PJRT_NPROC": "1"}
 """Sizes XLA's CPU intra-op thread pool to one thread (see the module docstring)."""
@@ -50,7 +50,7 @@ def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], step
     Proxy tasks go through :func:`symopt.evaluation.evaluate` (on ``grid``, a
     :class:`~symopt.evaluation.fitness.Grid` as JSON: factors and hurdle; ``functions``: what the
     stage's programs may call, the executables' instruction set); ``toy_*``
-    tasks through :func:`symopt.search.toy.evaluate`, as the serial backend does.
+    tasks through :func:`symopt.evaluation.toy.evaluate`, as the serial backend does.
     """
     if not isinstance(program, str):
         raise TypeError(f"programs travel as text, got {type(program).__name__}")

@@ -46,15 +46,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import struct
 
 import numpy as np
 
 from symopt.evaluation import opcodes
+from symopt.evaluation.dag import Builder, Node
 from symopt.evaluation.opcodes import OPCODES, G, S, V, W
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.functions import FUNCTIONS, Kind
-from symopt.programs.program import Call, Const, Expr, Program, Var
+from symopt.programs.program import Program
 
 ROW_W, ROW_G, ROW_ZERO, ROW_STATE = 0, 1, 2, 3
 SLOT_LR, SLOT_T, SLOT_SCALE, SLOT_DECAY, SLOT_CONST = 0, 1, 2, 3, 4
@@ -156,110 +156,25 @@ class Lowered:
         return "\n".join(lines)
 
 
-@dataclasses.dataclass
-class _Node:
-    fn: str | None  # None for arguments and constants
-    args: tuple[int, ...] = ()
-    value: float | None = None  # constants
-    kind: Kind = Kind.SCALAR
-    uniform: bool = False  # a scalar that depends only on constants, lr and t
-    fixed: tuple[str, int] | None = None  # arguments: (operand kind, register)
-
-
-class _Builder:
-    """Expressions to a DAG of nodes, with folding and common sub-expressions shared."""
-
-    def __init__(self):
-        self.nodes: list[_Node] = []
-        self.memo: dict[tuple, int] = {}
-
-    def add(self, key: tuple, node: _Node) -> int:
-        if key not in self.memo:
-            self.memo[key] = len(self.nodes)
-            self.nodes.append(node)
-        return self.memo[key]
-
-    def const(self, value: float) -> int:
-        bits = struct.pack("<d", value)  # NaN and -0.0 keep their identity
-        return self.add(("const", bits), _Node(None, value=value, uniform=True))
-
-    def expr(self, e: Expr, env: dict[str, int]) -> int:
-        if isinstance(e, Const):
-            return self.const(e.value)
-        if isinstance(e, Var):
-            return env[e.name]
-        assert isinstance(e, Call)
-        return self.call(e.fn, tuple(self.expr(a, env) for a in e.args))
-
-    def call(self, name: str, args: tuple[int, ...]) -> int:
-        fn = FUNCTIONS[name]
-        nodes = [self.nodes[a] for a in args]
-        if all(n.fn is None and n.value is not None for n in nodes):
-            folded = _fold(name, [n.value for n in nodes])
-            if folded is not None:
-                return self.const(folded)
-        kinds = tuple(n.kind for n in nodes)
-        if fn.is_reduction and all(k == Kind.SCALAR for k in kinds):
-            return self.scalar_reduction(name, args)
-        kind = fn.shape(kinds)
-        uniform = all(n.uniform for n in nodes)
-        if name in opcodes.COMMUTATIVE and not uniform and nodes[0].uniform:
-            args = args[::-1]  # (S, V) -> (V, S): exact for + * max min
-        return self.add(("call", name, args), _Node(name, args, kind=kind, uniform=uniform))
-
-    def scalar_reduction(self, name: str, args: tuple[int, ...]) -> int:
-        """Hero's reductions of scalars, written out with the operations the library's forms use."""
-        def gn(x):
-            return self.call("sqrt", (self.call("square", (x,)),))
-
-        if name in ("global_norm", "norm"):
-            return gn(args[0])
-        if name == "dot":
-            return self.call("*", args)
-        if name == "cosine_sim":
-            x, y = args
-            return self.call("/", (self.call("*", (x, y)), self.call("*", (gn(x), gn(y)))))
-        if name == "clip_by_global_norm":
-            x, c = args
-            factor = self.call("min", (self.const(1.0), self.call("/", (c, gn(x)))))
-            return self.call("*", (x, factor))
-        if name in ("row_mean", "col_mean"):
-            return args[0]  # a scalar is the same along every row and column
-        raise AssertionError(name)
-
-
-def _fold(fn: str, values: list[float]) -> float | None:
-    """A call on constants, evaluated now in float64 (None if it cannot be)."""
-    f = FUNCTIONS[fn]
-    if f.is_reduction:
-        return None  # written out by scalar_reduction, then folded piece by piece
-    try:
-        with np.errstate(all="ignore"):
-            # 0-ary functions give the Python float the reference uses (get_eps() is exactly 1e-8)
-            out = f.elementwise(np) if f.arity == 0 else f.elementwise(np, *(np.float64(v) for v in values))
-        return float(np.asarray(out, np.float64))
-    except Exception:  # noqa: BLE001 - anything odd is left to run time
-        return None
-
 
 def lower(program: Program) -> Lowered:
     """Lower a program to interpreter arrays. Raises ProgramError if the program does not check."""
     check(program)
-    b = _Builder()
+    b = Builder()
     env: dict[str, int] = {}
     states = program.state_args
     for arg in program.args:
         role = program.role(arg)
         if role == "weight":
-            node = _Node(None, kind=Kind.TENSOR, fixed=(W, ROW_W))
+            node = Node(None, kind=Kind.TENSOR, fixed=(W, ROW_W))
         elif role == "grad":
-            node = _Node(None, kind=Kind.TENSOR, fixed=(G, ROW_G))
+            node = Node(None, kind=Kind.TENSOR, fixed=(G, ROW_G))
         elif role == "lr":
-            node = _Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_LR))
+            node = Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_LR))
         elif role == "step":
-            node = _Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_T))
+            node = Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_T))
         else:
-            node = _Node(None, kind=Kind.TENSOR, fixed=(V, ROW_STATE + states.index(arg)))
+            node = Node(None, kind=Kind.TENSOR, fixed=(V, ROW_STATE + states.index(arg)))
         env[arg] = b.add(("arg", arg), node)
     for stmt in program.body:
         env[stmt.target] = b.expr(stmt.value, env)
@@ -267,7 +182,7 @@ def lower(program: Program) -> Lowered:
     return _emit(program, b.nodes, returns, len(states))
 
 
-def _live(nodes: list[_Node], returns: list[int]) -> list[int]:
+def _live(nodes: list[Node], returns: list[int]) -> list[int]:
     """The nodes the returned values need (everything else is dead code), in topological order."""
     live: set[int] = set()
     stack = list(returns)
@@ -279,7 +194,7 @@ def _live(nodes: list[_Node], returns: list[int]) -> list[int]:
     return sorted(live)  # node ids are already a topological order
 
 
-def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
+def _fuse(nodes: list[Node], order: list[int], returns: list[int]) -> None:
     """Superinstructions for the idioms of moment updates (in place; see ``opcodes.FUSED``).
 
     ``x*s + y*t`` becomes ``axpby``, ``x*s + y`` ``axpy`` and ``y + x*s`` ``ypax``, where
@@ -311,11 +226,11 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
             continue
         a, b = scaled(n.args[0]), scaled(n.args[1])
         if a and b:
-            nodes[i] = _Node("axpby", (*a, *b), kind=n.kind)
+            nodes[i] = Node("axpby", (*a, *b), kind=n.kind)
         elif a and not nodes[n.args[1]].uniform:
-            nodes[i] = _Node("axpy", (*a, n.args[1]), kind=n.kind)
+            nodes[i] = Node("axpy", (*a, n.args[1]), kind=n.kind)
         elif b and not nodes[n.args[0]].uniform:
-            nodes[i] = _Node("ypax", (n.args[0], *b), kind=n.kind)
+            nodes[i] = Node("ypax", (n.args[0], *b), kind=n.kind)
 
     def single(i: int, fn: str) -> bool:
         return nodes[i].fn == fn and uses.get(i) == 1
@@ -325,15 +240,15 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
         if n.fn == "axpby":
             x, s_, y, t = n.args
             if single(x, "square"):
-                nodes[i] = _Node("sqaxpby", (nodes[x].args[0], s_, y, t), kind=n.kind)
+                nodes[i] = Node("sqaxpby", (nodes[x].args[0], s_, y, t), kind=n.kind)
             elif single(y, "square"):  # x*s + square(z)*t == square(z)*t + x*s exactly
-                nodes[i] = _Node("sqaxpby", (nodes[y].args[0], t, x, s_), kind=n.kind)
+                nodes[i] = Node("sqaxpby", (nodes[y].args[0], t, x, s_), kind=n.kind)
         elif n.fn == "sign" and single(n.args[0], "axpby"):
-            nodes[i] = _Node("signaxpby", nodes[n.args[0]].args, kind=n.kind)
+            nodes[i] = Node("signaxpby", nodes[n.args[0]].args, kind=n.kind)
         elif n.fn == "sqrt" and not n.uniform and single(n.args[0], "+"):
             x, s_ = nodes[n.args[0]].args
             if nodes[s_].uniform and not nodes[x].uniform:
-                nodes[i] = _Node("sqrtadd", (x, s_), kind=n.kind)
+                nodes[i] = Node("sqrtadd", (x, s_), kind=n.kind)
 
     def scaled_down(i: int) -> tuple[int, int] | None:
         """(x, s) where node i is ``divide(x, s)``, read once, of a vector by a uniform scalar."""
@@ -353,18 +268,18 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
         y, u = nodes[q].args
         a, b = scaled_down(x), scaled_down(y)
         if a and b:
-            nodes[i] = _Node("adamdir", (*a, *b, u, v), kind=n.kind)
+            nodes[i] = Node("adamdir", (*a, *b, u, v), kind=n.kind)
         else:
-            nodes[i] = _Node("rsqrtdiv", (x, y, u, v), kind=n.kind)
+            nodes[i] = Node("rsqrtdiv", (x, y, u, v), kind=n.kind)
 
 
-def _update_alone(nodes: list[_Node], returns: list[int], fns: tuple[str, ...]) -> bool:
+def _update_alone(nodes: list[Node], returns: list[int], fns: tuple[str, ...]) -> bool:
     """Whether the update is a call of one of ``fns`` that nothing else reads (no state, no instruction)."""
     i = returns[0]
     return nodes[i].fn in fns and returns.count(i) == 1 and not any(i in nodes[j].args for j in _live(nodes, returns))
 
 
-def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
+def _lr_as_scale(nodes: list[Node], returns: list[int]) -> bool:
     """An update ``x * lr`` (hero's last statement) becomes ``x``, scaled by lr in the weight step.
 
     The step then computes ``w - x * lr`` as a program without ``lr`` does, bit for bit, and
@@ -381,7 +296,7 @@ def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
     return False
 
 
-def _absorb(nodes: list[_Node], returns: list[int]) -> int | None:
+def _absorb(nodes: list[Node], returns: list[int]) -> int | None:
     """An update ``x + w * s`` (``ypax`` or ``axpy`` of the weights by a uniform scalar) becomes ``x``, the weight
     step adding ``w * s``: the same arithmetic, one instruction less. Applies when the sum is used
     nowhere else and ``x`` is no uniform scalar. Returns the node of ``s`` (``returns[0]`` is then ``x``)."""
@@ -395,7 +310,7 @@ def _absorb(nodes: list[_Node], returns: list[int]) -> int | None:
     return s
 
 
-def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: int) -> Lowered:
+def _emit(program: Program, nodes: list[Node], returns: list[int], n_states: int) -> Lowered:
     returns = list(returns)
     scale_by_lr = not program.has_lr or _lr_as_scale(nodes, returns)
     _fuse(nodes, _live(nodes, returns), returns)
@@ -533,12 +448,12 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
     )
 
 
-def _layout(n: _Node, slot: dict[int, int], virtual: dict[int, str]) -> tuple[str, tuple[str, ...]]:
+def _layout(n: Node, slot: dict[int, int], virtual: dict[int, str]) -> tuple[str, tuple[str, ...]]:
     """(function, operand kinds) of a node's instruction: scalar slots, the values read in place, rows."""
     return n.fn, tuple(S if a in slot else virtual.get(a, V) for a in n.args)
 
 
-def _instr(n: _Node, slot: dict[int, int], row: dict[int, int], virtual: dict[int, str], dst: int) -> list[int]:
+def _instr(n: Node, slot: dict[int, int], row: dict[int, int], virtual: dict[int, str], dst: int) -> list[int]:
     fn, layout = _layout(n, slot, virtual)
     operands = [row[a] if kind == V else slot[a] if kind == S else 0 for a, kind in zip(n.args, layout)]
     return [opcodes.opcode(fn, layout), *operands, *[0] * (opcodes.MAX_ARITY - len(operands)), dst]

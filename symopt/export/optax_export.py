@@ -11,9 +11,10 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from symopt.programs.check import check, state_kinds
+from symopt.programs.checker import check, state_kinds
 from symopt.programs.execute import bind, check_overrides, hyperparameters, run
-from symopt.programs.functions import FACTORED, Kind, TreeSpace
+from symopt.programs.functions import FACTORED, Kind
+from symopt.programs.spaces import TreeSpace
 from symopt.programs.program import Const, Program
 
 ScalarOrSchedule = float | jax.Array | Callable[[jax.Array], jax.Array]

@@ -24,7 +24,7 @@ import textwrap
 
 from symopt.export.optax_export import state_type
 from symopt.programs import functions
-from symopt.programs.check import ARG_KINDS, check, state_kinds
+from symopt.programs.checker import ARG_KINDS, check, state_kinds
 from symopt.programs.execute import hyperparameters as program_hyperparameters
 from symopt.programs.functions import FUNCTIONS, Kind
 from symopt.programs.program import ATOM, PRECEDENCE, Call, Const, Expr, Program, Var, format_expr

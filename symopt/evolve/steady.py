@@ -2,15 +2,15 @@
 
 No worker waits for a generation to end: the evaluator says how many more
 candidates it would start now (``capacity``), the loop fills that with
-:func:`symopt.search.evolution.propose`, and integrates results one by one, in
-the order they finish, with :func:`symopt.search.evolution.accept`.
+:func:`symopt.evolve.evolution.propose`, and integrates results one by one, in
+the order they finish, with :func:`symopt.evolve.evolution.accept`.
 
 An evaluator is anything with ``capacity``, ``submit(key, program)`` and
 ``next_result() -> (key, result)`` (:class:`AsyncEvaluator`): the Ray pool's
 stages are (:meth:`symopt.distributed.EvaluatorPool.backend`); a plain
 ``evaluate_fn(programs) -> results`` becomes one with :class:`Batches`, which
 trains ``batch`` candidates together and then hands their results out in order,
-exactly as :func:`symopt.search.evolution.step` does.
+exactly as :func:`symopt.evolve.evolution.step` does.
 
 Replay (resume): every training is logged with ``proposed``, the number of
 trainings proposed when its result was accepted. Proposing up to that count
@@ -27,7 +27,7 @@ import dataclasses
 from typing import Any, Callable, Hashable, Iterable, Protocol, Sequence
 
 from symopt.programs.program import Program
-from symopt.search import evolution
+from symopt.evolve import evolution
 
 
 class AsyncEvaluator(Protocol):

@@ -12,16 +12,16 @@ from __future__ import annotations
 
 import pathlib
 
-from symopt.programs.check import state_kinds
+from symopt.programs.checker import state_kinds
 from symopt.programs.functions import Kind
 from symopt.programs.liveness import live_states
-from symopt.programs.parse import parse
-from symopt.search.run_dir import RunError, ancestry
+from symopt.programs.parser import parse
+from symopt.runs.run_dir import RunError, ancestry
 
 
 def entry_program(data: dict, rank: int, run: str | pathlib.Path = "", simplified: bool = True):
     """The Program of hall-of-fame rank ``rank`` (1-based; the simplified form by default) of
-    :func:`~symopt.search.run_dir.read_hall_of_fame`'s data (whose programs parse). Raises RunError."""
+    :func:`~symopt.runs.run_dir.read_hall_of_fame`'s data (whose programs parse). Raises RunError."""
     entries = data["hall_of_fame"]
     if not entries:
         raise RunError(f"run {str(run)!r}: the hall of fame is empty")

@@ -36,10 +36,10 @@ import proxy_tasks
 from symopt.evaluation import evaluate
 from symopt.evaluation.fitness import Grid, fitness_of
 from symopt.programs import baselines
-from symopt.programs.parse import parse
-from symopt.search.campaign import programs_functions
-from symopt.search.inspect_run import state_bytes as _program_state_bytes
-from symopt.search.run_dir import RunData
+from symopt.programs.parser import parse
+from symopt.campaign.campaign import programs_functions
+from symopt.tools.inspect_run import state_bytes as _program_state_bytes
+from symopt.runs.run_dir import RunData
 
 BASELINES = ("adamw", "lion")
 """The baselines drawn next to the winner on the loss curves."""
@@ -60,7 +60,7 @@ def first_stage(run: RunData) -> str:
     """The search stage's name: ``config.json`` campaign.stages[0].name, else the log's first line's stage."""
     stages = ((run.config or {}).get("campaign") or {}).get("stages") or []
     if stages and isinstance(stages[0], dict):
-        return stages[0].get("name") or "stage1"  # as symopt.search.space.stage_name
+        return stages[0].get("name") or "stage1"  # as symopt.config.space.stage_name
     return run.records[0]["stage"]
 
 
@@ -97,7 +97,7 @@ def state_bytes(program_text: str) -> float:
 
 
 def points(records: Sequence[dict]) -> list[Point]:
-    """Every record (as :func:`~symopt.search.run_dir.read_log` checked it) as a (memory, fitness) point."""
+    """Every record (as :func:`~symopt.runs.run_dir.read_log` checked it) as a (memory, fitness) point."""
     return [Point(r["id"], state_bytes(r["program"]), logged_fitness(r)) for r in records]
 
 

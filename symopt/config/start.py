@@ -6,13 +6,13 @@ import dataclasses
 from typing import TYPE_CHECKING
 
 from symopt.programs import baselines
-from symopt.programs.check import check
-from symopt.programs.parse import parse
+from symopt.programs.checker import check
+from symopt.programs.parser import parse
 from symopt.programs.program import Assign, Call, Program, Var, names_in
 from symopt.programs.program import rename as rename_vars
 
 if TYPE_CHECKING:
-    from symopt.search.space import SearchSpace
+    from symopt.config.space import SearchSpace
 
 
 HERO_ADAMW = """def train(w, g, m, v, lr):

@@ -11,7 +11,7 @@ import keyword
 import math
 
 from symopt.programs.errors import ProgramError
-from symopt.programs.functions import FUNCTIONS, Kind, ShapeError, join, suggest
+from symopt.programs.functions import FUNCTIONS, join, Kind, ShapeError, suggest
 from symopt.programs.program import Call, Const, Expr, Program, Var, walk
 
 ARG_KINDS = {"weight": Kind.TENSOR, "grad": Kind.TENSOR, "state": Kind.TENSOR,

@@ -30,15 +30,15 @@ import proxy_tasks
 from proxy_tasks import training_run
 from symopt.evaluation import Grid, evaluate
 from symopt.evaluation import fitness as fit
-from symopt.evaluation.evaluate import instructions, reference, references
+from symopt.evaluation.evaluator import instructions, reference, references
 from symopt.programs import baselines
 from symopt.programs.errors import ProgramError
-from symopt.programs.parse import parse, read_text
+from symopt.programs.parser import parse, read_text
 from symopt.programs.program import Assign, Call, Const, Program, Var
-from symopt.search.campaign import programs_functions
-from symopt.search.inspect_run import entry_program
-from symopt.search.run_dir import RunError, read_hall_of_fame
-from symopt.search.space import MAX_ITEMS, MAX_STEPS
+from symopt.campaign.campaign import programs_functions
+from symopt.tools.inspect_run import entry_program
+from symopt.runs.run_dir import RunError, read_hall_of_fame
+from symopt.config.space import MAX_ITEMS, MAX_STEPS
 
 DEFAULT_LRS = (0.1, 0.3, 1.0, 3.0, 10.0)
 
@@ -180,7 +180,7 @@ def compare(specs, tasks, seeds=(0,), steps=None, lrs=DEFAULT_LRS) -> tuple[list
                 proxy_tasks.require_trainable(t)
         except ValueError as e:
             raise CompareError(f"--tasks: {e}") from None
-    # one instruction set for all of them (rounded up: symopt.search.campaign.executable_functions)
+    # one instruction set for all of them (rounded up: symopt.campaign.campaign.executable_functions)
     functions = programs_functions(opt for _, opt in resolved if isinstance(opt, Program))
     labels, cells = [], {}
     for label, opt in resolved:

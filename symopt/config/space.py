@@ -26,13 +26,13 @@ import proxy_tasks
 import search_spaces
 from proxy_tasks.imported import find
 from symopt.evaluation.fitness import BEST_SCORE, DEFAULT_FACTORS, DEFAULT_GATE, WORST_FITNESS, Grid
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
 from symopt.programs.hints import did_you_mean
-from symopt.programs.parse import MAX_STATEMENTS, read_text
+from symopt.programs.parser import MAX_STATEMENTS, read_text
 from symopt.programs.program import Program, Var
-from symopt.search.start import HERO_ADAMW, start_program
+from symopt.config.start import HERO_ADAMW, start_program
 
 SPACES_DIR = pathlib.Path(search_spaces.__file__).parent
 
@@ -166,7 +166,7 @@ class Restart:
 
 @dataclasses.dataclass(frozen=True)
 class CampaignConfig:
-    """How a search runs; everything can be overridden per call of :func:`symopt.search.search`."""
+    """How a search runs; everything can be overridden per call of :func:`symopt.campaign.search`."""
 
     start: str = _field(HERO_ADAMW, "start program: a baseline name or program text (def train(...): ...)")
     population: int = _field(100, "population size of each island", range=Range(1, 100_000))

@@ -28,7 +28,7 @@ the behaviour unchanged (dead code, say) is kept and mutated further. Invalid
 means: the abstract execution of :func:`symopt.programs.check` fails (shape or
 type error), the program is longer than the space allows, or its update
 cannot change the weights (it reads neither ``g`` nor ``w``, or the probes of
-:func:`symopt.search.dedup.behaviour` show it constant, zero or NaN whatever
+:func:`symopt.evolve.dedup.behaviour` show it constant, zero or NaN whatever
 ``g`` and ``w`` are).
 """
 
@@ -39,13 +39,13 @@ import math
 
 import numpy as np
 
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.functions import FUNCTIONS
 from symopt.programs.liveness import inputs_read, live_states
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
-from symopt.search.dedup import Behaviour, behaviour, canonical_hash
-from symopt.search.space import SearchSpace
+from symopt.evolve.dedup import Behaviour, behaviour, canonical_hash
+from symopt.config.space import SearchSpace
 
 CONST_DIGITS = 4
 """New and mutated constants keep this many significant digits, so programs stay readable."""

@@ -20,10 +20,10 @@ import numpy as np
 
 import proxy_tasks
 from proxy_tasks.toy import ToyTask, problem
-from symopt.evaluation.evaluate import Result, Run
+from symopt.evaluation.evaluator import Result, Run
 from symopt.programs.execute import bind, run
-from symopt.programs.functions import FlatSpace
-from symopt.programs.parse import parse
+from symopt.programs.spaces import FlatSpace
+from symopt.programs.parser import parse
 from symopt.programs.program import Program
 
 WORST = -10.0

@@ -12,24 +12,24 @@ through the later stages, ranks the hall of fame on the validation tasks and
 simplifies it. The start program goes through the same stages as a reference.
 
 ``backend`` says how candidates are trained: ``"serial"`` (in this process:
-:func:`symopt.evaluation.evaluate` for proxy tasks, :func:`symopt.search.toy.evaluate`
+:func:`symopt.evaluation.evaluate` for proxy tasks, :func:`symopt.evaluation.toy.evaluate`
 for the ``toy_*`` tasks) or a callable ``backend(tasks, seeds, steps, grid, functions) ->
 evaluate_fn`` (``grid``: the stage's learning-rate factors and hurdle; ``functions``: what
 the campaign's programs can call, :func:`campaign_functions`, so that the executables
 compile only those opcodes), where
 ``evaluate_fn(programs)`` returns one result (a number or an object with
 ``.fitness``) per program. The search stage runs steady-state
-(:mod:`symopt.search.steady`): an ``evaluate_fn`` that is also an asynchronous
+(:mod:`symopt.evolve.steady`): an ``evaluate_fn`` that is also an asynchronous
 evaluator (``capacity``, ``submit``, ``next_result``; the Ray pool's
 :meth:`~symopt.distributed.EvaluatorPool.backend`) gets a child whenever it has
 room; a plain one trains ``batch`` children at a time.
 
 With ``run_dir``, the campaign keeps its log, lineage, population snapshots and
-hall of fame there (:mod:`symopt.search.run_dir`). Resume by replay:
+hall of fame there (:mod:`symopt.runs.run_dir`). Resume by replay:
 ``search(..., run_dir=D, resume=True)`` on a run directory whose log exists
 restarts the campaign with the same configuration and seed (a different one is
 an error; a larger budget continues the campaign past its old end) and replays
-the log (see :mod:`symopt.search.steady` for the search stage; on the funnel
+the log (see :mod:`symopt.evolve.steady` for the search stage; on the funnel
 stages and validation a program logged there takes its logged fitness); only
 what is not logged is trained and appended. With a deterministic backend (the serial one) the resumed
 campaign ends in the state of one never killed. A torn last line (a kill in the
@@ -52,16 +52,18 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 import jax
 
 from symopt.evaluation import evaluate
-from symopt.evaluation.evaluate import DEFAULT_BATCH
+from symopt.evaluation.evaluator import DEFAULT_BATCH
 from symopt.evaluation.fitness import Grid, fitness_of
-from symopt.programs.check import calls
+from symopt.programs.checker import calls
 from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.program import Program
-from symopt.search import evolution, funnel, steady, toy
-from symopt.search.dedup import Stats
-from symopt.search.run_log import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
-from symopt.search.space import Config, check_tasks, load, stage_name
-from symopt.search.start import start_program
+from symopt.evolve import evolution, steady
+from symopt.campaign import funnel
+from symopt.evaluation import toy
+from symopt.evolve.dedup import Stats
+from symopt.runs.run_log import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
+from symopt.config.space import Config, check_tasks, load, stage_name
+from symopt.config.start import start_program
 from symopt.symbolic.simplify import simplify
 
 Backend = Callable[[Sequence[str], Sequence[int], int | None, Grid, Collection[str] | None],
@@ -226,7 +228,7 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
         budget: candidates to train on the first stage (default: the config's).
         seed: seed of the search (default: the config's ``campaign.seed``).
         backend: ``"serial"`` or a callable ``backend(tasks, seeds, steps, grid) -> evaluate_fn``.
-        run_dir: the run directory (log, lineage, snapshots, hall of fame; :mod:`symopt.search.run_dir`).
+        run_dir: the run directory (log, lineage, snapshots, hall of fame; :mod:`symopt.runs.run_dir`).
         resume: continue the run logged in ``run_dir`` by replaying it (see the module docstring).
         progress: called as ``progress(state, replayed)`` after each training accepted on the search stage.
         on_check: called with each point of the meta-validation curve (:func:`meta_validation_point`) as the

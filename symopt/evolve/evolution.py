@@ -3,14 +3,14 @@
 Each island holds a fixed-size population, oldest first. A step picks an
 island (round robin), runs a tournament there (the best of ``tournament``
 random members is the parent), mutates the parent into a child that behaves
-differently (:func:`symopt.search.mutation.mutate`), and appends the child;
+differently (:func:`symopt.evolve.mutation.mutate`), and appends the child;
 the oldest member dies. A child whose canonical hash or behaviour fingerprint
 was trained before takes the cached fitness without training
-(:class:`symopt.search.dedup.Cache`). The others need training, and the
+(:class:`symopt.evolve.dedup.Cache`). The others need training, and the
 algorithm is split at that point so that any evaluator can drive it:
 :func:`propose` returns the next child to train (a :class:`Proposal`, in
 flight until its result comes), :func:`accept` integrates a result. A
-steady-state loop (:mod:`symopt.search.steady`) proposes whenever a worker is
+steady-state loop (:mod:`symopt.evolve.steady`) proposes whenever a worker is
 free and accepts results in the order they finish; :func:`step` is the
 batch-synchronous loop: ``batch`` proposals trained together by
 ``evaluate_fn(programs) -> results`` (each result a number or an object with
@@ -37,9 +37,9 @@ import numpy as np
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs.liveness import dead_statements, eliminate_dead_code
 from symopt.programs.program import Program
-from symopt.search.dedup import Cache, CacheEntry, Stats
-from symopt.search.mutation import Candidate, mutate
-from symopt.search.space import CampaignConfig, SearchSpace
+from symopt.evolve.dedup import Cache, CacheEntry, Stats
+from symopt.evolve.mutation import Candidate, mutate
+from symopt.config.space import CampaignConfig, SearchSpace
 
 EvaluateFn = Callable[[Sequence[Program]], Sequence[Any]]
 

@@ -1,6 +1,6 @@
 """What a campaign writes into its run directory as it runs: the log, the lineage, the snapshots, the results.
 
-The layout and the readers are :mod:`symopt.search.run_dir`'s; :class:`Log` is
+The layout and the readers are :mod:`symopt.runs.run_dir`'s; :class:`Log` is
 the one writer (it locks the directory), and on resume it replays the log.
 """
 
@@ -18,11 +18,11 @@ from typing import Any
 from symopt.evaluation import Result
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs.liveness import eliminate_dead_code
-from symopt.programs.parse import parse
+from symopt.programs.parser import parse
 from symopt.programs.program import Program
-from symopt.search import evolution
-from symopt.search.durable import AppendLog, DirLock, atomic_write, write_error
-from symopt.search.run_dir import (
+from symopt.evolve import evolution
+from symopt.runs.durable import AppendLog, DirLock, atomic_write, write_error
+from symopt.runs.run_dir import (
     CONFIG_NAME,
     HALL_OF_FAME_NAME,
     LINEAGE_NAME,
@@ -34,8 +34,8 @@ from symopt.search.run_dir import (
     read_hall_of_fame,
     read_log,
 )
-from symopt.search.space import Config
-from symopt.search.steady import Logged
+from symopt.config.space import Config
+from symopt.evolve.steady import Logged
 
 SNAPSHOTS = 20
 """Population snapshots per search stage (one every budget/20 trainings, and the last)."""
@@ -66,8 +66,8 @@ class Log:
     """Appends one JSON line per training to run_dir/evaluations.jsonl, fsynced (alone, or with the others
     that arrived together); replays on resume.
 
-    The run directory's writer: it locks the directory (:class:`~symopt.search.durable.DirLock`)
-    until :meth:`close`, so a second campaign on it is refused (:class:`~symopt.search.durable.Busy`).
+    The run directory's writer: it locks the directory (:class:`~symopt.runs.durable.DirLock`)
+    until :meth:`close`, so a second campaign on it is refused (:class:`~symopt.runs.durable.Busy`).
     On resume the configuration must be the logged run's, except that the budget
     may grow (the campaign then goes on past its old end; config.json is updated).
     """

@@ -41,8 +41,8 @@ from symopt.evaluation.lowering import Bucket, Lowered, lower
 from symopt.evaluation.opcodes import InstructionSet, instruction_set
 from symopt.evaluation.packing import pack, scalars
 from symopt.programs.baselines import get
-from symopt.programs.check import calls
-from symopt.programs.parse import parse
+from symopt.programs.checker import calls
+from symopt.programs.parser import parse
 from symopt.programs.program import Program
 
 DEFAULT_CHUNK = 50
@@ -330,7 +330,7 @@ def _tasks(tasks) -> list:
         raise ValueError("no tasks")
     toys = [t.name for t in out if t.tag == "toy"]
     if toys:
-        raise ValueError(f"{toys[0]!r} is a toy task (NumPy, no JAX): train it with symopt.search.toy.evaluate")
+        raise ValueError(f"{toys[0]!r} is a toy task (NumPy, no JAX): train it with symopt.evaluation.toy.evaluate")
     return out
 
 

@@ -12,7 +12,7 @@ import os
 import warnings
 from typing import BinaryIO
 
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
 

@@ -26,7 +26,7 @@ constant, so the derivation ends.
 
 The fitness is the campaign's search-stage fitness: the stage's tasks, seeds,
 steps and learning-rate grid (``stage.grid``), trained by the campaign's
-backend (:func:`symopt.search.campaign.serial_backend`). A step holds when
+backend (:func:`symopt.campaign.campaign.serial_backend`). A step holds when
 the candidate's fitness is at least the *start* program's fitness minus the
 tolerance (against the start, not the previous step, so small losses cannot
 add up). The tolerance is the noise of that fitness: the spread (max - min)
@@ -42,13 +42,13 @@ import math
 from typing import Callable, Iterator, Sequence
 
 from symopt.evaluation.fitness import fitness_of
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.errors import ProgramError
 from symopt.programs.liveness import eliminate_dead_code, size
-from symopt.programs.parse import parse
+from symopt.programs.parser import parse
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr
-from symopt.search.campaign import BACKENDS, validator
-from symopt.search.space import MAX_STEPS, load, stage_name
+from symopt.campaign.campaign import BACKENDS, validator
+from symopt.config.space import MAX_STEPS, load, stage_name
 from symopt.symbolic.equivalence import equivalent
 from symopt.symbolic.simplify import simplify
 
@@ -378,7 +378,7 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         steps: training steps per task, overriding the stage's (cheap checks).
         backend: ``"serial"`` or a campaign backend ``backend(tasks, seeds, steps, grid, functions) -> evaluate_fn``.
         validate: also train the start and the derived program on the config's validation tasks, as the
-            campaign does (:func:`symopt.search.campaign.validator`).
+            campaign does (:func:`symopt.campaign.campaign.validator`).
     """
     program = parse(program) if isinstance(program, str) else program
     check(program)

@@ -27,7 +27,7 @@ import numpy as np
 import sympy as sp
 
 from symopt.programs.execute import bind, run
-from symopt.programs.functions import FlatSpace
+from symopt.programs.spaces import FlatSpace
 from symopt.programs.liveness import eliminate_dead_code, live_states
 from symopt.programs.program import Call, Program, names_in, walk
 from symopt.symbolic.exact_form import Unprintable, symbol, to_sympy_outputs

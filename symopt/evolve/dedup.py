@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from symopt.programs.execute import ROLES, bind, run
-from symopt.programs.functions import Space, matrix_view
+from symopt.programs.spaces import matrix_view, Space
 from symopt.programs.liveness import eliminate_dead_code, live_states
 from symopt.programs.program import Const, Expr, Program, Var
 

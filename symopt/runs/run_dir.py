@@ -6,7 +6,7 @@
         evaluations.jsonl    one JSON object per training, flushed and fsynced before the
                              search uses the result: id, parent, program, fitness (null:
                              diverged), stage, and on the search stage ``proposed`` (see
-                             symopt.search.steady); the source of truth for resume
+                             symopt.evolve.steady); the source of truth for resume
         lineage.jsonl        every child that entered a population, trained or scored from
                              the cache: id, parent, program, fitness, cached, island, cached_from
         populations/N.json   snapshots of the islands after N trainings (ids, fitness, programs)
@@ -22,7 +22,7 @@ Every file is read back through this module's readers (``read_run`` for the
 whole directory; ``read_log``, ``read_lineage``, ``read_config``, ``read_hall_of_fame``,
 ``read_meta_validation``), which check what they read and answer bad content with
 one :class:`RunError` line naming the file, the line or field, and the problem.
-A campaign writes them with :mod:`symopt.search.run_log`, through :mod:`symopt.search.durable`
+A campaign writes them with :mod:`symopt.runs.run_log`, through :mod:`symopt.runs.durable`
 (lock, fsync, atomic replace).
 """
 
@@ -37,9 +37,9 @@ import warnings
 from typing import Any, Callable, Mapping
 
 from symopt.programs.errors import ProgramError
-from symopt.programs.parse import parse
+from symopt.programs.parser import parse
 from symopt.programs.program import Program
-from symopt.search.durable import DirLock, atomic_write
+from symopt.runs.durable import DirLock, atomic_write
 
 LOG_NAME = "evaluations.jsonl"
 CONFIG_NAME = "config.json"
@@ -327,7 +327,7 @@ def derived_path(run: str | os.PathLike, rank: int) -> pathlib.Path:
 
 
 def write_derived(run: str | os.PathLike, rank: int, derivation: Mapping[str, Any]) -> pathlib.Path:
-    """derived_rankN.json: a derivation's JSON (:meth:`symopt.search.derive.Derivation.as_json`) and its rank,
+    """derived_rankN.json: a derivation's JSON (:meth:`symopt.tools.derive.Derivation.as_json`) and its rank,
     written under the run directory's lock (Busy while a search or another derive holds it)."""
     path = derived_path(run, rank)
     with DirLock(run):
