@@ -15,9 +15,7 @@ allowed.
 from __future__ import annotations
 
 import dataclasses
-import math
 import pathlib
-import re
 import tomllib
 import typing
 from typing import Any, Mapping
@@ -32,33 +30,10 @@ from symopt.programs.functions import FUNCTIONS, HERO_FUNCTIONS
 from symopt.programs.hints import did_you_mean
 from symopt.programs.parser import MAX_STATEMENTS, read_text
 from symopt.programs.program import Program, Var
+from symopt.config.schema import Range, build, check_values, clip, error, field, key_of, keyed
 from symopt.config.start import HERO_ADAMW, start_program
 
 SPACES_DIR = pathlib.Path(search_spaces.__file__).parent
-
-
-def _field(default, doc: str, **kw):
-    return dataclasses.field(default=default, metadata={"doc": doc, **kw})
-
-
-@dataclasses.dataclass(frozen=True)
-class Range:
-    """The values a numeric key (or each item of a list of numbers) may take: ``low`` to ``high``
-    inclusive, or strictly above ``low`` with ``above``. Checked before anything runs or is written."""
-
-    low: float
-    high: float
-    above: bool = False
-
-    def __contains__(self, x) -> bool:
-        return (x > self.low if self.above else x >= self.low) and x <= self.high
-
-    def describe(self, integer: bool) -> str:
-        if integer:
-            return f"an integer from {self.low:,} to {self.high:,}"
-        if (self.low, self.high, self.above) == (0, 1, False):
-            return "a probability in [0, 1]"
-        return f"a number {'>' if self.above else '>='} {self.low:g} and <= {self.high:g}"
 
 
 COUNT = 10**9
@@ -73,23 +48,21 @@ MAX_ITEMS = 100
 """Most seeds or learning-rate factors in one list: each multiplies every training's cost."""
 SECONDS = Range(0, 3600, above=True)
 """A SymPy time limit in seconds (``campaign.simplify_timeout``, ``symopt simplify --timeout``)."""
-NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
-"""A configuration name: it names the default run directory runs/NAME, so no path separators or dots first."""
 
 
 @dataclasses.dataclass(frozen=True)
 class Constants:
     """How new constants are drawn and how constants mutate (hero: N(0, 1), times 2^N(0, 1))."""
 
-    init: str = _field("normal", "distribution of new constants", choices=("normal", "log-uniform"))
-    scale: float = _field(1.0, "standard deviation of 'normal' new constants", range=POSITIVE)
-    low: float = _field(1e-3, "smallest magnitude of 'log-uniform' new constants", range=POSITIVE)
-    high: float = _field(1.0, "largest magnitude of 'log-uniform' new constants", range=POSITIVE)
-    negative: float = _field(0.5, "chance that a 'log-uniform' new constant is negative", range=PROBABILITY)
-    probability: float = _field(0.2, "chance that an argument of an inserted call is a new constant", range=PROBABILITY)
-    mutation_scale: float = _field(1.0, "a mutated constant is multiplied by 2^(mutation_scale * N(0, 1))",
+    init: str = field("normal", "distribution of new constants", choices=("normal", "log-uniform"))
+    scale: float = field(1.0, "standard deviation of 'normal' new constants", range=POSITIVE)
+    low: float = field(1e-3, "smallest magnitude of 'log-uniform' new constants", range=POSITIVE)
+    high: float = field(1.0, "largest magnitude of 'log-uniform' new constants", range=POSITIVE)
+    negative: float = field(0.5, "chance that a 'log-uniform' new constant is negative", range=PROBABILITY)
+    probability: float = field(0.2, "chance that an argument of an inserted call is a new constant", range=PROBABILITY)
+    mutation_scale: float = field(1.0, "a mutated constant is multiplied by 2^(mutation_scale * N(0, 1))",
                                    range=Range(0, 100, above=True))
-    max_abs: float = _field(1e10, "constants are clipped to [-max_abs, max_abs]",
+    max_abs: float = field(1e10, "constants are clipped to [-max_abs, max_abs]",
                             range=Range(0, 1e30, above=True))
 
 
@@ -97,18 +70,18 @@ class Constants:
 class MutationWeights:
     """Relative weights of the mutation operators, and how often to retry."""
 
-    insert: float = _field(1.0, "weight of inserting a statement", range=WEIGHT)
-    delete: float = _field(1.0, "weight of deleting a statement", range=WEIGHT)
-    modify: float = _field(1.0, "weight of modifying a statement", range=WEIGHT)
-    constant: float = _field(0.0, "weight of mutating one constant alone (the constants-only control: "
+    insert: float = field(1.0, "weight of inserting a statement", range=WEIGHT)
+    delete: float = field(1.0, "weight of deleting a statement", range=WEIGHT)
+    modify: float = field(1.0, "weight of modifying a statement", range=WEIGHT)
+    constant: float = field(0.0, "weight of mutating one constant alone (the constants-only control: "
                                   "insert = delete = modify = 0)", range=WEIGHT)
-    accumulate: float = _field(0.0, "weight of inserting a running average `s = interpolate(s, x, c)` of a "
+    accumulate: float = field(0.0, "weight of inserting a running average `s = interpolate(s, x, c)` of a "
                                     "name x into a state slot s that a later read of x then reads instead",
                                range=WEIGHT)
-    wrap: float = _field(0.0, "weight of wrapping a read of a name x in a one-argument function of the space, "
+    wrap: float = field(0.0, "weight of wrapping a read of a name x in a one-argument function of the space, "
                               "f(x) read in its place (orthogonalize(m): Muon's direction from momentum)",
                          range=WEIGHT)
-    max_tries: int = _field(50, "mutation steps before giving up on a child that is valid and behaves "
+    max_tries: int = field(50, "mutation steps before giving up on a child that is valid and behaves "
                                 "differently from its parent", range=Range(1, 10_000))
 
 
@@ -116,13 +89,13 @@ class MutationWeights:
 class SearchSpace:
     """What candidate programs can be."""
 
-    functions: tuple[str, ...] = _field(HERO_FUNCTIONS, "library functions (or \"hero\" for all 45)")
-    arguments: tuple[str, ...] = _field(("w", "g", "m", "v", "lr"),
+    functions: tuple[str, ...] = field(HERO_FUNCTIONS, "library functions (or \"hero\" for all 45)")
+    arguments: tuple[str, ...] = field(("w", "g", "m", "v", "lr"),
                                         "the program's arguments: w, g, lr, t by role, others are state slots")
-    max_length: int = _field(30, "most statements a program may have (insertion stops there)",
+    max_length: int = field(30, "most statements a program may have (insertion stops there)",
                              range=Range(1, MAX_STATEMENTS))
-    constants: Constants = _field(Constants(), "constants")
-    mutation: MutationWeights = _field(MutationWeights(), "mutation operators")
+    constants: Constants = field(Constants(), "constants")
+    mutation: MutationWeights = field(MutationWeights(), "mutation operators")
 
     @property
     def state_args(self) -> tuple[str, ...]:
@@ -133,20 +106,20 @@ class SearchSpace:
 class Stage:
     """One funnel stage: the tasks a candidate is scored on there, and how many reach it."""
 
-    name: str = _field("", "stage name (default: stage1, stage2, ...)")
-    tasks: tuple[str, ...] = _field((), "proxy tasks of this stage", nonempty=True, tasks=True)
-    promote: int = _field(10, "how many leaders of the previous stage are scored here (ignored for the first)",
+    name: str = field("", "stage name (default: stage1, stage2, ...)")
+    tasks: tuple[str, ...] = field((), "proxy tasks of this stage", nonempty=True, tasks=True)
+    promote: int = field(10, "how many leaders of the previous stage are scored here (ignored for the first)",
                           range=Range(1, 100_000))
-    steps: int = _field(0, "training steps per task (0: each task's default)", range=Range(0, MAX_STEPS))
-    seeds: tuple[int, ...] = _field((), "seeds (empty: campaign.seeds)", range=SEED, max_items=MAX_ITEMS)
-    lr_factors: tuple[float, ...] = _field(DEFAULT_FACTORS, "learning-rate factors (of each task's AdamW peak) "
+    steps: int = field(0, "training steps per task (0: each task's default)", range=Range(0, MAX_STEPS))
+    seeds: tuple[int, ...] = field((), "seeds (empty: campaign.seeds)", range=SEED, max_items=MAX_ITEMS)
+    lr_factors: tuple[float, ...] = field(DEFAULT_FACTORS, "learning-rate factors (of each task's AdamW peak) "
                                            "at which every candidate and AdamW train; each scores at its best",
                                            range=Range(0, 1000, above=True), max_items=MAX_ITEMS)
-    hurdle: float = _field(WORST_FITNESS, "fitness on the first seed below which the other seeds are not trained "
+    hurdle: float = field(WORST_FITNESS, "fitness on the first seed below which the other seeds are not trained "
                                           f"({WORST_FITNESS} or less: no hurdle)", range=Range(-1e6, 1e6))
-    gates: tuple[str, ...] = _field((), "tasks of this stage that only gate the fitness: left out of its mean, "
+    gates: tuple[str, ...] = field((), "tasks of this stage that only gate the fitness: left out of its mean, "
                                         "a score below `gate` on one fails the candidate", tasks=True)
-    gate: float = _field(DEFAULT_GATE, "the lowest passing score of a gate task (-1: no progress, 0: AdamW's)",
+    gate: float = field(DEFAULT_GATE, "the lowest passing score of a gate task (-1: no progress, 0: AdamW's)",
                          range=Range(WORST_FITNESS, BEST_SCORE))
 
     @property
@@ -158,9 +131,9 @@ class Stage:
 class Restart:
     """When and from where an island's population is started again."""
 
-    patience: int = _field(0, "evaluations without a new best before an island restarts (0: never)",
+    patience: int = field(0, "evaluations without a new best before an island restarts (0: never)",
                          range=Range(0, COUNT))
-    source: str = _field("alternate", "restart from the start program, the best so far, or alternate",
+    source: str = field("alternate", "restart from the start program, the best so far, or alternate",
                          choices=("start", "best", "alternate"), key="from")
 
 
@@ -168,43 +141,43 @@ class Restart:
 class CampaignConfig:
     """How a search runs; everything can be overridden per call of :func:`symopt.campaign.search`."""
 
-    start: str = _field(HERO_ADAMW, "start program: a baseline name or program text (def train(...): ...)")
-    population: int = _field(100, "population size of each island", range=Range(1, 100_000))
-    tournament: int = _field(10, "tournament size (at most the population)", range=Range(1, 100_000))
-    budget: int = _field(2000, "candidates trained on the first stage (cache hits are free)",
+    start: str = field(HERO_ADAMW, "start program: a baseline name or program text (def train(...): ...)")
+    population: int = field(100, "population size of each island", range=Range(1, 100_000))
+    tournament: int = field(10, "tournament size (at most the population)", range=Range(1, 100_000))
+    budget: int = field(2000, "candidates trained on the first stage (cache hits are free)",
                         range=Range(1, 10**8))
-    max_generated: int = _field(0, "stop after this many mutation steps (0: 100 x budget)",
+    max_generated: int = field(0, "stop after this many mutation steps (0: 100 x budget)",
                                range=Range(0, 10**10))
-    seeds: tuple[int, ...] = _field((0,), "training seeds for each task", nonempty=True,
+    seeds: tuple[int, ...] = field((0,), "training seeds for each task", nonempty=True,
                                     range=SEED, max_items=MAX_ITEMS)
-    seed: int = _field(0, "seed of the search itself (mutation, selection)", range=SEED)
-    batch: int = _field(1, "candidates evaluated together (1: strictly serial evolution)",
+    seed: int = field(0, "seed of the search itself (mutation, selection)", range=SEED)
+    batch: int = field(1, "candidates evaluated together (1: strictly serial evolution)",
                        range=Range(1, 10_000))
-    islands: int = _field(1, "independent populations", range=Range(1, 1000))
-    migration_interval: int = _field(0, "evaluations between migrations (0: never)",
+    islands: int = field(1, "independent populations", range=Range(1, 1000))
+    migration_interval: int = field(0, "evaluations between migrations (0: never)",
                                     range=Range(0, COUNT))
-    migrants: int = _field(1, "best individuals copied to the next island at a migration (at most "
+    migrants: int = field(1, "best individuals copied to the next island at a migration (at most "
                                   "the population)", range=Range(0, 100_000))
-    restart: Restart = _field(Restart(), "restarts")
-    stages: tuple[Stage, ...] = _field((), "funnel stages; the first is the search fitness", nonempty=True)
-    validation: tuple[str, ...] = _field((), "held-out tasks that rank the hall of fame", tasks=True)
-    hall_of_fame: int = _field(5, "programs kept and scored on the validation tasks",
+    restart: Restart = field(Restart(), "restarts")
+    stages: tuple[Stage, ...] = field((), "funnel stages; the first is the search fitness", nonempty=True)
+    validation: tuple[str, ...] = field((), "held-out tasks that rank the hall of fame", tasks=True)
+    hall_of_fame: int = field(5, "programs kept and scored on the validation tasks",
                               range=Range(1, 1000))
-    check_interval: int = _field(0, "trainings between funnel checks during the search: the leaders so far go "
+    check_interval: int = field(0, "trainings between funnel checks during the search: the leaders so far go "
                                     "through the later stages and validation (0: only at the end)",
                                 range=Range(0, COUNT))
-    simplify_timeout: float = _field(5.0, "seconds of SymPy per hall-of-fame program", range=SECONDS)
+    simplify_timeout: float = field(5.0, "seconds of SymPy per hall-of-fame program", range=SECONDS)
 
 
 @dataclasses.dataclass(frozen=True)
 class Config:
     """A whole search configuration: the space and the campaign."""
 
-    name: str = _field("search", "name of the configuration (and of its default run directory, runs/NAME): "
+    name: str = field("search", "name of the configuration (and of its default run directory, runs/NAME): "
                                  "letters, digits, _ . -, not starting with . or -", plain=True)
-    description: str = _field("", "one line about it")
-    space: SearchSpace = _field(SearchSpace(), "space")
-    campaign: CampaignConfig = _field(CampaignConfig(), "campaign")
+    description: str = field("", "one line about it")
+    space: SearchSpace = field(SearchSpace(), "space")
+    campaign: CampaignConfig = field(CampaignConfig(), "campaign")
     source: str = dataclasses.field(default="<dict>", compare=False, metadata={"internal": True})
 
     def replace_campaign(self, **changes) -> "Config":
@@ -213,7 +186,7 @@ class Config:
             return self
         campaign = dataclasses.replace(self.campaign, **changes)
         source = f"{self.source} (overridden)"
-        _check_values(campaign, "campaign", source)
+        check_values(campaign, "campaign", source)
         _check_campaign(campaign, source, self.space)
         return dataclasses.replace(self, campaign=campaign)
 
@@ -252,7 +225,7 @@ def load(config: "str | pathlib.Path | Mapping[str, Any] | Config") -> Config:
 
 def from_dict(table: Mapping[str, Any], source: str = "<dict>") -> Config:
     """Build and check a :class:`Config` from a TOML-shaped dict; ``source`` names it in errors."""
-    config = _build(Config, table, "", source)
+    config = build(Config, table, "", source)
     config = dataclasses.replace(config, source=source)
     _check_space(config.space, source)
     _check_campaign(config.campaign, source, config.space)
@@ -262,143 +235,7 @@ def from_dict(table: Mapping[str, Any], source: str = "<dict>") -> Config:
 def from_fields(data: Mapping[str, Any], source: str = "<dict>") -> Config:
     """:func:`from_dict` of a dict keyed by field names (``dataclasses.asdict``, a run's config.json) rather
     than by the TOML keys where they differ (``restart.source`` is ``restart.from``)."""
-    return from_dict(_keyed(Config, data), source)
-
-
-def _keyed(cls, data):
-    if not isinstance(data, Mapping):
-        return data
-    hints = typing.get_type_hints(cls)
-    fields = {f.name: f for f in dataclasses.fields(cls) if not f.metadata.get("internal")}
-    out = {}
-    for name, value in data.items():
-        f = fields.get(name)
-        if f is None:
-            out[name] = value  # left for from_dict to report
-            continue
-        hint, (item, *_) = hints[name], typing.get_args(hints[name]) or (None,)
-        if dataclasses.is_dataclass(hint):
-            value = _keyed(hint, value)
-        elif dataclasses.is_dataclass(item) and isinstance(value, list):
-            value = [_keyed(item, v) for v in value]
-        out[_key(f)] = value
-    return out
-
-
-def _error(source: str, path: str, message: str) -> ValueError:
-    return ValueError(f"{source}: {path or 'top level'}: {message}")
-
-
-def _key(f: dataclasses.Field) -> str:
-    return f.metadata.get("key", f.name)
-
-
-def _build(cls, table, path: str, source: str):
-    if not isinstance(table, Mapping):
-        raise _error(source, path, f"expected a table, got {type(table).__name__} {table!r}")
-    fields = [f for f in dataclasses.fields(cls) if not f.metadata.get("internal")]
-    by_key = {_key(f): f for f in fields}
-    for key in table:
-        if key not in by_key:
-            hint = did_you_mean(str(key), by_key, n=1) if len(str(key)) <= 100 else ""
-            raise _error(source, _join(path, _clip(str(key))), f"unknown key{hint}; allowed keys here: "
-                         f"{', '.join(by_key)}")
-    hints = typing.get_type_hints(cls)
-    values = {}
-    for key, f in by_key.items():
-        if key in table:
-            values[f.name] = _convert(hints[f.name], table[key], _join(path, key), source, f)
-    return cls(**values)
-
-
-def _join(path: str, key) -> str:
-    return f"{path}.{key}" if path else str(key)
-
-
-def _convert(hint, value, path: str, source: str, f: dataclasses.Field):
-    meta = f.metadata
-    if dataclasses.is_dataclass(hint):
-        return _build(hint, value, path, source)
-    origin = typing.get_origin(hint)
-    if origin is tuple:
-        item = typing.get_args(hint)[0]
-        if f.name == "functions" and value == "hero":
-            return HERO_FUNCTIONS
-        if not isinstance(value, list):
-            raise _error(source, path, f"expected a list, got {_show(value)}")
-        if len(value) > meta.get("max_items", len(value)):
-            raise _error(source, path, f"{len(value):,} items; allowed: at most {meta['max_items']}")
-        if dataclasses.is_dataclass(item):
-            return tuple(_build(item, v, f"{path}[{i}]", source) for i, v in enumerate(value))
-        out = tuple(_in_range(_scalar(item, v, f"{path}[{i}]", source), meta, f"{path}[{i}]", source)
-                    for i, v in enumerate(value))
-        if meta.get("nonempty") and not out:
-            raise _error(source, path, "must not be empty")
-        return out
-    out = _scalar(hint, value, path, source)
-    choices = meta.get("choices")
-    if choices and out not in choices:
-        hint_ = did_you_mean(str(out), choices, n=1) if len(str(out)) <= 100 else ""
-        raise _error(source, path, f"{_clip(repr(out))} is not allowed{hint_}; use one of: "
-                     f"{', '.join(map(repr, choices))}")
-    if meta.get("plain") and not NAME.fullmatch(out):
-        raise _error(source, path, f"{_clip(repr(out))} is not a plain name; allowed: letters, digits, _ . - "
-                     "(not starting with . or -), at most 100 characters")
-    return _in_range(out, meta, path, source)
-
-
-def _in_range(value, meta: Mapping, path: str, source: str):
-    """``value`` if it lies in the field's :class:`Range` (when it has one)."""
-    allowed = meta.get("range")
-    if allowed is None or value in allowed:
-        return value
-    side = "small" if value < allowed.high else "large"
-    raise _error(source, path, f"{value!r} is too {side}; allowed: {allowed.describe(isinstance(value, int))}")
-
-
-def _check_values(obj, prefix: str, source: str) -> None:
-    """Every field of a dataclass built in code, checked as a file's value would be (type, choices, range)."""
-    hints = typing.get_type_hints(type(obj))
-    for f in dataclasses.fields(obj):
-        if f.metadata.get("internal"):
-            continue
-        value, path = getattr(obj, f.name), _join(prefix, _key(f))
-        if dataclasses.is_dataclass(value):
-            _check_values(value, path, source)
-        elif isinstance(value, tuple) and value and dataclasses.is_dataclass(value[0]):
-            for i, item in enumerate(value):
-                _check_values(item, f"{path}[{i}]", source)
-        else:
-            _convert(hints[f.name], list(value) if isinstance(value, tuple) else value, path, source, f)
-
-
-def _show(value) -> str:
-    return f"{type(value).__name__} {_clip(repr(value))}"
-
-
-def _clip(text: str, most: int = 60) -> str:
-    """``text``, or its start and length when longer than ``most`` (an error line stays a line to read)."""
-    return text if len(text) <= most else f"{text[:most - 20]}... ({len(text):,} characters)"
-
-
-def _scalar(hint, value, path: str, source: str):
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise _error(source, path, f"expected true or false, got {_show(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise _error(source, path, f"expected an integer, got {_show(value)}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise _error(source, path, f"expected a finite number, got {_show(value)}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise _error(source, path, f"expected a string, got {_show(value)}")
-        return value
-    raise TypeError(f"unsupported config type {hint}")  # pragma: no cover - schema bug
+    return from_dict(keyed(Config, data), source)
 
 
 def ranges_table() -> str:
@@ -409,7 +246,7 @@ def ranges_table() -> str:
     def walk(cls, prefix: str) -> None:
         hints = typing.get_type_hints(cls)
         for f in dataclasses.fields(cls):
-            hint, path = hints[f.name], prefix + _key(f)
+            hint, path = hints[f.name], prefix + key_of(f)
             item = typing.get_args(hint)[0] if typing.get_origin(hint) is tuple else hint
             if dataclasses.is_dataclass(item):
                 walk(item, path + ("[]." if item is not hint else "."))
@@ -431,74 +268,74 @@ def ranges_table() -> str:
 
 def _check_space(space: SearchSpace, source: str) -> None:
     if not space.functions:
-        raise _error(source, "space.functions", "must name at least one function; allowed: \"hero\" or a list of "
+        raise error(source, "space.functions", "must name at least one function; allowed: \"hero\" or a list of "
                      f"library functions: {', '.join(HERO_FUNCTIONS)}")
     for i, name in enumerate(space.functions):
         if name not in FUNCTIONS:
             hint = did_you_mean(name, FUNCTIONS)
-            raise _error(source, f"space.functions[{i}]", f"unknown function {name!r}{hint}; allowed: "
+            raise error(source, f"space.functions[{i}]", f"unknown function {name!r}{hint}; allowed: "
                          f"{', '.join(FUNCTIONS)}")
     if len(set(space.functions)) != len(space.functions):
         dup = next(n for n in space.functions if space.functions.count(n) > 1)
-        raise _error(source, "space.functions", f"{dup!r} appears twice")
+        raise error(source, "space.functions", f"{dup!r} appears twice")
     if not any(FUNCTIONS[n].arity > 0 for n in space.functions):
-        raise _error(source, "space.functions", "needs at least one function that takes arguments")
+        raise error(source, "space.functions", "needs at least one function that takes arguments")
     try:
         check(Program(space.arguments, (), (Var(space.arguments[0]),) * (1 + len(space.state_args)))
               if space.arguments else Program((), (), ()))
     except ProgramError as e:
-        raise _error(source, "space.arguments", f"{e.reason}; allowed: distinct names, at most one per role "
+        raise error(source, "space.arguments", f"{e.reason}; allowed: distinct names, at most one per role "
                      "(w/weight/params, g/grad/gradient, lr, t/step), the others are state slots") from None
     if not any(Program(space.arguments, (), ()).role(a) == "grad" for a in space.arguments):
-        raise _error(source, "space.arguments", "needs the gradient argument (g, grad or gradient)")
+        raise error(source, "space.arguments", "needs the gradient argument (g, grad or gradient)")
     c = space.constants
     if c.low > c.high:
-        raise _error(source, "space.constants.low", f"{c.low} is above space.constants.high = {c.high}")
+        raise error(source, "space.constants.low", f"{c.low} is above space.constants.high = {c.high}")
     m = space.mutation
     if m.insert + m.delete + m.modify + m.constant + m.accumulate + m.wrap <= 0:
-        raise _error(source, "space.mutation",
+        raise error(source, "space.mutation",
                      "the weights insert, delete, modify, constant, accumulate and wrap must not all be 0")
     if m.accumulate > 0 and not space.state_args:
-        raise _error(source, "space.mutation.accumulate",
+        raise error(source, "space.mutation.accumulate",
                      "needs a state slot: add one to space.arguments (m, say) or set the weight to 0")
     if m.accumulate > 0 and "interpolate" not in space.functions:
-        raise _error(source, "space.mutation.accumulate",
+        raise error(source, "space.mutation.accumulate",
                      "writes interpolate(s, x, c): add interpolate to space.functions or set the weight to 0")
 
 
 def _check_campaign(campaign: CampaignConfig, source: str, space: SearchSpace) -> None:
     if campaign.tournament > campaign.population:
-        raise _error(source, "campaign.tournament", f"{campaign.tournament} is larger than campaign.population = "
+        raise error(source, "campaign.tournament", f"{campaign.tournament} is larger than campaign.population = "
                      f"{campaign.population}; allowed: 1 .. population")
     if campaign.migrants > campaign.population:
-        raise _error(source, "campaign.migrants", f"{campaign.migrants} is larger than campaign.population = "
+        raise error(source, "campaign.migrants", f"{campaign.migrants} is larger than campaign.population = "
                      f"{campaign.population}; allowed: 0 .. population")
     if not campaign.stages:
-        raise _error(source, "campaign.stages", "needs at least one stage ([[campaign.stages]] with tasks = [...])")
+        raise error(source, "campaign.stages", "needs at least one stage ([[campaign.stages]] with tasks = [...])")
     known = known_tasks()
     for i, stage in enumerate(campaign.stages):
         if not stage.tasks:
-            raise _error(source, f"campaign.stages[{i}].tasks", "must name at least one task")
+            raise error(source, f"campaign.stages[{i}].tasks", "must name at least one task")
         for j, gate in enumerate(stage.gates):
             if gate not in stage.tasks:
-                raise _error(source, f"campaign.stages[{i}].gates[{j}]", f"{gate!r} is not one of the stage's tasks "
+                raise error(source, f"campaign.stages[{i}].gates[{j}]", f"{gate!r} is not one of the stage's tasks "
                              f"{list(stage.tasks)}; a gate is trained as one of them")
         if set(stage.tasks) <= set(stage.gates):
-            raise _error(source, f"campaign.stages[{i}].gates", "gates every task: at least one task must count "
+            raise error(source, f"campaign.stages[{i}].gates", "gates every task: at least one task must count "
                          "towards the fitness")
         try:
             stage.grid
         except ValueError as e:
-            raise _error(source, f"campaign.stages[{i}].lr_factors", str(e)) from None
+            raise error(source, f"campaign.stages[{i}].lr_factors", str(e)) from None
         _check_tasks(stage.tasks, f"campaign.stages[{i}].tasks", source, known)
     _check_tasks(campaign.validation, "campaign.validation", source, known)
     names = [stage_name(campaign, i) for i in range(len(campaign.stages))]
     if len(set(names)) != len(names):
-        raise _error(source, "campaign.stages", f"stage names must differ, got {names}")
+        raise error(source, "campaign.stages", f"stage names must differ, got {names}")
     try:
         start_program(campaign.start, space)
     except ValueError as e:
-        raise _error(source, "campaign.start", f"{e}; allowed: a baseline name or program text") from None
+        raise error(source, "campaign.start", f"{e}; allowed: a baseline name or program text") from None
 
 
 def _check_tasks(tasks, path: str, source: str, known: list[str]) -> None:
@@ -507,10 +344,10 @@ def _check_tasks(tasks, path: str, source: str, known: list[str]) -> None:
             try:  # the module and attribute exist; trained and checked by check_tasks, after Ray starts
                 find(task)
             except ValueError as e:
-                raise _error(source, f"{path}[{j}]", str(e)) from None
+                raise error(source, f"{path}[{j}]", str(e)) from None
         elif task not in known:
             hint = did_you_mean(task, known, n=1) if len(task) <= 100 else ""
-            raise _error(source, f"{path}[{j}]", f"unknown task {_clip(repr(task))}{hint}; allowed: "
+            raise error(source, f"{path}[{j}]", f"unknown task {clip(repr(task))}{hint}; allowed: "
                          f"{', '.join(known)}, or a task of your own by import path \"package.module:attr\"")
 
 
@@ -527,7 +364,7 @@ def check_tasks(config: Config) -> None:
                 try:
                     proxy_tasks.require_trainable(task)
                 except ValueError as e:
-                    raise _error(config.source, f"{path}[{j}]", str(e)) from None
+                    raise error(config.source, f"{path}[{j}]", str(e)) from None
 
 
 def task_names(config: Config) -> list[str]:
