@@ -43,7 +43,6 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import inspect
 import os
 import pathlib
 import time
@@ -51,7 +50,7 @@ from typing import Any, Callable, Collection, Iterable, Mapping, Sequence
 
 import jax
 
-from symopt.evaluation import evaluate
+from symopt.evaluation.dispatch import check_grid, evaluate_tasks
 from symopt.evaluation.evaluator import DEFAULT_BATCH
 from symopt.evaluation.fitness import Grid, fitness_of
 from symopt.programs.checker import calls
@@ -59,7 +58,6 @@ from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.program import Program
 from symopt.evolve import evolution, steady
 from symopt.campaign import funnel
-from symopt.evaluation import toy
 from symopt.evolve.dedup import Stats
 from symopt.runs.run_log import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
 from symopt.config.space import Config, check_tasks, load, stage_name
@@ -148,21 +146,12 @@ def serial_backend(tasks: Sequence[str], seeds: Sequence[int], steps: int | None
     """Train in this process: the toy tasks with NumPy, the proxy tasks with symopt.evaluation (on the
     learning-rate grid, on executables of the instruction set of ``functions``)."""
     tasks, seeds = list(tasks), tuple(seeds)
-    if toy.all_toy(tasks):
-        if grid.gates:
-            raise ValueError(f"tasks {tasks}: the NumPy toy tasks score no gates; remove gates from the stage")
-        return lambda programs: toy.evaluate(programs, tasks, seeds, steps)
-
-    kwargs = {}
-    if steps:
-        if "steps" not in inspect.signature(evaluate).parameters:
-            raise ValueError("symopt.evaluation.evaluate takes no 'steps'; remove steps from the stage")
-        kwargs["steps"] = steps
+    check_grid(tasks, grid)
 
     def evaluate_fn(programs):
         programs = list(programs)
-        return evaluate(programs, tasks, seeds=seeds, batched=_batch(len(programs)), grid=grid, functions=functions,
-                        **kwargs)
+        return evaluate_tasks(programs, tasks, seeds, steps or None, grid=grid, functions=functions,
+                              batched=_batch(len(programs)))
 
     return evaluate_fn
 
@@ -177,6 +166,14 @@ def _batch(n: int) -> int | bool:
 
 
 BACKENDS: dict[str, Backend] = {"serial": serial_backend}
+
+
+def resolve_backend(backend: str | Backend) -> Backend:
+    """A backend by name (:data:`BACKENDS`), or the callable given."""
+    make = BACKENDS.get(backend) if isinstance(backend, str) else backend
+    if make is None:
+        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)} or a callable")
+    return make
 
 
 def stage_evaluator(campaign, stage, make: Backend, functions: Collection[str] | None = None):
@@ -240,9 +237,7 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
     cfg = cfg.replace_campaign(**changes)
     check_tasks(cfg)  # the user's own tasks train, before any worker is asked to
     c = cfg.campaign
-    make = BACKENDS.get(backend) if isinstance(backend, str) else backend
-    if make is None:
-        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)} or a callable")
+    make = resolve_backend(backend)
     names = [stage_name(c, i) for i in range(len(c.stages))]
     start = start_program(c.start, cfg.space)
     params = evolution.Params.from_config(cfg.space, c)

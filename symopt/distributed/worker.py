@@ -26,9 +26,9 @@ from typing import Mapping, Sequence
 
 import symopt
 from symopt.distributed.cores import pin_to_core
-from symopt.evaluation import Grid, evaluate
+from symopt.evaluation import Grid
+from symopt.evaluation.dispatch import evaluate_tasks
 from symopt.programs.parser import parse
-from symopt.evaluation import toy
 
 THREAD_ENV = {"NPROC": "1", "PJRT_NPROC": "1"}
 """Sizes XLA's CPU intra-op thread pool to one thread (see the module docstring)."""
@@ -56,11 +56,8 @@ def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], step
         raise TypeError(f"programs travel as text, got {type(program).__name__}")
     parsed = parse(program)
     tasks, seeds = [str(t) for t in tasks], tuple(int(s) for s in seeds)
-    if toy.all_toy(tasks):
-        (r,) = toy.evaluate([parsed], tasks, seeds, steps)
-    else:
-        (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit, grid=Grid(**(grid or {})),
-                        functions=functions)
+    (r,) = evaluate_tasks([parsed], tasks, seeds, steps, grid=Grid(**(grid or {})), functions=functions,
+                          time_limit=time_limit)
     return {"program": str(r.program), "fitness": float(r.fitness), "seconds": float(r.seconds),
             "runs": [_run_summary(run, curves) for run in r.runs], "scores": dict(r.scores)}
 

@@ -47,7 +47,7 @@ from symopt.programs.errors import ProgramError
 from symopt.programs.liveness import eliminate_dead_code, size
 from symopt.programs.parser import parse
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr
-from symopt.campaign.campaign import BACKENDS, validator
+from symopt.campaign.campaign import resolve_backend, validator
 from symopt.config.space import MAX_STEPS, load, stage_name
 from symopt.symbolic.equivalence import equivalent
 from symopt.symbolic.simplify import simplify
@@ -396,9 +396,7 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
     if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance {tolerance}: give a finite number >= 0")
     st = c.stages[stage]
-    make = BACKENDS.get(backend) if isinstance(backend, str) else backend
-    if make is None:
-        raise ValueError(f"unknown backend {backend!r}; use one of {', '.join(BACKENDS)} or a callable")
+    make = resolve_backend(backend)
     seeds = tuple(st.seeds or c.seeds)
     n_steps = steps or st.steps or None
     # its steps may call any function (SymPy writes x**-1 as reciprocal, a power as cube or exp2, ...)
