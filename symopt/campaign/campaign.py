@@ -236,82 +236,129 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
     changes = {k: v for k, v in (("budget", budget), ("seed", seed)) if v is not None}
     cfg = cfg.replace_campaign(**changes)
     check_tasks(cfg)  # the user's own tasks train, before any worker is asked to
-    c = cfg.campaign
     make = resolve_backend(backend)
-    names = [stage_name(c, i) for i in range(len(c.stages))]
-    start = start_program(c.start, cfg.space)
-    params = evolution.Params.from_config(cfg.space, c)
     run_path = pathlib.Path(run_dir) if run_dir is not None else None
+    run = CampaignRun(cfg, run_path, progress, on_check)
     log = Log(run_path, config_json(cfg), resume)  # locks the run directory until log.close()
     lineage = None
     try:
-        lineage = Lineage(run_path, c.budget)
-        functions = campaign_functions(cfg, start)
-        evaluators = [stage_evaluator(c, st, make, functions) for st in c.stages]
-        validate = validator(c, make, functions)
-
-        def on_result(stage: str, entry: funnel.Entry, result) -> None:
-            log.write(entry.id, None, entry.program, result, stage)
-
-        def trimmed(evaluate):  # train the dead-code-free program: same behaviour, fewer statements
-            return lambda programs: evaluate([eliminate_dead_code(p) for p in programs])
-
-        stages = [(names[i], st.promote, trimmed(log.replaying(names[i], evaluators[i])))
-                  for i, st in enumerate(c.stages[1:], 1)]
-        validate_fn = trimmed(log.replaying("validation", validate)) if validate else None
-        entries: dict[int, funnel.Entry] = {}  # everything the funnel has scored, kept across checks
-        curve: list[dict] = []
-
-        def check(state: evolution.State) -> list[funnel.Entry]:
-            """The funnel on the leaders so far (what earlier checks scored is kept); a point of the curve."""
-            for r in state.records.values():
-                entries.setdefault(r.id, funnel.Entry(r.id, r.program, {names[0]: r.fitness}))
-            hall, _ = funnel.run(list(entries.values()), stages, c.hall_of_fame, validate_fn, first=names[0],
-                                 on_result=on_result)
-            curve.append(meta_validation_point(state.stats.evaluated, state.best.fitness, names, entries.values()))
-            if run_path is not None:
-                write_meta_validation(run_path, curve)
-            if on_check:
-                on_check(curve[-1])
-            return hall
-
-        def on_accept(state: evolution.State) -> None:
-            lineage.accepted(state)
-            n = state.stats.evaluated
-            if c.check_interval and n % c.check_interval == 0 and n < c.budget:  # once: one call per accept
-                check(state)
-            if progress:
-                progress(state, log.replayed)
-
-        def on_trained(p: evolution.Proposal, result, proposed: int) -> None:
-            log.write(p.id, p.parent.id, p.child.program, result, names[0], proposed, sync=False)
-
-        state = evolution.init(start, params, log.replaying(names[0], evaluators[0], first=1), c.seed, lineage.event)
-        log.write(0, None, start, state.records[0].result, names[0])
-        max_generated = c.max_generated or 100 * c.budget  # as evolution.run
-        steady.evolve(state, params, steady.as_async(evaluators[0], params.batch), c.budget, max_generated,
-                      replay=log.take(names[0]), on_trained=on_trained, on_event=lineage.event, on_accept=on_accept,
-                      on_arrived=log.sync)
-        lineage.accepted(state, final=True)
-        if progress:
-            progress(state, log.replayed)
-        hall = check(state)
-        reference = funnel.Entry(0, start, {names[0]: state.start.fitness})
-        for i in range(1, len(c.stages)):
-            reference.fitness[names[i]] = fitness_of(evaluators[i]([start])[0])
-        if validate:
-            reference.validation = fitness_of(validate([start])[0])
-        lineage.close()
-        hof = [HallOfFameEntry(e.id, e.program, simplify(e.program, c.simplify_timeout), dict(e.fitness),
-                               e.validation) for e in hall]
-        ref = HallOfFameEntry(0, start, simplify(start, c.simplify_timeout), dict(reference.fitness),
-                              reference.validation)
-        campaign = Campaign(cfg, hof, ref, state.stats, state.history, state,
-                            log.earlier_seconds + time.perf_counter() - t0, run_path, log.replayed)
-        if run_path is not None:
-            write_hall_of_fame(run_path, campaign)
+        lineage = Lineage(run_path, cfg.campaign.budget)
+        run.open(make, log, lineage)
+        state = run.evolve()
+        campaign = run.finish(state, t0)
     finally:
         if lineage is not None:
             lineage.close(check=False)  # closed already unless the campaign failed: its own error is reported
         log.close()
     return campaign
+
+
+class CampaignRun:
+    """The phases of one :func:`search` call, each a method: the stages' evaluators on the run's writers
+    (:meth:`open`), the search stage (:meth:`evolve`, with a funnel check every ``check_interval`` trainings,
+    :meth:`check`), then the funnel's last check, the reference and the simplified hall of fame
+    (:meth:`finish`). It holds what they share: the configuration, the evaluators, the run's log and lineage,
+    and everything the funnel has scored.
+
+    Args:
+        cfg: the configuration, overrides applied.
+        run_path: the run directory, or None.
+        progress, on_check: as :func:`search`'s.
+    """
+
+    def __init__(self, cfg: Config, run_path: pathlib.Path | None = None,
+                 progress: Callable[[evolution.State, int], None] | None = None,
+                 on_check: Callable[[dict], None] | None = None):
+        c = cfg.campaign
+        self.cfg, self.c, self.run_path = cfg, c, run_path
+        self.progress, self.on_check = progress, on_check
+        self.names = [stage_name(c, i) for i in range(len(c.stages))]
+        self.start = start_program(c.start, cfg.space)
+        self.params = evolution.Params.from_config(cfg.space, c)
+        self.entries: dict[int, funnel.Entry] = {}  # everything the funnel has scored, kept across checks
+        self.curve: list[dict] = []
+
+    def open(self, make: Backend, log: Log, lineage: Lineage) -> None:
+        """Each stage's evaluator and validation's on the backend ``make`` (:func:`resolve_backend`), replaying
+        what ``log`` holds; ``log`` and ``lineage`` are the run's writers (:mod:`symopt.runs.run_log`), which
+        the caller opens and closes."""
+        c, self.log, self.lineage = self.c, log, lineage
+        functions = campaign_functions(self.cfg, self.start)
+        self.evaluators = [stage_evaluator(c, st, make, functions) for st in c.stages]
+        self.validate = validator(c, make, functions)
+        self.stages = [(self.names[i], st.promote, self._trimmed(log.replaying(self.names[i], self.evaluators[i])))
+                       for i, st in enumerate(c.stages[1:], 1)]
+        self.validate_fn = self._trimmed(log.replaying("validation", self.validate)) if self.validate else None
+
+    @staticmethod
+    def _trimmed(evaluate):
+        """Train the dead-code-free program: same behaviour, fewer statements."""
+        return lambda programs: evaluate([eliminate_dead_code(p) for p in programs])
+
+    def on_result(self, stage: str, entry: funnel.Entry, result) -> None:
+        """A funnel stage or validation trained ``entry``: logged."""
+        self.log.write(entry.id, None, entry.program, result, stage)
+
+    def check(self, state: evolution.State) -> list[funnel.Entry]:
+        """The funnel on the leaders so far (what earlier checks scored is kept); a point of the curve."""
+        names = self.names
+        for r in state.records.values():
+            self.entries.setdefault(r.id, funnel.Entry(r.id, r.program, {names[0]: r.fitness}))
+        hall, _ = funnel.run(list(self.entries.values()), self.stages, self.c.hall_of_fame, self.validate_fn,
+                             first=names[0], on_result=self.on_result)
+        self.curve.append(meta_validation_point(state.stats.evaluated, state.best.fitness, names,
+                                                self.entries.values()))
+        if self.run_path is not None:
+            write_meta_validation(self.run_path, self.curve)
+        if self.on_check:
+            self.on_check(self.curve[-1])
+        return hall
+
+    def on_accept(self, state: evolution.State) -> None:
+        """A training accepted on the search stage: the lineage, a funnel check when one is due, progress."""
+        self.lineage.accepted(state)
+        n, c = state.stats.evaluated, self.c
+        if c.check_interval and n % c.check_interval == 0 and n < c.budget:  # once: one call per accept
+            self.check(state)
+        if self.progress:
+            self.progress(state, self.log.replayed)
+
+    def on_trained(self, p: evolution.Proposal, result, proposed: int) -> None:
+        """A child trained on the search stage: logged (fsynced with the others that arrived with it)."""
+        self.log.write(p.id, p.parent.id, p.child.program, result, self.names[0], proposed, sync=False)
+
+    def evolve(self) -> evolution.State:
+        """The search stage, steady-state, to the budget: the start program first, then children."""
+        c, log, names = self.c, self.log, self.names
+        state = evolution.init(self.start, self.params, log.replaying(names[0], self.evaluators[0], first=1), c.seed,
+                               self.lineage.event)
+        log.write(0, None, self.start, state.records[0].result, names[0])
+        max_generated = c.max_generated or 100 * c.budget  # as evolution.run
+        steady.evolve(state, self.params, steady.as_async(self.evaluators[0], self.params.batch), c.budget,
+                      max_generated, replay=log.take(names[0]), on_trained=self.on_trained,
+                      on_event=self.lineage.event, on_accept=self.on_accept, on_arrived=log.sync)
+        self.lineage.accepted(state, final=True)
+        if self.progress:
+            self.progress(state, log.replayed)
+        return state
+
+    def finish(self, state: evolution.State, t0: float) -> Campaign:
+        """The funnel's last check, the start program through every stage, the hall of fame simplified and
+        written: the campaign (its wall time from ``t0``, a ``time.perf_counter()``, and the earlier calls')."""
+        c, names, start = self.c, self.names, self.start
+        hall = self.check(state)
+        reference = funnel.Entry(0, start, {names[0]: state.start.fitness})
+        for i in range(1, len(c.stages)):
+            reference.fitness[names[i]] = fitness_of(self.evaluators[i]([start])[0])
+        if self.validate:
+            reference.validation = fitness_of(self.validate([start])[0])
+        self.lineage.close()
+        hof = [HallOfFameEntry(e.id, e.program, simplify(e.program, c.simplify_timeout), dict(e.fitness),
+                               e.validation) for e in hall]
+        ref = HallOfFameEntry(0, start, simplify(start, c.simplify_timeout), dict(reference.fitness),
+                              reference.validation)
+        campaign = Campaign(self.cfg, hof, ref, state.stats, state.history, state,
+                            self.log.earlier_seconds + time.perf_counter() - t0, self.run_path, self.log.replayed)
+        if self.run_path is not None:
+            write_hall_of_fame(self.run_path, campaign)
+        return campaign
