@@ -311,13 +311,35 @@ def _absorb(nodes: list[Node], returns: list[int]) -> int | None:
 
 
 def _emit(program: Program, nodes: list[Node], returns: list[int], n_states: int) -> Lowered:
+    """The DAG's live nodes as interpreter arrays, in passes: the superinstructions and the weight step's
+    share (:func:`_fuse`, :func:`_absorb`), scalar slots (:func:`_scalar_slots`), the gradient and the
+    weights in place or loaded (:func:`_place_arguments`), a row for each main instruction (:class:`_Rows`,
+    :func:`_allocate`) and the states' moves at the end (:func:`_move_states`)."""
     returns = list(returns)
     scale_by_lr = not program.has_lr or _lr_as_scale(nodes, returns)
     _fuse(nodes, _live(nodes, returns), returns)
     decay = _absorb(nodes, returns)
     order = _live(nodes, returns if decay is None else [*returns, decay])  # the decay keeps its slot
+    slot, consts, uniform = _scalar_slots(nodes, order)
+    main_nodes = [i for i in order if nodes[i].fn is not None and not nodes[i].uniform]
+    virtual, row, main = _place_arguments(nodes, order, main_nodes, returns, slot)
+    rows = _Rows(nodes, main_nodes, returns, row, n_states)
+    main += _allocate(nodes, main_nodes, returns, slot, virtual, rows)
+    update_row = _move_states(returns, rows, main)
 
-    # Scalar slots: lr, t, scale, the constants, then uniform results (computed on the host).
+    with np.errstate(over="ignore"):  # a folded constant beyond float32 is inf, as in float32 arithmetic
+        const_table = np.asarray(consts, np.float32)
+    return Lowered(program=program, main=np.asarray(main, np.int32).reshape(-1, FIELDS), uniform=tuple(uniform),
+                   consts=const_table, n_slots=SLOT_CONST + len(consts) + len(uniform), n_rows=rows.next_row,
+                   n_states=n_states, update_row=update_row, scale_by_lr=scale_by_lr,
+                   decay_slot=None if decay is None else slot[decay])
+
+
+def _scalar_slots(nodes: list[Node], order: list[int]) -> tuple[dict[int, int], list[float], list[tuple]]:
+    """Scalar slots: lr, t, scale, the constants, then uniform results (computed on the host).
+
+    Returns (node -> slot, the constants in slot order, the uniform instructions ``(fn, argument slots,
+    slot)``)."""
     slot: dict[int, int] = {}
     consts = []
     for i in order:
@@ -333,25 +355,16 @@ def _emit(program: Program, nodes: list[Node], returns: list[int], n_states: int
         if n.fn is not None and n.uniform:
             slot[i] = SLOT_CONST + len(consts) + len(uniform)
             uniform.append((n.fn, tuple(slot[a] for a in n.args), slot[i]))
-    n_slots = SLOT_CONST + len(consts) + len(uniform)
+    return slot, consts, uniform
 
-    main_nodes = [i for i in order if nodes[i].fn is not None and not nodes[i].uniform]
+
+def _place_arguments(nodes: list[Node], order: list[int], main_nodes: list[int], returns: list[int],
+                     slot: dict[int, int]) -> tuple[dict[int, str], dict[int, int], list[list[int]]]:
+    """The vector arguments' rows. The gradient is read in place where every reader's opcode has that form,
+    else loaded into its row first; so are the weights, which only the weight step reads in place.
+
+    Returns (node -> G for a gradient read in place, node -> row, the loads)."""
     returned = set(returns)
-    state_of: dict[int, int] = {}  # node -> the first state slot that returns it
-    for j, i in enumerate(returns[1:]):
-        state_of.setdefault(i, j)
-
-    # Last reader of every node among main instructions; returned nodes live to the end.
-    end = len(main_nodes) + 1
-    last_use: dict[int, int] = {}
-    for pos, i in enumerate(main_nodes):
-        for a in nodes[i].args:
-            last_use[a] = pos
-    for i in returns:
-        last_use[i] = end
-
-    # The gradient is read in place where every reader's opcode has that form, else loaded into its
-    # row first; so are the weights, which only the weight step reads in place.
     virtual: dict[int, str] = {}  # node -> G, read in place
     main: list[list[int]] = []
     row: dict[int, int] = {}
@@ -367,85 +380,104 @@ def _emit(program: Program, nodes: list[Node], returns: list[int], n_states: int
         row[i] = r
         if kind in (G, W) and (i in returned or any(i in nodes[j].args for j in main_nodes)):
             main.append(_move(opcodes.LOAD_G if kind == G else opcodes.LOAD_W, 0, r))
-    holder = {r: i for i, r in row.items()}  # vector row -> the node that lives there
-    first_temp = ROW_STATE + n_states
-    free: list[int] = []  # dead temporaries, reusable
-    next_row = first_temp
+    return virtual, row, main
 
-    def alloc(node_id: int, pos: int) -> int:
+
+class _Rows:
+    """Register allocation of the vector rows: which node lives in which row, the dead temporaries to reuse,
+    and each node's last reader among the main instructions (a returned node lives to the end)."""
+
+    def __init__(self, nodes: list[Node], main_nodes: list[int], returns: list[int], row: dict[int, int],
+                 n_states: int):
+        self.row = row
+        self.returned = set(returns)
+        self.state_of: dict[int, int] = {}  # node -> the first state slot that returns it
+        for j, i in enumerate(returns[1:]):
+            self.state_of.setdefault(i, j)
+        self.end = len(main_nodes) + 1
+        self.last_use: dict[int, int] = {}
+        for pos, i in enumerate(main_nodes):
+            for a in nodes[i].args:
+                self.last_use[a] = pos
+        for i in returns:
+            self.last_use[i] = self.end
+        self.holder = {r: i for i, r in row.items()}  # vector row -> the node that lives there
+        self.first_temp = ROW_STATE + n_states
+        self.free: list[int] = []  # dead temporaries, reusable
+        self.next_row = self.first_temp
+
+    def release(self, args: tuple[int, ...], pos: int) -> None:
+        """Temporaries whose last reader is the instruction at ``pos`` are free (its result may reuse one: an
+        instruction reads its operands before its result is written)."""
+        for a in set(args):
+            r = self.row.get(a)
+            if r is not None and r >= self.first_temp and self.last_use.get(a) == pos and self.holder.get(r) == a:
+                self.free.append(r)
+        self.free.sort()
+
+    def alloc(self, node_id: int, pos: int) -> int:
         """A row for a new value: its state slot's row if the old state is dead, else a temporary."""
-        nonlocal next_row
-        j = state_of.get(node_id)
+        j = self.state_of.get(node_id)
         if j is not None:
             r = ROW_STATE + j
-            old = holder.get(r)
-            if old is None or (last_use.get(old, -1) <= pos and old not in returned):
-                r_out = r
-            else:
-                r_out = None
-            if r_out is not None:
-                holder[r_out] = node_id
-                return r_out
-        if free:
-            r = free.pop(0)
+            old = self.holder.get(r)
+            if old is None or (self.last_use.get(old, -1) <= pos and old not in self.returned):
+                self.holder[r] = node_id
+                return r
+        if self.free:
+            r = self.free.pop(0)
         else:
-            r = next_row
-            next_row += 1
-        holder[r] = node_id
+            r = self.next_row
+            self.next_row += 1
+        self.holder[r] = node_id
         return r
 
+    def temp(self) -> int:
+        """A temporary row no value lives in now."""
+        tmp = self.free.pop(0) if self.free else self.next_row
+        self.next_row = max(self.next_row, tmp + 1)
+        return tmp
+
+
+def _allocate(nodes: list[Node], main_nodes: list[int], returns: list[int], slot: dict[int, int],
+              virtual: dict[int, str], rows: _Rows) -> list[list[int]]:
+    """The main instructions, each writing a row :class:`_Rows` gives it; then the returned uniform scalars
+    (constants, lr, t, ...) broadcast into rows."""
+    main = []
+    row = rows.row
     for pos, i in enumerate(main_nodes):
         n = nodes[i]
-        # Temporaries whose last reader is this instruction are free (the result may reuse one:
-        # an instruction reads its operands before its result is written).
-        for a in set(n.args):
-            r = row.get(a)
-            if r is not None and r >= first_temp and last_use.get(a) == pos and holder.get(r) == a:
-                free.append(r)
-        free.sort()
-        row[i] = alloc(i, pos)
+        rows.release(n.args, pos)
+        row[i] = rows.alloc(i, pos)
         main.append(_instr(n, slot, row, virtual, row[i]))
-
-    # Returned uniform scalars (constants, lr, t, ...) become rows.
     for i in dict.fromkeys(returns):
         if i not in row:
-            row[i] = alloc(i, end)
+            row[i] = rows.alloc(i, rows.end)
             main.append(_move(opcodes.BCAST, slot[i], row[i]))
+    return main
 
-    # State copies: moves into the state rows at the end of the main instructions, in order. A
-    # source that is a state row (which an earlier move may overwrite) is first moved to a fresh
-    # temporary, and so is an update that lives in a state row that a move overwrites.
+
+def _move_states(returns: list[int], rows: _Rows, main: list[list[int]]) -> int:
+    """State copies: moves into the state rows at the end of the main instructions, in order (appended to
+    ``main``). A source that is a state row (which an earlier move may overwrite) is first moved to a fresh
+    temporary, and so is an update that lives in a state row that a move overwrites. Returns the update's
+    row."""
+    row = rows.row
     update_row = row[returns[0]]
     moves = [(row[i], ROW_STATE + j) for j, i in enumerate(returns[1:]) if row[i] != ROW_STATE + j]
     targets = {dst for _, dst in moves}
 
     def to_temp(src: int) -> int:
-        nonlocal next_row
-        tmp = free.pop(0) if free else next_row
-        next_row = max(next_row, tmp + 1)
+        tmp = rows.temp()
         main.append(_move(opcodes.MOV, src, tmp))
         return tmp
 
     if update_row in targets:
         update_row = to_temp(update_row)
-    staged = {src: to_temp(src) for src, _ in moves if ROW_STATE <= src < first_temp}
+    staged = {src: to_temp(src) for src, _ in moves if ROW_STATE <= src < rows.first_temp}
     for src, dst in moves:
         main.append(_move(opcodes.MOV, staged.get(src, src), dst))
-
-    with np.errstate(over="ignore"):  # a folded constant beyond float32 is inf, as in float32 arithmetic
-        const_table = np.asarray(consts, np.float32)
-    return Lowered(
-        program=program,
-        main=np.asarray(main, np.int32).reshape(-1, FIELDS),
-        uniform=tuple(uniform),
-        consts=const_table,
-        n_slots=n_slots,
-        n_rows=next_row,
-        n_states=n_states,
-        update_row=update_row,
-        scale_by_lr=scale_by_lr,
-        decay_slot=None if decay is None else slot[decay],
-    )
+    return update_row
 
 
 def _layout(n: Node, slot: dict[int, int], virtual: dict[int, str]) -> tuple[str, tuple[str, ...]]:
