@@ -255,6 +255,31 @@ def export_source(program: Program, name: str) -> str:
         ValueError: ``name`` is not a Python identifier, or clashes with a name
             the module defines; or a hyperparameter's name does.
     """
+    state_name, module_names = _check_names(program, name)
+    defaults, as_written = _hyperparameters(program, name, module_names)
+    program_names = set(program.args) | {s.target for s in program.body}
+    reserved = module_names | _UPDATE_LOCALS
+    names = _Names(reserved | program_names | set(defaults))
+    local = {}
+    for n in sorted(program_names):
+        local[n] = names.fresh(n) if n in reserved else n
+    hp_dict = names.fresh("hyperparameters")
+    emitter = _Emitter(program, local, names)
+    fields = state_type(program)._fields
+    slot_field = dict(zip(program.state_args, fields[1:]))
+    held = state_kinds(program)
+    factored = {slot: _FACTORED_STORE[held[slot]] for slot in program.state_args if held[slot] in _FACTORED_STORE}
+
+    lr, body = _prologue(program, name, local, names, slot_field, factored, emitter)
+    body += _statements(program, local, defaults, as_written, hp_dict, emitter)
+    outputs, lines = _returns(program, local, names, emitter)
+    body += lines + _epilogue(program, names, state_name, slot_field, factored, lr, outputs)
+    zeros = {slot_field[s]: f"tree_map(lambda p: {f}(jnp.zeros_like(p)), params)" for s, f in factored.items()}
+    return _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, emitter.helpers, zeros)
+
+
+def _check_names(program: Program, name: str) -> tuple[str, set[str]]:
+    """The program checked and the optimizer's name free: (its state class's name, the names the module uses)."""
     if not isinstance(program, Program):
         what = type(program).__name__
         hint = (" (an optax-level baseline has no program text: use its to_optax() instead)"
@@ -267,30 +292,29 @@ def export_source(program: Program, name: str) -> str:
     module_names = _MODULE_NAMES | set(FUNCTIONS) | {state_name} | _BUILTINS
     if name in module_names:
         raise ValueError(f"optimizer name {name!r} clashes with a name the exported module uses; choose another")
+    return state_name, module_names
 
+
+def _hyperparameters(program: Program, name: str, module_names: set[str]) -> tuple[dict, set[str]]:
+    """The optimizer's keyword arguments with their defaults (the names the program assigns a constant), and
+    those assigned different constants in two places: None keeps each as written (to_optax replaces every
+    constant assignment of a name it overrides)."""
     defaults = {k: v for k, v in program_hyperparameters(program).items() if k != "learning_rate"}
     for k in defaults:
         if k in module_names:
             raise ValueError(f"hyperparameter {k!r} of program {program.name!r} clashes with a name the "
                              f"exported module uses ({k} would become an argument of {name}()); rename it")
-    # A hyperparameter assigned different constants in two places: None keeps each as written
-    # (to_optax replaces every constant assignment of a name it overrides).
     as_written = {k for k in defaults
                   if len({s.value.value for s in program.body
                           if s.target == k and isinstance(s.value, Const)}) > 1}
+    return defaults, as_written
 
-    program_names = set(program.args) | {s.target for s in program.body}
-    reserved = module_names | _UPDATE_LOCALS
-    names = _Names(reserved | program_names | set(defaults))
-    local = {}
-    for n in sorted(program_names):
-        local[n] = names.fresh(n) if n in reserved else n
-    hp_dict = names.fresh("hyperparameters")
-    emitter = _Emitter(program, local, names)
+
+def _prologue(program: Program, name: str, local: dict[str, str], names: "_Names", slot_field: dict[str, str],
+              factored: dict[str, str], emitter: "_Emitter") -> tuple[str, list[str]]:
+    """update()'s first lines: the learning rate, the program's arguments bound to the gradient, the weights,
+    the step and the state slots (a factored slot spread over its leaves). Returns (the lr's name, the lines)."""
     weight, grad, lr_arg, step = (program.arg_for(r) for r in ("weight", "grad", "lr", "step"))
-    fields = state_type(program)._fields
-    slot_field = dict(zip(program.state_args, fields[1:]))
-
     body: list[str] = []
     lr = local[lr_arg] if lr_arg else names.fresh("lr")
     body.append(f"{lr} = learning_rate(state.count) if callable(learning_rate) else learning_rate")
@@ -302,8 +326,6 @@ def export_source(program: Program, name: str) -> str:
                  f"{local[weight]} = params"]
     if step:
         body.append(f"{local[step]} = (state.count + 1).astype(jnp.float32)")
-    held = state_kinds(program)
-    factored = {slot: _FACTORED_STORE[held[slot]] for slot in program.state_args if held[slot] in _FACTORED_STORE}
     for slot in program.state_args:
         if slot in factored:  # stored factored between steps, read spread over its leaves
             body.append(f"{local[slot]} = tree_map(lambda s, ref: jnp.broadcast_to(s, ref.shape), "
@@ -311,7 +333,13 @@ def export_source(program: Program, name: str) -> str:
             emitter.helpers.add(factored[slot])
         else:
             body.append(f"{local[slot]} = state.{slot_field[slot]}")
+    return lr, body
 
+
+def _statements(program: Program, local: dict[str, str], defaults: dict, as_written: set[str], hp_dict: str,
+                emitter: "_Emitter") -> list[str]:
+    """The program's statements, each after a comment of it as written; a hyperparameter reads its argument."""
+    body: list[str] = []
     for stmt in program.body:
         target = local[stmt.target]
         kind = emitter.kind(stmt.value)
@@ -326,7 +354,14 @@ def export_source(program: Program, name: str) -> str:
             code = emitter.value(stmt.value)
         emitter.kinds[stmt.target] = kind
         body += ["", text, *emitter.pre, f"{target} = {code}"]
+    return body
 
+
+def _returns(program: Program, local: dict[str, str], names: "_Names",
+             emitter: "_Emitter") -> tuple[list[tuple[str, Kind]], list[str]]:
+    """The returned values, each a name (a returned expression is computed into a fresh one): ((name, kind) of
+    the update and of each new state, the lines that compute them)."""
+    body: list[str] = []
     outputs = []
     for i, expr in enumerate(program.returns):
         emitter.pre = []
@@ -337,13 +372,20 @@ def export_source(program: Program, name: str) -> str:
         code = emitter.value(expr)
         body += ["", f"# return value {i + 1}: {format_expr(expr)}", *emitter.pre, f"{temp} = {code}"]
         outputs.append((temp, emitter.kind(expr)))
+    return outputs, body
 
+
+def _epilogue(program: Program, names: "_Names", state_name: str, slot_field: dict[str, str],
+              factored: dict[str, str], lr: str, outputs: list[tuple[str, Kind]]) -> list[str]:
+    """update()'s last lines: optax's updates (the update negated, times the lr when the program takes none)
+    and the new state, each value spread over its leaves."""
+    lr_arg = program.arg_for("lr")
     (update, update_kind), *slot_values = outputs
     scaled = (lambda u: u) if lr_arg else (lambda u: f"{u} * {lr}")
     new_updates = names.fresh("new_updates")
-    body += ["", ("# optax adds its updates: the update" if lr_arg else
-                  "# optax adds its updates: the update times the learning rate (the program takes no lr)")
-             + ", spread over each leaf in the gradient's dtype, negated"]
+    body = ["", ("# optax adds its updates: the update" if lr_arg else
+                 "# optax adds its updates: the update times the learning rate (the program takes no lr)")
+            + ", spread over each leaf in the gradient's dtype, negated"]
     if update_kind == Kind.SCALAR:
         body.append(f"{new_updates} = tree_map(lambda ref: -_like({scaled(update)}, ref), updates)")
     else:
@@ -361,9 +403,7 @@ def export_source(program: Program, name: str) -> str:
         else:
             body.append(f"    {field}=tree_map(_like, {value}, state.{field}),")
     body.append(")")
-
-    zeros = {slot_field[s]: f"tree_map(lambda p: {f}(jnp.zeros_like(p)), params)" for s, f in factored.items()}
-    return _module(program, name, state_name, fields, defaults, as_written, hp_dict, body, emitter.helpers, zeros)
+    return body
 
 
 def _docstring(program: Program, name: str, defaults: dict, as_written: set) -> str:
