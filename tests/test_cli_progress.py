@@ -4,29 +4,11 @@ one, nothing with --quiet, and the same run directory in every case."""
 import io
 import types
 
+from doubles import TOY_TOML
 from symopt.cli import main
 from symopt.cli.progress import PLAIN_LINES, Progress, check_line
 
-TOML = """name = "tiny"
-[space]
-functions = ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"]
-max_length = 10
-[campaign]
-start = "sgd"
-population = 8
-tournament = 3
-budget = 40
-hall_of_fame = 2
-check_interval = 20
-validation = ["toy_quadratic_noisy"]
-[[campaign.stages]]
-name = "small"
-tasks = ["toy_quadratic"]
-[[campaign.stages]]
-name = "large"
-tasks = ["toy_quadratic_large"]
-promote = 4
-"""
+TOML = TOY_TOML.replace("budget = 600", "budget = 40\ncheck_interval = 20")
 
 
 def _state(evaluated: int, best: float = 0.25, hits: float = 0.5):

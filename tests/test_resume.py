@@ -13,7 +13,7 @@ import time
 import types
 
 import pytest
-from doubles import Shuffled
+from doubles import TOY_TOML as TOML, Shuffled
 
 from symopt.campaign import campaign as campaign_module
 from symopt.campaign import search
@@ -21,25 +21,6 @@ from symopt.evaluation import toy
 from symopt.runs.run_dir import read_log
 
 TOY = toy.campaign()
-TOML = """name = "tiny"
-[space]
-functions = ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"]
-max_length = 10
-[campaign]
-start = "sgd"
-population = 12
-tournament = 4
-budget = 600
-hall_of_fame = 3
-validation = ["toy_quadratic_noisy"]
-[[campaign.stages]]
-name = "small"
-tasks = ["toy_quadratic"]
-[[campaign.stages]]
-name = "large"
-tasks = ["toy_quadratic_large"]
-promote = 6
-"""
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
