@@ -317,3 +317,19 @@ def test_a_bad_config_json_is_one_line_for_resume_and_report(toy_run, tmp_path, 
     assert main(["report", str(run_dir), "-o", str(tmp_path / "report")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{run_dir / 'config.json'}: not valid JSON" in err
+
+
+def test_the_hall_of_fame_reads_back_as_the_dataclasses_that_wrote_it(tmp_path, monkeypatch):
+    from symopt.runs import run_dir
+    from symopt.runs.run_dir import HallOfFame, HallOfFameEntry, read_hall_of_fame
+
+    campaign = search(toy.campaign(budget=12), seed=0, run_dir=tmp_path / "run")
+    read = read_hall_of_fame(tmp_path / "run")
+    assert isinstance(read, HallOfFame) and all(isinstance(e, HallOfFameEntry) for e in read.entries)
+    assert read.entries == campaign.hall_of_fame and read.reference == campaign.reference
+    assert read.stats == campaign.stats.as_dict() and read.seconds == campaign.seconds
+    assert read.replayed == campaign.replayed == 0
+    texts, real = [], run_dir.parse
+    monkeypatch.setattr(run_dir, "parse", lambda text: texts.append(text) or real(text))
+    read_hall_of_fame(tmp_path / "run")
+    assert len(texts) == len(set(texts))  # each program text parsed once: the check's parse is the entry's

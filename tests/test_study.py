@@ -81,7 +81,7 @@ def test_part_c_scores_both_leaders_again_on_fresh_seeds(tmp_path):
     assert len(rows) == 2 and c["fresh_seeds"] == list(FRESH_SEEDS)
     fresh = BACKENDS["serial"](config.campaign.validation, FRESH_SEEDS, None, Grid(config.campaign.stages[0].lr_factors))
     for r in rows:  # the fresh score is the validation tasks' fitness on FRESH_SEEDS, not the hall of fame's seeds
-        found = parse(read_hall_of_fame(tmp_path / "search" / f"seed{r['seed']}")["hall_of_fame"][0]["program"])
+        found = read_hall_of_fame(tmp_path / "search" / f"seed{r['seed']}").entries[0].program
         assert r["leader_fresh"] == pytest.approx(fitness_of(fresh([found])[0]), abs=1e-9)
         assert math.isfinite(r["control_fresh"]) and math.isfinite(r["start_fresh"])
     diffs = [r["leader_fresh"] - r["control_fresh"] for r in rows]

@@ -59,6 +59,7 @@ from symopt.programs.program import Program
 from symopt.evolve import evolution, steady
 from symopt.campaign import funnel
 from symopt.evolve.dedup import Stats
+from symopt.runs.run_dir import HallOfFameEntry
 from symopt.runs.run_log import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
 from symopt.config.space import Config, check_tasks, load, stage_name
 from symopt.config.start import start_program
@@ -66,21 +67,6 @@ from symopt.symbolic.simplify import simplify
 
 Backend = Callable[[Sequence[str], Sequence[int], int | None, Grid, Collection[str] | None],
                    Callable[[Sequence[Program]], Sequence[Any]]]
-
-
-@dataclasses.dataclass
-class HallOfFameEntry:
-    """A program that survived the funnel: as found, simplified, and its fitness on each stage."""
-
-    id: int
-    program: Program
-    simplified: Program
-    fitness: dict[str, float]
-    validation: float | None
-
-    def as_json(self) -> dict:
-        return {"id": self.id, "program": str(self.program), "simplified": str(self.simplified),
-                "fitness": self.fitness, "validation": self.validation}
 
 
 @dataclasses.dataclass

@@ -17,11 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         data = read_hall_of_fame(args.run)
-        if not data["hall_of_fame"]:
+        if not data.entries:
             print(f"run {args.run}: the hall of fame is empty")
             return 0
         lineage = read_lineage(args.run) if has_file(args.run, LINEAGE_NAME) else None
-        print(f"hall of fame of {args.run} ({len(data['hall_of_fame'])} entries)\n")
+        print(f"hall of fame of {args.run} ({len(data.entries)} entries)\n")
         print(table(data, brief=getattr(args, "brief", False), lineage=lineage))
     except RunError as e:
         print(f"symopt inspect: {e}", file=sys.stderr)

@@ -306,7 +306,7 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
     run_dir = out_dir / "lion" / f"seed{seed}"
     seconds = None  # a finished run replays from its log: the campaign's time counts, not the replay's
     if (run_dir / "hall_of_fame.json").exists():
-        seconds = read_hall_of_fame(run_dir).get("seconds")
+        seconds = read_hall_of_fame(run_dir).seconds
     earlier = out.get("e") or {}
     if (earlier.get("config"), earlier.get("seed")) == (config.name, seed) and earlier.get("seconds"):
         seconds = earlier["seconds"]  # reported before this directory was replayed

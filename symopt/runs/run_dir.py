@@ -292,33 +292,75 @@ def read_config(run: str | os.PathLike) -> dict:
     return _read_json(run_file(run, CONFIG_NAME), check, "restore the run's configuration or start a new run")
 
 
-def _entry(e, prefix: str) -> None:
+@dataclasses.dataclass
+class HallOfFameEntry:
+    """A program that survived the funnel: as found, simplified, and its fitness on each stage; what a campaign
+    writes to hall_of_fame.json (:meth:`as_json`) and :func:`read_hall_of_fame` reads back (``id`` and
+    ``simplified`` are None where a file leaves them out)."""
+
+    id: int | None
+    program: Program
+    simplified: Program | None
+    fitness: dict[str, float]
+    validation: float | None
+
+    def as_json(self) -> dict:
+        return {"id": self.id, "program": str(self.program),
+                "simplified": None if self.simplified is None else str(self.simplified),
+                "fitness": self.fitness, "validation": self.validation}
+
+
+@dataclasses.dataclass(frozen=True)
+class HallOfFame:
+    """hall_of_fame.json as read back: the entries by rank, the start program's (``reference``), the
+    campaign's statistics, its wall seconds and the trainings it replayed (None where the file has none)."""
+
+    entries: list[HallOfFameEntry]
+    reference: HallOfFameEntry | None = None
+    stats: dict | None = None
+    seconds: float | None = None
+    replayed: int | None = None
+
+
+def _entry(e, prefix: str, parsed: dict[str, Program]) -> None:
     _check(e, "object", prefix)
     prefix += "."
     _get(e, "id", "id", prefix, optional=True)
-    _program(_get(e, "program", "text", prefix), prefix + "program")
+    _program(_get(e, "program", "text", prefix), prefix + "program", parsed)
     if _get(e, "simplified", "text", prefix, null=True, optional=True):
-        _program(e["simplified"], prefix + "simplified")
+        _program(e["simplified"], prefix + "simplified", parsed)
     _scores(e, "fitness", prefix)
     _get(e, "validation", "number", prefix, null=True, optional=True)
 
 
-def read_hall_of_fame(run: str | os.PathLike) -> dict:
-    """hall_of_fame.json of a run, checked: ``hall_of_fame`` (entries with ``program`` and ``simplified``
-    texts that parse, ``fitness`` per stage, ``validation``), ``reference`` (one such entry), ``stats``."""
+def _hall_entry(e: dict, parsed: dict[str, Program]) -> HallOfFameEntry:
+    """A checked entry as the dataclass, its programs those the check parsed."""
+    simplified = e.get("simplified")
+    return HallOfFameEntry(e.get("id"), parsed[e["program"]], parsed[simplified] if simplified else None,
+                           dict(e["fitness"]), e.get("validation"))
+
+
+def read_hall_of_fame(run: str | os.PathLike) -> HallOfFame:
+    """hall_of_fame.json of a run, checked and typed: ``hall_of_fame`` (entries with ``program`` and
+    ``simplified`` texts that parse, each parsed once, ``fitness`` per stage, ``validation``), ``reference``
+    (one such entry), ``stats``, ``seconds``, ``replayed``."""
+    parsed: dict[str, Program] = {}
 
     def check(d) -> None:
         _check(d, "object", "")
         for i, e in enumerate(_get(d, "hall_of_fame", "list")):
-            _entry(e, f"hall_of_fame[{i}]")
+            _entry(e, f"hall_of_fame[{i}]", parsed)
         if _get(d, "reference", "object", null=True, optional=True):
-            _entry(d["reference"], "reference")
+            _entry(d["reference"], "reference", parsed)
         _get(d, "stats", "object", optional=True)
         _get(d, "seconds", "number", optional=True)
         _get(d, "replayed", "id", optional=True)
 
     fix = "symopt search CONFIG --run-dir RUN --resume writes it again from the log"
-    return _read_json(run_file(run, HALL_OF_FAME_NAME), check, fix)
+    d = _read_json(run_file(run, HALL_OF_FAME_NAME), check, fix)
+    return HallOfFame([_hall_entry(e, parsed) for e in d["hall_of_fame"]],
+                      _hall_entry(d["reference"], parsed) if d.get("reference") else None,
+                      d.get("stats"), d.get("seconds"), d.get("replayed"))
 
 
 def derived_path(run: str | os.PathLike, rank: int) -> pathlib.Path:
@@ -385,7 +427,7 @@ class RunData:
     path: pathlib.Path
     records: list[dict]
     config: dict | None
-    hall_of_fame: dict | None
+    hall_of_fame: HallOfFame | None
     meta_validation: list[dict] | None = None  # meta_validation.json: the funnel checks, in order
 
 

@@ -199,7 +199,7 @@ def _earlier_seconds(run_dir: pathlib.Path) -> float:
     if not (run_dir / HALL_OF_FAME_NAME).exists():
         return 0.0
     try:
-        return float(read_hall_of_fame(run_dir).get("seconds") or 0.0)
+        return float(read_hall_of_fame(run_dir).seconds or 0.0)
     except RunError as e:  # an output, written again at the end: the run resumes without the earlier time
         warnings.warn(f"{e}; the earlier calls' wall time is not counted", RuntimeWarning, stacklevel=2)
         return 0.0

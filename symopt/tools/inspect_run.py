@@ -15,21 +15,21 @@ import pathlib
 from symopt.programs.checker import state_kinds
 from symopt.programs.functions import Kind
 from symopt.programs.liveness import live_states
-from symopt.programs.parser import parse
-from symopt.runs.run_dir import RunError, ancestry
+from symopt.programs.program import Program
+from symopt.runs.run_dir import HallOfFame, RunError, ancestry
 
 
-def entry_program(data: dict, rank: int, run: str | pathlib.Path = "", simplified: bool = True):
+def entry_program(data: HallOfFame, rank: int, run: str | pathlib.Path = "", simplified: bool = True) -> Program:
     """The Program of hall-of-fame rank ``rank`` (1-based; the simplified form by default) of
-    :func:`~symopt.runs.run_dir.read_hall_of_fame`'s data (whose programs parse). Raises RunError."""
-    entries = data["hall_of_fame"]
+    :func:`~symopt.runs.run_dir.read_hall_of_fame`'s hall of fame. Raises RunError."""
+    entries = data.entries
     if not entries:
         raise RunError(f"run {str(run)!r}: the hall of fame is empty")
     if not 1 <= rank <= len(entries):
         raise RunError(f"run {str(run)!r}: no rank {rank}; available ranks: 1 to {len(entries)}"
                        if len(entries) > 1 else f"run {str(run)!r}: no rank {rank}; the only rank is 1")
     entry = entries[rank - 1]
-    return parse(entry.get("simplified") if simplified and entry.get("simplified") else entry["program"])
+    return entry.simplified if simplified and entry.simplified else entry.program
 
 
 REFERENCE_MATRIX = 1024
@@ -69,25 +69,26 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
-def table(data: dict, brief: bool = False, lineage: dict[int, dict] | None = None) -> str:
+def table(data: HallOfFame, brief: bool = False, lineage: dict[int, dict] | None = None) -> str:
     """The hall of fame as text (see the module docstring); with ``lineage``, each entry's ancestry too."""
-    entries = data["hall_of_fame"]
+    entries = data.entries
+    listed = [("ref", data.reference)] * bool(data.reference) + list(enumerate(entries, 1))
     stages: list[str] = []
-    for e in [data.get("reference") or {}] + entries:
-        for k in (e.get("fitness") or {}):
+    for _, e in listed:
+        for k in e.fitness:
             if k not in stages:
                 stages.append(k)
     header = ["rank", "id", *stages, "validation", "state", "program (simplified)"]
     rows, texts = [], []
-    for rank, e in [("ref", data["reference"])] * bool(data.get("reference")) + list(enumerate(entries, 1)):
-        program = parse(e.get("simplified") or e["program"])
+    for rank, e in listed:
+        program = e.simplified or e.program
         n = len(program.body)
         summary = "; ".join(line.strip() for line in str(program).rstrip("\n").splitlines()[1:])
         if len(summary) > 72:
             summary = summary[:69] + "..."
         summary = f"[{n} stmt] {summary}"
-        rows.append([f"#{rank}" if rank != "ref" else "start", str(e.get("id", "")),
-                     *[_fmt(e["fitness"].get(s)) for s in stages], _fmt(e.get("validation")),
+        rows.append([f"#{rank}" if rank != "ref" else "start", "" if e.id is None else str(e.id),
+                     *[_fmt(e.fitness.get(s)) for s in stages], _fmt(e.validation),
                      state_memory(program), summary])
         texts.append(str(program))
     widths = [max(len(r[i]) for r in rows + [header]) for i in range(len(header) - 1)]
@@ -97,7 +98,7 @@ def table(data: dict, brief: bool = False, lineage: dict[int, dict] | None = Non
                          for i, (c, w) in enumerate(zip(cells, widths))) + "  " + cells[-1]
 
     out = [line(header), line(["-" * w for w in widths] + ["-" * 20])]
-    ids = [data["reference"].get("id")] * bool(data.get("reference")) + [e.get("id") for e in entries]
+    ids = [e.id for _, e in listed]
     for row, text, id in zip(rows, texts, ids):
         out.append(line(row))
         if not brief:
