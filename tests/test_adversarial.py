@@ -28,8 +28,8 @@ from symopt.programs import baselines, parse
 from symopt.campaign import search
 from symopt.evaluation import toy
 from symopt.tools.derive import derive
-from symopt.runs.durable import write_error
-from symopt.runs.run_dir import MAX_DOCUMENT_BYTES, write_derived
+from symopt.storage.durable import write_error
+from symopt.storage.run_dir import MAX_DOCUMENT_BYTES, write_derived
 from symopt.config.space import load
 from symopt.symbolic.equivalence import equivalent
 from symopt.symbolic.simplify import SimplifyTimeout, simplify, with_deadline

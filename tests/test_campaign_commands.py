@@ -18,7 +18,7 @@ from symopt.programs import parse
 from symopt.programs.liveness import live_states
 from symopt.programs.program import Call, Const, Program
 from symopt.tools import compare as compare_mod
-from symopt.runs.run_dir import ancestry, read_hall_of_fame, read_lineage
+from symopt.storage.run_dir import ancestry, read_hall_of_fame, read_lineage
 
 TINY = """name = "tiny"
 [space]

@@ -13,7 +13,7 @@ from symopt.tools import report
 from symopt.evaluation import toy
 from symopt.campaign.campaign import search
 from symopt.tools.inspect_run import entry_program
-from symopt.runs.run_dir import read_log, read_run
+from symopt.storage.run_dir import read_log, read_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 

@@ -18,7 +18,7 @@ from doubles import TOY_TOML as TOML, Shuffled
 from symopt.campaign import campaign as campaign_module
 from symopt.campaign import search
 from symopt.evaluation import toy
-from symopt.runs.run_dir import read_log
+from symopt.storage.run_dir import read_log
 
 TOY = toy.campaign()
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))

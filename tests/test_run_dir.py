@@ -25,8 +25,8 @@ from test_resume import _cli
 from symopt.cli import main
 from symopt.campaign import search
 from symopt.evaluation import toy
-from symopt.runs.durable import AppendLog, WriteError
-from symopt.runs.run_dir import RunError, read_lineage, read_log
+from symopt.storage.durable import AppendLog, WriteError
+from symopt.storage.run_dir import RunError, read_lineage, read_log
 
 TOML = RESUME_TOML.replace("budget = 600", "budget = 100")
 
@@ -320,8 +320,8 @@ def test_a_bad_config_json_is_one_line_for_resume_and_report(toy_run, tmp_path, 
 
 
 def test_the_hall_of_fame_reads_back_as_the_dataclasses_that_wrote_it(tmp_path, monkeypatch):
-    from symopt.runs import run_dir
-    from symopt.runs.run_dir import HallOfFame, HallOfFameEntry, read_hall_of_fame
+    from symopt.storage import run_dir
+    from symopt.storage.run_dir import HallOfFame, HallOfFameEntry, read_hall_of_fame
 
     campaign = search(toy.campaign(budget=12), seed=0, run_dir=tmp_path / "run")
     read = read_hall_of_fame(tmp_path / "run")

@@ -115,7 +115,7 @@ def test_the_phases_of_a_campaign_run_alone_give_what_search_gives():
 
     from symopt.campaign.campaign import CampaignRun, serial_backend
     from symopt.config.space import load
-    from symopt.runs.run_log import Lineage, Log, config_json
+    from symopt.storage.run_log import Lineage, Log, config_json
 
     cfg = load(TOY).replace_campaign(seed=1)
     run = CampaignRun(cfg)

@@ -228,7 +228,7 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
 
 
 def test_a_run_config_json_loads_back_to_the_same_config():
-    from symopt.runs.run_log import config_json
+    from symopt.storage.run_log import config_json
     from symopt.config.space import from_fields
 
     for name in ("quick", "hero"):

@@ -14,7 +14,7 @@ from symopt.evaluation import Grid
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs import parse
 from symopt.campaign.campaign import BACKENDS
-from symopt.runs.run_dir import read_hall_of_fame
+from symopt.storage.run_dir import read_hall_of_fame
 from symopt.programs import baselines, variants
 from symopt.evaluation import toy
 from symopt.study.predictors import correlations, sample

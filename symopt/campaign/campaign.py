@@ -25,7 +25,7 @@ evaluator (``capacity``, ``submit``, ``next_result``; the Ray pool's
 room; a plain one trains ``batch`` children at a time.
 
 With ``run_dir``, the campaign keeps its log, lineage, population snapshots and
-hall of fame there (:mod:`symopt.runs.run_dir`). Resume by replay:
+hall of fame there (:mod:`symopt.storage.run_dir`). Resume by replay:
 ``search(..., run_dir=D, resume=True)`` on a run directory whose log exists
 restarts the campaign with the same configuration and seed (a different one is
 an error; a larger budget continues the campaign past its old end) and replays
@@ -59,8 +59,8 @@ from symopt.programs.program import Program
 from symopt.evolve import evolution, steady
 from symopt.campaign import funnel
 from symopt.evolve.dedup import Stats
-from symopt.runs.run_dir import HallOfFameEntry
-from symopt.runs.run_log import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
+from symopt.storage.run_dir import HallOfFameEntry
+from symopt.storage.run_log import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
 from symopt.config.space import Config, check_tasks, load, stage_name
 from symopt.config.start import start_program
 from symopt.symbolic.simplify import simplify
@@ -211,7 +211,7 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
         budget: candidates to train on the first stage (default: the config's).
         seed: seed of the search (default: the config's ``campaign.seed``).
         backend: ``"serial"`` or a callable ``backend(tasks, seeds, steps, grid) -> evaluate_fn``.
-        run_dir: the run directory (log, lineage, snapshots, hall of fame; :mod:`symopt.runs.run_dir`).
+        run_dir: the run directory (log, lineage, snapshots, hall of fame; :mod:`symopt.storage.run_dir`).
         resume: continue the run logged in ``run_dir`` by replaying it (see the module docstring).
         progress: called as ``progress(state, replayed)`` after each training accepted on the search stage.
         on_check: called with each point of the meta-validation curve (:func:`meta_validation_point`) as the
@@ -266,7 +266,7 @@ class CampaignRun:
 
     def open(self, make: Backend, log: Log, lineage: Lineage) -> None:
         """Each stage's evaluator and validation's on the backend ``make`` (:func:`resolve_backend`), replaying
-        what ``log`` holds; ``log`` and ``lineage`` are the run's writers (:mod:`symopt.runs.run_log`), which
+        what ``log`` holds; ``log`` and ``lineage`` are the run's writers (:mod:`symopt.storage.run_log`), which
         the caller opens and closes."""
         c, self.log, self.lineage = self.c, log, lineage
         functions = campaign_functions(self.cfg, self.start)

@@ -17,8 +17,8 @@ import sys
 from symopt.programs.errors import ProgramError
 from symopt.programs.parser import parse, read_text
 from symopt.tools.derive import derive
-from symopt.runs.durable import Busy, DirLock, WriteError
-from symopt.runs.run_dir import CONFIG_NAME, RunError, derived_path, read_config, read_hall_of_fame, write_derived
+from symopt.storage.durable import Busy, DirLock, WriteError
+from symopt.storage.run_dir import CONFIG_NAME, RunError, derived_path, read_config, read_hall_of_fame, write_derived
 from symopt.config.space import from_fields
 
 

@@ -19,7 +19,7 @@ import sys
 from symopt.export import export_source
 from symopt.programs.parser import parse
 from symopt.tools.inspect_run import entry_program
-from symopt.runs.run_dir import RunError, read_derived, read_hall_of_fame
+from symopt.storage.run_dir import RunError, read_derived, read_hall_of_fame
 from symopt.symbolic.equivalence import mismatch
 from symopt.symbolic.simplify import simplify
 

@@ -6,7 +6,7 @@ import argparse
 import sys
 
 from symopt.tools.inspect_run import table
-from symopt.runs.run_dir import LINEAGE_NAME, RunError, has_file, read_hall_of_fame, read_lineage
+from symopt.storage.run_dir import LINEAGE_NAME, RunError, has_file, read_hall_of_fame, read_lineage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

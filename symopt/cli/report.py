@@ -24,7 +24,7 @@ from symopt.tools.report import (
     search_records,
     summary,
 )
-from symopt.runs.run_dir import LOG_NAME, HallOfFame, RunError, read_run
+from symopt.storage.run_dir import LOG_NAME, HallOfFame, RunError, read_run
 from symopt.config.space import MAX_STEPS
 
 

@@ -6,7 +6,7 @@ with one actor per core (``--workers N`` for N), or the cluster at ``--address``
 is steady-state (:mod:`symopt.evolve.steady`): a child is proposed whenever an
 actor is free. ``--serial`` trains in this process instead (no Ray; what tests and
 small debugging runs want). ``--resume`` continues the run logged in
-``--run-dir`` (replay, see :mod:`symopt.runs.run_dir`), on any backend. Ray runs
+``--run-dir`` (replay, see :mod:`symopt.storage.run_dir`), on any backend. Ray runs
 with token authentication or not at all (:mod:`symopt.distributed.cluster`):
 ``--insecure`` allows it without, and says so on stderr. Progress as it goes
 (:mod:`symopt.cli.progress`): on a terminal one line redrawn in place, otherwise a
@@ -26,7 +26,7 @@ from symopt.distributed import EvaluatorPool
 from symopt.distributed.cluster import (INSECURE_HELP, ClusterAuthError, auth_mode, connect, open_cluster_warning,
                                         task_runtime_env)
 from symopt.campaign.campaign import search
-from symopt.runs.durable import LOCK_NAME, Busy, DirLock, WriteError
+from symopt.storage.durable import LOCK_NAME, Busy, DirLock, WriteError
 from symopt.config.space import check_tasks, load, stage_name, task_names
 
 def _fail(message: str) -> int:

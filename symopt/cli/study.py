@@ -66,7 +66,7 @@ from symopt.study.headroom import (HEADROOM_DECAYS, HEADROOM_LR, HEADROOM_LR_BY_
 from symopt.study.predictors import campaign_name, correlations, sample, spearman
 from symopt.study.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
 from symopt.evolve.mutation import mutate
-from symopt.runs.run_dir import LOG_NAME, read_hall_of_fame, read_log
+from symopt.storage.run_dir import LOG_NAME, read_hall_of_fame, read_log
 from symopt.config.space import load, stage_name
 from symopt.config.start import start_program
 

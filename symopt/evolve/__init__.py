@@ -6,5 +6,5 @@
 * :mod:`~symopt.evolve.steady`: the steady-state loop over any evaluator, and replay.
 
 Nothing here writes a file, reads a clock or talks to a terminal: :mod:`symopt.campaign` drives it and
-:mod:`symopt.runs` keeps what it does.
+:mod:`symopt.storage` keeps what it does.
 """

@@ -17,7 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
-from symopt.runs.run_dir import LOG_NAME, read_log
+from symopt.storage.run_dir import LOG_NAME, read_log
 
 
 def spearman(x, y) -> float:

@@ -37,7 +37,7 @@ from symopt.programs.parser import parse, read_text
 from symopt.programs.program import Assign, Call, Const, Program, Var
 from symopt.campaign.campaign import programs_functions
 from symopt.tools.inspect_run import entry_program
-from symopt.runs.run_dir import RunError, read_hall_of_fame
+from symopt.storage.run_dir import RunError, read_hall_of_fame
 from symopt.config.space import MAX_ITEMS, MAX_STEPS
 
 DEFAULT_LRS = (0.1, 0.3, 1.0, 3.0, 10.0)

@@ -16,12 +16,12 @@ from symopt.programs.checker import state_kinds
 from symopt.programs.functions import Kind
 from symopt.programs.liveness import live_states
 from symopt.programs.program import Program
-from symopt.runs.run_dir import HallOfFame, RunError, ancestry
+from symopt.storage.run_dir import HallOfFame, RunError, ancestry
 
 
 def entry_program(data: HallOfFame, rank: int, run: str | pathlib.Path = "", simplified: bool = True) -> Program:
     """The Program of hall-of-fame rank ``rank`` (1-based; the simplified form by default) of
-    :func:`~symopt.runs.run_dir.read_hall_of_fame`'s hall of fame. Raises RunError."""
+    :func:`~symopt.storage.run_dir.read_hall_of_fame`'s hall of fame. Raises RunError."""
     entries = data.entries
     if not entries:
         raise RunError(f"run {str(run)!r}: the hall of fame is empty")

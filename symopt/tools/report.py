@@ -39,7 +39,7 @@ from symopt.programs import baselines
 from symopt.programs.parser import parse
 from symopt.campaign.campaign import programs_functions
 from symopt.tools.inspect_run import state_bytes as _program_state_bytes
-from symopt.runs.run_dir import RunData
+from symopt.storage.run_dir import RunData
 
 BASELINES = ("adamw", "lion")
 """The baselines drawn next to the winner on the loss curves."""
@@ -97,7 +97,7 @@ def state_bytes(program_text: str) -> float:
 
 
 def points(records: Sequence[dict]) -> list[Point]:
-    """Every record (as :func:`~symopt.runs.run_dir.read_log` checked it) as a (memory, fitness) point."""
+    """Every record (as :func:`~symopt.storage.run_dir.read_log` checked it) as a (memory, fitness) point."""
     return [Point(r["id"], state_bytes(r["program"]), logged_fitness(r)) for r in records]
 
 

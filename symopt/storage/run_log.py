@@ -1,6 +1,6 @@
 """What a campaign writes into its run directory as it runs: the log, the lineage, the snapshots, the results.
 
-The layout and the readers are :mod:`symopt.runs.run_dir`'s; :class:`Log` is
+The layout and the readers are :mod:`symopt.storage.run_dir`'s; :class:`Log` is
 the one writer (it locks the directory), and on resume it replays the log.
 """
 
@@ -21,8 +21,8 @@ from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.parser import parse
 from symopt.programs.program import Program
 from symopt.evolve import evolution
-from symopt.runs.durable import AppendLog, DirLock, atomic_write, write_error
-from symopt.runs.run_dir import (
+from symopt.storage.durable import AppendLog, DirLock, atomic_write, write_error
+from symopt.storage.run_dir import (
     CONFIG_NAME,
     HALL_OF_FAME_NAME,
     LINEAGE_NAME,
@@ -66,8 +66,8 @@ class Log:
     """Appends one JSON line per training to run_dir/evaluations.jsonl, fsynced (alone, or with the others
     that arrived together); replays on resume.
 
-    The run directory's writer: it locks the directory (:class:`~symopt.runs.durable.DirLock`)
-    until :meth:`close`, so a second campaign on it is refused (:class:`~symopt.runs.durable.Busy`).
+    The run directory's writer: it locks the directory (:class:`~symopt.storage.durable.DirLock`)
+    until :meth:`close`, so a second campaign on it is refused (:class:`~symopt.storage.durable.Busy`).
     On resume the configuration must be the logged run's, except that the budget
     may grow (the campaign then goes on past its old end; config.json is updated).
     """

@@ -22,7 +22,7 @@ Every file is read back through this module's readers (``read_run`` for the
 whole directory; ``read_log``, ``read_lineage``, ``read_config``, ``read_hall_of_fame``,
 ``read_meta_validation``), which check what they read and answer bad content with
 one :class:`RunError` line naming the file, the line or field, and the problem.
-A campaign writes them with :mod:`symopt.runs.run_log`, through :mod:`symopt.runs.durable`
+A campaign writes them with :mod:`symopt.storage.run_log`, through :mod:`symopt.storage.durable`
 (lock, fsync, atomic replace).
 """
 
@@ -39,7 +39,7 @@ from typing import Any, Callable, Mapping
 from symopt.programs.errors import ProgramError
 from symopt.programs.parser import parse
 from symopt.programs.program import Program
-from symopt.runs.durable import DirLock, atomic_write
+from symopt.storage.durable import DirLock, atomic_write
 
 LOG_NAME = "evaluations.jsonl"
 CONFIG_NAME = "config.json"
