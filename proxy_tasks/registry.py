@@ -69,7 +69,7 @@ ENTRIES: dict[str, Entry] = {
     "autoencoder_manifold": Entry("validation", synthetic.autoencoder_manifold, (0.029, 1.8),
                                   kwargs=dict(learning_rate=0.03)),
     "lm_grammar": Entry("validation", language.lm_grammar, (0.065, 4.1), kwargs=dict(learning_rate=0.015)),
-    # NumPy quadratics for tests and debugging, trained by symopt.search.toy (milliseconds, no JAX).
+    # NumPy quadratics for tests and debugging, trained by symopt.evaluation.toy (milliseconds, no JAX).
     "toy_quadratic": Entry("toy", toy.quadratic, None),
     "toy_quadratic_noisy": Entry("toy", toy.quadratic, None, kwargs=dict(noise=0.5, learning_rate=0.05)),
     "toy_quadratic_large": Entry("toy", toy.quadratic, None, kwargs=dict(

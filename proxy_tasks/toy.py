@@ -1,7 +1,7 @@
 """Toy tasks (tag "toy"): NumPy quadratics that train in milliseconds, for tests and debugging.
 
 They are not JAX tasks (:class:`~proxy_tasks.task.Task`): symopt trains them with its
-reference executor (:mod:`symopt.search.toy`), and the JAX evaluator refuses them.
+reference executor (:mod:`symopt.evaluation.toy`), and the JAX evaluator refuses them.
 """
 
 from __future__ import annotations

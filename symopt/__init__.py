@@ -12,8 +12,8 @@ Programs (:func:`parse`, :mod:`baselines`) are checked, turned into math
 from symopt.evaluation import Result, evaluate
 from symopt.export import export_source, optimizer_factory, to_optax, to_torch
 from symopt.programs import Program, ProgramError, baselines, parse
-from symopt import search  # the package, callable as symopt.search(config, ...)
-from symopt.search.derive import derive
+from symopt.campaign import search
+from symopt.tools.derive import derive
 from symopt.symbolic import latex, to_sympy
 from symopt.symbolic.simplify import simplify
 

@@ -8,13 +8,13 @@ import numpy as np
 
 from symopt.programs.program import Program
 from symopt.evaluation import Result
-from symopt.search.toy import evaluate
+from symopt.evaluation.toy import evaluate
 
 
 class Shuffled:
     """A toy-task evaluator that finishes its candidates in a seeded random order, as a cluster does.
 
-    An asynchronous evaluator (:class:`symopt.search.steady.AsyncEvaluator`) with
+    An asynchronous evaluator (:class:`symopt.evolve.steady.AsyncEvaluator`) with
     ``width`` candidates in flight, and a batch ``evaluate_fn`` (in order) for the
     funnel stages; ``backend=lambda t, s, n, grid: Shuffled(t, s, n)`` plugs it into a search.
     """
@@ -40,3 +40,26 @@ class Shuffled:
     def next_result(self):
         key, program = self.running.pop(int(self.rng.integers(len(self.running))))
         return key, self([program])[0]
+
+
+# A campaign on the toy tasks as the command line reads it (symopt search FILE.toml --serial): two funnel
+# stages and validation, trained in seconds.
+TOY_TOML = """name = "tiny"
+[space]
+functions = ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"]
+max_length = 10
+[campaign]
+start = "sgd"
+population = 12
+tournament = 4
+budget = 600
+hall_of_fame = 3
+validation = ["toy_quadratic_noisy"]
+[[campaign.stages]]
+name = "small"
+tasks = ["toy_quadratic"]
+[[campaign.stages]]
+name = "large"
+tasks = ["toy_quadratic_large"]
+promote = 6
+"""

@@ -25,11 +25,12 @@ import pytest
 
 from symopt.cli import main
 from symopt.programs import baselines, parse
-from symopt.search import search, toy
-from symopt.search.derive import derive
-from symopt.search.durable import write_error
-from symopt.search.run_dir import MAX_DOCUMENT_BYTES, write_derived
-from symopt.search.space import load
+from symopt.campaign import search
+from symopt.evaluation import toy
+from symopt.tools.derive import derive
+from symopt.storage.durable import write_error
+from symopt.storage.run_dir import MAX_DOCUMENT_BYTES, write_derived
+from symopt.config.space import load
 from symopt.symbolic.equivalence import equivalent
 from symopt.symbolic.simplify import SimplifyTimeout, simplify, with_deadline
 
@@ -386,8 +387,8 @@ def test_derive_refuses_a_run_directory_another_process_writes(toy_run, tmp_path
     assert not (run / "derived_rank1.json").exists()
 
 
-def test_readme_names_the_tests_of_this_suite():
-    readme = (ROOT / "README.md").read_text()
-    table = readme[readme.index("**What is bounded"):readme.index("**Configuration ranges**")]
+def test_the_run_directory_page_names_the_tests_of_this_suite():
+    page = (ROOT / "docs" / "run-directory.md").read_text()
+    table = page[page.index("**What is bounded"):page.index("## Looking at a run")]
     named = set(re.findall(r"`(test_[a-z_]+)`", table))
     assert named and named <= {n for n in globals() if n.startswith("test_")}, named - set(globals())

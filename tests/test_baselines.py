@@ -344,7 +344,7 @@ def test_program_prints_back_and_reparses(name):
 def test_programs_use_hero_functions_and_plain_division_only():
     from symopt.programs import HERO_FUNCTIONS
     from symopt.programs.functions import MATRIX_FUNCTIONS
-    from symopt.programs.check import calls
+    from symopt.programs.checker import calls
 
     for name in baselines.names():
         if baselines.is_program(name):

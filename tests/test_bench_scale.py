@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from symopt.search import toy
+from symopt.evaluation import toy
 
 BUDGET = 24
 

@@ -17,8 +17,8 @@ from symopt.export import to_optax
 from symopt.programs import parse
 from symopt.programs.liveness import live_states
 from symopt.programs.program import Call, Const, Program
-from symopt.search import compare as compare_mod
-from symopt.search.run_dir import ancestry, read_hall_of_fame, read_lineage
+from symopt.tools import compare as compare_mod
+from symopt.storage.run_dir import ancestry, read_hall_of_fame, read_lineage
 
 TINY = """name = "tiny"
 [space]
@@ -57,16 +57,16 @@ def test_inspect_prints_the_hall_of_fame(run_dir, capsys):
     lines = out.splitlines()
     header = next(line for line in lines if line.startswith("rank"))
     assert "quad" in header and "validation" in header and "state" in header
-    for rank, entry in enumerate(data["hall_of_fame"], 1):
+    for rank, entry in enumerate(data.entries, 1):
         row = next(line for line in lines if line.startswith(f"#{rank} "))
-        assert f"{entry['fitness']['quad']:+.3f}" in row and f"{entry['validation']:+.3f}" in row
-        n = len(live_states(parse(entry["simplified"])))
+        assert f"{entry.fitness['quad']:+.3f}" in row and f"{entry.validation:+.3f}" in row
+        n = len(live_states(entry.simplified))
         assert f"{n} slot{'s' if n != 1 else ''} = {4 * n} B/param" in row
-        assert all(text_line in out for text_line in entry["simplified"].splitlines())
-        chain = ancestry(lineage, entry["id"])
-        assert chain[0] == 0 and chain[-1] == entry["id"]
+        assert all(text_line in out for text_line in str(entry.simplified).splitlines())
+        chain = ancestry(lineage, entry.id)
+        assert chain[0] == 0 and chain[-1] == entry.id
         assert all(lineage[child]["parent"] == parent for parent, child in zip(chain, chain[1:]))
-        if entry["id"]:
+        if entry.id:
             assert " > ".join(map(str, chain)) in out
     assert main(["inspect", str(run_dir), "--brief"]) == 0
     assert "def " not in capsys.readouterr().out
@@ -97,7 +97,7 @@ def test_export_writes_a_module_equal_to_to_optax(run_dir, tmp_path, capsys):
     out = tmp_path / "found.py"
     assert main(["export", str(run_dir), "--rank", "1", "-o", str(out)]) == 0
     assert "found_rank1" in capsys.readouterr().out
-    program = parse(read_hall_of_fame(run_dir)["hall_of_fame"][0]["simplified"])
+    program = read_hall_of_fame(run_dir).entries[0].simplified
     assert_same_steps(_load(out, "found").found_rank1(0.01), to_optax(program, 0.01))
     assert main(["export", str(run_dir), "--rank", "2", "-o", str(tmp_path / "two.py"), "--name", "mine"]) == 0
     assert "def mine(" in (tmp_path / "two.py").read_text()
@@ -132,16 +132,16 @@ def test_derive_a_rank_then_export_the_derived_form(run_dir, tmp_path, capsys):
     assert main(["derive", str(copy), "--rank", "1", "--tolerance", "0.05", "--validate"]) == 0
     printed = capsys.readouterr().out
     saved = json.loads((copy / "derived_rank1.json").read_text())
-    entry = read_hall_of_fame(copy)["hall_of_fame"][0]
+    entry = read_hall_of_fame(copy).entries[0]
     # the same fitness as the campaign's: the start scores what the run logged, on its stage and on validation
-    assert saved["steps"][0]["fitness"] == pytest.approx(entry["fitness"]["quad"], abs=1e-9)
-    assert saved["validation"]["start"] == pytest.approx(entry["validation"], abs=1e-9)
+    assert saved["steps"][0]["fitness"] == pytest.approx(entry.fitness["quad"], abs=1e-9)
+    assert saved["validation"]["start"] == pytest.approx(entry.validation, abs=1e-9)
     assert "validation (quadratic_noisy):" in printed
-    assert saved["stage"] == "quad" and saved["start"] == read_hall_of_fame(copy)["hall_of_fame"][0]["program"]
+    assert saved["stage"] == "quad" and saved["start"] == str(read_hall_of_fame(copy).entries[0].program)
     assert printed.split("\n\nsaved ")[0].rstrip().endswith(saved["derived"].rstrip())
     assert main(["export", str(copy), "--derived", "-o", str(out)]) == 0
     assert_same_steps(_load(out, "derived").found_rank1(0.01), to_optax(parse(saved["derived"]), 0.01))
-    saved["start"] = read_hall_of_fame(copy)["hall_of_fame"][1]["program"]  # another program's: refused
+    saved["start"] = str(read_hall_of_fame(copy).entries[1].program)  # another program's: refused
     (copy / "derived_rank1.json").write_text(json.dumps(saved))
     assert main(["export", str(copy), "--derived", "-o", str(out)]) == 1
     assert "derives another program" in capsys.readouterr().err

@@ -8,9 +8,9 @@ import pytest
 from symopt.cli import main
 from symopt.programs import parse
 from symopt.programs.program import Call, Var, walk
-from symopt.search import derive as derive_mod
-from symopt.search import toy
-from symopt.search.derive import derive
+from symopt.tools import derive as derive_mod
+from symopt.evaluation import toy
+from symopt.tools.derive import derive
 
 ROOT = pathlib.Path(__file__).resolve().parent.parent
 RAW_LION = (ROOT / "examples" / "raw_lion.py").read_text()

@@ -15,16 +15,16 @@ import pytest
 import proxy_tasks
 from proxy_tasks.task import adamw, training_run
 from symopt.evaluation import Result, evaluate
-from symopt.evaluation.evaluate import chunk_plan
+from symopt.evaluation.evaluator import chunk_plan
 from symopt.evaluation.fitness import WORST_FITNESS
 from symopt.evaluation.lowering import Bucket, lower
 from symopt.evaluation.compiles import count_compiles
-from symopt.evaluation.evaluate import initial_eval_loss
+from symopt.evaluation.evaluator import initial_eval_loss
 from symopt.evaluation.fitness import BEST_SCORE, LOSS_FLOOR, Grid, score, task_score
 from symopt.evaluation.opcodes import OPCODES
 from symopt.export.optax_export import to_optax
 from symopt.programs import Program, ProgramError, baselines, parse
-from symopt.search.compare import scale_lr
+from symopt.tools.compare import scale_lr
 
 TASK = "logreg_synthetic"  # two leaves (w [32], b [1]), minibatches, AdamW weight decay 1e-4
 OTHER = "quadratic_noisy"  # one leaf, noisy gradients, no weight decay
@@ -213,7 +213,7 @@ def test_a_time_limit_calls_chunk_by_chunk_with_the_same_results():
 
 
 def test_the_run_executable_takes_equal_chunks_then_one_shorter():
-    from symopt.evaluation.evaluate import interpreter
+    from symopt.evaluation.evaluator import interpreter
     it = interpreter(proxy_tasks.get(TASK))
     for plan in [(20, 30), (20, 10, 10), (), (0,)]:
         with pytest.raises(ValueError, match="chunk plan"):
@@ -300,7 +300,7 @@ def test_adamw_as_a_program_is_the_reference_and_scores_exactly_zero():
 
 @pytest.mark.slow
 def test_a_constant_rate_variant_shares_its_task_machine_and_trains_at_its_own_rates():
-    from symopt.evaluation.evaluate import interpreter
+    from symopt.evaluation.evaluator import interpreter
     base, const = proxy_tasks.get("matrix_completion"), proxy_tasks.get("matrix_completion_const")
     assert interpreter(const) is interpreter(base)
     results = evaluate([baselines.get("adamw")], [base, const], steps=STEPS, chunk=CHUNK)[0]

@@ -12,8 +12,8 @@ import pytest
 import sympy as sp
 
 from symopt.programs import FUNCTIONS, HERO_FUNCTIONS, Kind
-from symopt.programs.functions import (DIV_EPS, EXTRA_FUNCTIONS, MATRIX_FUNCTIONS, FlatSpace, ShapeError, TreeSpace, get,
-                                      join, suggest)
+from symopt.programs.functions import EXTRA_FUNCTIONS, MATRIX_FUNCTIONS, ShapeError, get, join, suggest
+from symopt.programs.spaces import DIV_EPS, FlatSpace, TreeSpace
 
 F32_MAX = float(np.finfo(np.float32).max)
 RTOL = 1e-4

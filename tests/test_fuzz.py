@@ -19,7 +19,7 @@ from symopt import Program, ProgramError, parse
 from symopt.cli.bench_fuzz import INSERTS, TOKENS, edit
 from symopt.programs import FUNCTIONS, Kind, check
 from symopt.programs.functions import ShapeError
-from symopt.programs.parse import MAX_DEPTH
+from symopt.programs.parser import MAX_DEPTH
 from symopt.programs.program import ROLE_NAMES, Assign, Call, Const, Var
 
 FUZZ = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])

@@ -7,18 +7,18 @@ import pytest
 
 import proxy_tasks
 from symopt.evaluation import evaluate
-from symopt.evaluation.evaluate import instructions, interpreter
+from symopt.evaluation.evaluator import instructions, interpreter
 from symopt.evaluation.fitness import Grid
 from symopt.evaluation.lowering import lower
 from symopt.evaluation.opcodes import OPCODES, instruction_set
 from symopt.evaluation.packing import pack
 from symopt.programs import baselines
-from symopt.programs.check import calls
+from symopt.programs.checker import calls
 from symopt.programs.generate import numpy_chooser, random_program
-from symopt.programs.parse import parse
-from symopt.search.campaign import campaign_functions, executable_functions
-from symopt.search.space import load
-from symopt.search.start import start_program
+from symopt.programs.parser import parse
+from symopt.campaign.campaign import campaign_functions, executable_functions
+from symopt.config.space import load
+from symopt.config.start import start_program
 
 
 def _opcodes(program) -> set[int]:

@@ -11,11 +11,12 @@ import sympy as sp
 from optax.contrib._muon import orthogonalize_via_newton_schulz  # not re-exported by optax.contrib
 
 from symopt.programs import baselines, parse
-from symopt.programs.check import check, state_kinds
-from symopt.programs.functions import (FUNCTIONS, MATRIX_FUNCTIONS, NS_COEFFS, FlatSpace, Kind, ShapeError,
-                                       TreeSpace, join, matrix_view)
-from symopt.search.dedup import BatchSpace
-from symopt.search.inspect_run import state_memory
+from symopt.programs.checker import check, state_kinds
+from symopt.programs.functions import FUNCTIONS, MATRIX_FUNCTIONS, Kind, ShapeError, join
+from symopt.programs.spaces import FlatSpace, TreeSpace, matrix_view
+from symopt.programs.tree_functions import NS_COEFFS
+from symopt.evolve.dedup import BatchSpace
+from symopt.tools.inspect_run import state_memory
 from symopt.symbolic import to_sympy
 from symopt.symbolic.simplify import simplify
 

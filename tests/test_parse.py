@@ -15,7 +15,7 @@ import pytest
 import symopt
 from symopt import Program, ProgramError, parse
 from symopt.programs import Assign, Call, Const, Var, check
-from symopt.programs.parse import MAX_CHARS, MAX_DEPTH
+from symopt.programs.parser import MAX_CHARS, MAX_DEPTH
 
 REPO = Path(__file__).resolve().parents[1]
 

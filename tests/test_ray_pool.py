@@ -114,10 +114,10 @@ def test_results_equal_serial_evaluate(pool):
 
 def test_toy_tasks_and_the_search_backend(pool):
     from symopt.programs import parse
-    from symopt.search import toy
+    from symopt.evaluation import toy
 
     texts = _texts()[:3]
-    evaluate_fn = pool.backend(["toy_quadratic"], [0, 1], None)  # what symopt.search.search(backend=...) calls
+    evaluate_fn = pool.backend(["toy_quadratic"], [0, 1], None)  # what symopt.search(config, backend=...) calls
     remote = evaluate_fn(texts)
     local = toy.evaluate([parse(t) for t in texts], ["toy_quadratic"], (0, 1))
     assert [r.fitness for r in remote] == [r.fitness for r in local]
@@ -187,7 +187,8 @@ def test_sigkilled_worker_is_replaced_and_its_candidates_delivered_once(pool):
 @pytest.mark.slow
 def test_a_campaign_runs_steady_state_on_the_pool(pool, tmp_path):
     """search() on pool.backend: children proposed while an actor is free, each result accepted as it comes."""
-    from symopt.search import search, toy
+    from symopt.campaign import search
+    from symopt.evaluation import toy
 
     config = toy.campaign(budget=30)
     config["campaign"]["stages"][0]["steps"] = 400
@@ -283,7 +284,8 @@ def _multinode(run_dir: str) -> dict:
     from ray.cluster_utils import Cluster
 
     from symopt.distributed import EvaluatorPool, connect, describe
-    from symopt.search import search, toy
+    from symopt.campaign import search
+    from symopt.evaluation import toy
 
     cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 0, "include_dashboard": False})
     try:

@@ -9,10 +9,11 @@ import pytest
 
 from symopt.cli import report as report_command
 from symopt.evaluation.fitness import DIVERGED
-from symopt.search import report, toy
-from symopt.search.campaign import search
-from symopt.search.inspect_run import entry_program
-from symopt.search.run_dir import read_log, read_run
+from symopt.tools import report
+from symopt.evaluation import toy
+from symopt.campaign.campaign import search
+from symopt.tools.inspect_run import entry_program
+from symopt.storage.run_dir import read_log, read_run
 
 PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
 
@@ -30,7 +31,7 @@ def assert_png(path):
 
 
 def write_hall_of_fame(run_dir, campaign) -> None:
-    """RUN/hall_of_fame.json as ``symopt search`` writes it (symopt/search/cli_search.py)."""
+    """RUN/hall_of_fame.json as ``symopt search`` writes it (symopt/cli/search.py)."""
     (run_dir / "hall_of_fame.json").write_text(json.dumps(
         {"reference": campaign.reference.as_json(), "hall_of_fame": [e.as_json() for e in campaign.hall_of_fame],
          "stats": campaign.stats.as_dict(), "seconds": campaign.seconds, "replayed": campaign.replayed}))

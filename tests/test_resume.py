@@ -13,32 +13,14 @@ import time
 import types
 
 import pytest
-from doubles import Shuffled
+from doubles import TOY_TOML as TOML, Shuffled
 
-from symopt.search import campaign as campaign_module
-from symopt.search import search, toy
-from symopt.search.run_dir import read_log
+from symopt.campaign import campaign as campaign_module
+from symopt.campaign import search
+from symopt.evaluation import toy
+from symopt.storage.run_dir import read_log
 
 TOY = toy.campaign()
-TOML = """name = "tiny"
-[space]
-functions = ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"]
-max_length = 10
-[campaign]
-start = "sgd"
-population = 12
-tournament = 4
-budget = 600
-hall_of_fame = 3
-validation = ["toy_quadratic_noisy"]
-[[campaign.stages]]
-name = "small"
-tasks = ["toy_quadratic"]
-[[campaign.stages]]
-name = "large"
-tasks = ["toy_quadratic_large"]
-promote = 6
-"""
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
@@ -190,7 +172,7 @@ def test_cli_resume_after_sigkill(tmp_path):
     assert out.returncode == 1 and "campaign.seed: 5 in the logged run, 6 now" in out.stderr
     out = subprocess.run(cmd + ["--resume"], env=env, cwd=tmp_path, capture_output=True, text=True, timeout=120)
     assert out.returncode == 0, out.stderr
-    assert "campaign tiny: 600 trained" in out.stdout and "\r" not in out.stdout  # no progress line off a terminal
+    assert "campaign tiny: 600 trained" in out.stdout and "\r" not in out.stdout  # plain lines off a terminal
 
     records, _ = read_log(log)
     lines = _lines(run_dir)
@@ -327,7 +309,8 @@ def test_an_out_of_order_run_resumes_on_another_backend(tmp_path):
 
 @pytest.mark.slow
 def test_progress_line_on_a_terminal(tmp_path):
-    """On a pseudo-terminal `symopt search` redraws one progress line; off a terminal it stays quiet (above)."""
+    """On a pseudo-terminal `symopt search` redraws one progress line (off a terminal: plain lines,
+    tests/test_cli_progress.py)."""
     import pty
 
     config = tmp_path / "tiny.toml"
@@ -352,7 +335,8 @@ def test_progress_line_on_a_terminal(tmp_path):
     redraws = [part for part in text.split("\r") if part.startswith("trained ")]
     assert len(redraws) >= 2, text[-2000:]
     last = redraws[-1]
-    for field in ("eval/s", "best ", "cache hits", "workers serial"):
+    assert last.startswith("trained 300/300  best ")
+    for field in ("candidates/s", " left", "cache hits", "workers serial"):
         assert field in last
     assert "campaign tiny: 300 trained" in text
 

@@ -23,9 +23,10 @@ from test_resume import TOML as RESUME_TOML
 from test_resume import _cli
 
 from symopt.cli import main
-from symopt.search import search, toy
-from symopt.search.durable import AppendLog, WriteError
-from symopt.search.run_dir import RunError, read_lineage, read_log
+from symopt.campaign import search
+from symopt.evaluation import toy
+from symopt.storage.durable import AppendLog, WriteError
+from symopt.storage.run_dir import RunError, read_lineage, read_log
 
 TOML = RESUME_TOML.replace("budget = 600", "budget = 100")
 
@@ -316,3 +317,19 @@ def test_a_bad_config_json_is_one_line_for_resume_and_report(toy_run, tmp_path, 
     assert main(["report", str(run_dir), "-o", str(tmp_path / "report")]) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"{run_dir / 'config.json'}: not valid JSON" in err
+
+
+def test_the_hall_of_fame_reads_back_as_the_dataclasses_that_wrote_it(tmp_path, monkeypatch):
+    from symopt.storage import run_dir
+    from symopt.storage.run_dir import HallOfFame, HallOfFameEntry, read_hall_of_fame
+
+    campaign = search(toy.campaign(budget=12), seed=0, run_dir=tmp_path / "run")
+    read = read_hall_of_fame(tmp_path / "run")
+    assert isinstance(read, HallOfFame) and all(isinstance(e, HallOfFameEntry) for e in read.entries)
+    assert read.entries == campaign.hall_of_fame and read.reference == campaign.reference
+    assert read.stats == campaign.stats.as_dict() and read.seconds == campaign.seconds
+    assert read.replayed == campaign.replayed == 0
+    texts, real = [], run_dir.parse
+    monkeypatch.setattr(run_dir, "parse", lambda text: texts.append(text) or real(text))
+    read_hall_of_fame(tmp_path / "run")
+    assert len(texts) == len(set(texts))  # each program text parsed once: the check's parse is the entry's

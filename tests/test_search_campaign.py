@@ -5,7 +5,8 @@ import json
 import pytest
 
 from symopt.programs import parse
-from symopt.search import search, toy
+from symopt.campaign import search
+from symopt.evaluation import toy
 from symopt.symbolic.equivalence import equivalent
 
 TOY = toy.campaign()
@@ -105,3 +106,28 @@ def test_cli_search(tmp_path, capsys):
     assert "--serial trains in this process; leave out --workers, --address and --insecure" in capsys.readouterr().err
     assert main(["search", str(config), "--workers", "0"]) == 1
     assert "--workers must be at least 1, got 0" in capsys.readouterr().err
+
+
+def test_the_phases_of_a_campaign_run_alone_give_what_search_gives():
+    """search() is CampaignRun's phases in turn: open, evolve (the search stage), check (the funnel on the
+    leaders so far), finish (the last check, the reference, the simplified hall of fame)."""
+    import time
+
+    from symopt.campaign.campaign import CampaignRun, serial_backend
+    from symopt.config.space import load
+    from symopt.storage.run_log import Lineage, Log, config_json
+
+    cfg = load(TOY).replace_campaign(seed=1)
+    run = CampaignRun(cfg)
+    assert run.names == ["small", "large"] and run.entries == {} and run.curve == []
+    run.open(serial_backend, Log(None, config_json(cfg), False), Lineage(None, cfg.campaign.budget))
+    state = run.evolve()
+    assert state.stats.evaluated == 40 and run.curve == []  # toy.campaign() makes no check during the search
+    hall = run.check(state)
+    assert run.curve[-1]["trained"] == 40 and {e.id for e in hall} <= set(run.entries)
+    campaign = run.finish(state, time.perf_counter())
+    whole = search(TOY, seed=1)
+    assert [(e.id, e.fitness, e.validation) for e in campaign.hall_of_fame] == \
+        [(e.id, e.fitness, e.validation) for e in whole.hall_of_fame]
+    assert len(run.curve) == 2  # finish checks once more, on the same leaders: the same point
+    assert run.curve[0] == run.curve[1]

@@ -8,9 +8,9 @@ import pytest
 
 from symopt.programs import parse
 from symopt.programs.execute import run
-from symopt.programs.functions import FlatSpace
-from symopt.search.dedup import BatchSpace, Cache, CacheEntry, Stats, behaviour, canonical_hash
-from symopt.search.start import HERO_ADAMW
+from symopt.programs.spaces import FlatSpace
+from symopt.evolve.dedup import BatchSpace, Cache, CacheEntry, Stats, behaviour, canonical_hash
+from symopt.config.start import HERO_ADAMW
 
 ADAMW = parse(HERO_ADAMW)
 
@@ -91,8 +91,8 @@ def test_batch_space_rows_match_flat_space_runs():
 
 @pytest.mark.slow
 def test_canonical_hash_is_stable_across_processes():
-    code = ("from symopt.programs import parse; from symopt.search.dedup import canonical_hash, behaviour;"
-            "from symopt.search.start import HERO_ADAMW; p = parse(HERO_ADAMW);"
+    code = ("from symopt.programs import parse; from symopt.evolve.dedup import canonical_hash, behaviour;"
+            "from symopt.config.start import HERO_ADAMW; p = parse(HERO_ADAMW);"
             "print(canonical_hash(p), behaviour(p).fingerprint)")
     outs = {subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                            env={"PYTHONHASHSEED": seed, "PATH": "", "PYTHONPATH": ":".join(sys.path)}).stdout

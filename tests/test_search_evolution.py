@@ -6,9 +6,11 @@ import numpy as np
 import pytest
 
 from symopt.programs import parse
-from symopt.search import evolution, funnel, toy
-from symopt.search.space import SearchSpace
-from symopt.search.start import conform
+from symopt.evolve import evolution
+from symopt.campaign import funnel
+from symopt.evaluation import toy
+from symopt.config.space import SearchSpace
+from symopt.config.start import conform
 
 SPACE = SearchSpace(functions=("+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"), max_length=10)
 SGD = conform(parse("def sgd(g):\n    return g\n"), SPACE)

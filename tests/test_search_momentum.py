@@ -3,7 +3,7 @@
 import pytest
 
 from symopt.programs import baselines, parse
-from symopt.search.momentum import ema_slots, has_momentum, leaky_slots, momentum_found, sign_of_momentum
+from symopt.study.momentum import ema_slots, has_momentum, leaky_slots, momentum_found, sign_of_momentum
 
 
 @pytest.mark.parametrize("name, expected", [

@@ -4,12 +4,12 @@ import numpy as np
 import pytest
 
 from symopt.programs import parse
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.program import Call, Const, Var, walk
-from symopt.search import mutation
-from symopt.search.dedup import behaviour
-from symopt.search.space import Constants, SearchSpace, load
-from symopt.search.start import HERO_ADAMW
+from symopt.evolve import mutation
+from symopt.evolve.dedup import behaviour
+from symopt.config.space import Constants, SearchSpace, load
+from symopt.config.start import HERO_ADAMW
 
 ADAMW = parse(HERO_ADAMW)
 HERO = load("hero").space
@@ -122,7 +122,7 @@ def _shape(program):
 
 def test_constants_only_control_changes_constants_and_nothing_else():
 
-    from symopt.search.start import start_program
+    from symopt.config.start import start_program
 
     quick = load("quick")
     from symopt.cli.study import control
@@ -147,8 +147,8 @@ def _accumulating(space):
 
 def test_accumulate_writes_a_running_average_read_in_place_of_the_name():
     from symopt.programs.execute import run
-    from symopt.programs.functions import FlatSpace
-    from symopt.search.space import start_program
+    from symopt.programs.spaces import FlatSpace
+    from symopt.config.space import start_program
 
     space = _accumulating(load("quick").space)
     sgd = start_program("sgd", space)  # update = g * lr
@@ -173,8 +173,8 @@ def test_accumulate_writes_a_running_average_read_in_place_of_the_name():
 
 
 def test_accumulate_finds_momentum_from_sgd_in_one_mutation():
-    from symopt.search.momentum import momentum_found
-    from symopt.search.space import start_program
+    from symopt.study.momentum import momentum_found
+    from symopt.config.space import start_program
 
     space = load("quick").space
     sgd = start_program("sgd", space)
@@ -193,7 +193,7 @@ def test_accumulate_has_nothing_to_do_without_reads_or_state():
 
 
 def test_accumulate_writes_into_a_free_slot_where_there_is_one():
-    from symopt.search.space import start_program
+    from symopt.config.space import start_program
 
     space = _accumulating(load("quick").space)
     momentum = start_program("momentum", space)  # m is in use, v is free
@@ -206,9 +206,9 @@ def test_one_wrap_puts_orthogonalize_into_adamws_update():
     """From AdamW, Muon's direction (an orthogonalised moment) is one mutation away."""
     import dataclasses
 
-    from symopt.programs.check import calls
+    from symopt.programs.checker import calls
     from symopt.programs.liveness import eliminate_dead_code
-    from symopt.search.space import start_program
+    from symopt.config.space import start_program
 
     space = load("quick").space
     space = dataclasses.replace(space, functions=(*space.functions, "orthogonalize"),
@@ -240,7 +240,7 @@ def test_one_graft_gives_adamw_muons_direction_on_matrices_and_keeps_its_vectors
 
     from symopt import to_optax
     from symopt.programs.functions import NS_COEFFS
-    from symopt.search.space import start_program
+    from symopt.config.start import start_program
 
     space = load("quick").space
     space = dataclasses.replace(space, mutation=dataclasses.replace(

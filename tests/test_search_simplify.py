@@ -12,11 +12,11 @@ from symopt.cli.bench_simplify import JUDGE_SEED
 from symopt.cli.simplify import main
 from symopt.programs import parse
 from symopt.programs.execute import run
-from symopt.programs.functions import FlatSpace
+from symopt.programs.spaces import FlatSpace
 from symopt.programs.generate import random_program
 from symopt.programs.liveness import dead_statements, eliminate_dead_code, live_states, size
 from symopt.programs.program import Call, walk
-from symopt.search.start import HERO_ADAMW
+from symopt.config.start import HERO_ADAMW
 from symopt.symbolic.equivalence import equivalent, mismatch
 from symopt.symbolic.simplify import simplify
 

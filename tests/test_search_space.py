@@ -8,9 +8,9 @@ import pytest
 from symopt.evaluation.fitness import Grid
 from symopt.programs import parse
 from symopt.programs.functions import HERO_FUNCTIONS
-from symopt.search import space as space_mod
-from symopt.search.space import SearchSpace, from_dict, load
-from symopt.search.start import conform
+from symopt.config import space as space_mod
+from symopt.config.space import SearchSpace, from_dict, load
+from symopt.config.start import conform
 
 TOY_STAGES = {"stages": [{"tasks": ["toy_quadratic"]}]}
 
@@ -146,9 +146,9 @@ def test_every_numeric_key_has_a_range_that_holds_its_default():
         assert all(d in allowed for d in defaults), f"{cls.__name__}.{f.name}"
 
 
-def test_readme_lists_the_ranges():
-    readme = (pathlib.Path(__file__).resolve().parents[1] / "README.md").read_text()
-    assert space_mod.ranges_table() in readme
+def test_the_configuration_page_lists_the_ranges():
+    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    assert space_mod.ranges_table() in page
 
 
 @pytest.mark.parametrize("line, expected", [
@@ -230,8 +230,8 @@ def test_a_utf8_byte_order_mark_is_accepted(tmp_path, capsys):
 
 
 def test_a_run_config_json_loads_back_to_the_same_config():
-    from symopt.search.run_log import config_json
-    from symopt.search.space import from_fields
+    from symopt.storage.run_log import config_json
+    from symopt.config.space import from_fields
 
     for name in ("quick", "hero"):
         config = load(name)

@@ -7,9 +7,10 @@ from doubles import Shuffled
 
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs import parse
-from symopt.search import evolution, steady, toy
-from symopt.search.space import SearchSpace
-from symopt.search.start import conform
+from symopt.evolve import evolution, steady
+from symopt.evaluation import toy
+from symopt.config.space import SearchSpace
+from symopt.config.start import conform
 
 SPACE = SearchSpace(functions=("+", "-", "*", "/", "sqrt", "square", "sign", "interpolate", "abs"), max_length=10)
 SGD = conform(parse("def sgd(g):\n    return g\n"), SPACE)

@@ -13,12 +13,12 @@ from symopt.cli.study import (FRESH_SEEDS, check_fresh, control, headroom_panel,
 from symopt.evaluation import Grid
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs import parse
-from symopt.search.campaign import BACKENDS
-from symopt.search.run_dir import read_hall_of_fame
+from symopt.campaign.campaign import BACKENDS
+from symopt.storage.run_dir import read_hall_of_fame
 from symopt.programs import baselines, variants
-from symopt.search import toy
-from symopt.search.predictors import correlations, sample
-from symopt.search.space import load
+from symopt.evaluation import toy
+from symopt.study.predictors import correlations, sample
+from symopt.config.space import load
 
 
 def test_spearman():
@@ -81,7 +81,7 @@ def test_part_c_scores_both_leaders_again_on_fresh_seeds(tmp_path):
     assert len(rows) == 2 and c["fresh_seeds"] == list(FRESH_SEEDS)
     fresh = BACKENDS["serial"](config.campaign.validation, FRESH_SEEDS, None, Grid(config.campaign.stages[0].lr_factors))
     for r in rows:  # the fresh score is the validation tasks' fitness on FRESH_SEEDS, not the hall of fame's seeds
-        found = parse(read_hall_of_fame(tmp_path / "search" / f"seed{r['seed']}")["hall_of_fame"][0]["program"])
+        found = read_hall_of_fame(tmp_path / "search" / f"seed{r['seed']}").entries[0].program
         assert r["leader_fresh"] == pytest.approx(fitness_of(fresh([found])[0]), abs=1e-9)
         assert math.isfinite(r["control_fresh"]) and math.isfinite(r["start_fresh"])
     diffs = [r["leader_fresh"] - r["control_fresh"] for r in rows]
@@ -123,7 +123,7 @@ def test_sample_takes_the_best_distinct_programs_above_the_start_and_a_seeded_sp
 
 
 def test_correlations_pool_the_candidates_and_average_within_campaigns():
-    from symopt.search.predictors import Candidate
+    from symopt.study.predictors import Candidate
     cands = [Candidate(k, i, "", 0.0) for k in ("a", "b") for i in range(4)]
     target = [1, 2, 3, 4, 10, 20, 30, 40]
     table = correlations(cands, {"up": [1, 2, 3, 4, 1, 2, 3, 4], "mixed": [1, 2, 3, 4, 4, 3, 2, 1]}, target)

@@ -11,7 +11,8 @@ import sympy as sp
 
 from symopt.programs import FUNCTIONS, parse
 from symopt.programs.execute import run
-from symopt.programs.functions import SYMPY_REDUCTIONS, FlatSpace
+from symopt.programs.spaces import FlatSpace
+from symopt.programs.tree_functions import SYMPY_REDUCTIONS
 from symopt.symbolic import latex, latex_name, numpy_namespace, to_sympy
 
 # Constants are dyadic (0.875, not 0.9): FlatSpace(np) holds constants as float32, SymPy as exact

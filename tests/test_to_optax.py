@@ -19,9 +19,9 @@ import pytest
 
 from symopt import Program, parse
 from symopt.export.optax_export import optimizer_factory, state_type, stored_shape, to_optax
-from symopt.programs.check import state_kinds
+from symopt.programs.checker import state_kinds
 from symopt.programs.execute import hyperparameters, run
-from symopt.programs.functions import FlatSpace
+from symopt.programs.spaces import FlatSpace
 
 ADAM_LIKE = parse("""\
 def adam_like(g, m, v, t, lr):

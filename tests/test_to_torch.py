@@ -369,7 +369,7 @@ def test_export_command_writes_a_torch_module(tmp_path, capsys):
     from test_campaign_commands import TINY
 
     from symopt.cli import main
-    from symopt.search.run_dir import read_hall_of_fame
+    from symopt.storage.run_dir import read_hall_of_fame
 
     (tmp_path / "tiny.toml").write_text(TINY)
     run = tmp_path / "run"

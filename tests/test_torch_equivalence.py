@@ -159,7 +159,7 @@ def hall_of_fame():
     """The hall of fame of a tiny seeded serial campaign over the whole library (3 s; its seed picked for
     variety: global_norm, power, arcsin, arctan, logs), as found and simplified."""
     from symopt.programs.functions import FUNCTIONS
-    from symopt.search import search
+    from symopt.campaign import search
 
     config = {"space": {"functions": [n for n in FUNCTIONS if n != "neg"], "max_length": 12},
               "campaign": {"population": 8, "tournament": 2, "budget": 40, "batch": 4, "hall_of_fame": 5,

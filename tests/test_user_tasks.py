@@ -1,5 +1,5 @@
 """Tasks of the user's own by import path ("module:attr"): resolved by proxy_tasks.get, checked before any
-worker starts (one line naming file, field, task and problem), shipped to Ray actors; README's example runs."""
+worker starts (one line naming file, field, task and problem), shipped to Ray actors; docs/tasks.md's example runs."""
 
 import itertools
 import json
@@ -12,8 +12,8 @@ import pytest
 
 import proxy_tasks
 from symopt.cli import main
-from symopt.search.compare import CompareError, compare
-from symopt.search.space import check_tasks, load
+from symopt.tools.compare import CompareError, compare
+from symopt.config.space import check_tasks, load
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 MODULES = itertools.count()
@@ -136,8 +136,8 @@ def test_readme_example_runs_on_ray_workers(ray_session, tmp_path, monkeypatch):
     examples/sine.toml, shrunk: a campaign on real Ray actors, which get the module by runtime_env."""
     from symopt.distributed import EvaluatorPool
     from symopt.distributed.cluster import task_runtime_env
-    from symopt.search import search
-    from symopt.search.space import task_names
+    from symopt.campaign import search
+    from symopt.config.space import task_names
 
     shutil.copy(ROOT / "examples" / "sine_task.py", tmp_path / "sine_task.py")
     monkeypatch.syspath_prepend(str(tmp_path))
@@ -160,7 +160,7 @@ def test_readme_example_runs_on_ray_workers(ray_session, tmp_path, monkeypatch):
     assert all(e.validation is not None and math.isfinite(e.validation) for e in campaign.hall_of_fame)
 
 
-def test_readme_shows_the_example_files_as_they_are():
-    readme = (ROOT / "README.md").read_text()
+def test_the_tasks_page_shows_the_example_files_as_they_are():
+    page = (ROOT / "docs" / "tasks.md").read_text()
     for name in ("sine_task.py", "sine.toml"):
-        assert (ROOT / "examples" / name).read_text().rstrip() in readme, f"README's copy of examples/{name} is stale"
+        assert (ROOT / "examples" / name).read_text().rstrip() in page, f"docs/tasks.md's copy of examples/{name} is stale"

@@ -7,7 +7,7 @@ first stage's learning-rate factors as slots, AdamW's bucket, the task's steps):
 
 * ``compile_all_s``: CPU seconds to compile it with every opcode, the cache off;
 * ``compile_config_s``: the same with the configuration's instruction set
-  (:func:`symopt.search.campaign.campaign_functions`), as its campaigns compile it;
+  (:func:`symopt.campaign.campaign.campaign_functions`), as its campaigns compile it;
 * ``load_s``: seconds to load that executable from the persistent compilation cache;
 * ``per_instruction_us``: microseconds per instruction and step in buckets of 32 to
   256 instructions: a program that fills most of the bucket, less AdamW in the same
@@ -24,15 +24,15 @@ import numpy as np
 
 import proxy_tasks
 from symopt.evaluation import compile_cache
-from symopt.evaluation.evaluate import chunk_plan, instructions
+from symopt.evaluation.evaluator import chunk_plan, instructions
 from symopt.evaluation.interpreter import Interpreter
 from symopt.evaluation.lowering import Bucket, lower
 from symopt.evaluation.packing import pack, scalars
 from symopt.programs import baselines
-from symopt.programs.parse import parse
-from symopt.search.campaign import campaign_functions
-from symopt.search.space import load
-from symopt.search.start import start_program
+from symopt.programs.parser import parse
+from symopt.campaign.campaign import campaign_functions
+from symopt.config.space import load
+from symopt.config.start import start_program
 
 BUCKETS = (32, 64, 128, 256)
 

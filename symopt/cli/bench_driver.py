@@ -20,7 +20,7 @@ import tempfile
 import time
 
 from symopt.cli.bench_scale import first_stage
-from symopt.search.campaign import search
+from symopt.campaign.campaign import search
 
 
 def instant_backend(tasks, seeds, steps, grid, functions=None):

@@ -31,7 +31,7 @@ import proxy_tasks
 from proxy_tasks.task import training_run
 from symopt.evaluation import compile_cache
 from symopt.evaluation.compiles import count_compiles
-from symopt.evaluation.evaluate import evaluate, reference
+from symopt.evaluation.evaluator import evaluate, reference
 from symopt.export.optax_export import to_optax
 from symopt.programs import baselines
 

@@ -156,10 +156,10 @@ class Generator:
         return text
 
     def _mutated(self) -> str:
-        from symopt.search.mutation import mutate_once, why_invalid
+        from symopt.evolve.mutation import mutate_once, why_invalid
 
         if self._space is None:
-            from symopt.search.space import load
+            from symopt.config.space import load
 
             hero = load("hero").space
             from symopt.programs.generate import CALLABLE

@@ -32,7 +32,7 @@ of each program-size bucket that the warm-up trained: compilation is excluded
 from the timings. Then ``repeats`` pairs of campaigns, interleaved, with
 ``pool.active = 1`` and ``= N``; same configuration, seed and budget. Each is
 timed from its first to its last accepted training (the ``progress`` callback of
-:func:`symopt.search.search`): trainings/s = trainings accepted in between / the
+:func:`symopt.campaign.search`): trainings/s = trainings accepted in between / the
 seconds in between. Steady-state asynchronous acceptance makes the N-worker
 search a different (equally valid) trajectory from the 1-worker one, so its cache
 hits (children scored without training) differ too; both are reported. Also per
@@ -61,8 +61,8 @@ from symopt.distributed.pool import EvaluatorPool
 from symopt.programs import baselines
 from symopt.programs.liveness import eliminate_dead_code
 from symopt.programs.program import Assign, Call, Const
-from symopt.search.campaign import search
-from symopt.search.space import load
+from symopt.campaign.campaign import search
+from symopt.config.space import load
 
 DEFAULT_TASK = "mlp_digits"
 DEFAULT_CANDIDATES = 96
@@ -223,7 +223,7 @@ def _speedup_line(r: dict) -> str:
 def first_stage(config, budget: int | None = None, seed: int | None = None, steps: int | None = None):
     """The configuration cut to its search stage: first stage only, no validation, hall of fame 1.
 
-    ``config`` as :func:`symopt.search.space.load` takes it; ``budget``, ``seed`` and
+    ``config`` as :func:`symopt.config.space.load` takes it; ``budget``, ``seed`` and
     ``steps`` (the stage's training steps) override it where given.
     """
     cfg = load(config)
@@ -310,7 +310,7 @@ def measure_campaign(pool, config, budget: int | None = None, seed: int | None =
     """Trainings/s of the search stage of ``config`` on 1 and on all actors of ``pool``; see the module docstring.
 
     ``pool`` is a started :class:`~symopt.distributed.EvaluatorPool`; ``config`` whatever
-    :func:`symopt.search.space.load` takes. Returns the figures as a dict.
+    :func:`symopt.config.space.load` takes. Returns the figures as a dict.
     """
     n = pool.workers
     cfg = first_stage(config, budget, seed, steps)

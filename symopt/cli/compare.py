@@ -1,12 +1,12 @@
 """``symopt compare A B ... --tasks T1 T2``: optimizers side by side, each at its best learning rate
-(:mod:`symopt.search.compare`)."""
+(:mod:`symopt.tools.compare`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from symopt.search.compare import DEFAULT_LRS, CompareError, compare, table
+from symopt.tools.compare import DEFAULT_LRS, CompareError, compare, table
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:

@@ -4,7 +4,7 @@ From a program file the fitness is ``--config``'s stage (default: ``quick``'s
 search stage); from a run directory (``--rank N`` of its hall of fame, the
 program as found) it is the run's own configuration, and the derivation is
 saved as ``RUN/derived_rankN.json`` for ``symopt export RUN --derived``.
-See :mod:`symopt.search.derive` for the steps and the tolerance.
+See :mod:`symopt.tools.derive` for the steps and the tolerance.
 """
 
 from __future__ import annotations
@@ -15,11 +15,11 @@ import pathlib
 import sys
 
 from symopt.programs.errors import ProgramError
-from symopt.programs.parse import parse, read_text
-from symopt.search.derive import derive
-from symopt.search.durable import Busy, DirLock, WriteError
-from symopt.search.run_dir import CONFIG_NAME, RunError, derived_path, read_config, read_hall_of_fame, write_derived
-from symopt.search.space import from_fields
+from symopt.programs.parser import parse, read_text
+from symopt.tools.derive import derive
+from symopt.storage.durable import Busy, DirLock, WriteError
+from symopt.storage.run_dir import CONFIG_NAME, RunError, derived_path, read_config, read_hall_of_fame, write_derived
+from symopt.config.space import from_fields
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -54,7 +54,7 @@ def _derive(args: argparse.Namespace, source: pathlib.Path, lock: DirLock) -> in
     saved = None
     try:
         if source.is_dir():
-            from symopt.search.inspect_run import entry_program
+            from symopt.tools.inspect_run import entry_program
 
             program = entry_program(read_hall_of_fame(source), args.rank, source, simplified=False)
             config = args.config or from_fields(read_config(source), str(source / CONFIG_NAME))

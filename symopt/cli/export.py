@@ -7,7 +7,7 @@ a run written before simplification was checked that strictly may hold a
 simplified form that computes something else, and then the program as found
 is simplified anew. ``--as-found`` exports the program as the search found it;
 ``--derived`` the derived form saved by ``symopt derive RUN --rank N``
-(:mod:`symopt.search.derive`), which must start from the entry's program as found.
+(:mod:`symopt.tools.derive`), which must start from the entry's program as found.
 """
 
 from __future__ import annotations
@@ -18,9 +18,9 @@ import pathlib
 import sys
 
 from symopt.export import export_source
-from symopt.programs.parse import parse
-from symopt.search.inspect_run import entry_program
-from symopt.search.run_dir import RunError, read_derived, read_hall_of_fame
+from symopt.programs.parser import parse
+from symopt.tools.inspect_run import entry_program
+from symopt.storage.run_dir import RunError, read_derived, read_hall_of_fame
 from symopt.symbolic.equivalence import mismatch
 from symopt.symbolic.simplify import simplify
 

@@ -1,12 +1,12 @@
-"""``symopt inspect RUN``: a run directory's hall of fame as a plain-text table (:mod:`symopt.search.inspect_run`)."""
+"""``symopt inspect RUN``: a run directory's hall of fame as a plain-text table (:mod:`symopt.tools.inspect_run`)."""
 
 from __future__ import annotations
 
 import argparse
 import sys
 
-from symopt.search.inspect_run import table
-from symopt.search.run_dir import LINEAGE_NAME, RunError, has_file, read_hall_of_fame, read_lineage
+from symopt.tools.inspect_run import table
+from symopt.storage.run_dir import LINEAGE_NAME, RunError, has_file, read_hall_of_fame, read_lineage
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -17,11 +17,11 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def main(args: argparse.Namespace) -> int:
     try:
         data = read_hall_of_fame(args.run)
-        if not data["hall_of_fame"]:
+        if not data.entries:
             print(f"run {args.run}: the hall of fame is empty")
             return 0
         lineage = read_lineage(args.run) if has_file(args.run, LINEAGE_NAME) else None
-        print(f"hall of fame of {args.run} ({len(data['hall_of_fame'])} entries)\n")
+        print(f"hall of fame of {args.run} ({len(data.entries)} entries)\n")
         print(table(data, brief=getattr(args, "brief", False), lineage=lineage))
     except RunError as e:
         print(f"symopt inspect: {e}", file=sys.stderr)

@@ -1,4 +1,4 @@
-"""``symopt report RUN``: PNG plots and a short markdown summary of a run directory (:mod:`symopt.search.report`)."""
+"""``symopt report RUN``: PNG plots and a short markdown summary of a run directory (:mod:`symopt.tools.report`)."""
 
 from __future__ import annotations
 
@@ -7,9 +7,9 @@ import pathlib
 import sys
 from typing import Sequence
 
-from symopt.search.compare import DEFAULT_LRS
-from symopt.search.inspect_run import entry_program
-from symopt.search.report import (
+from symopt.tools.compare import DEFAULT_LRS
+from symopt.tools.inspect_run import entry_program
+from symopt.tools.report import (
     Point,
     curve_tasks,
     first_stage,
@@ -24,8 +24,8 @@ from symopt.search.report import (
     search_records,
     summary,
 )
-from symopt.search.run_dir import LOG_NAME, RunError, read_run
-from symopt.search.space import MAX_STEPS
+from symopt.storage.run_dir import LOG_NAME, HallOfFame, RunError, read_run
+from symopt.config.space import MAX_STEPS
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,16 +43,16 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "--lrs 1: no tuning)")
 
 
-def _hall_points(hof: dict | None, pts: Sequence[Point]) -> list[Point]:
+def _hall_points(hof: HallOfFame | None, pts: Sequence[Point]) -> list[Point]:
     by_id = {p.id: p for p in pts}
-    return [by_id[e["id"]] for e in (hof or {}).get("hall_of_fame", []) if e.get("id") in by_id]
+    return [by_id[e.id] for e in (hof.entries if hof else []) if e.id in by_id]
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         run = read_run(args.run)
         rank = getattr(args, "rank", 1)
-        entries = (run.hall_of_fame or {}).get("hall_of_fame") or []
+        entries = run.hall_of_fame.entries if run.hall_of_fame else []
         winner = entry_program(run.hall_of_fame, rank, args.run, simplified=False) if entries else None
         stage = first_stage(run)
         records = search_records(run.records, stage)
@@ -103,7 +103,7 @@ def main(args: argparse.Namespace) -> int:
     winner_text = None
     if winner is not None:
         entry = entries[rank - 1]
-        winner_text = entry.get("simplified") or entry["program"]
+        winner_text = str(entry.simplified or entry.program)
     (out / "report.md").write_text(summary(written, winner_text, rank, front, notes), encoding="utf-8")
     for n in notes:
         print(f"note: {n}")

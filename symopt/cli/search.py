@@ -3,14 +3,15 @@
 By default the candidates train on a Ray evaluator pool: a local Ray instance
 with one actor per core (``--workers N`` for N), or the cluster at ``--address``
 (or ``RAY_ADDRESS``), where the project is shipped with a runtime_env. The search
-is steady-state (:mod:`symopt.search.steady`): a child is proposed whenever an
+is steady-state (:mod:`symopt.evolve.steady`): a child is proposed whenever an
 actor is free. ``--serial`` trains in this process instead (no Ray; what tests and
 small debugging runs want). ``--resume`` continues the run logged in
-``--run-dir`` (replay, see :mod:`symopt.search.run_dir`), on any backend. Ray runs
+``--run-dir`` (replay, see :mod:`symopt.storage.run_dir`), on any backend. Ray runs
 with token authentication or not at all (:mod:`symopt.distributed.cluster`):
-``--insecure`` allows it without, and says so on stderr. On a
-terminal a one-line progress display is refreshed in place; otherwise nothing is
-printed until the summary.
+``--insecure`` allows it without, and says so on stderr. Progress as it goes
+(:mod:`symopt.cli.progress`): on a terminal one line redrawn in place, otherwise a
+plain line at each tenth of the budget, and each funnel check; ``--quiet`` prints
+only the summary.
 """
 
 from __future__ import annotations
@@ -19,41 +20,14 @@ import argparse
 import os
 import pathlib
 import sys
-import time
 
+from symopt.cli.progress import Progress
 from symopt.distributed import EvaluatorPool
 from symopt.distributed.cluster import (INSECURE_HELP, ClusterAuthError, auth_mode, connect, open_cluster_warning,
                                         task_runtime_env)
-from symopt.search.campaign import search
-from symopt.search.durable import LOCK_NAME, Busy, DirLock, WriteError
-from symopt.search.space import check_tasks, load, task_names
-
-REFRESH_S = 0.2
-"""Seconds between redraws of the progress line."""
-
-
-def _progress_line(workers):
-    """A ``progress(state, replayed)`` callback that redraws one line on stdout (a terminal only)."""
-    t0 = time.monotonic()
-    last = [0.0]
-
-    def show(state, replayed: int) -> None:
-        now = time.monotonic()
-        if now - last[0] < REFRESH_S:
-            return
-        last[0] = now
-        s = state.stats
-        trained = s.evaluated - replayed  # trained by this process (the rest replayed from the log)
-        rate = trained / max(now - t0, 1e-9)
-        alive = workers() if workers else "serial"
-        line = (f"trained {s.evaluated}" + (f" ({replayed} replayed)" if replayed else "")
-                + f"  {rate:.1f} eval/s  best {state.best.fitness:+.3f}  cache hits {s.cache_hit_rate:.0%}"
-                + f"  workers {alive}")
-        sys.stdout.write("\r" + line + "\x1b[K")
-        sys.stdout.flush()
-
-    return show
-
+from symopt.campaign.campaign import search
+from symopt.storage.durable import LOCK_NAME, Busy, DirLock, WriteError
+from symopt.config.space import check_tasks, load, stage_name, task_names
 
 def _fail(message: str) -> int:
     print(f"symopt search: {message}", file=sys.stderr)
@@ -74,6 +48,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                         "Ray instance)")
     parser.add_argument("--serial", action="store_true", help="train in this process, without Ray")
     parser.add_argument("--insecure", action="store_true", help=INSECURE_HELP)
+    parser.add_argument("--quiet", action="store_true", help="print no progress, only the summary at the end")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -143,13 +118,16 @@ def _run(args: argparse.Namespace, config, run_dir: pathlib.Path, serial: bool, 
         pool = EvaluatorPool(workers=workers, actor_options={"runtime_env": task_runtime_env(task_names(config))})
         backend = pool.backend
         alive = lambda: len(pool.worker_info())  # noqa: E731
-    progress = _progress_line(alive) if sys.stdout.isatty() else None
+    progress = None
+    if not getattr(args, "quiet", False):
+        c = config.campaign
+        progress = Progress(c.budget, [stage_name(c, i) for i in range(len(c.stages))], workers=alive)
     try:
         campaign = search(config, backend=backend, run_dir=run_dir, resume=bool(getattr(args, "resume", False)),
-                          progress=progress)
+                          progress=progress, on_check=progress.check if progress else None)
     finally:
         if progress:
-            print()
+            progress.close()
         if pool is not None:
             pool.shutdown()
     print(campaign.summary())

@@ -6,9 +6,9 @@ import argparse
 import sys
 
 from symopt.programs.errors import ProgramError
-from symopt.programs.parse import parse, read_stream, read_text
+from symopt.programs.parser import parse, read_stream, read_text
 from symopt.programs.liveness import eliminate_dead_code
-from symopt.search.space import SECONDS
+from symopt.config.space import SECONDS
 from symopt.symbolic.simplify import simplify
 
 

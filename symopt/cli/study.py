@@ -17,11 +17,11 @@ Each part writes its figures to ``OUT/study.json`` and a table to ``OUT/study.md
   the hall of fame is ranked on validation, so its leader's score there is a best of several;
 * ``d`` momentum from SGD: campaigns from SGD on the search stage alone; whether
   the best program holds momentum (an EMA of g reaching the update,
-  :func:`symopt.search.momentum.momentum_found`);
+  :func:`symopt.study.momentum.momentum_found`);
 * ``e`` the Lion search space: one campaign of ``--lion-config`` (``hero``) with the
   first of ``--seeds`` and ``--lion-budget`` trainings; its leader against the start (AdamW) on every stage and on
   validation, and whether a sign-of-momentum rule (the Lion family,
-  :func:`symopt.search.momentum.sign_of_momentum`) reaches the hall of fame or was
+  :func:`symopt.study.momentum.sign_of_momentum`) reaches the hall of fame or was
   trained at all;
 * ``t`` which tasks predict: candidates of part c's campaigns in ``--out`` (both arms;
   per campaign the 8 best above the start on the search stage and 8 of the rest at
@@ -57,17 +57,18 @@ import numpy as np
 import proxy_tasks
 from symopt.evaluation import Grid, evaluate
 from symopt.evaluation.fitness import fitness_of
-from symopt.programs import baselines, variants
-from symopt.search.campaign import BACKENDS, search, stage_evaluator, validator
-from symopt.search.compare import scale_lr
-from symopt.programs.parse import parse
-from symopt.programs.program import Const
-from symopt.search.predictors import campaign_name, correlations, sample, spearman
-from symopt.search.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
-from symopt.search.mutation import mutate
-from symopt.search.run_dir import LOG_NAME, read_hall_of_fame, read_log
-from symopt.search.space import load, stage_name
-from symopt.search.start import start_program
+from symopt.programs import baselines
+from symopt.campaign.campaign import BACKENDS, search, stage_evaluator, validator
+from symopt.tools.compare import scale_lr
+from symopt.programs.parser import parse
+from symopt.study.headroom import (HEADROOM_DECAYS, HEADROOM_LR, HEADROOM_LR_BY_RULE, headroom_panel,
+                                   headroom_per_task)
+from symopt.study.predictors import campaign_name, correlations, sample, spearman
+from symopt.study.momentum import ema_slots, has_momentum, momentum_found, sign_of_momentum
+from symopt.evolve.mutation import mutate
+from symopt.storage.run_dir import LOG_NAME, read_hall_of_fame, read_log
+from symopt.config.space import load, stage_name
+from symopt.config.start import start_program
 
 PARTS = ("a", "b", "c", "d", "e", "f", "h", "t")
 FRESH_SEEDS = tuple(range(300, 312))
@@ -75,13 +76,6 @@ FRESH_SEEDS = tuple(range(300, 312))
 validation did not rank the hall-of-fame entries' fresh scores (part c: Spearman -0.02, +0.15; twelve: +0.53, +0.31)."""
 PREDICTOR_TASKS = tuple(n for n in proxy_tasks.names("search") if not n.endswith("_large"))
 """Part t's candidate tasks: every registered search task but the large funnel ones (0.2-0.6 s per run)."""
-HEADROOM_DECAYS = (0.9, 0.7, 0.5, 0.35, 0.2)
-"""Part h's values of each baseline's momentum decay (its constant ``b1`` or ``beta``)."""
-HEADROOM_LR = (1.0, 0.1)
-"""Part h's learning-rate scales: a sign-based rule wants a smaller rate (the Lion paper: 3 to 10 times)."""
-HEADROOM_LR_BY_RULE = {"muon": (1.0, 3.0, 10.0, 30.0), "adafactor": (1.0, 3.0, 10.0, 30.0)}
-"""Rules whose step is smaller than Adam's at the same rate and so want larger ones: an orthogonalised matrix
-has entries of about 1 / sqrt(its width), Adafactor's step is the rate times the weights' RMS."""
 
 
 def panel(config, mutants: int = 12, seed: int = 0) -> list[tuple[str, object]]:
@@ -292,7 +286,7 @@ def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
     lines = [f"### (d) momentum from SGD: found in {found} of {len(rows)} seeds within {sgd.campaign.budget} "
              f"trainings (target 4 of 5); as a plain EMA of g in {ema} of {len(rows)}", "",
              "momentum: a state slot tracing g (s <- a s + f, 0 < a < 1, f reads g) whose content moves the update "
-             "with the previous gradient (symopt.search.momentum); EMA: f = b g", "",
+             "with the previous gradient (symopt.study.momentum); EMA: f = b g", "",
              "| seed | SGD | best | momentum | EMA of g | carries g |", "|---|---|---|---|---|---|"]
     lines += [f"| {r['seed']} | {r['start']:+.3f} | {r['best']:+.3f} | {r['momentum']} | {r['ema']} | "
               f"{r['carries_gradient']} |" for r in rows]
@@ -312,7 +306,7 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
     run_dir = out_dir / "lion" / f"seed{seed}"
     seconds = None  # a finished run replays from its log: the campaign's time counts, not the replay's
     if (run_dir / "hall_of_fame.json").exists():
-        seconds = read_hall_of_fame(run_dir).get("seconds")
+        seconds = read_hall_of_fame(run_dir).seconds
     earlier = out.get("e") or {}
     if (earlier.get("config"), earlier.get("seed")) == (config.name, seed) and earlier.get("seconds"):
         seconds = earlier["seconds"]  # reported before this directory was replayed
@@ -352,25 +346,6 @@ def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: di
     return lines
 
 
-def headroom_panel(decays=HEADROOM_DECAYS, scales=HEADROOM_LR, rules=None) -> list[dict]:
-    """Part h's panel: every baseline program and every Adam variant at each momentum decay (when it has one),
-    the baselines at each lr scale (their own, HEADROOM_LR_BY_RULE, where they want larger rates), the variants
-    (none sign-based) at x1. ``rules``: only these (and AdamW, the reference)."""
-    keep = None if rules is None else set(rules) | {"adamw"}
-    rules = [("baseline", name, baselines.get(name), HEADROOM_LR_BY_RULE.get(name, scales))
-             for name in baselines.names() if baselines.is_program(name)]
-    rules += [("variant", name, variants.get(name), (1.0,)) for name in variants.names()]
-    rules = [r for r in rules if keep is None or r[1] in keep]
-    items = []
-    for family, name, base, rule_scales in rules:
-        decay = next((s.target for s in base.body if s.target in ("b1", "beta") and isinstance(s.value, Const)), None)
-        for d in decays if decay else (None,):
-            program = base.with_constant(decay, d) if decay else base
-            items += [{"baseline": name, "family": family, "decay": d, "lr_scale": x, "program": scale_lr(program, x)}
-                      for x in rule_scales]
-    return items
-
-
 def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_seeds=FRESH_SEEDS, rules=None,
            tasks=None) -> list[str]:
     c = config.campaign
@@ -399,7 +374,7 @@ def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_
     spread = list(nudged.values())
     leaders = {kind: float(np.mean([r[key] for r in out["c"]["runs"]])) for kind, key in
                (("search", "leader_fresh"), ("control", "control_fresh"))} if "c" in out else None
-    per_task = _headroom_per_task(rows)
+    per_task = headroom_per_task(rows)
     out["h"] = {"fresh_seeds": list(fresh_seeds), "decays": list(decays), "lr_scales": list(scales), "rows": rows,
                 "best": best, "per_task": per_task, "adamw_nudged": {f"{x:.4f}": v for x, v in sorted(nudged.items())},
                 "judge_sd": float(np.std(spread, ddof=1)), "part_c_leaders": leaders}
@@ -425,18 +400,6 @@ def part_h(config, out: dict, decays=HEADROOM_DECAYS, scales=HEADROOM_LR, fresh_
         lines.append(f"part c in this folder: the search leaders' mean fresh score {leaders['search']:+.4f}, "
                      f"the control leaders' {leaders['control']:+.4f}")
     return lines
-
-
-def _headroom_per_task(rows: list[dict]) -> dict:
-    """Per validation task: AdamW's best score over its rows, and the best row of any other rule."""
-    out = {}
-    for task in rows[0]["tasks"] if rows else ():
-        adamw = max((r for r in rows if r["baseline"] == "adamw"), key=lambda r: r["tasks"][task])
-        other = max((r for r in rows if r["baseline"] != "adamw"), key=lambda r: r["tasks"][task])
-        out[task] = {"adamw": adamw["tasks"][task], "adamw_decay": adamw["decay"], "other": other["tasks"][task],
-                     "other_rule": other["baseline"], "other_family": other["family"], "other_decay": other["decay"],
-                     "other_lr_scale": other["lr_scale"]}
-    return out
 
 
 def part_f(config, out: dict) -> list[str]:

@@ -68,6 +68,8 @@ DEFAULT_OBJECT_STORE = 256 * 1024 * 1024
 INSECURE_HELP = "allow Ray without token authentication (RAY_AUTH_MODE=disabled); said loudly on stderr"
 """The help of the ``--insecure`` flag of the commands that start or join Ray."""
 SHIP_EXCLUDES = ["__pycache__", "*.pyc", ".git", ".pytest_cache", ".hypothesis", "runs", "*.egg-info"]
+"""Left out of the shipped packages. ``runs`` matches a directory of that name at any depth (campaign output
+written inside a package): no package of symopt may be named ``runs``."""
 
 
 class ClusterAuthError(RuntimeError):

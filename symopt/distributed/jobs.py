@@ -93,3 +93,9 @@ def seed_tuple(seeds) -> tuple[int, ...]:
         raise ValueError("no seeds")
     return out
 
+
+def ray_api():
+    """Ray, imported when first needed: importing symopt.distributed does not import it."""
+    import ray
+
+    return ray

@@ -17,7 +17,7 @@ idles for a round trip). :meth:`EvaluatorPool.next_result` waits with
 that actor at once; no worker waits for a generation to end.
 :attr:`EvaluatorPool.capacity` says how many more candidates would start now;
 :meth:`EvaluatorPool.backend` gives a campaign stage (:class:`PoolStage`) with
-both the asynchronous interface that :mod:`symopt.search.steady` drives (propose
+both the asynchronous interface that :mod:`symopt.evolve.steady` drives (propose
 a child whenever there is capacity, accept each result as it arrives) and a
 batch ``evaluate_fn`` (:meth:`EvaluatorPool.evaluate`) for the funnel stages. Results are the
 serial :func:`symopt.evaluation.evaluate`'s, bit for bit (same executables; checked
@@ -47,7 +47,8 @@ import math
 import time
 from typing import TYPE_CHECKING, Any, Hashable, Iterator, Mapping, Sequence
 
-from symopt.distributed.jobs import POOL_DEFAULT, Job, PoolStats, Slot, is_worker_loss, seed_tuple, task_names
+from symopt.distributed.jobs import (POOL_DEFAULT, Job, PoolStats, Slot, is_worker_loss, ray_api, seed_tuple,
+                                     task_names)
 from symopt.distributed.results import LOST_WORKERS, Evaluation, evaluation
 from symopt.distributed.stage import PoolStage, program_text
 from symopt.distributed.worker import THREAD_ENV, actor_class
@@ -201,7 +202,7 @@ class EvaluatorPool:
                 if not self._refs:
                     raise RuntimeError("no evaluator actors left to run the pending candidates")
             wait = remaining if remaining is not None else 60.0
-            ready, _ = _ray().wait(list(self._refs), num_returns=1, timeout=wait)
+            ready, _ = ray_api().wait(list(self._refs), num_returns=1, timeout=wait)
             if ready:
                 self._handle(ready[0])
             elif deadline is not None and time.monotonic() >= deadline:
@@ -272,7 +273,7 @@ class EvaluatorPool:
             remaining = None if deadline is None else deadline - time.monotonic()
             if remaining is not None and remaining <= 0:
                 raise TimeoutError(f"{sum(not s.ready for s in self._slots)} evaluators not started after {timeout} s")
-            ready, _ = _ray().wait(starting, num_returns=1, timeout=remaining)
+            ready, _ = ray_api().wait(starting, num_returns=1, timeout=remaining)
             if ready:
                 self._handle(ready[0])
         return self.worker_info()
@@ -296,7 +297,7 @@ class EvaluatorPool:
         refs = [s.actor.evaluate.remote(t, *job.args(curves=False)[1:]) for s in self._slots if s.ready for t in texts]
         for ref in refs:
             try:
-                _ray().get(ref)
+                ray_api().get(ref)
             except Exception as e:  # a dead actor shows up on its next real task too
                 if not is_worker_loss(e):
                     raise
@@ -318,7 +319,7 @@ class EvaluatorPool:
         if self._closed:
             return
         self._closed = True
-        ray = _ray()
+        ray = ray_api()
         for s in self._slots:
             if s.actor is not None:
                 try:
@@ -402,7 +403,7 @@ class EvaluatorPool:
     def _handle(self, ref) -> None:
         kind, index = self._refs.pop(ref)
         slot = self._slots[index]
-        ray = _ray()
+        ray = ray_api()
         if kind == "ready":
             slot.ready_ref = None
             try:
@@ -413,7 +414,7 @@ class EvaluatorPool:
                     self._said.add(problem)
                     logger.warning("evaluators pinned without a core lock: %s", problem)
             except Exception as e:
-                if not is_worker_loss(e) and not isinstance(e, _ray().exceptions.RayError):
+                if not is_worker_loss(e) and not isinstance(e, ray_api().exceptions.RayError):
                     raise
                 slot.start_failures += 1
                 logger.warning("evaluator %d failed to start (%d): %s", index, slot.start_failures, e)
@@ -437,7 +438,7 @@ class EvaluatorPool:
 
     def _lose(self, slot: Slot, exc: BaseException) -> None:
         """The slot's actor is gone: rescue finished siblings, requeue the rest, start a replacement."""
-        ray = _ray()
+        ray = ray_api()
         self.stats.worker_deaths += 1
         self._losses_in_a_row += 1
         pid = slot.info.get("pid") if slot.info else None
@@ -492,11 +493,3 @@ class EvaluatorPool:
         if "pid" in out:  # a worker finished it
             self._losses_in_a_row = 0
         self._ready.append(ev)
-
-
-def _ray():
-    import ray
-
-    return ray
-
-

@@ -19,7 +19,7 @@ class PoolStage:
 
     ``stage(programs)`` trains a batch and returns its results in order (the funnel
     stages); ``capacity``/``submit``/``next_result`` are the asynchronous interface of
-    :mod:`symopt.search.steady` (the search stage). ``steps=None`` means each task's
+    :mod:`symopt.evolve.steady` (the search stage). ``steps=None`` means each task's
     own steps, never the pool's. A candidate that raised comes back as an error
     (RuntimeError, as the serial backend would raise); one that killed
     ``max_attempts`` workers is scored as diverged (NaN fitness), with a warning.

@@ -26,9 +26,9 @@ from typing import Mapping, Sequence
 
 import symopt
 from symopt.distributed.cores import pin_to_core
-from symopt.evaluation import Grid, evaluate
-from symopt.programs.parse import parse
-from symopt.search import toy
+from symopt.evaluation import Grid
+from symopt.evaluation.dispatch import evaluate_tasks
+from symopt.programs.parser import parse
 
 THREAD_ENV = {"NPROC": "1", "PJRT_NPROC": "1"}
 """Sizes XLA's CPU intra-op thread pool to one thread (see the module docstring)."""
@@ -50,17 +50,14 @@ def evaluate_text(program: str, tasks: Sequence[str], seeds: Sequence[int], step
     Proxy tasks go through :func:`symopt.evaluation.evaluate` (on ``grid``, a
     :class:`~symopt.evaluation.fitness.Grid` as JSON: factors and hurdle; ``functions``: what the
     stage's programs may call, the executables' instruction set); ``toy_*``
-    tasks through :func:`symopt.search.toy.evaluate`, as the serial backend does.
+    tasks through :func:`symopt.evaluation.toy.evaluate`, as the serial backend does.
     """
     if not isinstance(program, str):
         raise TypeError(f"programs travel as text, got {type(program).__name__}")
     parsed = parse(program)
     tasks, seeds = [str(t) for t in tasks], tuple(int(s) for s in seeds)
-    if toy.all_toy(tasks):
-        (r,) = toy.evaluate([parsed], tasks, seeds, steps)
-    else:
-        (r,) = evaluate([parsed], tasks, seeds=seeds, steps=steps, time_limit=time_limit, grid=Grid(**(grid or {})),
-                        functions=functions)
+    (r,) = evaluate_tasks([parsed], tasks, seeds, steps, grid=Grid(**(grid or {})), functions=functions,
+                          time_limit=time_limit)
     return {"program": str(r.program), "fitness": float(r.fitness), "seconds": float(r.seconds),
             "runs": [_run_summary(run, curves) for run in r.runs], "scores": dict(r.scores)}
 

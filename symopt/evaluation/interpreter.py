@@ -57,7 +57,8 @@ from symopt.evaluation import compile_cache
 from symopt.evaluation.fitness import diverged
 from symopt.evaluation.lowering import FIELDS, ROW_ZERO, SLOT_DECAY, SLOT_SCALE, Bucket
 from symopt.evaluation.opcodes import FUSED, OPCODES, G, S, V, InstructionSet, Opcode, instruction_set
-from symopt.programs.functions import FUNCTIONS, FlatSpace
+from symopt.programs.functions import FUNCTIONS
+from symopt.programs.spaces import FlatSpace
 
 MODES = ("single", "loop", "select")
 PROGRAM_ARGS = ("code", "n", "scalars", "update_row")

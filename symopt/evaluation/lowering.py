@@ -46,15 +46,15 @@ from __future__ import annotations
 import dataclasses
 import functools
 import math
-import struct
 
 import numpy as np
 
 from symopt.evaluation import opcodes
+from symopt.evaluation.dag import Builder, Node
 from symopt.evaluation.opcodes import OPCODES, G, S, V, W
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.functions import FUNCTIONS, Kind
-from symopt.programs.program import Call, Const, Expr, Program, Var
+from symopt.programs.program import Program
 
 ROW_W, ROW_G, ROW_ZERO, ROW_STATE = 0, 1, 2, 3
 SLOT_LR, SLOT_T, SLOT_SCALE, SLOT_DECAY, SLOT_CONST = 0, 1, 2, 3, 4
@@ -156,110 +156,25 @@ class Lowered:
         return "\n".join(lines)
 
 
-@dataclasses.dataclass
-class _Node:
-    fn: str | None  # None for arguments and constants
-    args: tuple[int, ...] = ()
-    value: float | None = None  # constants
-    kind: Kind = Kind.SCALAR
-    uniform: bool = False  # a scalar that depends only on constants, lr and t
-    fixed: tuple[str, int] | None = None  # arguments: (operand kind, register)
-
-
-class _Builder:
-    """Expressions to a DAG of nodes, with folding and common sub-expressions shared."""
-
-    def __init__(self):
-        self.nodes: list[_Node] = []
-        self.memo: dict[tuple, int] = {}
-
-    def add(self, key: tuple, node: _Node) -> int:
-        if key not in self.memo:
-            self.memo[key] = len(self.nodes)
-            self.nodes.append(node)
-        return self.memo[key]
-
-    def const(self, value: float) -> int:
-        bits = struct.pack("<d", value)  # NaN and -0.0 keep their identity
-        return self.add(("const", bits), _Node(None, value=value, uniform=True))
-
-    def expr(self, e: Expr, env: dict[str, int]) -> int:
-        if isinstance(e, Const):
-            return self.const(e.value)
-        if isinstance(e, Var):
-            return env[e.name]
-        assert isinstance(e, Call)
-        return self.call(e.fn, tuple(self.expr(a, env) for a in e.args))
-
-    def call(self, name: str, args: tuple[int, ...]) -> int:
-        fn = FUNCTIONS[name]
-        nodes = [self.nodes[a] for a in args]
-        if all(n.fn is None and n.value is not None for n in nodes):
-            folded = _fold(name, [n.value for n in nodes])
-            if folded is not None:
-                return self.const(folded)
-        kinds = tuple(n.kind for n in nodes)
-        if fn.is_reduction and all(k == Kind.SCALAR for k in kinds):
-            return self.scalar_reduction(name, args)
-        kind = fn.shape(kinds)
-        uniform = all(n.uniform for n in nodes)
-        if name in opcodes.COMMUTATIVE and not uniform and nodes[0].uniform:
-            args = args[::-1]  # (S, V) -> (V, S): exact for + * max min
-        return self.add(("call", name, args), _Node(name, args, kind=kind, uniform=uniform))
-
-    def scalar_reduction(self, name: str, args: tuple[int, ...]) -> int:
-        """Hero's reductions of scalars, written out with the operations the library's forms use."""
-        def gn(x):
-            return self.call("sqrt", (self.call("square", (x,)),))
-
-        if name in ("global_norm", "norm"):
-            return gn(args[0])
-        if name == "dot":
-            return self.call("*", args)
-        if name == "cosine_sim":
-            x, y = args
-            return self.call("/", (self.call("*", (x, y)), self.call("*", (gn(x), gn(y)))))
-        if name == "clip_by_global_norm":
-            x, c = args
-            factor = self.call("min", (self.const(1.0), self.call("/", (c, gn(x)))))
-            return self.call("*", (x, factor))
-        if name in ("row_mean", "col_mean"):
-            return args[0]  # a scalar is the same along every row and column
-        raise AssertionError(name)
-
-
-def _fold(fn: str, values: list[float]) -> float | None:
-    """A call on constants, evaluated now in float64 (None if it cannot be)."""
-    f = FUNCTIONS[fn]
-    if f.is_reduction:
-        return None  # written out by scalar_reduction, then folded piece by piece
-    try:
-        with np.errstate(all="ignore"):
-            # 0-ary functions give the Python float the reference uses (get_eps() is exactly 1e-8)
-            out = f.elementwise(np) if f.arity == 0 else f.elementwise(np, *(np.float64(v) for v in values))
-        return float(np.asarray(out, np.float64))
-    except Exception:  # noqa: BLE001 - anything odd is left to run time
-        return None
-
 
 def lower(program: Program) -> Lowered:
     """Lower a program to interpreter arrays. Raises ProgramError if the program does not check."""
     check(program)
-    b = _Builder()
+    b = Builder()
     env: dict[str, int] = {}
     states = program.state_args
     for arg in program.args:
         role = program.role(arg)
         if role == "weight":
-            node = _Node(None, kind=Kind.TENSOR, fixed=(W, ROW_W))
+            node = Node(None, kind=Kind.TENSOR, fixed=(W, ROW_W))
         elif role == "grad":
-            node = _Node(None, kind=Kind.TENSOR, fixed=(G, ROW_G))
+            node = Node(None, kind=Kind.TENSOR, fixed=(G, ROW_G))
         elif role == "lr":
-            node = _Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_LR))
+            node = Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_LR))
         elif role == "step":
-            node = _Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_T))
+            node = Node(None, kind=Kind.SCALAR, uniform=True, fixed=(S, SLOT_T))
         else:
-            node = _Node(None, kind=Kind.TENSOR, fixed=(V, ROW_STATE + states.index(arg)))
+            node = Node(None, kind=Kind.TENSOR, fixed=(V, ROW_STATE + states.index(arg)))
         env[arg] = b.add(("arg", arg), node)
     for stmt in program.body:
         env[stmt.target] = b.expr(stmt.value, env)
@@ -267,7 +182,7 @@ def lower(program: Program) -> Lowered:
     return _emit(program, b.nodes, returns, len(states))
 
 
-def _live(nodes: list[_Node], returns: list[int]) -> list[int]:
+def _live(nodes: list[Node], returns: list[int]) -> list[int]:
     """The nodes the returned values need (everything else is dead code), in topological order."""
     live: set[int] = set()
     stack = list(returns)
@@ -279,7 +194,7 @@ def _live(nodes: list[_Node], returns: list[int]) -> list[int]:
     return sorted(live)  # node ids are already a topological order
 
 
-def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
+def _fuse(nodes: list[Node], order: list[int], returns: list[int]) -> None:
     """Superinstructions for the idioms of moment updates (in place; see ``opcodes.FUSED``).
 
     ``x*s + y*t`` becomes ``axpby``, ``x*s + y`` ``axpy`` and ``y + x*s`` ``ypax``, where
@@ -311,11 +226,11 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
             continue
         a, b = scaled(n.args[0]), scaled(n.args[1])
         if a and b:
-            nodes[i] = _Node("axpby", (*a, *b), kind=n.kind)
+            nodes[i] = Node("axpby", (*a, *b), kind=n.kind)
         elif a and not nodes[n.args[1]].uniform:
-            nodes[i] = _Node("axpy", (*a, n.args[1]), kind=n.kind)
+            nodes[i] = Node("axpy", (*a, n.args[1]), kind=n.kind)
         elif b and not nodes[n.args[0]].uniform:
-            nodes[i] = _Node("ypax", (n.args[0], *b), kind=n.kind)
+            nodes[i] = Node("ypax", (n.args[0], *b), kind=n.kind)
 
     def single(i: int, fn: str) -> bool:
         return nodes[i].fn == fn and uses.get(i) == 1
@@ -325,15 +240,15 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
         if n.fn == "axpby":
             x, s_, y, t = n.args
             if single(x, "square"):
-                nodes[i] = _Node("sqaxpby", (nodes[x].args[0], s_, y, t), kind=n.kind)
+                nodes[i] = Node("sqaxpby", (nodes[x].args[0], s_, y, t), kind=n.kind)
             elif single(y, "square"):  # x*s + square(z)*t == square(z)*t + x*s exactly
-                nodes[i] = _Node("sqaxpby", (nodes[y].args[0], t, x, s_), kind=n.kind)
+                nodes[i] = Node("sqaxpby", (nodes[y].args[0], t, x, s_), kind=n.kind)
         elif n.fn == "sign" and single(n.args[0], "axpby"):
-            nodes[i] = _Node("signaxpby", nodes[n.args[0]].args, kind=n.kind)
+            nodes[i] = Node("signaxpby", nodes[n.args[0]].args, kind=n.kind)
         elif n.fn == "sqrt" and not n.uniform and single(n.args[0], "+"):
             x, s_ = nodes[n.args[0]].args
             if nodes[s_].uniform and not nodes[x].uniform:
-                nodes[i] = _Node("sqrtadd", (x, s_), kind=n.kind)
+                nodes[i] = Node("sqrtadd", (x, s_), kind=n.kind)
 
     def scaled_down(i: int) -> tuple[int, int] | None:
         """(x, s) where node i is ``divide(x, s)``, read once, of a vector by a uniform scalar."""
@@ -353,18 +268,18 @@ def _fuse(nodes: list[_Node], order: list[int], returns: list[int]) -> None:
         y, u = nodes[q].args
         a, b = scaled_down(x), scaled_down(y)
         if a and b:
-            nodes[i] = _Node("adamdir", (*a, *b, u, v), kind=n.kind)
+            nodes[i] = Node("adamdir", (*a, *b, u, v), kind=n.kind)
         else:
-            nodes[i] = _Node("rsqrtdiv", (x, y, u, v), kind=n.kind)
+            nodes[i] = Node("rsqrtdiv", (x, y, u, v), kind=n.kind)
 
 
-def _update_alone(nodes: list[_Node], returns: list[int], fns: tuple[str, ...]) -> bool:
+def _update_alone(nodes: list[Node], returns: list[int], fns: tuple[str, ...]) -> bool:
     """Whether the update is a call of one of ``fns`` that nothing else reads (no state, no instruction)."""
     i = returns[0]
     return nodes[i].fn in fns and returns.count(i) == 1 and not any(i in nodes[j].args for j in _live(nodes, returns))
 
 
-def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
+def _lr_as_scale(nodes: list[Node], returns: list[int]) -> bool:
     """An update ``x * lr`` (hero's last statement) becomes ``x``, scaled by lr in the weight step.
 
     The step then computes ``w - x * lr`` as a program without ``lr`` does, bit for bit, and
@@ -381,7 +296,7 @@ def _lr_as_scale(nodes: list[_Node], returns: list[int]) -> bool:
     return False
 
 
-def _absorb(nodes: list[_Node], returns: list[int]) -> int | None:
+def _absorb(nodes: list[Node], returns: list[int]) -> int | None:
     """An update ``x + w * s`` (``ypax`` or ``axpy`` of the weights by a uniform scalar) becomes ``x``, the weight
     step adding ``w * s``: the same arithmetic, one instruction less. Applies when the sum is used
     nowhere else and ``x`` is no uniform scalar. Returns the node of ``s`` (``returns[0]`` is then ``x``)."""
@@ -395,14 +310,36 @@ def _absorb(nodes: list[_Node], returns: list[int]) -> int | None:
     return s
 
 
-def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: int) -> Lowered:
+def _emit(program: Program, nodes: list[Node], returns: list[int], n_states: int) -> Lowered:
+    """The DAG's live nodes as interpreter arrays, in passes: the superinstructions and the weight step's
+    share (:func:`_fuse`, :func:`_absorb`), scalar slots (:func:`_scalar_slots`), the gradient and the
+    weights in place or loaded (:func:`_place_arguments`), a row for each main instruction (:class:`_Rows`,
+    :func:`_allocate`) and the states' moves at the end (:func:`_move_states`)."""
     returns = list(returns)
     scale_by_lr = not program.has_lr or _lr_as_scale(nodes, returns)
     _fuse(nodes, _live(nodes, returns), returns)
     decay = _absorb(nodes, returns)
     order = _live(nodes, returns if decay is None else [*returns, decay])  # the decay keeps its slot
+    slot, consts, uniform = _scalar_slots(nodes, order)
+    main_nodes = [i for i in order if nodes[i].fn is not None and not nodes[i].uniform]
+    virtual, row, main = _place_arguments(nodes, order, main_nodes, returns, slot)
+    rows = _Rows(nodes, main_nodes, returns, row, n_states)
+    main += _allocate(nodes, main_nodes, returns, slot, virtual, rows)
+    update_row = _move_states(returns, rows, main)
 
-    # Scalar slots: lr, t, scale, the constants, then uniform results (computed on the host).
+    with np.errstate(over="ignore"):  # a folded constant beyond float32 is inf, as in float32 arithmetic
+        const_table = np.asarray(consts, np.float32)
+    return Lowered(program=program, main=np.asarray(main, np.int32).reshape(-1, FIELDS), uniform=tuple(uniform),
+                   consts=const_table, n_slots=SLOT_CONST + len(consts) + len(uniform), n_rows=rows.next_row,
+                   n_states=n_states, update_row=update_row, scale_by_lr=scale_by_lr,
+                   decay_slot=None if decay is None else slot[decay])
+
+
+def _scalar_slots(nodes: list[Node], order: list[int]) -> tuple[dict[int, int], list[float], list[tuple]]:
+    """Scalar slots: lr, t, scale, the constants, then uniform results (computed on the host).
+
+    Returns (node -> slot, the constants in slot order, the uniform instructions ``(fn, argument slots,
+    slot)``)."""
     slot: dict[int, int] = {}
     consts = []
     for i in order:
@@ -418,25 +355,16 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
         if n.fn is not None and n.uniform:
             slot[i] = SLOT_CONST + len(consts) + len(uniform)
             uniform.append((n.fn, tuple(slot[a] for a in n.args), slot[i]))
-    n_slots = SLOT_CONST + len(consts) + len(uniform)
+    return slot, consts, uniform
 
-    main_nodes = [i for i in order if nodes[i].fn is not None and not nodes[i].uniform]
+
+def _place_arguments(nodes: list[Node], order: list[int], main_nodes: list[int], returns: list[int],
+                     slot: dict[int, int]) -> tuple[dict[int, str], dict[int, int], list[list[int]]]:
+    """The vector arguments' rows. The gradient is read in place where every reader's opcode has that form,
+    else loaded into its row first; so are the weights, which only the weight step reads in place.
+
+    Returns (node -> G for a gradient read in place, node -> row, the loads)."""
     returned = set(returns)
-    state_of: dict[int, int] = {}  # node -> the first state slot that returns it
-    for j, i in enumerate(returns[1:]):
-        state_of.setdefault(i, j)
-
-    # Last reader of every node among main instructions; returned nodes live to the end.
-    end = len(main_nodes) + 1
-    last_use: dict[int, int] = {}
-    for pos, i in enumerate(main_nodes):
-        for a in nodes[i].args:
-            last_use[a] = pos
-    for i in returns:
-        last_use[i] = end
-
-    # The gradient is read in place where every reader's opcode has that form, else loaded into its
-    # row first; so are the weights, which only the weight step reads in place.
     virtual: dict[int, str] = {}  # node -> G, read in place
     main: list[list[int]] = []
     row: dict[int, int] = {}
@@ -452,93 +380,112 @@ def _emit(program: Program, nodes: list[_Node], returns: list[int], n_states: in
         row[i] = r
         if kind in (G, W) and (i in returned or any(i in nodes[j].args for j in main_nodes)):
             main.append(_move(opcodes.LOAD_G if kind == G else opcodes.LOAD_W, 0, r))
-    holder = {r: i for i, r in row.items()}  # vector row -> the node that lives there
-    first_temp = ROW_STATE + n_states
-    free: list[int] = []  # dead temporaries, reusable
-    next_row = first_temp
+    return virtual, row, main
 
-    def alloc(node_id: int, pos: int) -> int:
+
+class _Rows:
+    """Register allocation of the vector rows: which node lives in which row, the dead temporaries to reuse,
+    and each node's last reader among the main instructions (a returned node lives to the end)."""
+
+    def __init__(self, nodes: list[Node], main_nodes: list[int], returns: list[int], row: dict[int, int],
+                 n_states: int):
+        self.row = row
+        self.returned = set(returns)
+        self.state_of: dict[int, int] = {}  # node -> the first state slot that returns it
+        for j, i in enumerate(returns[1:]):
+            self.state_of.setdefault(i, j)
+        self.end = len(main_nodes) + 1
+        self.last_use: dict[int, int] = {}
+        for pos, i in enumerate(main_nodes):
+            for a in nodes[i].args:
+                self.last_use[a] = pos
+        for i in returns:
+            self.last_use[i] = self.end
+        self.holder = {r: i for i, r in row.items()}  # vector row -> the node that lives there
+        self.first_temp = ROW_STATE + n_states
+        self.free: list[int] = []  # dead temporaries, reusable
+        self.next_row = self.first_temp
+
+    def release(self, args: tuple[int, ...], pos: int) -> None:
+        """Temporaries whose last reader is the instruction at ``pos`` are free (its result may reuse one: an
+        instruction reads its operands before its result is written)."""
+        for a in set(args):
+            r = self.row.get(a)
+            if r is not None and r >= self.first_temp and self.last_use.get(a) == pos and self.holder.get(r) == a:
+                self.free.append(r)
+        self.free.sort()
+
+    def alloc(self, node_id: int, pos: int) -> int:
         """A row for a new value: its state slot's row if the old state is dead, else a temporary."""
-        nonlocal next_row
-        j = state_of.get(node_id)
+        j = self.state_of.get(node_id)
         if j is not None:
             r = ROW_STATE + j
-            old = holder.get(r)
-            if old is None or (last_use.get(old, -1) <= pos and old not in returned):
-                r_out = r
-            else:
-                r_out = None
-            if r_out is not None:
-                holder[r_out] = node_id
-                return r_out
-        if free:
-            r = free.pop(0)
+            old = self.holder.get(r)
+            if old is None or (self.last_use.get(old, -1) <= pos and old not in self.returned):
+                self.holder[r] = node_id
+                return r
+        if self.free:
+            r = self.free.pop(0)
         else:
-            r = next_row
-            next_row += 1
-        holder[r] = node_id
+            r = self.next_row
+            self.next_row += 1
+        self.holder[r] = node_id
         return r
 
+    def temp(self) -> int:
+        """A temporary row no value lives in now."""
+        tmp = self.free.pop(0) if self.free else self.next_row
+        self.next_row = max(self.next_row, tmp + 1)
+        return tmp
+
+
+def _allocate(nodes: list[Node], main_nodes: list[int], returns: list[int], slot: dict[int, int],
+              virtual: dict[int, str], rows: _Rows) -> list[list[int]]:
+    """The main instructions, each writing a row :class:`_Rows` gives it; then the returned uniform scalars
+    (constants, lr, t, ...) broadcast into rows."""
+    main = []
+    row = rows.row
     for pos, i in enumerate(main_nodes):
         n = nodes[i]
-        # Temporaries whose last reader is this instruction are free (the result may reuse one:
-        # an instruction reads its operands before its result is written).
-        for a in set(n.args):
-            r = row.get(a)
-            if r is not None and r >= first_temp and last_use.get(a) == pos and holder.get(r) == a:
-                free.append(r)
-        free.sort()
-        row[i] = alloc(i, pos)
+        rows.release(n.args, pos)
+        row[i] = rows.alloc(i, pos)
         main.append(_instr(n, slot, row, virtual, row[i]))
-
-    # Returned uniform scalars (constants, lr, t, ...) become rows.
     for i in dict.fromkeys(returns):
         if i not in row:
-            row[i] = alloc(i, end)
+            row[i] = rows.alloc(i, rows.end)
             main.append(_move(opcodes.BCAST, slot[i], row[i]))
+    return main
 
-    # State copies: moves into the state rows at the end of the main instructions, in order. A
-    # source that is a state row (which an earlier move may overwrite) is first moved to a fresh
-    # temporary, and so is an update that lives in a state row that a move overwrites.
+
+def _move_states(returns: list[int], rows: _Rows, main: list[list[int]]) -> int:
+    """State copies: moves into the state rows at the end of the main instructions, in order (appended to
+    ``main``). A source that is a state row (which an earlier move may overwrite) is first moved to a fresh
+    temporary, and so is an update that lives in a state row that a move overwrites. Returns the update's
+    row."""
+    row = rows.row
     update_row = row[returns[0]]
     moves = [(row[i], ROW_STATE + j) for j, i in enumerate(returns[1:]) if row[i] != ROW_STATE + j]
     targets = {dst for _, dst in moves}
 
     def to_temp(src: int) -> int:
-        nonlocal next_row
-        tmp = free.pop(0) if free else next_row
-        next_row = max(next_row, tmp + 1)
+        tmp = rows.temp()
         main.append(_move(opcodes.MOV, src, tmp))
         return tmp
 
     if update_row in targets:
         update_row = to_temp(update_row)
-    staged = {src: to_temp(src) for src, _ in moves if ROW_STATE <= src < first_temp}
+    staged = {src: to_temp(src) for src, _ in moves if ROW_STATE <= src < rows.first_temp}
     for src, dst in moves:
         main.append(_move(opcodes.MOV, staged.get(src, src), dst))
-
-    with np.errstate(over="ignore"):  # a folded constant beyond float32 is inf, as in float32 arithmetic
-        const_table = np.asarray(consts, np.float32)
-    return Lowered(
-        program=program,
-        main=np.asarray(main, np.int32).reshape(-1, FIELDS),
-        uniform=tuple(uniform),
-        consts=const_table,
-        n_slots=n_slots,
-        n_rows=next_row,
-        n_states=n_states,
-        update_row=update_row,
-        scale_by_lr=scale_by_lr,
-        decay_slot=None if decay is None else slot[decay],
-    )
+    return update_row
 
 
-def _layout(n: _Node, slot: dict[int, int], virtual: dict[int, str]) -> tuple[str, tuple[str, ...]]:
+def _layout(n: Node, slot: dict[int, int], virtual: dict[int, str]) -> tuple[str, tuple[str, ...]]:
     """(function, operand kinds) of a node's instruction: scalar slots, the values read in place, rows."""
     return n.fn, tuple(S if a in slot else virtual.get(a, V) for a in n.args)
 
 
-def _instr(n: _Node, slot: dict[int, int], row: dict[int, int], virtual: dict[int, str], dst: int) -> list[int]:
+def _instr(n: Node, slot: dict[int, int], row: dict[int, int], virtual: dict[int, str], dst: int) -> list[int]:
     fn, layout = _layout(n, slot, virtual)
     operands = [row[a] if kind == V else slot[a] if kind == S else 0 for a, kind in zip(n.args, layout)]
     return [opcodes.opcode(fn, layout), *operands, *[0] * (opcodes.MAX_ARITY - len(operands)), dst]

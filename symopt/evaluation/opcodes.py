@@ -130,7 +130,7 @@ WRITTEN_OUT = {
     "norm": ("sqrt", "square"), "global_norm": ("sqrt", "square"), "dot": ("*",),
     "cosine_sim": ("/", "*", "sqrt", "square"), "clip_by_global_norm": ("min", "/", "*", "sqrt", "square"),
 }
-"""The functions a reduction of a scalar is written out with (``lowering._Builder.scalar_reduction``)."""
+"""The functions a reduction of a scalar is written out with (``dag.Builder.scalar_reduction``)."""
 FUSED_FROM = {
     "axpby": ("+", "*"), "axpy": ("+", "*"), "ypax": ("+", "*"), "sqaxpby": ("+", "*", "square"),
     "sqrtadd": ("sqrt", "+"), "signaxpby": ("sign", "+", "*"), "rsqrtdiv": ("divide", "sqrt", "+"),

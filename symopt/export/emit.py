@@ -18,7 +18,7 @@ from typing import Callable
 
 from symopt.export.layout import defaults as hyperparameter_defaults
 from symopt.programs import functions
-from symopt.programs.check import ARG_KINDS, check
+from symopt.programs.checker import ARG_KINDS, check
 from symopt.programs.functions import FUNCTIONS, Function, Kind
 from symopt.programs.program import ATOM, PRECEDENCE, Call, Const, Expr, Program, Var, format_expr
 from symopt.symbolic import to_sympy

@@ -12,9 +12,9 @@ import jax.numpy as jnp
 import optax
 
 from symopt.export.layout import defaults as hyperparameter_defaults, factor, stored_shape
-from symopt.programs.check import check, state_kinds
+from symopt.programs.checker import check, state_kinds
 from symopt.programs.execute import bind, check_overrides, run
-from symopt.programs.functions import TreeSpace
+from symopt.programs.spaces import TreeSpace
 from symopt.programs.program import Program
 
 __all__ = ["factor", "optimizer_factory", "state_type", "stored_shape", "to_optax"]

@@ -22,7 +22,7 @@ import textwrap
 
 from symopt.export.emit import Dialect, Emitter, camel, docstring, scope, signature, statements
 from symopt.export.optax_export import state_type
-from symopt.programs.check import state_kinds
+from symopt.programs.checker import state_kinds
 from symopt.programs.functions import Kind
 from symopt.programs.program import Program
 

@@ -26,9 +26,9 @@ import torch
 from symopt.export.layout import defaults as hyperparameter_defaults, factor, stored_shape
 from symopt.export.torch_array import as_tensor, xp
 from symopt.export.torch_source import DTYPES as DTYPE_NAMES, check_torch_forms
-from symopt.programs.check import check, state_kinds
+from symopt.programs.checker import check, state_kinds
 from symopt.programs.execute import bind, run
-from symopt.programs.functions import TreeSpace
+from symopt.programs.spaces import TreeSpace
 from symopt.programs.program import Program
 
 __all__ = ["DTYPES", "ProgramOptimizer", "to_torch"]

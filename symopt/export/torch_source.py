@@ -14,7 +14,7 @@ from __future__ import annotations
 import textwrap
 
 from symopt.export.emit import Dialect, Emitter, docstring, scope, signature, statements
-from symopt.programs.check import calls, state_kinds
+from symopt.programs.checker import calls, state_kinds
 from symopt.programs.functions import FUNCTIONS, OPERATORS, Kind
 from symopt.programs.program import Program
 

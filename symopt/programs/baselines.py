@@ -27,7 +27,7 @@ Programs (16)::
     muon       optax.contrib.muon(lr)                   (orthogonalize on matrices, Adam elsewhere)
     adafactor  optax.adafactor(lr)                      (row_mean, col_mean: factored moments)
 
-Muon and Adafactor read each leaf's matrix view (``symopt.programs.functions.matrix_view``):
+Muon and Adafactor read each leaf's matrix view (``symopt.programs.spaces.matrix_view``):
 ``is_matrix(g)`` is the 0/1 switch between their matrix and vector branches. Shape decides:
 optax.contrib.muon's default orthogonalises 2-D leaves only (here every leaf of two or more axes,
 seen as [all axes but the last, the last]), and optax.adafactor factors the two largest axes of a
@@ -86,7 +86,7 @@ from typing import Any, Callable
 from symopt.programs.execute import hyperparameters as _program_hyperparameters
 from symopt.programs.hints import did_you_mean
 from symopt.programs.optax_baselines import OptaxBaseline
-from symopt.programs.parse import parse
+from symopt.programs.parser import parse
 from symopt.programs.program import Program
 
 # --------------------------------------------------------------------------------------

@@ -9,7 +9,9 @@ from __future__ import annotations
 
 from typing import Any, Mapping
 
-from symopt.programs.functions import FUNCTIONS, Space
+from symopt.programs.functions import FUNCTIONS
+
+from symopt.programs.spaces import Space
 from symopt.programs.program import Call, Const, Expr, Program, Var
 
 
@@ -40,7 +42,7 @@ def bind(program: Program, state: Mapping[str, Any], **roles: Any) -> dict[str, 
     r"""The inputs of :func:`run`: ``state`` (slot -> value) and each role's value (``weight=``, ``grad=``,
     ``lr=``, ``step=``) under the argument that plays it; roles the program has no argument for are dropped.
 
-    >>> from symopt.programs.parse import parse
+    >>> from symopt.programs.parser import parse
     >>> bind(parse("def f(params, g, m):\n    return g, m"), {"m": 0.0}, weight=1.0, grad=2.0, lr=0.1)
     {'m': 0.0, 'params': 1.0, 'g': 2.0}
     """

@@ -27,8 +27,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import math
-import types
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import sympy as sp
@@ -36,8 +35,14 @@ from sympy.codegen.cfunctions import expm1 as _sp_expm1, log2 as _sp_log2, log10
 
 from symopt.programs.hints import did_you_mean
 from symopt.programs.sources import JAX as _JAX_SOURCES, TORCH as _TORCH_SOURCES
+from symopt.programs.spaces import DIV_EPS
+from symopt.programs.spaces import FlatSpace, Space
+from symopt.programs.tree_functions import (clip_by_global_norm, clip_by_global_norm_numeric, col_mean,
+                                            col_mean_numeric, cols, cols_numeric, cosine_sim, cosine_sim_numeric,
+                                            dot, dot_numeric, global_norm, global_norm_numeric, is_matrix,
+                                            is_matrix_numeric, norm, norm_numeric, orthogonalize,
+                                            orthogonalize_numeric, row_mean, row_mean_numeric, rows, rows_numeric)
 
-DIV_EPS = 1e-8
 
 
 class Kind(enum.IntEnum):
@@ -71,149 +76,9 @@ def join(kinds) -> Kind:
 FACTORED = (Kind.ROWS, Kind.COLS)
 
 
-def matrix_view(shape: tuple[int, ...]) -> tuple[int, int]:
-    """How the matrix functions see a parameter tensor: (rows, columns).
-
-    A tensor of two or more axes is a matrix of its last axis (the outputs of a dense
-    layer's ``[in, out]`` kernel, of a convolution's ``[..., in, out]`` kernel) against all
-    the others; a vector (biases, gains) is one column, a 0-d tensor a 1 x 1 matrix. Shape
-    alone decides: a proxy task's tree carries no names, so embeddings and heads are
-    matrices too, as in optax.contrib.muon's default.
-    """
-    if len(shape) >= 2:
-        return math.prod(shape[:-1]), shape[-1]
-    return (shape[0] if shape else 1), 1
-
-
 class ShapeError(Exception):
     """A function applied to kinds of values it does not accept."""
 
-
-class Space:
-    """How values are stored; the numeric forms of reductions are written against it.
-
-    A backend supplies element-wise application with broadcasting (``map``), the
-    sum over the whole parameter tree (``total``) and the sum within each
-    tensor, broadcast back over that tensor's values (``per_tensor``).
-    """
-
-    xp: Any
-
-    def const(self, value: float):
-        """A constant as a value; a Python float stays weakly typed in JAX, so bf16 stays bf16."""
-        return value
-
-    def map(self, f: Callable, *args):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def total(self, x):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def per_tensor(self, x):  # pragma: no cover - interface
-        raise NotImplementedError
-
-    def matrices(self, f: Callable, x):  # pragma: no cover - interface
-        """``f(m, ndim)`` on each tensor's matrix view ``m`` (an array ``[..., rows, cols]``, see
-        :func:`matrix_view`; ``ndim`` the tensor's own number of axes), returning an array of
-        ``m``'s shape; the results reassembled as ``x`` is stored."""
-        raise NotImplementedError
-
-
-class FlatSpace(Space):
-    """Tensor values as one flat vector; ``segments`` says which tensor each entry is in.
-
-    Scalars are 0-d arrays. With ``segments=None`` the whole vector is one tensor.
-    ``shapes``, the tensors' shapes in order, is what the matrix functions need;
-    without it every tensor is a vector.
-    """
-
-    def __init__(self, xp, segments=None, num_segments: int = 1, shapes=None):
-        self.xp = xp
-        self.segments = segments
-        self.num_segments = num_segments
-        self.shapes = None if shapes is None else tuple(tuple(int(d) for d in s) for s in shapes)
-        if self.shapes is not None and len(self.shapes) != num_segments:
-            raise ValueError(f"{len(self.shapes)} shapes for {num_segments} segments")
-
-    def _shapes(self, n: int) -> tuple[tuple[int, ...], ...]:
-        if self.shapes is not None:
-            return self.shapes
-        if self.segments is None:
-            return ((n,),)
-        return tuple((int(c),) for c in np.bincount(np.asarray(self.segments), minlength=self.num_segments))
-
-    def matrices(self, f, x):
-        # Tensors of one view and rank go through f together, stacked: one batched computation per
-        # group (a transformer's 18 tensors are 7 groups), so that a compiled step holds fewer.
-        xp = self.xp
-        if not xp.ndim(x):
-            return x
-        shapes = self._shapes(x.shape[0])
-        starts = np.cumsum([0] + [math.prod(shape) for shape in shapes]).tolist()
-        groups: dict[tuple, list[int]] = {}
-        for i, shape in enumerate(shapes):
-            groups.setdefault((matrix_view(shape), len(shape)), []).append(i)
-        pieces = [None] * len(shapes)
-        for (view, ndim), members in groups.items():
-            out = f(xp.stack([x[starts[i]:starts[i + 1]].reshape(view) for i in members]), ndim)
-            for j, i in enumerate(members):
-                pieces[i] = out[j].reshape(-1)
-        return xp.concatenate(pieces) if len(pieces) > 1 else pieces[0]
-
-    def const(self, value):
-        return np.float32(value) if self.xp is np else value
-
-    def map(self, f, *args):
-        return f(*args)
-
-    def total(self, x):
-        return self.xp.sum(x) if self.xp.ndim(x) else x
-
-    def per_tensor(self, x):
-        xp = self.xp
-        if not xp.ndim(x):
-            return x
-        if self.segments is None:
-            return xp.broadcast_to(xp.sum(x), x.shape)
-        if xp is np:
-            sums = np.bincount(self.segments, weights=x, minlength=self.num_segments).astype(x.dtype)
-        else:
-            import jax
-
-            sums = jax.ops.segment_sum(x, self.segments, num_segments=self.num_segments)
-        return sums[self.segments]
-
-
-class TreeSpace(Space):
-    """Tensor values as lists of arrays, one per parameter tensor; scalars as they are.
-
-    Per-tensor values are lists of 0-d arrays. Sums are taken in float32 at
-    least, so a bf16 tree keeps an accurate norm.
-    """
-
-    def __init__(self, xp):
-        self.xp = xp
-
-    def map(self, f, *args):
-        n = next((len(a) for a in args if isinstance(a, list)), None)
-        if n is None:
-            return f(*args)
-        return [f(*(a[i] if isinstance(a, list) else a for a in args)) for i in range(n)]
-
-    def _sum(self, leaf):
-        dtype = self.xp.promote_types(leaf.dtype, self.xp.float32)
-        return self.xp.sum(leaf, dtype=dtype)
-
-    def total(self, x):
-        return sum(self._sum(leaf) for leaf in x) if isinstance(x, list) else x
-
-    def per_tensor(self, x):
-        return [self._sum(leaf) for leaf in x] if isinstance(x, list) else x
-
-    def matrices(self, f, x):
-        if not isinstance(x, list):
-            return x
-        return [f(leaf.reshape(matrix_view(leaf.shape)), leaf.ndim).reshape(leaf.shape) for leaf in x]
 
 
 @dataclasses.dataclass(frozen=True)
@@ -319,191 +184,6 @@ def _mean_rule(kept: Kind, dropped: Kind):
         return Kind.TENSOR_WISE if k == dropped else k
     return rule
 
-
-# --- numeric forms of the reductions -----------------------------------------------
-
-
-def _global_norm(s: Space, x):
-    return s.xp.sqrt(s.total(s.map(s.xp.square, x)))
-
-
-def _dot(s: Space, x, y):
-    return s.total(s.map(lambda a, b: a * b, x, y))
-
-
-def _cosine_sim(s: Space, x, y):
-    return _dot(s, x, y) / (_global_norm(s, x) * _global_norm(s, y) + DIV_EPS)
-
-
-def _clip_by_global_norm(s: Space, x, c):
-    factor = s.xp.minimum(1.0, c / (_global_norm(s, x) + DIV_EPS))
-    return s.map(lambda a: a * factor, x)
-
-
-def _norm(s: Space, x):
-    return s.map(s.xp.sqrt, s.per_tensor(s.map(s.xp.square, x)))
-
-
-# --- numeric forms of the matrix functions: on each tensor's matrix view [..., rows, cols] ---------
-
-NS_COEFFS = (3.4445, -4.7750, 2.0315)
-"""Muon's quintic Newton-Schulz coefficients (Keller Jordan; optax.contrib's default)."""
-NS_STEPS = 5
-
-
-def _newton_schulz(xp, m):
-    """Muon's orthogonalisation, as optax.contrib.orthogonalize_via_newton_schulz: X = M / (||M||_F + 1e-8)
-    (transposed when tall), then X <- aX + (bA + cA^2)X with A = X X^T, five times."""
-    tall = m.shape[-2] > m.shape[-1]
-    x = xp.swapaxes(m, -1, -2) if tall else m
-    x = x / (xp.linalg.norm(x, ord="fro", axis=(-2, -1), keepdims=True) + DIV_EPS)
-    a_, b_, c_ = NS_COEFFS
-    for _ in range(NS_STEPS):
-        a = x @ xp.swapaxes(x, -1, -2)
-        x = a_ * x + (b_ * a + c_ * (a @ a)) @ x
-    return xp.swapaxes(x, -1, -2) if tall else x
-
-
-def _mean_over(xp, m, axis):
-    """The mean over one axis of the matrix view, spread back over it; summed in float32 at least."""
-    mean = xp.mean(m, axis=axis, keepdims=True, dtype=xp.promote_types(m.dtype, xp.float32))
-    return xp.broadcast_to(xp.asarray(mean, dtype=m.dtype), m.shape)
-
-
-def _orthogonalize(s: Space, x):
-    return s.matrices(lambda m, ndim: _newton_schulz(s.xp, m), x)
-
-
-def _row_mean(s: Space, x):
-    return s.matrices(lambda m, ndim: _mean_over(s.xp, m, -1), x)
-
-
-def _col_mean(s: Space, x):
-    return s.matrices(lambda m, ndim: _mean_over(s.xp, m, -2), x)
-
-
-def _rows(s: Space, x):
-    return s.matrices(lambda m, ndim: s.xp.full_like(m, m.shape[-2]), x)
-
-
-def _cols(s: Space, x):
-    return s.matrices(lambda m, ndim: s.xp.full_like(m, m.shape[-1]), x)
-
-
-def _is_matrix(s: Space, x):
-    return s.matrices(lambda m, ndim: s.xp.full_like(m, 1.0 if ndim >= 2 else 0.0), x)
-
-
-# --- SymPy forms that have no SymPy builtin ---------------------------------------
-
-
-class _SympyScalar(Space):
-    """Numbers as SymPy values: on a scalar the reductions are plain arithmetic (as the lowering writes them)."""
-
-    xp = types.SimpleNamespace(sqrt=sp.sqrt, square=lambda x: x ** 2, minimum=sp.Min)
-
-    def map(self, f, *args):
-        return f(*args)
-
-    def total(self, x):
-        return x
-
-    def per_tensor(self, x):
-        return x
-
-
-class _Reduction(sp.Function):
-    """SymPy stand-in for a tree-wide reduction; of numbers, its numeric form on a scalar (a number SymPy
-    can compare, as in ``max(dot(get_eps(), 0.999), g)``)."""
-
-    numeric: Callable
-
-    @classmethod
-    def eval(cls, *args):
-        if all(a.is_number for a in args):
-            return cls.numeric(_SympyScalar(), *args)
-
-
-class global_norm(_Reduction):
-    """SymPy stand-in for the norm over the whole parameter tree."""
-
-    nargs = 1
-    numeric = staticmethod(_global_norm)
-
-
-class dot(_Reduction):
-    """SymPy stand-in for the inner product over the whole parameter tree."""
-
-    nargs = 2
-    numeric = staticmethod(_dot)
-
-
-class cosine_sim(_Reduction):
-    """SymPy stand-in for the cosine similarity over the whole parameter tree."""
-
-    nargs = 2
-    numeric = staticmethod(_cosine_sim)
-
-
-class clip_by_global_norm(_Reduction):
-    """SymPy stand-in for clipping a tree to a global norm."""
-
-    nargs = 2
-    numeric = staticmethod(_clip_by_global_norm)
-
-
-class norm(_Reduction):
-    """SymPy stand-in for the L2 norm of each parameter tensor."""
-
-    nargs = 1
-    numeric = staticmethod(_norm)
-
-
-class _MatrixFunction(sp.Function):
-    """SymPy stand-in for a function of each tensor's matrix view: opaque, so no rewrite goes through it.
-
-    Only the means of a number are that number (a scalar is the same along every row and column).
-    """
-
-    nargs = 1
-    keeps_numbers = False
-
-    @classmethod
-    def eval(cls, x):
-        if cls.keeps_numbers and x.is_number:
-            return x
-
-
-class orthogonalize(_MatrixFunction):
-    """SymPy stand-in for Muon's orthogonalisation of each matrix."""
-
-
-class row_mean(_MatrixFunction):
-    """SymPy stand-in for the mean of each row."""
-
-    keeps_numbers = True
-
-
-class col_mean(_MatrixFunction):
-    """SymPy stand-in for the mean of each column."""
-
-    keeps_numbers = True
-
-
-class rows(_MatrixFunction):
-    """SymPy stand-in for the number of rows of each tensor's matrix view."""
-
-
-class cols(_MatrixFunction):
-    """SymPy stand-in for the number of columns of each tensor's matrix view."""
-
-
-class is_matrix(_MatrixFunction):
-    """SymPy stand-in for 1 on matrices, 0 on vectors."""
-
-
-SYMPY_REDUCTIONS = {f.__name__: f for f in (global_norm, dot, cosine_sim, clip_by_global_norm, norm, orthogonalize,
-                                            row_mean, col_mean, rows, cols, is_matrix)}
 
 
 def _sym_div(x, y):
@@ -647,7 +327,7 @@ _FUNCTIONS = [
     _unary("reciprocal", lambda xp, x: xp.divide(1.0, x), lambda x: 1 / x, "1 / x, unguarded as in hero",
            export=("jnp.divide(1.0, x)", "1 / x, unguarded as in hero."),
            torch='torch.divide(1.0, _tensor(x))'),
-    Function("norm", 1, norm, _norm_rule, reduction=_norm,
+    Function("norm", 1, norm, _norm_rule, reduction=norm_numeric,
              doc="L2 norm of each parameter tensor, as hero's jnp.linalg.norm per leaf",
              export=(_JAX_SOURCES['norm'], ""), torch=_TORCH_SOURCES['norm']),
     _unary("invert", lambda xp, x: -x - 1, lambda x: -x - 1, "-x - 1: ~x extended to reals (hero's is bitwise)",
@@ -657,40 +337,40 @@ _FUNCTIONS = [
            export=("-x", "-x."),
            torch='-x'),
     # over the whole parameter tree
-    Function("global_norm", 1, global_norm, _to_scalar("global_norm"), reduction=_global_norm,
+    Function("global_norm", 1, global_norm, _to_scalar("global_norm"), reduction=global_norm_numeric,
              export=(_JAX_SOURCES['global_norm'], ""), torch=_TORCH_SOURCES['global_norm']),
     Function("interpolate", 3, lambda x, y, w: (1 - w) * x + w * y, join,
              elementwise=lambda xp, x, y, w: (1 - w) * x + w * y, doc="(1 - w) * x + w * y",
              export=("(1 - w) * x + w * y", "(1 - w) * x + w * y."),
            torch='(1 - w) * x + w * y'),
-    Function("dot", 2, dot, _same_kind_to_scalar("dot"), reduction=_dot,
+    Function("dot", 2, dot, _same_kind_to_scalar("dot"), reduction=dot_numeric,
              export=(_JAX_SOURCES['dot'], ""), torch=_TORCH_SOURCES['dot']),
-    Function("cosine_sim", 2, cosine_sim, _same_kind_to_scalar("cosine_sim"), reduction=_cosine_sim,
+    Function("cosine_sim", 2, cosine_sim, _same_kind_to_scalar("cosine_sim"), reduction=cosine_sim_numeric,
              doc="dot(x, y) / (global_norm(x) * global_norm(y) + 1e-8)",
              export=(_JAX_SOURCES['cosine_sim'], ""), torch=_TORCH_SOURCES['cosine_sim']),
-    Function("clip_by_global_norm", 2, clip_by_global_norm, _clip_rule, reduction=_clip_by_global_norm,
+    Function("clip_by_global_norm", 2, clip_by_global_norm, _clip_rule, reduction=clip_by_global_norm_numeric,
              doc="x * min(1, c / (global_norm(x) + 1e-8))",
              export=(_JAX_SOURCES['clip_by_global_norm'], ""), torch=_TORCH_SOURCES['clip_by_global_norm']),
     _binary("power", lambda xp, x, y: xp.power(x, y), lambda x, y: x ** y, "NaN for a negative base to a fractional power",
             export=("jnp.power(x, y)", "x ** y; NaN for a negative base to a fractional power."),
            torch='torch.pow(_tensor(x), _tensor(y))'),
     # over each tensor's matrix view (matrix_view): not hero's; what Muon and Adafactor are made of
-    Function("orthogonalize", 1, orthogonalize, _tensor_to("orthogonalize", Kind.TENSOR), reduction=_orthogonalize,
+    Function("orthogonalize", 1, orthogonalize, _tensor_to("orthogonalize", Kind.TENSOR), reduction=orthogonalize_numeric,
              doc="Muon's Newton-Schulz orthogonalisation of each tensor's matrix view (a vector is one column)",
              export=(_JAX_SOURCES['orthogonalize'], ""), torch=_TORCH_SOURCES['orthogonalize']),
-    Function("row_mean", 1, row_mean, _mean_rule(Kind.ROWS, Kind.COLS), reduction=_row_mean,
+    Function("row_mean", 1, row_mean, _mean_rule(Kind.ROWS, Kind.COLS), reduction=row_mean_numeric,
              doc="the mean of each row of each tensor's matrix view, spread over the row",
              export=(_JAX_SOURCES['row_mean'], ""), torch=_TORCH_SOURCES['row_mean']),
-    Function("col_mean", 1, col_mean, _mean_rule(Kind.COLS, Kind.ROWS), reduction=_col_mean,
+    Function("col_mean", 1, col_mean, _mean_rule(Kind.COLS, Kind.ROWS), reduction=col_mean_numeric,
              doc="the mean of each column of each tensor's matrix view, spread over the column",
              export=(_JAX_SOURCES['col_mean'], ""), torch=_TORCH_SOURCES['col_mean']),
-    Function("rows", 1, rows, _tensor_to("rows", Kind.TENSOR_WISE), reduction=_rows,
+    Function("rows", 1, rows, _tensor_to("rows", Kind.TENSOR_WISE), reduction=rows_numeric,
              doc="the number of rows of each tensor's matrix view (its fan-in)",
              export=(_JAX_SOURCES['rows'], ""), torch=_TORCH_SOURCES['rows']),
-    Function("cols", 1, cols, _tensor_to("cols", Kind.TENSOR_WISE), reduction=_cols,
+    Function("cols", 1, cols, _tensor_to("cols", Kind.TENSOR_WISE), reduction=cols_numeric,
              doc="the number of columns of each tensor's matrix view (its fan-out)",
              export=(_JAX_SOURCES['cols'], ""), torch=_TORCH_SOURCES['cols']),
-    Function("is_matrix", 1, is_matrix, _tensor_to("is_matrix", Kind.TENSOR_WISE), reduction=_is_matrix,
+    Function("is_matrix", 1, is_matrix, _tensor_to("is_matrix", Kind.TENSOR_WISE), reduction=is_matrix_numeric,
              doc="1 on tensors of two or more axes, 0 on vectors: a rule treats the two apart with it",
              export=(_JAX_SOURCES['is_matrix'], ""), torch=_TORCH_SOURCES['is_matrix']),
 ]

@@ -17,7 +17,7 @@ from typing import Callable
 
 import numpy as np
 
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.functions import FUNCTIONS, Kind, ShapeError
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var
 

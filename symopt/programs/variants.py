@@ -24,7 +24,7 @@ from __future__ import annotations
 import functools
 
 from symopt.programs.hints import did_you_mean
-from symopt.programs.parse import parse
+from symopt.programs.parser import parse
 from symopt.programs.program import Program
 
 AMSGRAD = """

@@ -40,7 +40,7 @@ import dataclasses
 import numpy as np
 
 from symopt.programs.execute import run
-from symopt.programs.functions import FlatSpace
+from symopt.programs.spaces import FlatSpace
 from symopt.programs.program import Program
 from symopt.programs.liveness import live_states
 

@@ -36,9 +36,11 @@ import numpy as np
 import sympy as sp
 from sympy.codegen.cfunctions import expm1, log2, log10
 
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.execute import evaluate
-from symopt.programs.functions import DIV_EPS, FUNCTIONS, SYMPY_REDUCTIONS, FlatSpace
+from symopt.programs.functions import FUNCTIONS
+from symopt.programs.spaces import DIV_EPS, FlatSpace
+from symopt.programs.tree_functions import SYMPY_REDUCTIONS
 from symopt.programs.program import Assign, Call, Const, Expr, Program, Var, format_expr, names_in, walk
 from symopt.programs.liveness import live_states
 

@@ -28,9 +28,10 @@ import numpy as np
 import sympy as sp
 from sympy.printing.latex import LatexPrinter
 
-from symopt.programs.check import check
+from symopt.programs.checker import check
 from symopt.programs.execute import hyperparameters as program_hyperparameters
-from symopt.programs.functions import FUNCTIONS, SYMPY_REDUCTIONS
+from symopt.programs.functions import FUNCTIONS
+from symopt.programs.tree_functions import SYMPY_REDUCTIONS
 from symopt.programs.program import Program
 from symopt.symbolic.exact_form import translate, written_constant
 
