@@ -308,31 +308,3 @@ def test_every_hall_of_fame_entry_exports_a_module_that_trains_like_the_program_
         found, found_eval = proxy_tasks.train(task, to_optax(e.program, schedule), seed=0, steps=60)
         np.testing.assert_allclose(ours, found, rtol=1e-5, err_msg=f"{e.program}simplified to\n{e.simplified}")
         np.testing.assert_allclose(ours_eval, found_eval, rtol=1e-5)
-
-
-def test_export_source_phases_alone():
-    """export_source is its phases in turn: the names checked, the hyperparameters, update()'s prologue, the
-    statements, the returned values and the epilogue."""
-    from symopt.export import source
-    from symopt.programs import parse
-
-    program = parse("def train(w, g, m):\n    b1 = 0.9\n    m = b1 * m + g\n    b1 = 0.5\n    update = b1 * m\n"
-                    "    return update, m\n")
-    state_name, module_names = source._check_names(program, "my_opt")
-    assert state_name == "MyOptState" and "jnp" in module_names
-    with pytest.raises(ValueError, match="clashes with a name the exported module uses"):
-        source._check_names(program, "jnp")
-    defaults, as_written = source._hyperparameters(program, "my_opt", module_names)
-    assert set(defaults) == {"b1"} and as_written == {"b1"}  # assigned twice: each kept as written by default
-    names = source._Names(module_names | {"w", "g", "m", "b1", "update"})
-    local = {n: n for n in ("w", "g", "m", "b1", "update")}
-    emitter = source._Emitter(program, local, names)
-    lr, prologue = source._prologue(program, "my_opt", local, names, {"m": "m"}, {}, emitter)
-    assert prologue[0] == f"{lr} = learning_rate(state.count) if callable(learning_rate) else learning_rate"
-    assert "g = updates" in prologue and "m = state.m" in prologue
-    statements = source._statements(program, local, defaults, as_written, "hp", emitter)
-    assert "b1 = 0.9 if hp['b1'] is None else hp['b1']" in statements
-    outputs, lines = source._returns(program, local, names, emitter)
-    assert [name for name, _ in outputs] == ["update", "m"] and lines == []  # returned names: nothing to compute
-    epilogue = source._epilogue(program, names, state_name, {"m": "m"}, {}, lr, outputs)
-    assert any(f"_like(u * {lr}, ref)" in line for line in epilogue)  # no lr argument: the update times the rate

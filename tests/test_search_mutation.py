@@ -239,7 +239,7 @@ def test_one_graft_gives_adamw_muons_direction_on_matrices_and_keeps_its_vectors
     from optax.contrib._muon import orthogonalize_via_newton_schulz
 
     from symopt import to_optax
-    from symopt.programs.functions import NS_COEFFS
+    from symopt.programs.tree_functions import NS_COEFFS
     from symopt.config.start import start_program
 
     space = load("quick").space

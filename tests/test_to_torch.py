@@ -29,7 +29,8 @@ from test_export_source import PARAMS, PROGRAMS  # noqa: E402
 
 from symopt import baselines, export_source, parse, to_optax, to_torch  # noqa: E402
 from symopt.export.torch_array import xp  # noqa: E402
-from symopt.programs.functions import FUNCTIONS, OPERATORS, FlatSpace, TreeSpace  # noqa: E402
+from symopt.programs.functions import FUNCTIONS, OPERATORS  # noqa: E402
+from symopt.programs.spaces import FlatSpace, TreeSpace  # noqa: E402
 
 _counter = itertools.count()
 

@@ -17,13 +17,13 @@ import textwrap
 from typing import Callable
 
 from symopt.export.layout import defaults as hyperparameter_defaults
-from symopt.programs import functions
+from symopt.programs import spaces
 from symopt.programs.checker import ARG_KINDS, check
 from symopt.programs.functions import FUNCTIONS, Function, Kind
 from symopt.programs.program import ATOM, PRECEDENCE, Call, Const, Expr, Program, Var, format_expr
 from symopt.symbolic import to_sympy
 
-DIV_EPS = repr(functions.DIV_EPS)  # '1e-08', as the helpers write it
+DIV_EPS = repr(spaces.DIV_EPS)  # '1e-08', as the helpers write it
 PARAMS = ("", "x", "x, y", "x, y, w")  # an element-wise helper's parameters, by arity
 
 

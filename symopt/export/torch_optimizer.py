@@ -2,7 +2,7 @@
 
 The optimizer interprets the parsed program, as :func:`symopt.to_optax` does: each step runs
 :func:`symopt.programs.execute.run` on the tensors of one parameter group, stored as a
-:class:`~symopt.programs.functions.TreeSpace` of lists (one tensor per parameter), with the
+:class:`~symopt.programs.spaces.TreeSpace` of lists (one tensor per parameter), with the
 library's numeric forms on :data:`symopt.export.torch_array.xp`, torch under NumPy's names. So a
 tree-wide function (``global_norm``, ``dot``, ``cosine_sim``, ``clip_by_global_norm``) is over all
 the parameters of a group that have a gradient, summed in float32 at least, as in the interpreter.
