@@ -381,5 +381,5 @@ def test_export_command_writes_a_torch_module(tmp_path, capsys):
     spec = importlib.util.spec_from_file_location("found_torch", out)
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
-    program = parse(read_hall_of_fame(run)["hall_of_fame"][0]["simplified"])
+    program = read_hall_of_fame(run).entries[0].simplified
     assert_same(sin_steps(lambda ps: module.FoundRank1(ps, lr=0.01)), sin_steps(lambda ps: to_torch(program)(ps, lr=0.01)))
