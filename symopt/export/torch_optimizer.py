@@ -83,7 +83,7 @@ class ProgramOptimizer(torch.optim.Optimizer):
                 loss = closure()
         for index, group in enumerate(self.param_groups):
             params = [p for p in group["params"] if p.grad is not None]
-            for i, p in enumerate(params):
+            for p in params:
                 if p.grad.layout != torch.strided:
                     raise RuntimeError(f"{type(self).__name__}: a parameter of group {index} has a sparse gradient "
                                        f"({p.grad.layout}); a symopt program needs dense gradients (use "

@@ -35,8 +35,7 @@ from sympy.codegen.cfunctions import expm1 as _sp_expm1, log2 as _sp_log2, log10
 
 from symopt.programs.hints import did_you_mean
 from symopt.programs.sources import JAX as _JAX_SOURCES, TORCH as _TORCH_SOURCES
-from symopt.programs.spaces import DIV_EPS
-from symopt.programs.spaces import FlatSpace, Space
+from symopt.programs.spaces import DIV_EPS, FlatSpace, Space
 from symopt.programs.tree_functions import (clip_by_global_norm, clip_by_global_norm_numeric, col_mean,
                                             col_mean_numeric, cols, cols_numeric, cosine_sim, cosine_sim_numeric,
                                             dot, dot_numeric, global_norm, global_norm_numeric, is_matrix,
