@@ -2,6 +2,7 @@
 
 import json
 import pathlib
+import zlib
 
 import pytest
 
@@ -44,8 +45,13 @@ def test_raw_lion_derives_to_lions_form(lion):
     assert lion.steps[1].change == "remove dead code: `m = cosh(update)`" and lion.steps[1].check == "exact"
     assert any(s.kind == "rewrite" and "sign(c)" in s.change and s.check == "trained" for s in lion.steps)
     assert all(s.fitness >= lion.floor for s in lion.steps)
-    assert lion.tolerance_from == "noise" and len(lion.noise) == 1 + derive_mod.NOISE_SETS
-    assert lion.tolerance == pytest.approx(max(lion.noise) - min(lion.noise))
+    # the tolerance is the paired noise: the start against itself perturbed, on the same seeds
+    assert lion.tolerance_from == "paired noise" and len(lion.noise) == 1 + derive_mod.NOISE_SETS
+    assert lion.tolerance == pytest.approx(derive_mod.NOISE_SIGMAS * derive_mod.noise_sd(lion.noise))
+    assert lion.tolerance > 0  # a perturbation of the last bits changes what training ends at
+    assert lion.start_on_seed_sets[0] == lion.start.fitness and len(lion.start_on_seed_sets) == len(lion.noise)
+    # the spread over seed sets (the tolerance before, 0.023-0.028) is far looser than a paired comparison needs
+    assert lion.tolerance < 0.75 * (max(lion.start_on_seed_sets) - min(lion.start_on_seed_sets))
 
 
 @pytest.mark.slow
@@ -55,6 +61,55 @@ def test_a_step_that_hurts_fitness_is_refused(lion):
     assert dropped and all(f < lion.floor for _, f in dropped)
     assert any(s.target == "v" for s in lion.derived.body)
     assert all(f < lion.floor for _, _, f in lion.refused)
+
+
+def _stage_backend(loss_without_momentum):
+    """A backend whose fitness has the structure of training's: a part of the seed set's own (one seed set easier
+    than another, 0.05 apart), shared by every program; a real loss of ``loss_without_momentum`` for a program
+    that drops the momentum; and a draw within +-0.001 for each program text on each seed set (the paired noise:
+    any change of the program draws again)."""
+    def make(tasks, seeds, steps, grid, functions):
+        def evaluate_fn(programs):
+            out = []
+            for p in programs:
+                draw = zlib.crc32(f"{p}|{seeds}".encode()) / 2 ** 32 - 0.5  # in [-0.5, 0.5)
+                loss = 0 if "interpolate" in str(p) else loss_without_momentum
+                out.append(0.05 * (seeds[0] // derive_mod.NOISE_SEED_OFFSET) - loss + 0.002 * draw)
+            return out
+        return evaluate_fn
+    return make
+
+
+def test_the_tolerance_is_the_paired_noise_not_the_spread_over_seed_sets():
+    program = "def train(w, g, m):\n    m = interpolate(m, g, 0.1)\n    u = sign(m)\n    return u, m\n"
+    stage = {"name": "s", "campaign": {"stages": [{"name": "s", "tasks": ["toy_quadratic"]}]}}
+    d = derive(program, stage, backend=_stage_backend(0.01))
+    assert d.tolerance_from == "paired noise" and len(d.noise) == 3
+    # the seed sets spread by 0.1, but start and perturbed start differ by at most 0.002 on each
+    assert max(d.start_on_seed_sets) - min(d.start_on_seed_sets) > 0.09
+    assert all(abs(x) <= 0.002 for x in d.noise)
+    assert 0 < d.tolerance == derive_mod.NOISE_SIGMAS * derive_mod.noise_sd(d.noise) <= 0.004
+    # so dropping the momentum (0.01 worse on every seed set) is refused: the spread would have let it through
+    assert any(c.startswith("remove `m = ") for k, c, _ in d.refused)
+    assert "interpolate" in str(d.derived)
+    table = d.table()
+    assert f"tolerance {d.tolerance:.4f}, 2 x the paired noise {derive_mod.noise_sd(d.noise):.4f}" in table
+    data = d.as_json()
+    assert data["tolerance_from"] == "paired noise" and data["noise"] == d.noise
+    assert data["start_on_seed_sets"] == d.start_on_seed_sets
+    # the start and its twin on each seed set, then every candidate trained once
+    assert d.trained == 2 * (1 + derive_mod.NOISE_SETS) + len(d.refused) + sum(s.check == "trained" for s in d.steps)
+    # a gain beyond the paired noise holds
+    assert "interpolate" not in str(derive(program, stage, backend=_stage_backend(-0.005)).derived)
+
+
+def test_the_paired_noise_needs_a_start_that_trains():
+    def make(tasks, seeds, steps, grid, functions):
+        return lambda programs: [float("nan") if seeds[0] >= 1000 else 0.0 for _ in programs]
+    with pytest.raises(ValueError, match="diverges on some seeds.*give a tolerance"):
+        derive("def train(g):\n    u = sign(g)\n    return u\n", "quick", backend=make)
+    with pytest.raises(ValueError, match="noise_sets -1"):
+        derive("def train(g):\n    u = sign(g)\n    return u\n", "quick", noise_sets=-1)
 
 
 def test_cli_prints_the_table_and_json(tmp_path, capsys):

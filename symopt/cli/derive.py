@@ -29,7 +29,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                                                        "(default: the run's, or quick for a file)")
     parser.add_argument("--stage", default=None, help="stage name or 0-based index (default: the search stage)")
     parser.add_argument("--tolerance", type=float, default=None,
-                        help="fitness a step may lose against the start (default: the measured noise)")
+                        help="fitness a step may lose against the start (default: twice the paired noise, "
+                             "measured on the start against itself perturbed)")
     parser.add_argument("--steps", type=int, default=None, help="training steps per task (default: the stage's)")
     parser.add_argument("--validate", action="store_true", help="also score the start and the derived program on "
                                                                 "the configuration's validation tasks")

@@ -29,9 +29,23 @@ steps and learning-rate grid (``stage.grid``), trained by the campaign's
 backend (:func:`symopt.campaign.campaign.serial_backend`). A step holds when
 the candidate's fitness is at least the *start* program's fitness minus the
 tolerance (against the start, not the previous step, so small losses cannot
-add up). The tolerance is the noise of that fitness: the spread (max - min)
-of the start program's fitness over the stage's seeds and ``noise_sets``
-further seed sets of the same size (each seed + 1000 k), unless given.
+add up). Unless given, the tolerance is the noise of that comparison, a
+paired one: candidate and start train on the same seeds, so what varies
+between seed sets (which task draws are easy) cancels, and what is left is
+training's sensitivity to any change at all: a program that differs in the
+last bits of its arithmetic (a clip that never bites) ends at another
+fitness. That noise is measured on the start against a program that differs
+from it only by a factor ``1 + 2**-20`` on its update (:func:`perturbed`),
+on the stage's seeds and ``noise_sets`` further seed sets of the same size
+(each seed + 1000 k): the tolerance is :data:`NOISE_SIGMAS` times the root
+mean square of those paired differences (a factor that small changes nothing
+on average: their mean is 0). The spread of the start's own fitness over the
+seed sets (the tolerance before) is reported beside it but not used: it holds
+the seed sets' difficulty, which a paired comparison does not see (on
+``examples/digits.toml`` it is twice the paired tolerance). A candidate
+that changes what the program does gets a paired difference noisier than
+this (its effect can vary between seed sets too), so the rule errs towards
+refusing a step, that is keeping the program as it was.
 Trainings are cached by program text: a candidate met again costs nothing.
 """
 
@@ -57,8 +71,16 @@ KINDS = ("remove", "replace", "round", "rewrite")
 OPERATORS = frozenset({"+", "-", "*", "/", "neg"})
 """Calls that ``replace`` leaves alone."""
 NOISE_SETS = 2
-"""Further seed sets the start program trains on to measure the fitness noise."""
+"""Further seed sets (beside the stage's) on which the start and :func:`perturbed` train to measure the noise."""
 NOISE_SEED_OFFSET = 1000
+MAX_NOISE_SETS = 100
+"""The most further seed sets ``noise_sets`` may ask for (each costs two trainings)."""
+NOISE_SIGMAS = 2.0
+"""The tolerance in standard deviations of the paired noise. Estimated from 3 differences (the default), a
+step that changes nothing is refused by chance 7% of the time (Student's t with 3 degrees of freedom)."""
+PERTURBATION = 1.0 + 2.0 ** -20
+"""The factor on the update of :func:`perturbed`: a change of the last bits (float32 has 23), no change of
+behaviour (a learning rate 1e-6 larger); from 2**-16 to 2**-20 it measures the same noise."""
 
 
 @dataclasses.dataclass(frozen=True)
@@ -83,12 +105,16 @@ class Derivation:
 
     steps: list[Step]
     tolerance: float
-    tolerance_from: str  # "noise" or "given"
-    noise: list[float]  # the start program's fitness on each seed set (empty when the tolerance was given)
+    tolerance_from: str  # "paired noise" or "given"
+    noise: list[float]
+    """The paired noise: on each seed set (the stage's first), :func:`perturbed`'s fitness minus the start's
+    (empty when the tolerance was given)."""
     refused: list[tuple[str, str, float]]  # (kind, change, fitness) of every trained candidate that did not hold
     trained: int
     cache_hits: int
     stage: str = ""
+    start_on_seed_sets: list[float] = dataclasses.field(default_factory=list)
+    """The start's fitness on each of those seed sets: their spread is not the noise of a paired comparison."""
     validation: dict | None = None
     """With ``validate``: ``{"tasks": [...], "start": fitness, "derived": fitness}`` on the validation tasks."""
 
@@ -117,8 +143,11 @@ class Derivation:
         def line(cells):
             return "  ".join(c.rjust(w) if r else c.ljust(w) for c, w, r in zip(cells, widths, right)).rstrip()
 
-        how = (f"the spread of the start's fitness over {len(self.noise)} seed sets "
-               f"({', '.join(f'{f:+.4f}' for f in self.noise)})" if self.tolerance_from == "noise" else "given")
+        how = "given"
+        if self.tolerance_from == "paired noise":
+            how = (f"{NOISE_SIGMAS:g} x the paired noise {noise_sd(self.noise):.4f}, the root mean square of "
+                   f"{', '.join(f'{f:+.4f}' for f in self.noise)}: a program that differs from the start only in "
+                   f"its last bits, against the start on {len(self.noise)} seed sets")
         out = [f"derivation on stage {self.stage!r}: a step holds at fitness >= {self.floor:+.4f} "
                f"(start {self.start.fitness:+.4f} - tolerance {self.tolerance:.4f}, {how})", "",
                line(header), line(["-" * w for w in widths])]
@@ -135,7 +164,8 @@ class Derivation:
     def as_json(self) -> dict:
         return {"stage": self.stage, "start": str(self.start.program), "derived": str(self.derived),
                 "tolerance": self.tolerance, "tolerance_from": self.tolerance_from,
-                "noise": [_finite(f) for f in self.noise], "floor": _finite(self.floor),
+                "noise": [_finite(f) for f in self.noise],
+                "start_on_seed_sets": [_finite(f) for f in self.start_on_seed_sets], "floor": _finite(self.floor),
                 "steps": [s.as_json() for s in self.steps], "trained": self.trained, "cache_hits": self.cache_hits,
                 "refused": [{"kind": k, "change": c, "fitness": _finite(f)} for k, c, f in self.refused],
                 "validation": self.validation and {k: _finite(v) if k != "tasks" else v
@@ -144,6 +174,17 @@ class Derivation:
 
 def _finite(x: float) -> float | None:
     return x if math.isfinite(x) else None
+
+
+def noise_sd(differences: Sequence[float]) -> float:
+    """The standard deviation of paired differences whose mean is 0: their root mean square (0 for none)."""
+    return math.sqrt(sum(d * d for d in differences) / len(differences)) if differences else 0.0
+
+
+def perturbed(program: Program) -> Program:
+    """``program`` with its update times :data:`PERTURBATION`: what it does, but not bit for bit."""
+    update = Call("*", (program.returns[0], Const(PERTURBATION)))
+    return Program(program.args, program.body, (update,) + program.returns[1:], program.name)
 
 
 # --- candidates -------------------------------------------------------------------------------------
@@ -373,8 +414,9 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         program: a Program or its text.
         config: a search configuration (TOML file, name in ``search_spaces/``, dict or Config); its stage
             ``stage`` (index or name; default the search stage) gives tasks, seeds, steps and lr grid.
-        tolerance: how far below the start's fitness a step may fall (default: the measured noise).
-        noise_sets: further seed sets the start trains on to measure the noise.
+        tolerance: how far below the start's fitness a step may fall (default: :data:`NOISE_SIGMAS` times the
+            paired noise, measured).
+        noise_sets: further seed sets (beside the stage's) on which the paired noise is measured.
         steps: training steps per task, overriding the stage's (cheap checks).
         backend: ``"serial"`` or a campaign backend ``backend(tasks, seeds, steps, grid, functions) -> evaluate_fn``.
         validate: also train the start and the derived program on the config's validation tasks, as the
@@ -395,6 +437,8 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
         raise ValueError(f"steps {steps}: give 1 to {MAX_STEPS:,} training steps per task (a stage's limit)")
     if tolerance is not None and not (math.isfinite(tolerance) and tolerance >= 0):
         raise ValueError(f"tolerance {tolerance}: give a finite number >= 0")
+    if not (isinstance(noise_sets, int) and 0 <= noise_sets <= MAX_NOISE_SETS):
+        raise ValueError(f"noise_sets {noise_sets}: give 0 to {MAX_NOISE_SETS} further seed sets")
     st = c.stages[stage]
     make = resolve_backend(backend)
     seeds = tuple(st.seeds or c.seeds)
@@ -404,18 +448,24 @@ def derive(program: Program | str, config="quick", *, stage: int | str = 0, tole
     fitness = CachedFitness(make(st.tasks, seeds, n_steps, st.grid, functions))
     start = fitness(program)
     noise: list[float] = []
-    if tolerance is None:
-        noise = [start] + [CachedFitness(make(st.tasks, tuple(s + NOISE_SEED_OFFSET * k for s in seeds), n_steps,
-                                              st.grid, functions))(program) for k in range(1, noise_sets + 1)]
-        finite = [f for f in noise if math.isfinite(f)]
-        if len(finite) < len(noise):
+    on_sets: list[float] = []
+    if tolerance is None:  # the paired noise: the start against itself perturbed, on each seed set
+        twin = perturbed(program)
+        pairs = [(start, fitness(twin))]
+        for k in range(1, noise_sets + 1):
+            other = make(st.tasks, tuple(s + NOISE_SEED_OFFSET * k for s in seeds), n_steps, st.grid, functions)
+            pairs.append(tuple(fitness_of(r) for r in other([program, twin])))
+        if not all(math.isfinite(f) for pair in pairs for f in pair):
             raise ValueError("the start program diverges on some seeds, so the noise of its fitness cannot be "
                              "measured; give a tolerance")
-        tolerance = max(finite) - min(finite)
+        on_sets = [a for a, _ in pairs]
+        noise = [b - a for a, b in pairs]
+        tolerance = NOISE_SIGMAS * noise_sd(noise)
     held, refused = run(program, fitness, tolerance, start_fitness=start, simplify_timeout=c.simplify_timeout,
                         progress=progress)
-    derivation = Derivation(held, tolerance, "noise" if noise else "given", noise, refused, fitness.trained,
-                            fitness.hits, names[stage])
+    trained = fitness.trained + (2 * noise_sets if noise else 0)  # the noise's trainings on the further seed sets
+    derivation = Derivation(held, tolerance, "paired noise" if noise else "given", noise, refused, trained,
+                            fitness.hits, names[stage], on_sets)
     if validate:
         if not c.validation:
             raise ValueError(f"{cfg.name!r} has no validation tasks (campaign.validation); drop validate")
