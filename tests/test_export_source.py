@@ -15,6 +15,7 @@ import pytest
 
 from symopt.export import export_source, to_optax
 from symopt.programs import FUNCTIONS, parse
+from symopt.programs.functions import Kind
 from symopt.programs.checker import calls
 from symopt.programs.program import PRECEDENCE
 
@@ -308,3 +309,26 @@ def test_every_hall_of_fame_entry_exports_a_module_that_trains_like_the_program_
         found, found_eval = proxy_tasks.train(task, to_optax(e.program, schedule), seed=0, steps=60)
         np.testing.assert_allclose(ours, found, rtol=1e-5, err_msg=f"{e.program}simplified to\n{e.simplified}")
         np.testing.assert_allclose(ours_eval, found_eval, rtol=1e-5)
+
+
+def test_export_source_phases_alone():
+    """export_source is its phases in turn: the slots' layout, update()'s prologue, the statements (emit's) and
+    the epilogue; each runs alone."""
+    from symopt.export import source
+    from symopt.export.emit import Emitter, Names
+
+    program = parse("def train(w, g, m, v):\n    m = 0.9 * m + g\n    v = row_mean(square(g))\n"
+                    "    update = m / sqrt(v)\n    return update, m, v\n")
+    fields, slot_field, factored = source._slots(program)
+    assert fields[0] == "count" and slot_field == {"m": "m", "v": "v"} and factored == {"v": "_rows_of"}
+    local = {n: n for n in ("w", "g", "m", "v", "update")}
+    names = Names(set(local))
+    emitter = Emitter(program, local, names, source.JAX)
+    lr, prologue = source._prologue(program, "my_opt", local, names, slot_field, factored, emitter)
+    assert prologue[0] == f"{lr} = learning_rate(state.count) if callable(learning_rate) else learning_rate"
+    assert "g = updates" in prologue and "m = state.m" in prologue and "_rows_of" in emitter.helpers
+    assert any(line.startswith("v = tree_map(lambda s, ref: jnp.broadcast_to") for line in prologue)
+    epilogue = source._epilogue(program, names, "MyOptState", slot_field, factored, lr,
+                                [("update", Kind.TENSOR), ("m", Kind.TENSOR), ("v", Kind.ROWS)])
+    assert any(f"_like(u * {lr}, ref)" in line for line in epilogue)  # no lr argument: the update times the rate
+    assert "    m=tree_map(_like, m, state.m)," in epilogue and any("_rows_of(_like(v, ref)" in x for x in epilogue)

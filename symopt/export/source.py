@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import textwrap
 
-from symopt.export.emit import Dialect, Emitter, camel, docstring, scope, signature, statements
+from symopt.export.emit import Dialect, Emitter, Names, camel, docstring, scope, signature, statements
 from symopt.export.optax_export import state_type
 from symopt.programs.checker import state_kinds
 from symopt.programs.functions import Kind
@@ -123,10 +123,28 @@ def export_source(program: Program, name: str, framework: str = "optax") -> str:
                                    _UPDATE_LOCALS)
     hp_dict = names.fresh("hyperparameters")
     emitter = Emitter(program, local, names, JAX)
-    weight, grad, lr_arg, step = (program.arg_for(r) for r in ("weight", "grad", "lr", "step"))
-    fields = state_type(program)._fields
-    slot_field = dict(zip(program.state_args, fields[1:]))
+    fields, slot_field, factored = _slots(program)
+    lr, body = _prologue(program, name, local, names, slot_field, factored, emitter)
+    lines, outputs = statements(program, emitter, lambda k: f"{hp_dict}[{k!r}]", defaults)
+    body += lines + _epilogue(program, names, state_name, slot_field, factored, lr, outputs)
+    zeros = {slot_field[s]: f"tree_map(lambda p: {f}(jnp.zeros_like(p)), params)" for s, f in factored.items()}
+    return _module(program, name, state_name, fields, defaults, hp_dict, body, emitter.helpers, zeros)
 
+
+def _slots(program: Program) -> tuple[tuple[str, ...], dict[str, str], dict[str, str]]:
+    """The state's NamedTuple fields (``count`` first), each slot's field, and the helper that stores each
+    factored slot (``_rows_of``, ``_cols_of``)."""
+    fields = state_type(program)._fields
+    held = state_kinds(program)
+    factored = {slot: _FACTORED_STORE[held[slot]] for slot in program.state_args if held[slot] in _FACTORED_STORE}
+    return fields, dict(zip(program.state_args, fields[1:])), factored
+
+
+def _prologue(program: Program, name: str, local: dict[str, str], names: Names, slot_field: dict[str, str],
+              factored: dict[str, str], emitter: Emitter) -> tuple[str, list[str]]:
+    """update()'s first lines: the learning rate, then the program's gradient, weights, step and state slots
+    (a factored slot spread over its leaves). Returns (the learning rate's local name, the lines)."""
+    weight, grad, lr_arg, step = (program.arg_for(r) for r in ("weight", "grad", "lr", "step"))
     body: list[str] = []
     lr = local[lr_arg] if lr_arg else names.fresh("lr")
     body.append(f"{lr} = learning_rate(state.count) if callable(learning_rate) else learning_rate")
@@ -138,8 +156,6 @@ def export_source(program: Program, name: str, framework: str = "optax") -> str:
                  f"{local[weight]} = params"]
     if step:
         body.append(f"{local[step]} = (state.count + 1).astype(jnp.float32)")
-    held = state_kinds(program)
-    factored = {slot: _FACTORED_STORE[held[slot]] for slot in program.state_args if held[slot] in _FACTORED_STORE}
     for slot in program.state_args:
         if slot in factored:  # stored factored between steps, read spread over its leaves
             body.append(f"{local[slot]} = tree_map(lambda s, ref: jnp.broadcast_to(s, ref.shape), "
@@ -147,15 +163,19 @@ def export_source(program: Program, name: str, framework: str = "optax") -> str:
             emitter.helpers.add(factored[slot])
         else:
             body.append(f"{local[slot]} = state.{slot_field[slot]}")
+    return lr, body
 
-    lines, outputs = statements(program, emitter, lambda k: f"{hp_dict}[{k!r}]", defaults)
-    body += lines
+
+def _epilogue(program: Program, names: Names, state_name: str, slot_field: dict[str, str],
+              factored: dict[str, str], lr: str, outputs: list[tuple[str, Kind]]) -> list[str]:
+    """update()'s last lines: optax's updates (the update negated, times the learning rate when the program
+    takes none) and the new state, each value spread over its leaves (a factored slot stored factored)."""
     (update, update_kind), *slot_values = outputs
-    scaled = (lambda u: u) if lr_arg else (lambda u: f"{u} * {lr}")
+    scaled = (lambda u: u) if program.arg_for("lr") else (lambda u: f"{u} * {lr}")
     new_updates = names.fresh("new_updates")
-    body += ["", ("# optax adds its updates: the update" if lr_arg else
-                  "# optax adds its updates: the update times the learning rate (the program takes no lr)")
-             + ", spread over each leaf in the gradient's dtype, negated"]
+    body = ["", ("# optax adds its updates: the update" if program.arg_for("lr") else
+                 "# optax adds its updates: the update times the learning rate (the program takes no lr)")
+            + ", spread over each leaf in the gradient's dtype, negated"]
     if update_kind == Kind.SCALAR:
         body.append(f"{new_updates} = tree_map(lambda ref: -_like({scaled(update)}, ref), updates)")
     else:
@@ -173,9 +193,7 @@ def export_source(program: Program, name: str, framework: str = "optax") -> str:
         else:
             body.append(f"    {field}=tree_map(_like, {value}, state.{field}),")
     body.append(")")
-
-    zeros = {slot_field[s]: f"tree_map(lambda p: {f}(jnp.zeros_like(p)), params)" for s, f in factored.items()}
-    return _module(program, name, state_name, fields, defaults, hp_dict, body, emitter.helpers, zeros)
+    return body
 
 
 def _docstring(program: Program, defaults: dict) -> str:
