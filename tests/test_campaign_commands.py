@@ -65,7 +65,7 @@ def test_inspect_prints_the_hall_of_fame(run_dir, capsys):
         assert all(text_line in out for text_line in str(entry.simplified).splitlines())
         chain = ancestry(lineage, entry.id)
         assert chain[0] == 0 and chain[-1] == entry.id
-        assert all(lineage[child]["parent"] == parent for parent, child in zip(chain, chain[1:]))
+        assert all(lineage[child].parent == parent for parent, child in zip(chain, chain[1:]))
         if entry.id:
             assert " > ".join(map(str, chain)) in out
     assert main(["inspect", str(run_dir), "--brief"]) == 0

@@ -7,6 +7,7 @@ import types
 from doubles import TOY_TOML
 from symopt.cli import main
 from symopt.cli.progress import PLAIN_LINES, Progress, check_line
+from symopt.storage.records import CheckPoint
 
 TOML = TOY_TOML.replace("budget = 600", "budget = 40\ncheck_interval = 20")
 
@@ -62,8 +63,7 @@ def test_the_live_line_is_redrawn_in_place_and_a_check_printed_above_it():
     for n in range(1, 11):
         t[0] = n  # one candidate a second
         progress(_state(n, best=0.125), replayed=0)
-    progress.check({"trained": 10, "s": 0.125, "l": None, "pick": 3, "pick_validation": -0.5,
-                    "best_validation": 0.25})
+    progress.check(CheckPoint(10, {"s": 0.125, "l": None}, pick=3, pick_validation=-0.5, best_validation=0.25))
     progress.close()
     text = out.getvalue()
     redraws = [part for part in text.split("\r") if part.startswith("trained ")]
@@ -79,4 +79,4 @@ def test_the_time_left_is_the_budget_left_at_this_process_s_rate():
 
 
 def test_a_check_without_validation_says_so_in_fewer_words():
-    assert check_line({"trained": 5, "s": -0.25}, ["s"]) == "funnel check at 5 trained: best s -0.2500"
+    assert check_line(CheckPoint(5, {"s": -0.25}), ["s"]) == "funnel check at 5 trained: best s -0.2500"

@@ -58,7 +58,7 @@ def test_report_on_a_toy_run(toy_run, tmp_path, capsys):
         assert_png(out / name)
         assert f"wrote {out / name}" in printed
     assert not (out / "curves.png").exists()
-    assert [p["trained"] for p in read_run(run_dir).meta_validation] == [10, 20, 30]
+    assert [p.trained for p in read_run(run_dir).meta_validation] == [10, 20, 30]
     md = (out / "report.md").read_text()
     assert str(campaign.hall_of_fame[0].simplified).splitlines()[-1].strip() in md
     assert "| memory (B/param) | fitness | id |" in md
@@ -68,13 +68,13 @@ def test_best_so_far_covers_the_search_stage_only(toy_run):
     run_dir, campaign = toy_run
     run = read_run(run_dir)
     assert report.first_stage(run) == "small"
-    assert {r["stage"] for r in run.records} >= {"small", "large", "validation"}
+    assert {r.stage for r in run.records} >= {"small", "large", "validation"}
     records = report.search_records(run.records, "small")
-    assert len(records) == campaign.stats.evaluated and {r["stage"] for r in records} == {"small"}
+    assert len(records) == campaign.stats.evaluated and {r.stage for r in records} == {"small"}
     fitness, best = report.best_so_far(records)
     assert np.all(np.diff(best) >= 0)
-    logged = [r["fitness"] if r["fitness"] is not None else DIVERGED
-              for r in read_log(run_dir / "evaluations.jsonl")[0] if r["stage"] == "small"]
+    logged = [r.fitness if r.fitness is not None else DIVERGED
+              for r in read_log(run_dir / "evaluations.jsonl")[0] if r.stage == "small"]
     assert best[-1] == max(logged) == campaign.best.fitness
 
 

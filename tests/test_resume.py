@@ -177,7 +177,7 @@ def test_cli_resume_after_sigkill(tmp_path):
     records, _ = read_log(log)
     lines = _lines(run_dir)
     assert lines[: len(done)] == done  # the pre-kill evaluations kept, as they were
-    keys = [(r["stage"], r["id"]) for r in records]
+    keys = [(r.stage, r.id) for r in records]
     assert len(keys) == len(set(keys))  # none twice
     assert len([k for k in keys if k[0] == "small"]) == 600
 
@@ -208,7 +208,7 @@ def test_cli_search_on_the_ray_pool_logs_each_candidate_once(ray_session, tmp_pa
     out = capsys.readouterr().out
     assert "campaign ray: 16 trained" in out and "ray: 2 workers, 0 lost" in out
     records, _ = read_log(run_dir / "evaluations.jsonl")
-    assert len(records) == 16 and len({r["id"] for r in records}) == 16
+    assert len(records) == 16 and len({r.id for r in records}) == 16
     args.resume = True  # a finished run resumed on the pool replays everything and trains nothing
     assert main(args) == 0
     assert json.loads((run_dir / "hall_of_fame.json").read_text())["replayed"] == 16
@@ -252,7 +252,7 @@ def test_cli_resume_of_a_ray_campaign_after_sigkill(tmp_path):
     lines = _lines(run_dir)
     assert lines[: len(done)] == done  # the pre-kill evaluations kept, as they were
     records, _ = read_log(log)
-    keys = [(r["stage"], r["id"]) for r in records]
+    keys = [(r.stage, r.id) for r in records]
     assert len(keys) == len(set(keys))  # none twice
     assert len([k for k in keys if k[0] == "small"]) == 150
     assert json.loads((run_dir / "hall_of_fame.json").read_text())["replayed"] == len(done)

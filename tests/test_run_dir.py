@@ -32,7 +32,7 @@ TOML = RESUME_TOML.replace("budget = 600", "budget = 100")
 
 
 def _keys(log: pathlib.Path) -> list[tuple[str, int]]:
-    return [(r["stage"], r["id"]) for r in read_log(log)[0]]
+    return [(r.stage, r.id) for r in read_log(log)[0]]
 
 
 @pytest.fixture(scope="module")
@@ -333,3 +333,31 @@ def test_the_hall_of_fame_reads_back_as_the_dataclasses_that_wrote_it(tmp_path, 
     monkeypatch.setattr(run_dir, "parse", lambda text: texts.append(text) or real(text))
     read_hall_of_fame(tmp_path / "run")
     assert len(texts) == len(set(texts))  # each program text parsed once: the check's parse is the entry's
+
+
+def test_readers_return_typed_records_that_write_the_same_json(toy_run):
+    """read_log gives LogRecords (each distinct program text parsed once) whose JSON is the line as written;
+    read_meta_validation gives CheckPoints, read_lineage the evolution's Events, read_config a RunConfig."""
+    from symopt.evolve.evolution import Event
+    from symopt.storage.records import CheckPoint, LogRecord, RunConfig
+    from symopt.storage.run_dir import read_config, read_meta_validation
+
+    run_dir = toy_run
+    lines = (run_dir / "evaluations.jsonl").read_text().splitlines()
+    records, _ = read_log(run_dir / "evaluations.jsonl")
+    assert all(isinstance(r, LogRecord) for r in records)
+    assert [json.dumps(r.as_json()) for r in records] == lines
+    by_text = {}
+    for r in records:
+        assert by_text.setdefault(str(r.program), r.program) is r.program  # one parse per text
+    lineage = read_lineage(run_dir)
+    assert lineage and all(isinstance(e, Event) and e.id == i for i, e in lineage.items())
+    config = read_config(run_dir)
+    assert isinstance(config, RunConfig) and config.budget == config.data["campaign"]["budget"]
+    assert config.resolved("config.json").campaign.budget == config.budget
+    point = CheckPoint(10, {"small": 0.5, "large": None}, pick=3, pick_validation=0.25, best_validation=0.5)
+    assert CheckPoint.from_json(json.loads(json.dumps(point.as_json()))) == point
+    assert list(point.as_json()) == ["trained", "small", "large", "pick", "pick_validation", "best_validation"]
+    if (run_dir / "meta_validation.json").exists():
+        curve = read_meta_validation(run_dir)
+        assert [p.as_json() for p in curve] == json.loads((run_dir / "meta_validation.json").read_text())

@@ -124,7 +124,7 @@ def test_the_phases_of_a_campaign_run_alone_give_what_search_gives():
     state = run.evolve()
     assert state.stats.evaluated == 40 and run.curve == []  # toy.campaign() makes no check during the search
     hall = run.check(state)
-    assert run.curve[-1]["trained"] == 40 and {e.id for e in hall} <= set(run.entries)
+    assert run.curve[-1].trained == 40 and {e.id for e in hall} <= set(run.entries)
     campaign = run.finish(state, time.perf_counter())
     whole = search(TOY, seed=1)
     assert [(e.id, e.fitness, e.validation) for e in campaign.hall_of_fame] == \

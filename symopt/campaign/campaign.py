@@ -59,7 +59,7 @@ from symopt.programs.program import Program
 from symopt.evolve import evolution, steady
 from symopt.campaign import funnel
 from symopt.evolve.dedup import Stats
-from symopt.storage.run_dir import HallOfFameEntry
+from symopt.storage.records import CheckPoint, HallOfFameEntry
 from symopt.storage.run_log import Lineage, Log, config_json, write_hall_of_fame, write_meta_validation
 from symopt.config.space import Config, check_tasks, load, stage_name
 from symopt.config.start import start_program
@@ -104,20 +104,18 @@ class Campaign:
         return "\n".join(lines)
 
 
-def meta_validation_point(trained: int, best: float, stages: Sequence[str], entries) -> dict:
+def meta_validation_point(trained: int, best: float, stages: Sequence[str], entries) -> CheckPoint:
     """One point of the meta-validation curve (the Lion paper's): after ``trained`` trainings, the best
     fitness on each stage so far, and on validation the funnel's pick (the best on the last stage that
     was validated) and the best of any candidate validated."""
     entries = list(entries)
-    point: dict[str, Any] = {"trained": trained, stages[0]: best}
+    bests: dict[str, float | None] = {stages[0]: best}
     for stage in stages[1:]:
-        point[stage] = max((e.fitness[stage] for e in entries if stage in e.fitness), default=None)
+        bests[stage] = max((e.fitness[stage] for e in entries if stage in e.fitness), default=None)
     validated = [e for e in entries if e.validation is not None]
     pick = max(validated, key=lambda e: (e.score(stages[-1]), -e.id), default=None)
-    point["pick"] = pick.id if pick else None
-    point["pick_validation"] = pick.validation if pick else None
-    point["best_validation"] = max((e.validation for e in validated), default=None)
-    return point
+    return CheckPoint(trained, bests, pick.id if pick else None, pick.validation if pick else None,
+                      max((e.validation for e in validated), default=None))
 
 
 def _scores(e: HallOfFameEntry) -> str:
@@ -214,8 +212,9 @@ def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None =
         run_dir: the run directory (log, lineage, snapshots, hall of fame; :mod:`symopt.storage.run_dir`).
         resume: continue the run logged in ``run_dir`` by replaying it (see the module docstring).
         progress: called as ``progress(state, replayed)`` after each training accepted on the search stage.
-        on_check: called with each point of the meta-validation curve (:func:`meta_validation_point`) as the
-            funnel check that made it ends: every ``campaign.check_interval`` trainings and at the end.
+        on_check: called with each point of the meta-validation curve (a
+            :class:`~symopt.storage.records.CheckPoint`, :func:`meta_validation_point`) as the funnel check that
+            made it ends: every ``campaign.check_interval`` trainings and at the end.
     """
     t0 = time.perf_counter()
     cfg = load(config)
@@ -262,7 +261,7 @@ class CampaignRun:
         self.start = start_program(c.start, cfg.space)
         self.params = evolution.Params.from_config(cfg.space, c)
         self.entries: dict[int, funnel.Entry] = {}  # everything the funnel has scored, kept across checks
-        self.curve: list[dict] = []
+        self.curve: list[CheckPoint] = []
 
     def open(self, make: Backend, log: Log, lineage: Lineage) -> None:
         """Each stage's evaluator and validation's on the backend ``make`` (:func:`resolve_backend`), replaying

@@ -19,7 +19,6 @@ from symopt.programs.parser import parse, read_text
 from symopt.tools.derive import derive
 from symopt.storage.durable import Busy, DirLock, WriteError
 from symopt.storage.run_dir import CONFIG_NAME, RunError, derived_path, read_config, read_hall_of_fame, write_derived
-from symopt.config.space import from_fields
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -58,7 +57,7 @@ def _derive(args: argparse.Namespace, source: pathlib.Path, lock: DirLock) -> in
             from symopt.tools.inspect_run import entry_program
 
             program = entry_program(read_hall_of_fame(source), args.rank, source, simplified=False)
-            config = args.config or from_fields(read_config(source), str(source / CONFIG_NAME))
+            config = args.config or read_config(source).resolved(str(source / CONFIG_NAME))
             saved = derived_path(source, args.rank)
             lock.acquire()  # before anything trains: a search or another derive writing the run is refused now
         else:

@@ -18,7 +18,6 @@ import pathlib
 import sys
 
 from symopt.export import export_source
-from symopt.programs.parser import parse
 from symopt.tools.inspect_run import entry_program
 from symopt.storage.run_dir import RunError, read_derived, read_hall_of_fame
 from symopt.symbolic.equivalence import mismatch
@@ -51,11 +50,11 @@ def _trusted(simplified, found, rank: int):
 
 def _derived(run: str, rank: int, found):
     """The derived program saved for rank ``rank``; a RunError when it derives another program than ``found``."""
-    data = read_derived(run, rank)
-    if parse(data["start"]) != found:
+    saved = read_derived(run, rank)
+    if saved.start != found:
         raise RunError(f"{run}: derived_rank{rank}.json derives another program than rank {rank}'s "
                        f"(the run has changed); run `symopt derive {run} --rank {rank}` again")
-    return parse(data["derived"])
+    return saved.derived
 
 
 def main(args: argparse.Namespace) -> int:

@@ -21,6 +21,8 @@ from typing import Callable, Sequence, TextIO
 
 from tqdm import tqdm
 
+from symopt.storage.records import CheckPoint
+
 REFRESH_S = 0.2
 """Seconds between redraws of the live line."""
 
@@ -43,13 +45,13 @@ def _width(out: TextIO) -> int:
         return 0
 
 
-def check_line(point: dict, stages: Sequence[str]) -> str:
+def check_line(point: CheckPoint, stages: Sequence[str]) -> str:
     """One funnel check (a meta-validation point) as a line."""
-    best = ", ".join(f"{s} {_signed(point.get(s))}" for s in stages)
-    line = f"funnel check at {point['trained']} trained: best {best}"
-    if point.get("pick") is not None or point.get("best_validation") is not None:
-        pick = "-" if point.get("pick") is None else f"id {point['pick']} {_signed(point.get('pick_validation'))}"
-        line += f"; validation: pick {pick}, best {_signed(point.get('best_validation'))}"
+    best = ", ".join(f"{s} {_signed(point.best.get(s))}" for s in stages)
+    line = f"funnel check at {point.trained} trained: best {best}"
+    if point.pick is not None or point.best_validation is not None:
+        pick = "-" if point.pick is None else f"id {point.pick} {_signed(point.pick_validation)}"
+        line += f"; validation: pick {pick}, best {_signed(point.best_validation)}"
     return line
 
 
@@ -104,7 +106,7 @@ class Progress:
                 self.out.flush()
         self.trained = n
 
-    def check(self, point: dict) -> None:
+    def check(self, point: CheckPoint) -> None:
         """``on_check(point)``: a funnel check has ended."""
         line = check_line(point, self.stages)
         if self._bar is not None:

@@ -62,7 +62,7 @@ def main(args: argparse.Namespace) -> int:
         steps = getattr(args, "steps", None)
         if steps is not None and not 1 <= steps <= MAX_STEPS:
             raise ValueError(f"--steps {steps}: give 1 to {MAX_STEPS:,} training steps per task (a stage's limit)")
-        tasks = getattr(args, "tasks", None) or ((run.config or {}).get("campaign") or {}).get("validation") or []
+        tasks = getattr(args, "tasks", None) or list(run.config.validation if run.config else ())
         proxy, toys = curve_tasks(tasks)
     except (RunError, ValueError) as e:
         print(f"symopt report: {e}", file=sys.stderr)
@@ -74,9 +74,7 @@ def main(args: argparse.Namespace) -> int:
     plot_fitness(records, stage, out / "fitness.png")
     written.append(out / "fitness.png")
     if run.meta_validation:
-        stages = [k for k in run.meta_validation[-1]
-                  if k not in ("trained", "pick", "pick_validation", "best_validation")]
-        plot_meta_validation(run.meta_validation, stages, out / "meta_validation.png")
+        plot_meta_validation(run.meta_validation, list(run.meta_validation[-1].best), out / "meta_validation.png")
         written.append(out / "meta_validation.png")
 
     if run.hall_of_fame is None:

@@ -296,8 +296,8 @@ def part_d(config, seeds, budget, out_dir: pathlib.Path, out: dict) -> list[str]
 def lion_family_trained(run_dir: pathlib.Path, stage: str) -> list[dict]:
     """The sign-of-momentum programs a run trained on ``stage``: ``{"id", "fitness", "program"}`` each."""
     records, _ = read_log(run_dir / LOG_NAME)
-    return [{"id": r["id"], "fitness": r["fitness"], "program": r["program"]} for r in records
-            if r["stage"] == stage and "sign(" in r["program"] and sign_of_momentum(parse(r["program"]))]
+    return [{"id": r.id, "fitness": r.fitness, "program": str(r.program)} for r in records
+            if r.stage == stage and "sign(" in str(r.program) and sign_of_momentum(r.program)]
 
 
 def part_e(config, seed: int, budget: int | None, out_dir: pathlib.Path, out: dict) -> list[str]:

@@ -1,9 +1,11 @@
-"""The schema helper of configurations: dataclass fields with a range, choices or a plain-name rule, built
-from TOML-shaped tables and checked, every error one line naming the source, the dotted key, the problem
-and what is allowed (with "did you mean" for an unknown key).
+"""The one schema helper, for configurations and run files: the kinds of value a field holds (:data:`KINDS`,
+:func:`expected`), and, for configurations, dataclass fields with a range, choices or a plain-name rule,
+built from TOML-shaped tables and checked. Every error is one line naming the source, the dotted key, the
+problem and what is allowed (with "did you mean" for an unknown key).
 
 :mod:`symopt.config.space` declares the configuration's dataclasses with :func:`field`; :func:`build`
 reads a table into them, :func:`check_values` checks a dataclass built in code the same way.
+:mod:`symopt.storage.run_dir` checks the JSON it reads back with :func:`check` and :func:`get`.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ import dataclasses
 import math
 import re
 import typing
-from typing import Mapping
+from typing import Any, Callable, Mapping
 
 from symopt.programs.functions import HERO_FUNCTIONS
 from symopt.programs.hints import did_you_mean
@@ -40,8 +42,6 @@ class Range:
         if (self.low, self.high, self.above) == (0, 1, False):
             return "a probability in [0, 1]"
         return f"a number {'>' if self.above else '>='} {self.low:g} and <= {self.high:g}"
-
-
 
 
 NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,99}")
@@ -107,8 +107,9 @@ def convert(hint, value, path: str, source: str, f: dataclasses.Field):
         item = typing.get_args(hint)[0]
         if f.name == "functions" and value == "hero":
             return HERO_FUNCTIONS
-        if not isinstance(value, list):
-            raise error(source, path, f"expected a list, got {show(value)}")
+        problem = expected(value, "list")
+        if problem:
+            raise error(source, path, problem)
         if len(value) > meta.get("max_items", len(value)):
             raise error(source, path, f"{len(value):,} items; allowed: at most {meta['max_items']}")
         if dataclasses.is_dataclass(item):
@@ -156,7 +157,12 @@ def check_values(obj, prefix: str, source: str) -> None:
 
 
 def show(value) -> str:
-    return f"{type(value).__name__} {clip(repr(value))}"
+    """A value's type and (clipped) text for an error line."""
+    try:
+        text = repr(value)
+    except RecursionError:  # a list nested nearly as deep as json.loads allows
+        text = "[[[...]]]" if isinstance(value, list) else "{...}"
+    return f"{type(value).__name__} {clip(text)}"
 
 
 def clip(text: str, most: int = 60) -> str:
@@ -164,21 +170,71 @@ def clip(text: str, most: int = 60) -> str:
     return text if len(text) <= most else f"{text[:most - 20]}... ({len(text):,} characters)"
 
 
+_HINT_KINDS = {bool: "bool", int: "int", float: "finite", str: "string"}
+
+
 def scalar(hint, value, path: str, source: str):
-    if hint is bool:
-        if not isinstance(value, bool):
-            raise error(source, path, f"expected true or false, got {show(value)}")
-        return value
-    if hint is int:
-        if isinstance(value, bool) or not isinstance(value, int):
-            raise error(source, path, f"expected an integer, got {show(value)}")
-        return value
-    if hint is float:
-        if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
-            raise error(source, path, f"expected a finite number, got {show(value)}")
-        return float(value)
-    if hint is str:
-        if not isinstance(value, str):
-            raise error(source, path, f"expected a string, got {show(value)}")
-        return value
-    raise TypeError(f"unsupported config type {hint}")  # pragma: no cover - schema bug
+    """A configuration's scalar of type ``hint`` (an int stays an int; a float field takes either)."""
+    if hint not in _HINT_KINDS:
+        raise TypeError(f"unsupported config type {hint}")  # pragma: no cover - schema bug
+    problem = expected(value, _HINT_KINDS[hint])
+    if problem:
+        raise error(source, path, problem)
+    return float(value) if hint is float else value
+
+
+# -- the kinds of value a field holds: one table for configurations and run files ------------------
+
+
+def _is_int(v) -> bool:
+    return isinstance(v, int) and not isinstance(v, bool)
+
+
+def _is_number(v) -> bool:
+    return _is_int(v) or isinstance(v, float)
+
+
+KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
+    "id": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
+    "int": (_is_int, "an integer"),
+    "number": (_is_number, "a number"),
+    "finite": (lambda v: _is_number(v) and math.isfinite(v), "a finite number"),
+    "text": (lambda v: isinstance(v, str), "text"),
+    "string": (lambda v: isinstance(v, str), "a string"),
+    "bool": (lambda v: isinstance(v, bool), "true or false"),
+    "object": (lambda v: isinstance(v, dict), "an object"),
+    "list": (lambda v: isinstance(v, list), "a list"),
+}
+"""Each kind's test and its name in an error ("expected an integer >= 0, got str '1'")."""
+
+
+def expected(value, kind: str, null: bool = False) -> str | None:
+    """None when ``value`` is of ``kind`` (or None, with ``null``); else the problem, as "expected ..., got ..."."""
+    ok, what = KINDS[kind]
+    if (value is None and null) or ok(value):
+        return None
+    return f"expected {what}{' or null' if null else ''}, got {show(value)}"
+
+
+class Bad(ValueError):
+    """A value of the wrong kind in a document read back (a run file): the field and the problem; the reader
+    adds the file, the line and the fix."""
+
+
+def check(value, kind: str, field: str, null: bool = False):
+    """``value`` if it is of ``kind`` (or None with ``null``); else :class:`Bad` naming ``field`` (the dotted
+    path in its document; '' for the document itself)."""
+    problem = expected(value, kind, null)
+    if problem:
+        raise Bad(f"{f'field {field!r}' if field else 'the document'}: {problem}")
+    return value
+
+
+def get(obj: dict, key: str, kind: str, prefix: str = "", null: bool = False, optional: bool = False):
+    """``obj[key]`` checked to be of ``kind``; ``prefix`` is the dotted path of ``obj`` in its document.
+    A missing key is :class:`Bad`, or None with ``optional``."""
+    if key not in obj:
+        if optional:
+            return None
+        raise Bad(f"field {prefix + key!r} is missing")
+    return check(obj[key], kind, prefix + key, null)

@@ -18,10 +18,12 @@ derived from it and written again by the replay. A resume with a larger budget
 updates config.json; the log keeps the old run's funnel trainings, and the new
 funnel reuses those of the same programs.
 
-Every file is read back through this module's readers (``read_run`` for the
+Every file is read back through this module's readers, one per file kind (``read_run`` for the
 whole directory; ``read_log``, ``read_lineage``, ``read_config``, ``read_hall_of_fame``,
-``read_meta_validation``), which check what they read and answer bad content with
-one :class:`RunError` line naming the file, the line or field, and the problem.
+``read_meta_validation``, ``read_derived``), which check what they read (with
+:mod:`symopt.config.schema`'s kinds, as a configuration is checked), answer bad content with
+one :class:`RunError` line naming the file, the line or field, and the problem, and return the
+typed records of :mod:`symopt.storage.records`, each program parsed once.
 A campaign writes them with :mod:`symopt.storage.run_log`, through :mod:`symopt.storage.durable`
 (lock, fsync, atomic replace).
 """
@@ -36,10 +38,14 @@ import stat
 import warnings
 from typing import Any, Callable, Mapping
 
+from symopt.config.schema import Bad, check, get, show
+from symopt.evaluation.fitness import fitness_of
+from symopt.evolve.evolution import Event
 from symopt.programs.errors import ProgramError
 from symopt.programs.parser import parse
 from symopt.programs.program import Program
 from symopt.storage.durable import DirLock, atomic_write
+from symopt.storage.records import CheckPoint, Derived, HallOfFame, HallOfFameEntry, LogRecord, RunConfig
 
 LOG_NAME = "evaluations.jsonl"
 CONFIG_NAME = "config.json"
@@ -99,59 +105,14 @@ def run_file(run: str | os.PathLike, name: str) -> pathlib.Path:
 # -- checking what a file holds -------------------------------------------------------------------
 
 
-class _Bad(ValueError):
-    """A value of the wrong type; the reader adds the file and the fix."""
-
-
-def _is_int(v) -> bool:
-    return isinstance(v, int) and not isinstance(v, bool)
-
-
-_KINDS: dict[str, tuple[Callable[[Any], bool], str]] = {
-    "id": (lambda v: _is_int(v) and v >= 0, "an integer >= 0"),
-    "int": (_is_int, "an integer"),
-    "number": (lambda v: _is_int(v) or isinstance(v, float), "a number"),
-    "text": (lambda v: isinstance(v, str), "text"),
-    "bool": (lambda v: isinstance(v, bool), "true or false"),
-    "object": (lambda v: isinstance(v, dict), "an object"),
-    "list": (lambda v: isinstance(v, list), "a list"),
-}
-
-
-def _show(v) -> str:
-    try:
-        text = repr(v)
-    except RecursionError:  # a list nested nearly as deep as json.loads allows
-        text = "[[[...]]]" if isinstance(v, list) else "{...}"
-    return f"{type(v).__name__} {text if len(text) <= 40 else text[:37] + '...'}"
-
-
-def _check(value, kind: str, field: str, null: bool = False):
-    """``value`` if it is of ``kind`` (or None with ``null``); else _Bad naming ``field``."""
-    ok, what = _KINDS[kind]
-    if (value is None and null) or ok(value):
-        return value
-    where = f"field {field!r}" if field else "the document"
-    raise _Bad(f"{where}: expected {what}{' or null' if null else ''}, got {_show(value)}")
-
-
-def _get(obj: dict, key: str, kind: str, prefix: str = "", null: bool = False, optional: bool = False):
-    """``obj[key]`` checked to be of ``kind``; ``prefix`` is the dotted path of ``obj`` in its file."""
-    if key not in obj:
-        if optional:
-            return None
-        raise _Bad(f"field {prefix + key!r} is missing")
-    return _check(obj[key], kind, prefix + key, null)
-
-
 def _program(text: str, field: str, parsed: dict[str, Program] | None = None) -> Program:
-    """The program of a text field (``parsed``: a memo by text). Raises _Bad."""
+    """The program of a text field, parsed once (``parsed``: a memo by text). Raises Bad."""
     if parsed is not None and text in parsed:
         return parsed[text]
     try:
         program = parse(text)
     except ProgramError as e:
-        raise _Bad(f"field {field!r}: not a program ({e})") from None
+        raise Bad(f"field {field!r}: not a program ({e})") from None
     if parsed is not None:
         parsed[text] = program
     return program
@@ -159,9 +120,9 @@ def _program(text: str, field: str, parsed: dict[str, Program] | None = None) ->
 
 def _scores(obj: dict, key: str, prefix: str, optional: bool = False) -> None:
     """A ``{stage: fitness}`` object: text keys, number or null values."""
-    scores = _get(obj, key, "object", prefix, optional=optional)
+    scores = get(obj, key, "object", prefix, optional=optional)
     for stage, value in (scores or {}).items():
-        _check(value, "number", f"{prefix}{key}.{stage}", null=True)
+        check(value, "number", f"{prefix}{key}.{stage}", null=True)
 
 
 def _loads(data: bytes):
@@ -175,8 +136,9 @@ def _loads(data: bytes):
 # -- the append-only logs ---------------------------------------------------------------------------
 
 
-def _read_jsonl(path: pathlib.Path, check: Callable[[Any], None], fix: str) -> tuple[list[dict], int]:
-    """The objects of a JSON-lines file written by appends, each checked; the byte length of the good part.
+def _read_jsonl(path: pathlib.Path, shape: Callable[[Any], None], fix: str) -> tuple[list[dict], int]:
+    """The objects of a JSON-lines file written by appends, each checked by ``shape``; the byte length of the
+    good part.
 
     Only the last line may be torn (no newline, or not JSON: the writer died in the middle of it); it is
     left out with a warning. A bad line before it, or a last line of the wrong shape, is a RunError.
@@ -203,9 +165,9 @@ def _read_jsonl(path: pathlib.Path, check: Callable[[Any], None], fix: str) -> t
             break
         try:
             if not isinstance(record, dict):
-                raise _Bad(f"expected an object, got {_show(record)}")
-            check(record)
-        except _Bad as e:
+                raise Bad(f"expected an object, got {show(record)}")
+            shape(record)
+        except Bad as e:
             raise RunError(f"{path}: line {n} is corrupt: {e}; {fix}") from None
         records.append(record)
         pos = end + 1
@@ -216,48 +178,53 @@ def _read_jsonl(path: pathlib.Path, check: Callable[[Any], None], fix: str) -> t
 LOG_FIX = "repair or remove that line, or start a new run directory"
 
 
-def read_log(path: str | os.PathLike) -> tuple[list[dict], int]:
-    """The records of an evaluations.jsonl, checked, and the byte length of its intact part.
+def read_log(path: str | os.PathLike) -> tuple[list[LogRecord], int]:
+    """The records of an evaluations.jsonl, checked and typed, and the byte length of its intact part.
 
     Each record has ``id`` (int >= 0), ``parent`` (int or null), ``program`` (text that
-    parses), ``fitness`` (number or null: diverged), ``stage`` (text) and optionally
-    ``proposed`` (int). A torn last line (the run was killed while writing it) is left
-    out with a warning (that candidate is trained again on resume); a bad line before
+    parses; each distinct text parsed once), ``fitness`` (number or null: diverged), ``stage``
+    (text) and optionally ``proposed`` (int). A torn last line (the run was killed while writing
+    it) is left out with a warning (that candidate is trained again on resume); a bad line before
     the last, or a record of the wrong types, is a RunError naming the line and field.
     """
     parsed: dict[str, Program] = {}
 
-    def check(r: dict) -> None:
-        _get(r, "id", "id")
-        _get(r, "parent", "id", null=True, optional=True)
-        _program(_get(r, "program", "text"), "program", parsed)
-        _get(r, "fitness", "number", null=True)
-        _get(r, "stage", "text")
-        _get(r, "proposed", "id", optional=True)
+    def shape(r: dict) -> None:
+        get(r, "id", "id")
+        get(r, "parent", "id", null=True, optional=True)
+        _program(get(r, "program", "text"), "program", parsed)
+        get(r, "fitness", "number", null=True)
+        get(r, "stage", "text")
+        get(r, "proposed", "id", optional=True)
 
-    return _read_jsonl(pathlib.Path(path), check, LOG_FIX)
+    records, good = _read_jsonl(pathlib.Path(path), shape, LOG_FIX)
+    return [LogRecord(r["id"], r.get("parent"), parsed[r["program"]], r["fitness"], r["stage"], r.get("proposed"))
+            for r in records], good
 
 
-def read_lineage(run_dir: str | os.PathLike) -> dict[int, dict]:
-    """lineage.jsonl as ``{id: event}``, checked like :func:`read_log` (a torn last line is left out with a
-    warning; a bad line before it is a RunError naming the line and field)."""
+def read_lineage(run_dir: str | os.PathLike) -> dict[int, Event]:
+    """lineage.jsonl as ``{id: event}`` (the :class:`~symopt.evolve.evolution.Event` that wrote each line; a
+    null fitness is DIVERGED; a line without ``cached`` or ``island`` reads as trained on island 0), checked
+    like :func:`read_log` (a torn last line is left out with a warning; a bad line before it is a RunError
+    naming the line and field)."""
 
-    def check(e: dict) -> None:
-        _get(e, "id", "id")
-        _get(e, "parent", "id", null=True)
-        _get(e, "program", "text")
-        _get(e, "fitness", "number", null=True)
-        _get(e, "cached", "bool", optional=True)
-        _get(e, "island", "id", optional=True)
-        _get(e, "cached_from", "id", null=True, optional=True)
+    def shape(e: dict) -> None:
+        get(e, "id", "id")
+        get(e, "parent", "id", null=True)
+        get(e, "program", "text")
+        get(e, "fitness", "number", null=True)
+        get(e, "cached", "bool", optional=True)
+        get(e, "island", "id", optional=True)
+        get(e, "cached_from", "id", null=True, optional=True)
 
     fix = "lineage.jsonl is derived from the log: symopt search --resume on the run writes it again"
-    records, _ = _read_jsonl(pathlib.Path(run_dir) / LINEAGE_NAME, check, fix)
-    return {e["id"]: e for e in records}
+    records, _ = _read_jsonl(pathlib.Path(run_dir) / LINEAGE_NAME, shape, fix)
+    return {e["id"]: Event(e["id"], e["parent"], e["program"], fitness_of(e["fitness"]), e.get("cached", False),
+                           e.get("island", 0), e.get("cached_from")) for e in records}
 
 
-def _read_json(path: pathlib.Path, check: Callable[[Any], None], fix: str):
-    """The JSON document in ``path``, checked. Raises RunError naming the file and the fix."""
+def _read_json(path: pathlib.Path, shape: Callable[[Any], None], fix: str):
+    """The JSON document in ``path``, checked by ``shape``. Raises RunError naming the file and the fix."""
     try:
         with open(path, "rb") as f:
             data = f.read(MAX_DOCUMENT_BYTES + 1)
@@ -270,67 +237,40 @@ def _read_json(path: pathlib.Path, check: Callable[[Any], None], fix: str):
     except ValueError as e:
         raise RunError(f"{path}: not valid JSON ({e}); {fix}") from None
     try:
-        check(value)
-    except _Bad as e:
+        shape(value)
+    except Bad as e:
         raise RunError(f"{path}: {e}; {fix}") from None
     return value
 
 
-def read_config(run: str | os.PathLike) -> dict:
+def read_config(run: str | os.PathLike) -> RunConfig:
     """config.json of a run, checked where readers depend on it (campaign.budget, stage names, validation)."""
 
-    def check(c) -> None:
-        _check(c, "object", "")
-        campaign = _get(c, "campaign", "object", optional=True) or {}
-        _get(campaign, "budget", "id", "campaign.", optional=True)
-        for i, stage in enumerate(_get(campaign, "stages", "list", "campaign.", optional=True) or []):
-            _check(stage, "object", f"campaign.stages[{i}]")
-            _get(stage, "name", "text", f"campaign.stages[{i}].", optional=True)
-        for i, task in enumerate(_get(campaign, "validation", "list", "campaign.", optional=True) or []):
-            _check(task, "text", f"campaign.validation[{i}]")
+    def shape(c) -> None:
+        check(c, "object", "")
+        campaign = get(c, "campaign", "object", optional=True) or {}
+        get(campaign, "budget", "id", "campaign.", optional=True)
+        for i, stage in enumerate(get(campaign, "stages", "list", "campaign.", optional=True) or []):
+            check(stage, "object", f"campaign.stages[{i}]")
+            get(stage, "name", "text", f"campaign.stages[{i}].", optional=True)
+        for i, task in enumerate(get(campaign, "validation", "list", "campaign.", optional=True) or []):
+            check(task, "text", f"campaign.validation[{i}]")
 
-    return _read_json(run_file(run, CONFIG_NAME), check, "restore the run's configuration or start a new run")
-
-
-@dataclasses.dataclass
-class HallOfFameEntry:
-    """A program that survived the funnel: as found, simplified, and its fitness on each stage; what a campaign
-    writes to hall_of_fame.json (:meth:`as_json`) and :func:`read_hall_of_fame` reads back (``id`` and
-    ``simplified`` are None where a file leaves them out)."""
-
-    id: int | None
-    program: Program
-    simplified: Program | None
-    fitness: dict[str, float]
-    validation: float | None
-
-    def as_json(self) -> dict:
-        return {"id": self.id, "program": str(self.program),
-                "simplified": None if self.simplified is None else str(self.simplified),
-                "fitness": self.fitness, "validation": self.validation}
-
-
-@dataclasses.dataclass(frozen=True)
-class HallOfFame:
-    """hall_of_fame.json as read back: the entries by rank, the start program's (``reference``), the
-    campaign's statistics, its wall seconds and the trainings it replayed (None where the file has none)."""
-
-    entries: list[HallOfFameEntry]
-    reference: HallOfFameEntry | None = None
-    stats: dict | None = None
-    seconds: float | None = None
-    replayed: int | None = None
+    data = _read_json(run_file(run, CONFIG_NAME), shape, "restore the run's configuration or start a new run")
+    campaign = data.get("campaign") or {}
+    return RunConfig(data, campaign.get("budget"), tuple(campaign.get("stages") or ()),
+                     tuple(campaign.get("validation") or ()))
 
 
 def _entry(e, prefix: str, parsed: dict[str, Program]) -> None:
-    _check(e, "object", prefix)
+    check(e, "object", prefix)
     prefix += "."
-    _get(e, "id", "id", prefix, optional=True)
-    _program(_get(e, "program", "text", prefix), prefix + "program", parsed)
-    if _get(e, "simplified", "text", prefix, null=True, optional=True):
+    get(e, "id", "id", prefix, optional=True)
+    _program(get(e, "program", "text", prefix), prefix + "program", parsed)
+    if get(e, "simplified", "text", prefix, null=True, optional=True):
         _program(e["simplified"], prefix + "simplified", parsed)
     _scores(e, "fitness", prefix)
-    _get(e, "validation", "number", prefix, null=True, optional=True)
+    get(e, "validation", "number", prefix, null=True, optional=True)
 
 
 def _hall_entry(e: dict, parsed: dict[str, Program]) -> HallOfFameEntry:
@@ -346,18 +286,18 @@ def read_hall_of_fame(run: str | os.PathLike) -> HallOfFame:
     (one such entry), ``stats``, ``seconds``, ``replayed``."""
     parsed: dict[str, Program] = {}
 
-    def check(d) -> None:
-        _check(d, "object", "")
-        for i, e in enumerate(_get(d, "hall_of_fame", "list")):
+    def shape(d) -> None:
+        check(d, "object", "")
+        for i, e in enumerate(get(d, "hall_of_fame", "list")):
             _entry(e, f"hall_of_fame[{i}]", parsed)
-        if _get(d, "reference", "object", null=True, optional=True):
+        if get(d, "reference", "object", null=True, optional=True):
             _entry(d["reference"], "reference", parsed)
-        _get(d, "stats", "object", optional=True)
-        _get(d, "seconds", "number", optional=True)
-        _get(d, "replayed", "id", optional=True)
+        get(d, "stats", "object", optional=True)
+        get(d, "seconds", "number", optional=True)
+        get(d, "replayed", "id", optional=True)
 
     fix = "symopt search CONFIG --run-dir RUN --resume writes it again from the log"
-    d = _read_json(run_file(run, HALL_OF_FAME_NAME), check, fix)
+    d = _read_json(run_file(run, HALL_OF_FAME_NAME), shape, fix)
     return HallOfFame([_hall_entry(e, parsed) for e in d["hall_of_fame"]],
                       _hall_entry(d["reference"], parsed) if d.get("reference") else None,
                       d.get("stats"), d.get("seconds"), d.get("replayed"))
@@ -377,46 +317,50 @@ def write_derived(run: str | os.PathLike, rank: int, derivation: Mapping[str, An
     return path
 
 
-def read_derived(run: str | os.PathLike, rank: int) -> dict:
-    """derived_rankN.json of a run, checked: ``start`` and ``derived`` program texts that parse, ``steps``."""
+def read_derived(run: str | os.PathLike, rank: int) -> Derived:
+    """derived_rankN.json of a run, checked and typed: ``start`` and ``derived`` program texts that parse
+    (each parsed once), ``steps``."""
+    parsed: dict[str, Program] = {}
 
-    def check(d) -> None:
-        _check(d, "object", "")
-        _program(_get(d, "start", "text"), "start")
-        _program(_get(d, "derived", "text"), "derived")
-        _get(d, "steps", "list")
+    def shape(d) -> None:
+        check(d, "object", "")
+        _program(get(d, "start", "text"), "start", parsed)
+        _program(get(d, "derived", "text"), "derived", parsed)
+        get(d, "steps", "list")
 
     name = DERIVED_NAME.format(rank=rank)
     if _kind(pathlib.Path(run)) == "dir" and not has_file(run, name):
         raise RunError(f"{str(run)!r} has no {name}; run `symopt derive {run} --rank {rank}` first")
-    return _read_json(run_file(run, name), check, f"run `symopt derive {run} --rank {rank}` again")
+    d = _read_json(run_file(run, name), shape, f"run `symopt derive {run} --rank {rank}` again")
+    return Derived(parsed[d["start"]], parsed[d["derived"]], d["steps"])
 
 
-def read_meta_validation(run: str | os.PathLike) -> list[dict]:
-    """meta_validation.json of a run, checked: a list of points with ``trained`` and numbers (or null)."""
+def read_meta_validation(run: str | os.PathLike) -> list[CheckPoint]:
+    """meta_validation.json of a run, checked and typed: a list of points with ``trained`` and numbers (or
+    null) by stage and for validation."""
 
-    def check(curve) -> None:
-        _check(curve, "list", "")
+    def shape(curve) -> None:
+        check(curve, "list", "")
         for i, point in enumerate(curve):
-            _check(point, "object", f"[{i}]")
-            _get(point, "trained", "id", f"[{i}].")
-            _get(point, "pick", "id", f"[{i}].", null=True, optional=True)
+            check(point, "object", f"[{i}]")
+            get(point, "trained", "id", f"[{i}].")
+            get(point, "pick", "id", f"[{i}].", null=True, optional=True)
             for key, value in point.items():
                 if key not in ("trained", "pick"):
-                    _check(value, "number", f"[{i}].{key}", null=True)
+                    check(value, "number", f"[{i}].{key}", null=True)
 
     fix = "fix or delete it (symopt search --resume writes it again)"
-    return _read_json(run_file(run, META_VALIDATION_NAME), check, fix)
+    return [CheckPoint.from_json(p) for p in _read_json(run_file(run, META_VALIDATION_NAME), shape, fix)]
 
 
-def ancestry(lineage: dict[int, dict], id: int) -> list[int]:
+def ancestry(lineage: dict[int, Event], id: int) -> list[int]:
     """The ids from the start program down to ``id`` (parents first)."""
     chain, seen = [], set()
     current: int | None = id
     while current is not None and current not in seen:
         seen.add(current)
         chain.append(current)
-        current = lineage.get(current, {}).get("parent")
+        current = lineage[current].parent if current in lineage else None
     return chain[::-1]
 
 
@@ -425,10 +369,10 @@ class RunData:
     """What a run directory holds: its log records, config (or None) and hall of fame (or None)."""
 
     path: pathlib.Path
-    records: list[dict]
-    config: dict | None
+    records: list[LogRecord]
+    config: RunConfig | None
     hall_of_fame: HallOfFame | None
-    meta_validation: list[dict] | None = None  # meta_validation.json: the funnel checks, in order
+    meta_validation: list[CheckPoint] | None = None  # meta_validation.json: the funnel checks, in order
 
 
 def read_run(run: str | pathlib.Path) -> RunData:

@@ -18,7 +18,6 @@ from typing import Any
 from symopt.evaluation import Result
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs.liveness import eliminate_dead_code
-from symopt.programs.parser import parse
 from symopt.programs.program import Program
 from symopt.evolve import evolution
 from symopt.storage.durable import AppendLog, DirLock, atomic_write, write_error
@@ -34,6 +33,7 @@ from symopt.storage.run_dir import (
     read_hall_of_fame,
     read_log,
 )
+from symopt.storage.records import CheckPoint, LogRecord
 from symopt.config.space import Config
 from symopt.evolve.steady import Logged
 
@@ -75,7 +75,7 @@ class Log:
     def __init__(self, run_dir: pathlib.Path | None, config: dict, resume: bool):
         self.file = None
         self.lock = None
-        self.replay: dict[str, list[dict]] = {}  # stage -> logged records, in log order
+        self.replay: dict[str, list[LogRecord]] = {}  # stage -> logged records, in log order
         self.replayed = 0
         self.earlier_seconds = 0.0  # wall time of the earlier calls on this run that finished (hall_of_fame.json)
         self._by_text: dict[str, dict[str, deque]] = {}  # stage -> program text -> logged records not yet reused
@@ -101,7 +101,7 @@ class Log:
             if not saved.exists():
                 raise ValueError(f"{run_dir}: cannot resume: {CONFIG_NAME} is missing, so the logged run's "
                                  f"configuration cannot be checked")
-            old = read_config(run_dir)
+            old = read_config(run_dir).data
             diff = _differences(_without_budget(old), _without_budget(config))
             old_budget, budget = _budget(old), _budget(config)
             if budget is not None and old_budget is not None and budget < old_budget:
@@ -114,7 +114,7 @@ class Log:
             records, good = read_log(log)  # a torn last line is cut below, so that appends start on a fresh line
             self.earlier_seconds = _earlier_seconds(run_dir)
             for r in records:
-                self.replay.setdefault(r["stage"], []).append(r)
+                self.replay.setdefault(r.stage, []).append(r)
             if budget != old_budget:
                 atomic_write(saved, json.dumps(config, indent=2) + "\n")
         else:
@@ -130,7 +130,7 @@ class Log:
         if stage not in self._by_text:
             by_text: dict[str, deque] = {}
             for r in self.replay.get(stage, [])[:first]:
-                by_text.setdefault(str(eliminate_dead_code(parse(r["program"]))), deque()).append(r)
+                by_text.setdefault(str(eliminate_dead_code(r.program)), deque()).append(r)
             self._by_text[stage] = by_text
         by_text = self._by_text[stage]
         if not by_text:
@@ -143,7 +143,7 @@ class Log:
             for i, p in enumerate(programs):
                 logged = by_text.get(str(p))
                 if logged:
-                    out[i] = Replayed(p, _fitness(logged.popleft()), runs=(), seconds=0.0)
+                    out[i] = Replayed(p, logged.popleft().score, runs=(), seconds=0.0)
                     self.replayed += 1
                 else:
                     todo.append(i)
@@ -158,25 +158,21 @@ class Log:
         """The logged trainings of a steady-state stage after its first (the start program's), to replay."""
         out = []
         for r in self.replay.get(stage, ())[1:]:
-            if not isinstance(r.get("proposed"), int):
-                raise ValueError(f"cannot resume: the log's id {r['id']} on stage {stage!r} has no 'proposed' count "
+            if r.proposed is None:
+                raise ValueError(f"cannot resume: the log's id {r.id} on stage {stage!r} has no 'proposed' count "
                                  f"(written by an older symopt); start a new run directory")
-            out.append(Logged(int(r["id"]), r["program"], _fitness(r), r["proposed"]))
+            out.append(Logged(r.id, str(r.program), r.score, r.proposed))
         self.replayed += len(out)
         return out
 
-    def write(self, id: int, parent: int | None, program: Program | str, result: Any, stage: str,
+    def write(self, id: int, parent: int | None, program: Program, result: Any, stage: str,
               proposed: int | None = None, sync: bool = True) -> None:
-        """Log one training (a :class:`Replayed` result is in the log already); fsynced now, or with
-        ``sync=False`` at the next :meth:`sync` (a group commit)."""
+        """Log one training as a :class:`~symopt.storage.records.LogRecord` (a :class:`Replayed` result is in
+        the log already); fsynced now, or with ``sync=False`` at the next :meth:`sync` (a group commit)."""
         if self.file is None or isinstance(result, Replayed):
             return
-        fitness = fitness_of(result)
-        record = {"id": id, "parent": parent, "program": str(program),
-                  "fitness": fitness if math.isfinite(fitness) else None, "stage": stage}
-        if proposed is not None:
-            record["proposed"] = proposed
-        self.file.append(json.dumps(record), sync)
+        record = LogRecord(id, parent, program, _finite(fitness_of(result)), stage, proposed)
+        self.file.append(json.dumps(record.as_json()), sync)
 
     def sync(self) -> None:
         """Make the trainings logged with ``sync=False`` durable (one fsync)."""
@@ -211,10 +207,6 @@ def _budget(config: dict) -> int | None:
 
 def _without_budget(config: dict) -> dict:
     return {**config, "campaign": {k: v for k, v in (config.get("campaign") or {}).items() if k != "budget"}}
-
-
-def _fitness(record: dict) -> float:
-    return fitness_of(record["fitness"])
 
 
 def _finite(x: float) -> float | None:
@@ -289,10 +281,10 @@ def snapshot(state: evolution.State) -> dict:
             "programs": {str(k): v for k, v in sorted(programs.items())}}
 
 
-def write_meta_validation(run_dir: pathlib.Path, curve: list[dict]) -> pathlib.Path:
+def write_meta_validation(run_dir: pathlib.Path, curve: list[CheckPoint]) -> pathlib.Path:
     """meta_validation.json: after each funnel check, the best so far on every stage and on validation."""
     path = run_dir / META_VALIDATION_NAME
-    atomic_write(path, json.dumps(curve, indent=1))
+    atomic_write(path, json.dumps([point.as_json() for point in curve], indent=1))
     return path
 
 

@@ -17,6 +17,7 @@ from typing import Mapping, Sequence
 
 import numpy as np
 
+from symopt.storage.records import LogRecord
 from symopt.storage.run_dir import LOG_NAME, read_log
 
 
@@ -54,15 +55,15 @@ def sample(run_dir: str | os.PathLike, stage: str, top: int = 8, spread: int = 8
     the ``top`` best and ``spread`` drawn at random (``seed``) from the rest, best first."""
     run_dir = pathlib.Path(run_dir)
     records, _ = read_log(run_dir / LOG_NAME)
-    first: dict[str, dict] = {}
+    first: dict[str, LogRecord] = {}
     for r in records:
-        if r["stage"] == stage and r["fitness"] is not None and r["fitness"] > above:
-            first.setdefault(r["program"], r)
-    order = sorted(first.values(), key=lambda r: (-r["fitness"], r["id"]))
+        if r.stage == stage and r.fitness is not None and r.fitness > above:
+            first.setdefault(str(r.program), r)
+    order = sorted(first.values(), key=lambda r: (-r.fitness, r.id))
     rest = order[top:]
     drawn = np.random.default_rng(seed).choice(len(rest), min(spread, len(rest)), replace=False) if rest else []
     picked = order[:top] + [rest[i] for i in sorted(drawn)]
-    return [Candidate(campaign_name(run_dir), r["id"], r["program"], float(r["fitness"])) for r in picked]
+    return [Candidate(campaign_name(run_dir), r.id, str(r.program), float(r.fitness)) for r in picked]
 
 
 def campaign_name(run_dir: str | os.PathLike) -> str:

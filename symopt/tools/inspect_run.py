@@ -16,6 +16,7 @@ from symopt.programs.checker import state_kinds
 from symopt.programs.functions import Kind
 from symopt.programs.liveness import live_states
 from symopt.programs.program import Program
+from symopt.evolve.evolution import Event
 from symopt.storage.run_dir import HallOfFame, RunError, ancestry
 
 
@@ -69,7 +70,7 @@ def _fmt(value) -> str:
     return "-" if value is None else f"{value:+.3f}"
 
 
-def table(data: HallOfFame, brief: bool = False, lineage: dict[int, dict] | None = None) -> str:
+def table(data: HallOfFame, brief: bool = False, lineage: dict[int, Event] | None = None) -> str:
     """The hall of fame as text (see the module docstring); with ``lineage``, each entry's ancestry too."""
     entries = data.entries
     listed = [("ref", data.reference)] * bool(data.reference) + list(enumerate(entries, 1))

@@ -34,11 +34,12 @@ import numpy as np
 
 import proxy_tasks
 from symopt.evaluation import evaluate
-from symopt.evaluation.fitness import Grid, fitness_of
+from symopt.evaluation.fitness import Grid
 from symopt.programs import baselines
-from symopt.programs.parser import parse
+from symopt.programs.program import Program
 from symopt.campaign.campaign import programs_functions
 from symopt.tools.inspect_run import state_bytes as _program_state_bytes
+from symopt.storage.records import CheckPoint, LogRecord
 from symopt.storage.run_dir import RunData
 
 BASELINES = ("adamw", "lion")
@@ -58,47 +59,43 @@ class Point:
 
 def first_stage(run: RunData) -> str:
     """The search stage's name: ``config.json`` campaign.stages[0].name, else the log's first line's stage."""
-    stages = ((run.config or {}).get("campaign") or {}).get("stages") or []
-    if stages and isinstance(stages[0], dict):
+    stages = run.config.stages if run.config else ()
+    if stages:
         return stages[0].get("name") or "stage1"  # as symopt.config.space.stage_name
-    return run.records[0]["stage"]
+    return run.records[0].stage
 
 
 def search_grid(run: RunData) -> tuple[float, ...] | None:
     """The search stage's learning-rate factors in ``config.json`` (None where it has none, or not a grid)."""
-    stages = ((run.config or {}).get("campaign") or {}).get("stages") or []
-    factors = stages[0].get("lr_factors") if stages and isinstance(stages[0], dict) else None
+    stages = run.config.stages if run.config else ()
+    factors = stages[0].get("lr_factors") if stages else None
     try:
         return Grid(tuple(factors)).factors if isinstance(factors, list) else None
     except (TypeError, ValueError):
         return None
 
 
-def logged_fitness(record: dict) -> float:
-    """A logged fitness; ``null`` is :data:`~symopt.evaluation.fitness.DIVERGED`, as the search counts it."""
-    return fitness_of(record.get("fitness"))
-
-
-def search_records(records: Sequence[dict], stage: str) -> list[dict]:
+def search_records(records: Sequence[LogRecord], stage: str) -> list[LogRecord]:
     """The records of the search stage, in log order (later funnel stages and validation left out)."""
-    return [r for r in records if r.get("stage") == stage]
+    return [r for r in records if r.stage == stage]
 
 
-def best_so_far(records: Sequence[dict]) -> tuple[np.ndarray, np.ndarray]:
-    """Each record's fitness and the running maximum, in log order."""
-    fitness = np.array([logged_fitness(r) for r in records], dtype=float)
+def best_so_far(records: Sequence[LogRecord]) -> tuple[np.ndarray, np.ndarray]:
+    """Each record's fitness (a logged null is DIVERGED, as the search counts it) and the running maximum, in
+    log order."""
+    fitness = np.array([r.score for r in records], dtype=float)
     return fitness, np.maximum.accumulate(fitness) if len(fitness) else fitness
 
 
 @functools.lru_cache(maxsize=None)
-def state_bytes(program_text: str) -> float:
-    """Optimizer state per parameter in float32 of a program's text (see inspect_run.state_bytes)."""
-    return _program_state_bytes(parse(program_text))
+def state_bytes(program: Program) -> float:
+    """Optimizer state per parameter in float32 of a program (see inspect_run.state_bytes), once per program."""
+    return _program_state_bytes(program)
 
 
-def points(records: Sequence[dict]) -> list[Point]:
-    """Every record (as :func:`~symopt.storage.run_dir.read_log` checked it) as a (memory, fitness) point."""
-    return [Point(r["id"], state_bytes(r["program"]), logged_fitness(r)) for r in records]
+def points(records: Sequence[LogRecord]) -> list[Point]:
+    """Every record (as :func:`~symopt.storage.run_dir.read_log` read it) as a (memory, fitness) point."""
+    return [Point(r.id, state_bytes(r.program), r.score) for r in records]
 
 
 def pareto_front(pts: Sequence[Point]) -> list[Point]:
@@ -173,11 +170,11 @@ def _zoom(lo: float, hi: float) -> tuple[float, float]:
     return lo - span, hi + 0.2 * span
 
 
-def plot_fitness(records: Sequence[dict], stage: str, path: pathlib.Path) -> None:
+def plot_fitness(records: Sequence[LogRecord], stage: str, path: pathlib.Path) -> None:
     """Best fitness so far over the trained candidates of the search stage."""
     fitness, best = best_so_far(records)
     n = np.arange(1, len(fitness) + 1)
-    start = next((logged_fitness(r) for r in records if r.get("id") == 0), None)
+    start = next((r.score for r in records if r.id == 0), None)
     fig = _figure(8, 4.5)
     ax = fig.add_subplot()
     # zoom on the progress: from below the start (or first) fitness to the best; worse candidates fall off
@@ -198,20 +195,22 @@ def plot_fitness(records: Sequence[dict], stage: str, path: pathlib.Path) -> Non
     fig.savefig(path, dpi=120)
 
 
-def plot_meta_validation(curve: Sequence[dict], stages: Sequence[str], path: pathlib.Path) -> None:
+def plot_meta_validation(curve: Sequence[CheckPoint], stages: Sequence[str], path: pathlib.Path) -> None:
     """The Lion paper's meta-validation curve: after each funnel check, the best so far on each stage and,
     on validation, the funnel's pick (the best on the last stage) and the best validated candidate."""
     fig = _figure(8, 4.5)
     ax = fig.add_subplot()
-    n = [p["trained"] for p in curve]
+    n = [p.trained for p in curve]
 
-    def series(key):
-        return [np.nan if p.get(key) is None else float(p[key]) for p in curve]
+    def series(values):
+        return [np.nan if v is None else float(v) for v in values]
 
     for key in stages:
-        ax.plot(n, series(key), marker="o", lw=1.2, label=f"best on {key!r}")
-    ax.plot(n, series("pick_validation"), marker="s", lw=2, color="black", label="validation of the funnel's pick")
-    ax.plot(n, series("best_validation"), ls=":", color="black", label="best validation of any candidate")
+        ax.plot(n, series(p.best.get(key) for p in curve), marker="o", lw=1.2, label=f"best on {key!r}")
+    ax.plot(n, series(p.pick_validation for p in curve), marker="s", lw=2, color="black",
+            label="validation of the funnel's pick")
+    ax.plot(n, series(p.best_validation for p in curve), ls=":", color="black",
+            label="best validation of any candidate")
     ax.axhline(0.0, color="tab:orange", ls="--", lw=1, label="AdamW (the start)")
     ax.set_xlabel("candidates trained on the search stage")
     ax.set_ylabel("fitness  (0 = AdamW; higher is better)")
