@@ -11,5 +11,5 @@ def _installed(module: str) -> bool:
 
 
 # The torch exports import torch, an optional extra (pip install 'symopt[torch]'): without it their modules are
-# not collected for doctests, and their tests skip themselves (tests/test_to_torch.py, test_torch_equivalence.py).
+# not collected for doctests, and their tests skip themselves (tests/export/test_torch_optimizer.py, tests/export/test_torch_equivalence.py).
 collect_ignore = [] if _installed("torch") else ["symopt/export/torch_array.py", "symopt/export/torch_optimizer.py"]

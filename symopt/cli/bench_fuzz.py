@@ -32,7 +32,7 @@ arithmetic, built from templates, and ``nsimplify``, which reads back a number
 that mpmath wrote as a formula (``LIBRARY_STRINGS``). A hook cannot be removed, so run this in a process of its
 own (the command does). Exit status 1 on any crash, round-trip failure or event.
 
-Not part of the test suite (tests/test_fuzz.py is its quick, hypothesis-driven
+Not part of the test suite (tests/programs/test_parser_fuzz.py is its quick, hypothesis-driven
 sibling); it takes minutes, mostly SymPy's.
 """
 
@@ -66,7 +66,8 @@ TOKENS = [
     "sqrt", "square", "interpolate", "norm", "dot", "global_norm", "clip_by_global_norm", "sign",
     "get_pi", "power", "max", "cbrt", "invert", "sqr",
 ]
-"""Tokens of token soup: Python's syntax, the language's names, and near misses (tests/test_fuzz.py draws them too)."""
+"""Tokens of token soup: Python's syntax, the language's names, and near misses (tests/programs/test_parser_fuzz.py
+draws them too)."""
 
 INSERTS = TOKENS + list("()=,:+-*/.\n 0123456789e")
 """What an ``insert`` edit inserts."""

@@ -28,7 +28,7 @@ that other users can read or write gets a warning (:func:`token_file_problem`).
 enables token auth when no mode is set, and warns; saying ``RAY_AUTH_MODE=token``
 explicitly silences the warning. Joining an *explicit* address does not turn auth
 on: a client without the token is refused by the cluster after about 20 s with a
-bare ``ConnectionError`` (tests/test_ray_pool.py checks that a real instance
+bare ``ConnectionError`` (tests/distributed/test_pool.py checks that a real instance
 refuses one). An env change after ``import ray`` needs Ray's cached config
 refreshed (``ray._raylet.Config.initialize("")``, as Ray itself does).
 An actor's ``py_modules`` must be URIs: :func:`task_runtime_env` uploads with the

@@ -48,7 +48,7 @@ step, and ``opt_state.slow`` holds optax's slow weights (the two coincide right
 after every synchronisation; evaluate on either). Its fast optimizer is Adam with
 optax's defaults; the cost is two extra parameter-sized slots (``slow``, ``k``).
 
-How the programs reproduce optax (tests/test_baselines.py compares the
+How the programs reproduce optax (tests/programs/test_baselines.py compares the
 parameters after each of 100 float32 steps):
 
 * The language's ``x / y`` is hero's guarded ``x / (y + 1e-8)``; the programs

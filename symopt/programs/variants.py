@@ -6,7 +6,7 @@ since, each a change to Adam that tuning Adam's constants cannot make. Study
 part h trains them at every momentum decay (the constant ``b1``) on the
 validation tasks to ask whether the symbolic search had anything to find above
 tuned AdamW. Those with an optax twin match it step for step
-(tests/test_variants.py), written in the baselines' conventions (``divide`` is
+(tests/programs/test_variants.py), written in the baselines' conventions (``divide`` is
 optax's plain division, moments in optax's order of operations); the others
 follow their paper and say where they cannot.
 

@@ -15,7 +15,7 @@ from symopt.cli import main
 from symopt.tools.compare import CompareError, compare
 from symopt.config.space import check_tasks, load
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 MODULES = itertools.count()
 
 TASKS = """

@@ -55,7 +55,7 @@ def test_each_function_has_four_faces(name):
     expr = f.sympy(*symbols)
     assert isinstance(expr, sp.Basic)
     assert expr.free_symbols <= set(symbols)
-    if name in MATRIX_FUNCTIONS:  # tests/test_matrix_functions.py has their faces
+    if name in MATRIX_FUNCTIONS:  # tests/programs/test_tree_functions.py has their faces
         assert f.shape((Kind.TENSOR,)) in (Kind.TENSOR, Kind.ROWS, Kind.COLS, Kind.TENSOR_WISE)
         return
     # the shape rule answers for scalars, and the numeric forms run on scalars

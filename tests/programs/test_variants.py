@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import optax.contrib
 import pytest
-from test_baselines import assert_matches_twin, run_many
+from tests.programs.test_baselines import assert_matches_twin, run_many
 
 from symopt.export.optax_export import to_optax
 from symopt.programs import baselines, variants

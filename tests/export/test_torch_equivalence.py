@@ -1,17 +1,17 @@
 """symopt.to_torch trains as symopt.to_optax does, and as torch.optim's own optimizers do.
 
-The problem is tests/test_baselines.py's: a tanh MLP (w1 [8, 5], b1 [5], w2 [5, 3], JAX's [in, out]
+The problem is tests/programs/test_baselines.py's: a tanh MLP (w1 [8, 5], b1 [5], w2 [5, 3], JAX's [in, out]
 layout in both frameworks, so every matrix view is the same), a new batch of 16 each step, 100
 float32 steps from the same weights. Each framework computes its own gradients (jax.grad, torch
 autograd: their matrix products and tanh round differently), so the two runs differ by float32
 roundings that feed back through training. The parameters after every step must agree to 1e-5 relative
 to each tensor's size: ``max|a - b| / max|b|`` over each parameter tensor and step. Entry by entry
-(``|a - b| / (|b| + 1e-6)``, tests/test_baselines.py's measure, where both runs are jax and agree
+(``|a - b| / (|b| + 1e-6)``, tests/programs/test_baselines.py's measure, where both runs are jax and agree
 exactly) one float32 rounding of a weight of 0.5 (6e-8) is 6e-4 of a weight that passes near 1e-4,
 which says nothing about the rule. Measured: at most 1e-6 for every baseline over 100 steps, Muon
 included (its Newton-Schulz iteration amplifies roundings: 6e-3 entry by entry); Adam with b1 0.89
 for 0.9 is off by 6e-4 (test_a_wrong_constant_is_seen). ``python -m pytest
-tests/test_torch_equivalence.py -s`` prints the figures.
+tests/export/test_torch_equivalence.py -s`` prints the figures.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ import pytest
 
 torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip install 'symopt[torch]'")
 
-from test_baselines import BATCHES, PARAMS, STEPS, TOL, TWINS, run_many  # noqa: E402
+from tests.programs.test_baselines import BATCHES, PARAMS, STEPS, TOL, TWINS, run_many  # noqa: E402
 
 from symopt import Program, baselines, to_optax, to_torch  # noqa: E402
 

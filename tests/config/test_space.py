@@ -147,7 +147,7 @@ def test_every_numeric_key_has_a_range_that_holds_its_default():
 
 
 def test_the_configuration_page_lists_the_ranges():
-    page = (pathlib.Path(__file__).resolve().parents[1] / "docs" / "configuration.md").read_text()
+    page = (pathlib.Path(__file__).resolve().parents[2] / "docs" / "configuration.md").read_text()
     assert space_mod.ranges_table() in page
 
 

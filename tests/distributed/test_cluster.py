@@ -1,7 +1,7 @@
 """What symopt lets into its Ray cluster: the auth policy, the token file, the core-lock directory.
 
 Real files and real processes. That a real Ray instance refuses a client without the
-token is in tests/test_ray_pool.py (it needs the session's instance).
+token is in tests/distributed/test_pool.py (it needs the session's instance).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import pytest
 from symopt.distributed import cluster, cores
 from symopt.distributed.cluster import ClusterAuthError, auth_mode
 
-ROOT = pathlib.Path(__file__).resolve().parents[1]
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 TOY_TOML = """name = "open"
 [space]
 functions = ["+", "-", "*", "/", "sqrt", "square", "sign", "interpolate"]

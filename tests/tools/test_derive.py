@@ -13,7 +13,7 @@ from symopt.tools import derive as derive_mod
 from symopt.evaluation import toy
 from symopt.tools.derive import derive
 
-ROOT = pathlib.Path(__file__).resolve().parent.parent
+ROOT = pathlib.Path(__file__).resolve().parents[2]
 RAW_LION = (ROOT / "examples" / "raw_lion.py").read_text()
 DIGITS = ROOT / "examples" / "digits.toml"  # mlp_digits and cnn_digits at 100 steps: momentum pays there
 

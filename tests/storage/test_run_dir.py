@@ -19,8 +19,8 @@ import subprocess
 import time
 
 import pytest
-from test_resume import TOML as RESUME_TOML
-from test_resume import _cli
+from tests.storage.test_run_log import TOML as RESUME_TOML
+from tests.storage.test_run_log import _cli
 
 from symopt.cli import main
 from symopt.campaign import search

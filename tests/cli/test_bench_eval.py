@@ -39,3 +39,10 @@ def test_bench_eval_measures_the_four_ways(capsys):
     for label in ("(a) interpreter, warm", "(b) batched interpreter", "(c) fresh jit per candidate",
                   "(d) native optax, compiled", "(c)/(a) =", "(a)/(d) =", "(b)/(a) ="):
         assert any(label in line for line in text), label
+
+
+def test_bench_eval_is_a_bench_subcommand():
+    from symopt.cli import build_parser
+
+    args = build_parser().parse_args(["bench", "eval", "--json", "--task", "rosenbrock"])
+    assert args.json and args.task == "rosenbrock" and callable(args.func)

@@ -17,7 +17,7 @@ from symopt import Program, ProgramError, parse
 from symopt.programs import Assign, Call, Const, Var, check
 from symopt.programs.parser import MAX_CHARS, MAX_DEPTH
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 # hero's own AdamW-like program, verbatim: two-space indent, a parenthesised tuple return.
 HERO = """\

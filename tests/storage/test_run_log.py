@@ -13,7 +13,7 @@ import time
 import types
 
 import pytest
-from doubles import TOY_TOML as TOML, Shuffled
+from tests.doubles import TOY_TOML as TOML, Shuffled
 
 from symopt.campaign import campaign as campaign_module
 from symopt.campaign import search
@@ -21,7 +21,7 @@ from symopt.evaluation import toy
 from symopt.storage.run_dir import read_log
 
 TOY = toy.campaign()
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 
 def _lines(run_dir):
@@ -310,7 +310,7 @@ def test_an_out_of_order_run_resumes_on_another_backend(tmp_path):
 @pytest.mark.slow
 def test_progress_line_on_a_terminal(tmp_path):
     """On a pseudo-terminal `symopt search` redraws one progress line (off a terminal: plain lines,
-    tests/test_cli_progress.py)."""
+    tests/cli/test_progress.py)."""
     import pty
 
     config = tmp_path / "tiny.toml"

@@ -1,7 +1,7 @@
 """symopt.to_torch and export_source(..., framework="torch"): programs as torch.optim optimizers.
 
 Real torch training throughout (no mocks). What they compute is checked against symopt.to_optax on
-programs that use every library function (tests/test_export_source.py's), and the interpreted
+programs that use every library function (tests/export/test_source.py's), and the interpreted
 optimizer against the exported module; how they behave as torch optimizers (param groups, schedulers,
 state_dict, closures, bf16, skipped parameters, errors) on small models.
 """
@@ -25,7 +25,7 @@ torch = pytest.importorskip("torch", reason="PyTorch is an optional extra: pip i
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 import optax  # noqa: E402
-from test_export_source import PARAMS, PROGRAMS  # noqa: E402
+from tests.export.test_source import PARAMS, PROGRAMS  # noqa: E402
 
 from symopt import baselines, export_source, parse, to_optax, to_torch  # noqa: E402
 from symopt.export.torch_array import xp  # noqa: E402
@@ -46,7 +46,7 @@ def load_class(tmp_path, program, name="Exported"):
 
 
 def sin_steps(make, params=PARAMS, steps=20, dtype=torch.float32):
-    """The parameters after ``steps`` steps on the gradients sin(3 w + k) + 0.1 w (tests/test_export_source's)."""
+    """The parameters after ``steps`` steps on the gradients sin(3 w + k) + 0.1 w (tests/export/test_source's)."""
     ps = [torch.nn.Parameter(torch.tensor(np.asarray(params[k]), dtype=dtype)) for k in sorted(params)]
     opt = make(ps)
     for k in range(steps):
@@ -74,7 +74,7 @@ def assert_same(ours, theirs, rtol=1e-6, atol=1e-7):
 
 
 def assert_near(ours, theirs, tol=1e-5):
-    """Within ``tol`` of each tensor's largest entry (tests/test_torch_equivalence.py says why)."""
+    """Within ``tol`` of each tensor's largest entry (tests/export/test_torch_equivalence.py says why)."""
     for a, b in zip(ours, theirs, strict=True):
         assert np.all(np.isfinite(a)) and np.max(np.abs(a - b)) <= tol * np.max(np.abs(b))
 
@@ -352,7 +352,7 @@ def test_symopt_does_not_import_torch_and_says_how_to_get_it():
 
 # --- README's example and the command ------------------------------------------------------------------------
 
-ROOT = __import__("pathlib").Path(__file__).resolve().parents[1]
+ROOT = __import__("pathlib").Path(__file__).resolve().parents[2]
 
 
 @pytest.mark.slow
@@ -367,7 +367,7 @@ def test_readme_example_trains(capsys):
 @pytest.mark.slow
 def test_export_command_writes_a_torch_module(tmp_path, capsys):
     """symopt export RUN --torch on a real run: the module's class trains as to_torch of the entry does."""
-    from test_campaign_commands import TINY
+    from tests.cli.test_campaign_commands import TINY
 
     from symopt.cli import main
     from symopt.storage.run_dir import read_hall_of_fame

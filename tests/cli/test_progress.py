@@ -4,7 +4,7 @@ one, nothing with --quiet, and the same run directory in every case."""
 import io
 import types
 
-from doubles import TOY_TOML
+from tests.doubles import TOY_TOML
 from symopt.cli import main
 from symopt.cli.progress import PLAIN_LINES, Progress, check_line
 from symopt.storage.records import CheckPoint

@@ -3,7 +3,7 @@
 import functools
 
 import pytest
-from doubles import Shuffled
+from tests.doubles import Shuffled
 
 from symopt.evaluation.fitness import fitness_of
 from symopt.programs import parse

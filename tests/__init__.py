@@ -1,0 +1,1 @@
+"""symopt's tests, a folder per package (tests/programs tests symopt/programs, ...)."""
