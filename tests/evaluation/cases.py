@@ -1,19 +1,10 @@
-"""The evaluation tests' shared programs and checks: cheap proxy tasks and few steps, and the check that the
-compile-once interpreter trains a program as optax does (its losses and eval loss, to RTOL)."""
+"""The evaluation tests' shared tasks, step counts and programs: cheap proxy tasks and few steps, programs
+that reach every part of lowering (reductions, moves, superinstructions, matrix functions), one that
+diverges (NAN) and one that is much worse than AdamW (SLOW)."""
 
 from __future__ import annotations
 
-import math
-
-import jax
-import numpy as np
-
-import proxy_tasks
-from proxy_tasks.task import training_run
-from symopt.evaluation import evaluate
-from symopt.evaluation.fitness import WORST_FITNESS
-from symopt.export.optax_export import to_optax
-from symopt.programs import Program, baselines, parse
+from symopt.programs import baselines, parse
 
 TASK = "logreg_synthetic"  # two leaves (w [32], b [1]), minibatches, AdamW weight decay 1e-4
 OTHER = "quadratic_noisy"  # one leaf, noisy gradients, no weight decay
@@ -103,25 +94,3 @@ SLOW = parse("""
 def slow(g):
     return g * 0.001
 """)  # a thousand times too small a step: much worse than AdamW
-
-
-def _native(program: Program, task_name: str, steps: int = STEPS, seed: int = 0):
-    task = proxy_tasks.get(task_name)
-    losses, eval_loss = training_run(task, to_optax(program, task.schedule(steps=steps)), steps)(jax.random.PRNGKey(seed))
-    return np.asarray(losses), float(eval_loss)
-
-
-def _assert_matches_native(program: Program, task_name: str):
-    [r] = evaluate([program], task_name, steps=STEPS, chunk=CHUNK)
-    losses, eval_loss = _native(program, task_name)
-    run = r.run(task_name)
-    exploded = not np.all(np.isfinite(losses)) or np.any(losses > 10 * abs(losses[0])) or not math.isfinite(eval_loss)
-    if exploded:
-        assert run.diverged and r.fitness == WORST_FITNESS
-        n = run.steps_run
-        finite = np.isfinite(losses[:n]) & np.isfinite(run.losses)
-        np.testing.assert_allclose(run.losses[finite], losses[:n][finite], rtol=RTOL, atol=1e-6)
-        return
-    assert not run.diverged and run.steps_run == STEPS
-    np.testing.assert_allclose(run.losses, losses, rtol=RTOL, atol=1e-6)
-    np.testing.assert_allclose(run.eval_loss, eval_loss, rtol=RTOL, atol=1e-6)

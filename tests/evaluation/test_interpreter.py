@@ -8,6 +8,8 @@ task, batch size and mode) through the engine's process-wide cache.
 
 from __future__ import annotations
 
+import math
+
 import jax
 import numpy as np
 import pytest
@@ -18,10 +20,33 @@ from symopt.evaluation import Result, evaluate
 from symopt.evaluation.compiles import count_compiles
 from symopt.evaluation.evaluator import interpreter
 from symopt.evaluation.interpreter import Interpreter, layout_of
+from symopt.evaluation.fitness import WORST_FITNESS
 from symopt.evaluation.lowering import Bucket
-from symopt.programs import baselines, parse
-from tests.evaluation.cases import (CHUNK, CUSTOM, MATRICES, NAN, PROGRAM_BASELINES, RTOL, SLOW, STEPS, TASK,
-                                    OTHER, _assert_matches_native)
+from symopt.export.optax_export import to_optax
+from symopt.programs import Program, baselines, parse
+from tests.evaluation.cases import CHUNK, CUSTOM, MATRICES, NAN, OTHER, PROGRAM_BASELINES, RTOL, SLOW, STEPS, TASK
+
+
+def _native(program: Program, task_name: str, steps: int = STEPS, seed: int = 0):
+    task = proxy_tasks.get(task_name)
+    losses, eval_loss = training_run(task, to_optax(program, task.schedule(steps=steps)), steps)(jax.random.PRNGKey(seed))
+    return np.asarray(losses), float(eval_loss)
+
+
+def _assert_matches_native(program: Program, task_name: str):
+    [r] = evaluate([program], task_name, steps=STEPS, chunk=CHUNK)
+    losses, eval_loss = _native(program, task_name)
+    run = r.run(task_name)
+    exploded = not np.all(np.isfinite(losses)) or np.any(losses > 10 * abs(losses[0])) or not math.isfinite(eval_loss)
+    if exploded:
+        assert run.diverged and r.fitness == WORST_FITNESS
+        n = run.steps_run
+        finite = np.isfinite(losses[:n]) & np.isfinite(run.losses)
+        np.testing.assert_allclose(run.losses[finite], losses[:n][finite], rtol=RTOL, atol=1e-6)
+        return
+    assert not run.diverged and run.steps_run == STEPS
+    np.testing.assert_allclose(run.losses, losses, rtol=RTOL, atol=1e-6)
+    np.testing.assert_allclose(run.eval_loss, eval_loss, rtol=RTOL, atol=1e-6)
 
 
 # -- the interpreter alone --------------------------------------------------------------------------
