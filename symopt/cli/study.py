@@ -406,8 +406,9 @@ def part_f(config, out: dict) -> list[str]:
     c = config.campaign
     stage = c.stages[0]
     programs = [p for _, p in panel(config)]
-    _stage_fitness(programs[:1], stage, c.seeds, stage.grid)  # compile first
-    _stage_fitness(programs[:1], stage, c.seeds[:1], Grid())
+    # compile first, every executable the panel needs (programs outside the config's functions have their own)
+    _stage_fitness(programs, stage, c.seeds, stage.grid)
+    _stage_fitness(programs, stage, c.seeds[:1], Grid())
     t0 = time.perf_counter()
     new = _stage_fitness(programs, stage, c.seeds, stage.grid)
     t_new = (time.perf_counter() - t0) / len(programs)
