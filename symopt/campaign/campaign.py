@@ -201,7 +201,7 @@ def executable_functions(functions: Collection[str]) -> frozenset[str] | None:
 def search(config: str | os.PathLike | Mapping | Config, *, budget: int | None = None, seed: int | None = None,
            backend: str | Backend = "serial", run_dir: str | os.PathLike | None = None, resume: bool = False,
            progress: Callable[[evolution.State, int], None] | None = None,
-           on_check: Callable[[dict], None] | None = None) -> Campaign:
+           on_check: Callable[[CheckPoint], None] | None = None) -> Campaign:
     """Search for an update rule; see the module docstring.
 
     Args:
@@ -253,7 +253,7 @@ class CampaignRun:
 
     def __init__(self, cfg: Config, run_path: pathlib.Path | None = None,
                  progress: Callable[[evolution.State, int], None] | None = None,
-                 on_check: Callable[[dict], None] | None = None):
+                 on_check: Callable[[CheckPoint], None] | None = None):
         c = cfg.campaign
         self.cfg, self.c, self.run_path = cfg, c, run_path
         self.progress, self.on_check = progress, on_check
