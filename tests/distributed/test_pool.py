@@ -38,13 +38,23 @@ def _texts(names=NAMES):
 
 
 @pytest.fixture(scope="module")
-def pool(ray_session):
+def shared_pool(ray_session):
     from symopt.distributed import EvaluatorPool
 
     p = EvaluatorPool(TASK, steps=STEPS, workers=2, max_in_flight=2)
     p.wait_ready(timeout=120)
     yield p
     p.shutdown()
+
+
+@pytest.fixture
+def pool(shared_pool):
+    """The module's pool, empty at the start of each test: what a failed or timed-out test left in flight is
+    drained after it, so that no late result reaches the next test."""
+    assert shared_pool.pending == 0, "a test before this one left candidates in the pool"
+    yield shared_pool
+    for _ in shared_pool.results(timeout=300):
+        pass
 
 
 CLIENT = """
