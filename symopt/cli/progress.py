@@ -85,7 +85,7 @@ class Progress:
         """Best so far, candidates/s, time left, cache hits and workers, as the line after ``trained N/B``."""
         s = state.stats
         elapsed = max(self.clock() - self.t0, 1e-9)
-        rate = (s.evaluated - replayed) / elapsed  # trained by this process (the rest replayed from the log)
+        rate = max(s.evaluated - replayed, 0) / elapsed  # trained by this process (the rest replayed from the log)
         left = max(self.budget - s.evaluated, 0) / rate if rate > 0 else None
         alive = self.workers() if self.workers else "serial"
         return (f"best {_signed(state.best.fitness)}  {rate:.1f} candidates/s  {_duration(left)} left"

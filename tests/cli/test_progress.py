@@ -78,5 +78,12 @@ def test_the_time_left_is_the_budget_left_at_this_process_s_rate():
     assert "2.0 candidates/s  00:25 left  (10 replayed)" in progress.status(_state(50), replayed=10)
 
 
+def test_while_the_log_is_replayed_the_rate_is_zero_not_negative():
+    t = [10.0]
+    progress = Progress(100, ["s"], out=io.StringIO(), live=False, clock=lambda: t[0])
+    t[0] = 11.0  # 20 of the log's 90 records replayed so far: nothing trained yet
+    assert progress.status(_state(20), replayed=90).startswith("best +0.2500  0.0 candidates/s  ? left  (90 replayed)")
+
+
 def test_a_check_without_validation_says_so_in_fewer_words():
     assert check_line(CheckPoint(5, {"s": -0.25}), ["s"]) == "funnel check at 5 trained: best s -0.2500"
