@@ -261,6 +261,7 @@ class CampaignRun:
         self.start = start_program(c.start, cfg.space)
         self.params = evolution.Params.from_config(cfg.space, c)
         self.entries: dict[int, funnel.Entry] = {}  # everything the funnel has scored, kept across checks
+        self.rider_results: dict[str, list] = {}  # stage -> results of the last check's riders
         self.curve: list[CheckPoint] = []
 
     def open(self, make: Backend, log: Log, lineage: Lineage) -> None:
@@ -284,12 +285,20 @@ class CampaignRun:
         """A funnel stage or validation trained ``entry``: logged."""
         self.log.write(entry.id, None, entry.program, result, stage)
 
-    def check(self, state: evolution.State) -> list[funnel.Entry]:
-        """The funnel on the leaders so far (what earlier checks scored is kept); a point of the curve."""
+    def check(self, state: evolution.State, riders: Sequence[Program] = ()) -> list[funnel.Entry]:
+        """The funnel on the leaders so far (what earlier checks scored is kept); a point of the curve.
+
+        ``riders`` are trained on each stage, and on validation, in the same call as the entries, so that the
+        workers share them out; their results land in ``self.rider_results[stage]``, not in the funnel."""
         names = self.names
         for r in state.records.values():
             self.entries.setdefault(r.id, funnel.Entry(r.id, r.program, {names[0]: r.fitness}))
-        hall, _ = funnel.run(list(self.entries.values()), self.stages, self.c.hall_of_fame, self.validate_fn,
+        stages, validate = self.stages, self.validate_fn
+        if riders:
+            self.rider_results = {}
+            stages = [(name, promote, self._riding(name, evaluate, riders)) for name, promote, evaluate in stages]
+            validate = validate and self._riding("validation", validate, riders)
+        hall, _ = funnel.run(list(self.entries.values()), stages, self.c.hall_of_fame, validate,
                              first=names[0], on_result=self.on_result)
         self.curve.append(meta_validation_point(state.stats.evaluated, state.best.fitness, names,
                                                 self.entries.values()))
@@ -298,6 +307,13 @@ class CampaignRun:
         if self.on_check:
             self.on_check(self.curve[-1])
         return hall
+
+    def _riding(self, stage: str, evaluate, riders: Sequence[Program]):
+        def both(programs):
+            results = evaluate(list(programs) + list(riders))
+            self.rider_results[stage] = results[len(programs):]
+            return results[:len(programs)]
+        return both
 
     def on_accept(self, state: evolution.State) -> None:
         """A training accepted on the search stage: the lineage, a funnel check when one is due, progress."""
@@ -331,12 +347,13 @@ class CampaignRun:
         """The funnel's last check, the start program through every stage, the hall of fame simplified and
         written: the campaign (its wall time from ``t0``, a ``time.perf_counter()``, and the earlier calls')."""
         c, names, start = self.c, self.names, self.start
-        hall = self.check(state)
+        hall = self.check(state, riders=[start])  # the reference rides along where the funnel trains
+        done = self.rider_results
         reference = funnel.Entry(0, start, {names[0]: state.start.fitness})
         for i in range(1, len(c.stages)):
-            reference.fitness[names[i]] = fitness_of(self.evaluators[i]([start])[0])
+            reference.fitness[names[i]] = fitness_of((done.get(names[i]) or self.evaluators[i]([start]))[0])
         if self.validate:
-            reference.validation = fitness_of(self.validate([start])[0])
+            reference.validation = fitness_of((done.get("validation") or self.validate([start]))[0])
         self.lineage.close()
         hof = [HallOfFameEntry(e.id, e.program, simplify(e.program, c.simplify_timeout), dict(e.fitness),
                                e.validation) for e in hall]

@@ -302,7 +302,9 @@ def muon(w, g, m, v, t, lr):
     # momentum (beta 0.95, bias-corrected), orthogonalised by Newton-Schulz (Keller Jordan's
     # five quintic steps) and scaled by sqrt(max(1, fan_out / fan_in)). On the other leaves,
     # optax's Adam branch at the same rate: adamw(nesterov=True), b1 0.9, b2 0.999. The two
-    # share the slot m (each leaf is one or the other); v is the Adam branch's alone.
+    # share the slot m (each leaf is one or the other); v is the Adam branch's alone. The Adam branch's
+    # bias-corrected momentum is g and m times scalars (one instruction in the interpreter); Muon's keeps
+    # optax's order of rounding, which Newton-Schulz's steep slope near zero amplifies.
     beta = 0.95
     eps = 1e-08
     weight_decay = 0.0
@@ -310,12 +312,12 @@ def muon(w, g, m, v, t, lr):
     adam_b2 = 0.999
     adam_eps_root = 0.0
     adam_weight_decay = 0.0
-    matrix = is_matrix(g)
+    matrix = is_matrix(w)
     m = matrix * ((1.0 - beta) * g + beta * m) + (1.0 - matrix) * ((1.0 - adam_b1) * g + adam_b1 * m)
     v = (1.0 - matrix) * ((1.0 - adam_b2) * square(g) + adam_b2 * v)
     m_hat = beta * divide(m, 1.0 - power(beta, t + 1.0)) + (1.0 - beta) * divide(g, 1.0 - power(beta, t))
-    muon = orthogonalize(m_hat) * sqrt(max(1.0, divide(cols(g), rows(g)))) + weight_decay * w
-    mu_hat = adam_b1 * divide(m, 1.0 - power(adam_b1, t + 1.0)) + (1.0 - adam_b1) * divide(g, 1.0 - power(adam_b1, t))
+    muon = orthogonalize(m_hat) * sqrt(max(1.0, divide(cols(w), rows(w)))) + weight_decay * w
+    mu_hat = g * divide(1.0 - adam_b1, 1.0 - power(adam_b1, t)) + m * divide(adam_b1, 1.0 - power(adam_b1, t + 1.0))
     nu_hat = divide(v, 1.0 - power(adam_b2, t))
     adam = divide(mu_hat, sqrt(nu_hat + adam_eps_root) + eps) + adam_weight_decay * w
     update = (matrix * muon + (1.0 - matrix) * adam) * lr

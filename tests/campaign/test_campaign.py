@@ -131,3 +131,32 @@ def test_the_phases_of_a_campaign_run_alone_give_what_search_gives():
         [(e.id, e.fitness, e.validation) for e in whole.hall_of_fame]
     assert len(run.curve) == 2  # finish checks once more, on the same leaders: the same point
     assert run.curve[0] == run.curve[1]
+
+
+def test_the_reference_rides_along_in_the_last_checks_calls():
+    """At the end the start program trains in the funnel's own calls of each later stage and of validation (the
+    workers share it out with the entries), and scores there what it scores trained alone."""
+    from symopt.campaign.campaign import serial_backend
+    from symopt.config.space import load
+    from symopt.config.start import start_program
+
+    calls = []
+
+    def counting(tasks, seeds, steps, grid=None, functions=None):
+        evaluate = serial_backend(tasks, seeds, steps, *(() if grid is None else (grid,)), functions)
+
+        def evaluate_fn(programs):
+            calls.append((tuple(tasks), len(programs)))
+            return evaluate(programs)
+        return evaluate_fn
+
+    campaign = search(TOY, seed=1, backend=counting)
+    later = [c for c in calls if c[0] != ("toy_quadratic",)]
+    assert [t for t, _ in later] == [("toy_quadratic_large",), ("toy_quadratic_noisy",)]  # one call each
+    assert all(n >= 2 for _, n in later)  # the entries and the reference together
+    cfg = load(TOY)
+    start = start_program(cfg.campaign.start, cfg.space)
+    large = serial_backend(["toy_quadratic_large"], cfg.campaign.seeds, None)([start])[0]
+    noisy = serial_backend(["toy_quadratic_noisy"], cfg.campaign.seeds, None)([start])[0]
+    assert campaign.reference.fitness["large"] == large.fitness
+    assert campaign.reference.validation == noisy.fitness

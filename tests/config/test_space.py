@@ -21,7 +21,7 @@ def test_shipped_configs_load():
     assert hero.space.arguments == ("w", "g", "m", "v", "lr", "t")
     assert space_mod.start_program(hero.campaign.start, hero.space).args == hero.space.arguments
     quick = load(space_mod.SPACES_DIR / "quick.toml")
-    assert quick.campaign.budget == 1000 and quick.campaign.seeds == (0, 1)
+    assert quick.campaign.budget == 500 and quick.campaign.seeds == (0, 1)
     assert quick.campaign.stages[0].grid == Grid((1 / 3, 1.0, 3.0), hurdle=-0.1,
                                                  gates=("quadratic_illcond", "quadratic_noisy"))
     assert set(quick.campaign.validation).isdisjoint(t for s in quick.campaign.stages for t in s.tasks)

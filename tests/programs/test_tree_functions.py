@@ -63,6 +63,19 @@ def test_orthogonalize_equals_optax_newton_schulz(shape):
     assert s.min() > 0.6 and s.max() < 1.2
 
 
+@pytest.mark.parametrize("shape", [(9, 1), (1, 9), (1, 1), (300, 1)])
+@pytest.mark.parametrize("scale", [1.0, 1e-7, 0.0, 1e4])
+def test_orthogonalize_of_one_row_or_column_is_the_iteration_in_closed_form(shape, scale):
+    """A vector's view (one column) is orthogonalised by scaling, not by matrix products: what optax's
+    iteration gives on it, at any scale, zero included."""
+    x = (np.random.default_rng(2).standard_normal(shape) * scale).astype(np.float32)
+    want = np.asarray(orthogonalize_via_newton_schulz(jnp.asarray(x), jnp.asarray(NS_COEFFS)))
+    f = FUNCTIONS["orthogonalize"]
+    for xp in (np, jnp):
+        space, flat = _flat([x], (shape,), xp)
+        np.testing.assert_allclose(np.asarray(f.apply(space, flat)).reshape(shape), want, rtol=1e-5, atol=1e-7)
+
+
 @pytest.mark.parametrize("name", MATRIX_FUNCTIONS)
 def test_faces_agree_on_a_tree_of_matrices_vectors_and_scalars(name):
     f = FUNCTIONS[name]

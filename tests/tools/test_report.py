@@ -121,6 +121,20 @@ def test_loss_curves_keep_each_optimizers_best_learning_rate(toy_run):
         assert curves[label].run.eval_loss == losses[curves[label].factor]
 
 
+@pytest.mark.slow
+def test_loss_curves_on_two_threads_are_those_of_one(toy_run):
+    run = read_run(toy_run[0])
+    winner = entry_program(run.hall_of_fame, 1, toy_run[0], simplified=False)
+    tasks = ["quadratic_illcond", "logreg_synthetic", "quadratic_noisy"]
+    one = report.loss_curves(winner, tasks, steps=30, lrs=(0.3, 1.0), threads=1)
+    two = report.loss_curves(winner, tasks, steps=30, lrs=(0.3, 1.0), threads=2)
+    assert list(two) == tasks
+    for task in tasks:
+        for label, curve in one[task].items():
+            assert two[task][label].factor == curve.factor
+            np.testing.assert_array_equal(two[task][label].run.losses, curve.run.losses)
+
+
 # -- a hand-built run: known programs, known front -------------------------------------------------------
 
 SLOTS_0 = "def train(g):\n    return g\n"
