@@ -261,7 +261,6 @@ class CampaignRun:
         self.start = start_program(c.start, cfg.space)
         self.params = evolution.Params.from_config(cfg.space, c)
         self.entries: dict[int, funnel.Entry] = {}  # everything the funnel has scored, kept across checks
-        self.rider_results: dict[str, list] = {}  # stage -> results of the last check's riders
         self.curve: list[CheckPoint] = []
 
     def open(self, make: Backend, log: Log, lineage: Lineage) -> None:
@@ -285,19 +284,31 @@ class CampaignRun:
         """A funnel stage or validation trained ``entry``: logged."""
         self.log.write(entry.id, None, entry.program, result, stage)
 
-    def check(self, state: evolution.State, riders: Sequence[Program] = ()) -> list[funnel.Entry]:
-        """The funnel on the leaders so far (what earlier checks scored is kept); a point of the curve.
+    def check(self, state: evolution.State) -> list[funnel.Entry]:
+        """The funnel on the leaders so far (what earlier checks scored is kept); a point of the curve."""
+        return self._check(state, ())[0]
 
-        ``riders`` are trained on each stage, and on validation, in the same call as the entries, so that the
-        workers share them out; their results land in ``self.rider_results[stage]``, not in the funnel."""
+    def _check(self, state: evolution.State, riders: Sequence[Program]) -> tuple[list[funnel.Entry], dict[str, list]]:
+        """:meth:`check`, with ``riders`` trained on each stage and on validation in the same call as the entries
+        (so that the workers share them out); their results by stage, outside the funnel, come back beside the
+        hall of fame (a stage that trained nothing at this check is missing)."""
         names = self.names
         for r in state.records.values():
             self.entries.setdefault(r.id, funnel.Entry(r.id, r.program, {names[0]: r.fitness}))
-        stages, validate = self.stages, self.validate_fn
-        if riders:
-            self.rider_results = {}
-            stages = [(name, promote, self._riding(name, evaluate, riders)) for name, promote, evaluate in stages]
-            validate = validate and self._riding("validation", validate, riders)
+        ridden: dict[str, list] = {}
+
+        def riding(stage: str, evaluate):
+            if not riders:
+                return evaluate
+
+            def both(programs):
+                results = evaluate(list(programs) + list(riders))
+                ridden[stage] = results[len(programs):]
+                return results[:len(programs)]
+            return both
+
+        stages = [(name, promote, riding(name, evaluate)) for name, promote, evaluate in self.stages]
+        validate = self.validate_fn and riding("validation", self.validate_fn)
         hall, _ = funnel.run(list(self.entries.values()), stages, self.c.hall_of_fame, validate,
                              first=names[0], on_result=self.on_result)
         self.curve.append(meta_validation_point(state.stats.evaluated, state.best.fitness, names,
@@ -306,14 +317,7 @@ class CampaignRun:
             write_meta_validation(self.run_path, self.curve)
         if self.on_check:
             self.on_check(self.curve[-1])
-        return hall
-
-    def _riding(self, stage: str, evaluate, riders: Sequence[Program]):
-        def both(programs):
-            results = evaluate(list(programs) + list(riders))
-            self.rider_results[stage] = results[len(programs):]
-            return results[:len(programs)]
-        return both
+        return hall, ridden
 
     def on_accept(self, state: evolution.State) -> None:
         """A training accepted on the search stage: the lineage, a funnel check when one is due, progress."""
@@ -347,8 +351,7 @@ class CampaignRun:
         """The funnel's last check, the start program through every stage, the hall of fame simplified and
         written: the campaign (its wall time from ``t0``, a ``time.perf_counter()``, and the earlier calls')."""
         c, names, start = self.c, self.names, self.start
-        hall = self.check(state, riders=[start])  # the reference rides along where the funnel trains
-        done = self.rider_results
+        hall, done = self._check(state, [start])  # the reference rides along where the funnel trains
         reference = funnel.Entry(0, start, {names[0]: state.start.fitness})
         for i in range(1, len(c.stages)):
             reference.fitness[names[i]] = fitness_of((done.get(names[i]) or self.evaluators[i]([start]))[0])

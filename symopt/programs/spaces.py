@@ -100,11 +100,8 @@ class FlatSpace(Space):
             groups.setdefault((matrix_view(shape), len(shape)), []).append(i)
         pieces = [None] * len(shapes)
         for (view, ndim), members in groups.items():
-            if len(members) == 1:
-                i = members[0]
-                pieces[i] = f(x[starts[i]:starts[i + 1]].reshape(view), ndim).reshape(-1)
-                continue
-            out = f(xp.stack([x[starts[i]:starts[i + 1]].reshape(view) for i in members]), ndim)
+            views = [x[starts[i]:starts[i + 1]].reshape(view) for i in members]
+            out = f(views[0], ndim)[None] if len(views) == 1 else f(xp.stack(views), ndim)
             for j, i in enumerate(members):
                 pieces[i] = out[j].reshape(-1)
         return xp.concatenate(pieces) if len(pieces) > 1 else pieces[0]

@@ -142,8 +142,8 @@ def test_the_reference_rides_along_in_the_last_checks_calls():
 
     calls = []
 
-    def counting(tasks, seeds, steps, grid=None, functions=None):
-        evaluate = serial_backend(tasks, seeds, steps, *(() if grid is None else (grid,)), functions)
+    def counting(tasks, *args):
+        evaluate = serial_backend(tasks, *args)
 
         def evaluate_fn(programs):
             calls.append((tuple(tasks), len(programs)))

@@ -21,6 +21,7 @@ from symopt.programs import FUNCTIONS, Kind, check
 from symopt.programs.functions import ShapeError
 from symopt.programs.parser import MAX_DEPTH
 from symopt.programs.program import ROLE_NAMES, Assign, Call, Const, Var
+from tests.programs.test_parser import LION
 
 FUZZ = settings(deadline=None, max_examples=300, suppress_health_check=[HealthCheck.too_slow])
 
@@ -105,14 +106,7 @@ def adam(g, m, v, t, lr):
     update = lr * m_hat / (sqrt(v_hat) + 1e-8)
     return update, m, v
 """,
-    """\
-def lion(w, g, m, lr):
-    c = interpolate(m, g, 0.1)
-    update = sign(c) + w * 0.01
-    update = update * lr
-    m = interpolate(m, g, 0.01)
-    return update, m
-""",
+    LION,
     """\
 def train(w: Params, g: Grads, m: Tensor):
   x: Tensor = clip_by_global_norm(g, 1.0)
